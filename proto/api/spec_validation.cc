@@ -1,0 +1,232 @@
+#include "api/spec_validation.h"
+
+#include <cmath>
+#include <string>
+#include "absl/strings/string_view.h"
+
+#include "absl/strings/str_cat.h"
+#include "care/io/uri.h"
+
+namespace care::api {
+namespace {
+
+using care::v1::JobSpec;
+
+absl::Status Invalid(absl::string_view field, absl::string_view message) {
+  return absl::InvalidArgumentError(absl::StrCat(field, ": ", message));
+}
+
+absl::Status CheckRange(absl::string_view field, int64_t value, int64_t lo,
+                        int64_t hi) {
+  if (value < lo || value > hi) {
+    return Invalid(field, absl::StrCat("must be in [", lo, ", ", hi,
+                                       "], got ", value));
+  }
+  return absl::OkStatus();
+}
+
+// Zero means "use the default"; anything else must be within [lo, hi].
+absl::Status CheckOptionalRange(absl::string_view field, int64_t value,
+                                int64_t lo, int64_t hi) {
+  if (value == 0) return absl::OkStatus();
+  return CheckRange(field, value, lo, hi);
+}
+
+absl::Status CheckUri(absl::string_view field, const std::string& uri,
+                      bool allow_hub) {
+  if (uri.empty()) return Invalid(field, "required");
+  if (uri.size() > 4096) return Invalid(field, "longer than 4096 bytes");
+  absl::StatusOr<care::io::Uri> parsed = care::io::ParseUri(uri, allow_hub);
+  if (!parsed.ok()) return Invalid(field, parsed.status().message());
+  return absl::OkStatus();
+}
+
+absl::Status CheckTextField(absl::string_view field, const std::string& name) {
+  if (name.size() > 128) return Invalid(field, "longer than 128 bytes");
+  return absl::OkStatus();
+}
+
+bool IsLabelKey(const std::string& key) {
+  if (key.empty() || key.size() > 63) return false;
+  auto alnum = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+  };
+  if (!alnum(key.front()) || !alnum(key.back())) return false;
+  for (char c : key) {
+    if (!alnum(c) && c != '-' && c != '_' && c != '.') return false;
+  }
+  return true;
+}
+
+absl::Status ValidateBudget(const JobSpec& spec) {
+  if (!spec.has_kv_budget()) return Invalid("kv_budget", "required");
+  const auto& b = spec.kv_budget();
+  switch (b.budget_case()) {
+    case care::v1::KvBudget::kKvSaveFraction: {
+      double f = b.kv_save_fraction();
+      if (!std::isfinite(f) || f < 0.0 || f >= 1.0) {
+        return Invalid("kv_budget.kv_save_fraction",
+                       absl::StrCat("must be in [0, 1), got ", f));
+      }
+      return absl::OkStatus();
+    }
+    case care::v1::KvBudget::kRankPerMatrix:
+      return CheckRange("kv_budget.rank_per_matrix", b.rank_per_matrix(), 1,
+                        1 << 20);
+    case care::v1::KvBudget::BUDGET_NOT_SET:
+      break;
+  }
+  return Invalid("kv_budget",
+                 "set one of kv_save_fraction or rank_per_matrix");
+}
+
+absl::Status ValidateEnums(const JobSpec& spec) {
+  if (!care::v1::Method_IsValid(spec.method())) {
+    return Invalid("method", absl::StrCat("unknown value ", spec.method()));
+  }
+  if (!care::v1::RankAllocation_IsValid(spec.rank_allocation())) {
+    return Invalid("rank_allocation",
+                   absl::StrCat("unknown value ", spec.rank_allocation()));
+  }
+  if (!care::v1::OutputDtype_IsValid(spec.output_dtype())) {
+    return Invalid("output_dtype",
+                   absl::StrCat("unknown value ", spec.output_dtype()));
+  }
+  if (!care::v1::Device_IsValid(spec.device())) {
+    return Invalid("device", absl::StrCat("unknown value ", spec.device()));
+  }
+  return absl::OkStatus();
+}
+
+bool NeedsCalibration(const JobSpec& spec) {
+  return spec.method() != care::v1::METHOD_SVD ||
+         spec.rank_allocation() == care::v1::RANK_ALLOCATION_AUTO;
+}
+
+absl::Status ValidateCalibration(const JobSpec& spec) {
+  const auto& c = spec.calibration();
+  if (c.dataset_uri().empty()) {
+    if (NeedsCalibration(spec)) {
+      return Invalid("calibration.dataset_uri",
+                     "required unless method is METHOD_SVD with a non-auto "
+                     "rank allocation");
+    }
+    return absl::OkStatus();
+  }
+  absl::Status s = CheckUri("calibration.dataset_uri", c.dataset_uri(),
+                            /*allow_hub=*/false);
+  if (!s.ok()) return s;
+  s = CheckOptionalRange("calibration.samples", c.samples(), 1, 1 << 20);
+  if (!s.ok()) return s;
+  s = CheckOptionalRange("calibration.sequence_length", c.sequence_length(),
+                         2, 131072);
+  if (!s.ok()) return s;
+  return CheckTextField("calibration.text_field", c.text_field());
+}
+
+absl::Status ValidateEvaluation(const JobSpec& spec) {
+  const auto& e = spec.evaluation();
+  if (e.dataset_uri().empty()) {
+    if (e.window_length() != 0 || e.max_windows() != 0) {
+      return Invalid("evaluation.dataset_uri",
+                     "required when window_length or max_windows is set");
+    }
+    return absl::OkStatus();
+  }
+  absl::Status s = CheckUri("evaluation.dataset_uri", e.dataset_uri(),
+                            /*allow_hub=*/false);
+  if (!s.ok()) return s;
+  s = CheckOptionalRange("evaluation.window_length", e.window_length(), 2,
+                         131072);
+  if (!s.ok()) return s;
+  s = CheckRange("evaluation.max_windows", e.max_windows(), 0, 1000000);
+  if (!s.ok()) return s;
+  return CheckTextField("evaluation.text_field", e.text_field());
+}
+
+absl::Status ValidateLabels(const JobSpec& spec) {
+  if (spec.labels_size() > 32) {
+    return Invalid("labels",
+                   absl::StrCat("at most 32 labels, got ", spec.labels_size()));
+  }
+  for (const auto& [key, value] : spec.labels()) {
+    if (!IsLabelKey(key)) {
+      return Invalid(absl::StrCat("labels[", key, "]"),
+                     "key must match [a-z0-9]([-a-z0-9_.]{0,61}[a-z0-9])?");
+    }
+    if (value.size() > 256) {
+      return Invalid(absl::StrCat("labels[", key, "]"),
+                     "value longer than 256 bytes");
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateRequestId(const std::string& id) {
+  if (id.size() > 128) return Invalid("request_id", "longer than 128 bytes");
+  for (char c : id) {
+    if (c < 0x21 || c > 0x7e) {
+      return Invalid("request_id", "must be printable ASCII without spaces");
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ValidateJobSpec(const JobSpec& spec) {
+  for (auto check : {+[](const JobSpec& s) {
+                       return CheckUri("model_uri", s.model_uri(), true);
+                     },
+                     +[](const JobSpec& s) {
+                       return CheckUri("output_uri", s.output_uri(), false);
+                     },
+                     &ValidateBudget, &ValidateEnums, &ValidateCalibration,
+                     &ValidateEvaluation, &ValidateLabels,
+                     +[](const JobSpec& s) {
+                       return ValidateRequestId(s.request_id());
+                     }}) {
+    absl::Status s = check(spec);
+    if (!s.ok()) return s;
+  }
+  if (spec.has_damping() &&
+      (!std::isfinite(spec.damping()) || spec.damping() < 0.0 ||
+       spec.damping() > 1.0)) {
+    return Invalid("damping",
+                   absl::StrCat("must be in [0, 1], got ", spec.damping()));
+  }
+  absl::Status s = CheckRange("priority", spec.priority(), -1000, 1000);
+  if (!s.ok()) return s;
+  return CheckOptionalRange("max_attempts", spec.max_attempts(), 1, 20);
+}
+
+void ApplyJobSpecDefaults(JobSpec& spec) {
+  if (spec.method() == care::v1::METHOD_UNSPECIFIED) {
+    spec.set_method(care::v1::METHOD_CARE);
+  }
+  if (spec.rank_allocation() == care::v1::RANK_ALLOCATION_UNSPECIFIED) {
+    spec.set_rank_allocation(care::v1::RANK_ALLOCATION_UNIFORM);
+  }
+  if (spec.device() == care::v1::DEVICE_UNSPECIFIED) {
+    spec.set_device(care::v1::DEVICE_ANY);
+  }
+  if (!spec.has_damping()) spec.set_damping(kDefaultDamping);
+  if (spec.max_attempts() == 0) spec.set_max_attempts(kDefaultMaxAttempts);
+  if (!spec.calibration().dataset_uri().empty()) {
+    auto* c = spec.mutable_calibration();
+    if (c->samples() == 0) c->set_samples(kDefaultCalibrationSamples);
+    if (c->sequence_length() == 0) {
+      c->set_sequence_length(kDefaultCalibrationSequenceLength);
+    }
+    if (c->text_field().empty()) c->set_text_field(kDefaultTextField);
+  }
+  if (!spec.evaluation().dataset_uri().empty()) {
+    auto* e = spec.mutable_evaluation();
+    if (e->window_length() == 0) {
+      e->set_window_length(kDefaultEvaluationWindowLength);
+    }
+    if (e->text_field().empty()) e->set_text_field(kDefaultTextField);
+  }
+}
+
+}  // namespace care::api

@@ -1,0 +1,240 @@
+#include "api/spec_validation.h"
+
+#include <functional>
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace care::api {
+namespace {
+
+using care::v1::JobSpec;
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+JobSpec ValidSpec() {
+  JobSpec spec;
+  spec.set_model_uri("/models/llama");
+  spec.set_output_uri("file:///out/llama-mla");
+  spec.mutable_kv_budget()->set_kv_save_fraction(0.5);
+  spec.mutable_calibration()->set_dataset_uri("/data/calib.jsonl");
+  return spec;
+}
+
+struct Case {
+  std::string name;
+  std::function<void(JobSpec&)> mutate;
+  std::string field;  // Expected message prefix; empty means valid.
+};
+
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
+
+class SpecValidationTest : public ::testing::TestWithParam<Case> {};
+
+TEST_P(SpecValidationTest, ReportsFieldOrAccepts) {
+  JobSpec spec = ValidSpec();
+  GetParam().mutate(spec);
+  absl::Status status = ValidateJobSpec(spec);
+  if (GetParam().field.empty()) {
+    EXPECT_TRUE(status.ok()) << status;
+  } else {
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+    EXPECT_THAT(std::string(status.message()),
+                StartsWith(GetParam().field + ":"));
+  }
+}
+
+const Case kCases[] = {
+    {"valid", [](JobSpec&) {}, ""},
+    // model_uri
+    {"model_missing", [](JobSpec& s) { s.clear_model_uri(); }, "model_uri"},
+    {"model_relative", [](JobSpec& s) { s.set_model_uri("models/x"); },
+     "model_uri"},
+    {"model_dotdot", [](JobSpec& s) { s.set_model_uri("/a/../etc"); },
+     "model_uri"},
+    {"model_bad_scheme", [](JobSpec& s) { s.set_model_uri("s3://b/k"); },
+     "model_uri"},
+    {"model_hf", [](JobSpec& s) { s.set_model_uri("hf://Qwen/Qwen3-4B@main"); },
+     ""},
+    {"model_hf_bad", [](JobSpec& s) { s.set_model_uri("hf://a/b/c"); },
+     "model_uri"},
+    {"model_too_long",
+     [](JobSpec& s) { s.set_model_uri("/" + std::string(5000, 'a')); },
+     "model_uri"},
+    // output_uri
+    {"output_missing", [](JobSpec& s) { s.clear_output_uri(); }, "output_uri"},
+    {"output_hf", [](JobSpec& s) { s.set_output_uri("hf://org/name"); },
+     "output_uri"},
+    // kv_budget
+    {"budget_missing", [](JobSpec& s) { s.clear_kv_budget(); }, "kv_budget"},
+    {"budget_unset",
+     [](JobSpec& s) { s.mutable_kv_budget()->clear_budget(); }, "kv_budget"},
+    {"budget_fraction_one",
+     [](JobSpec& s) { s.mutable_kv_budget()->set_kv_save_fraction(1.0); },
+     "kv_budget.kv_save_fraction"},
+    {"budget_fraction_negative",
+     [](JobSpec& s) { s.mutable_kv_budget()->set_kv_save_fraction(-0.1); },
+     "kv_budget.kv_save_fraction"},
+    {"budget_fraction_nan",
+     [](JobSpec& s) {
+       s.mutable_kv_budget()->set_kv_save_fraction(std::nan(""));
+     },
+     "kv_budget.kv_save_fraction"},
+    {"budget_fraction_zero",
+     [](JobSpec& s) { s.mutable_kv_budget()->set_kv_save_fraction(0.0); }, ""},
+    {"budget_rank_zero",
+     [](JobSpec& s) { s.mutable_kv_budget()->set_rank_per_matrix(0); },
+     "kv_budget.rank_per_matrix"},
+    {"budget_rank_ok",
+     [](JobSpec& s) { s.mutable_kv_budget()->set_rank_per_matrix(256); }, ""},
+    // enums
+    {"method_unknown",
+     [](JobSpec& s) { s.set_method(static_cast<care::v1::Method>(99)); },
+     "method"},
+    {"allocation_unknown",
+     [](JobSpec& s) {
+       s.set_rank_allocation(static_cast<care::v1::RankAllocation>(42));
+     },
+     "rank_allocation"},
+    {"dtype_unknown",
+     [](JobSpec& s) {
+       s.set_output_dtype(static_cast<care::v1::OutputDtype>(7));
+     },
+     "output_dtype"},
+    {"device_unknown",
+     [](JobSpec& s) { s.set_device(static_cast<care::v1::Device>(9)); },
+     "device"},
+    // calibration
+    {"calib_missing", [](JobSpec& s) { s.clear_calibration(); },
+     "calibration.dataset_uri"},
+    {"calib_missing_svd_ok",
+     [](JobSpec& s) {
+       s.clear_calibration();
+       s.set_method(care::v1::METHOD_SVD);
+     },
+     ""},
+    {"calib_missing_svd_auto",
+     [](JobSpec& s) {
+       s.clear_calibration();
+       s.set_method(care::v1::METHOD_SVD);
+       s.set_rank_allocation(care::v1::RANK_ALLOCATION_AUTO);
+     },
+     "calibration.dataset_uri"},
+    {"calib_hub_rejected",
+     [](JobSpec& s) {
+       s.mutable_calibration()->set_dataset_uri("hf://org/data");
+     },
+     "calibration.dataset_uri"},
+    {"calib_samples_negative",
+     [](JobSpec& s) { s.mutable_calibration()->set_samples(-1); },
+     "calibration.samples"},
+    {"calib_samples_huge",
+     [](JobSpec& s) { s.mutable_calibration()->set_samples(2 << 20); },
+     "calibration.samples"},
+    {"calib_seq_one",
+     [](JobSpec& s) { s.mutable_calibration()->set_sequence_length(1); },
+     "calibration.sequence_length"},
+    {"calib_text_field_long",
+     [](JobSpec& s) {
+       s.mutable_calibration()->set_text_field(std::string(200, 'x'));
+     },
+     "calibration.text_field"},
+    // evaluation
+    {"eval_fields_without_uri",
+     [](JobSpec& s) { s.mutable_evaluation()->set_window_length(512); },
+     "evaluation.dataset_uri"},
+    {"eval_window_one",
+     [](JobSpec& s) {
+       s.mutable_evaluation()->set_dataset_uri("/data/eval.txt");
+       s.mutable_evaluation()->set_window_length(1);
+     },
+     "evaluation.window_length"},
+    {"eval_max_windows_negative",
+     [](JobSpec& s) {
+       s.mutable_evaluation()->set_dataset_uri("/data/eval.txt");
+       s.mutable_evaluation()->set_max_windows(-3);
+     },
+     "evaluation.max_windows"},
+    {"eval_relative_uri",
+     [](JobSpec& s) { s.mutable_evaluation()->set_dataset_uri("eval.txt"); },
+     "evaluation.dataset_uri"},
+    {"eval_text_field_long",
+     [](JobSpec& s) {
+       s.mutable_evaluation()->set_dataset_uri("/data/eval.jsonl");
+       s.mutable_evaluation()->set_text_field(std::string(129, 'y'));
+     },
+     "evaluation.text_field"},
+    // damping
+    {"damping_zero", [](JobSpec& s) { s.set_damping(0.0); }, ""},
+    {"damping_negative", [](JobSpec& s) { s.set_damping(-0.01); }, "damping"},
+    {"damping_above_one", [](JobSpec& s) { s.set_damping(1.5); }, "damping"},
+    {"damping_inf", [](JobSpec& s) { s.set_damping(INFINITY); }, "damping"},
+    // labels
+    {"labels_ok",
+     [](JobSpec& s) { (*s.mutable_labels())["team.ml-ops_1"] = "a"; }, ""},
+    {"labels_uppercase",
+     [](JobSpec& s) { (*s.mutable_labels())["Team"] = "a"; }, "labels[Team]"},
+    {"labels_trailing_dash",
+     [](JobSpec& s) { (*s.mutable_labels())["team-"] = "a"; },
+     "labels[team-]"},
+    {"labels_value_long",
+     [](JobSpec& s) { (*s.mutable_labels())["k"] = std::string(257, 'v'); },
+     "labels[k]"},
+    {"labels_too_many",
+     [](JobSpec& s) {
+       for (int i = 0; i < 33; ++i) {
+         (*s.mutable_labels())["k" + std::to_string(i)] = "v";
+       }
+     },
+     "labels"},
+    // priority, request id, attempts
+    {"priority_high", [](JobSpec& s) { s.set_priority(1001); }, "priority"},
+    {"priority_low", [](JobSpec& s) { s.set_priority(-1001); }, "priority"},
+    {"request_id_space", [](JobSpec& s) { s.set_request_id("a b"); },
+     "request_id"},
+    {"request_id_long",
+     [](JobSpec& s) { s.set_request_id(std::string(129, 'r')); },
+     "request_id"},
+    {"request_id_ok", [](JobSpec& s) { s.set_request_id("ci-run-42"); }, ""},
+    {"max_attempts_high", [](JobSpec& s) { s.set_max_attempts(21); },
+     "max_attempts"},
+    {"max_attempts_negative", [](JobSpec& s) { s.set_max_attempts(-1); },
+     "max_attempts"},
+};
+
+INSTANTIATE_TEST_SUITE_P(Rules, SpecValidationTest,
+                         ::testing::ValuesIn(kCases),
+                         [](const auto& info) { return info.param.name; });
+
+TEST(ApplyJobSpecDefaultsTest, FillsUnsetFieldsOnly) {
+  JobSpec spec = ValidSpec();
+  spec.mutable_evaluation()->set_dataset_uri("/data/eval.txt");
+  spec.mutable_evaluation()->set_window_length(256);
+  ApplyJobSpecDefaults(spec);
+  EXPECT_EQ(spec.method(), care::v1::METHOD_CARE);
+  EXPECT_EQ(spec.rank_allocation(), care::v1::RANK_ALLOCATION_UNIFORM);
+  EXPECT_EQ(spec.device(), care::v1::DEVICE_ANY);
+  EXPECT_DOUBLE_EQ(spec.damping(), kDefaultDamping);
+  EXPECT_EQ(spec.max_attempts(), kDefaultMaxAttempts);
+  EXPECT_EQ(spec.calibration().samples(), kDefaultCalibrationSamples);
+  EXPECT_EQ(spec.calibration().sequence_length(),
+            kDefaultCalibrationSequenceLength);
+  EXPECT_EQ(spec.calibration().text_field(), "text");
+  EXPECT_EQ(spec.evaluation().window_length(), 256);
+  EXPECT_TRUE(ValidateJobSpec(spec).ok());
+
+  JobSpec again = spec;
+  ApplyJobSpecDefaults(again);
+  EXPECT_EQ(again.SerializeAsString(), spec.SerializeAsString());
+}
+
+TEST(ApplyJobSpecDefaultsTest, KeepsExplicitZeroDamping) {
+  JobSpec spec = ValidSpec();
+  spec.set_damping(0.0);
+  ApplyJobSpecDefaults(spec);
+  EXPECT_EQ(spec.damping(), 0.0);
+}
+
+}  // namespace
+}  // namespace care::api
