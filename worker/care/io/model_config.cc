@@ -1,0 +1,375 @@
+#include "care/io/model_config.h"
+
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "care/util/status_macros.h"
+
+namespace care {
+namespace {
+
+using nlohmann::json;
+
+// Field access with errors that name the file and the field.
+class Reader {
+ public:
+  Reader(const json& j, absl::string_view origin, std::string prefix = "")
+      : j_(j), origin_(origin), prefix_(std::move(prefix)) {}
+
+  bool Present(const char* key) const {
+    auto it = j_.find(key);
+    return it != j_.end() && !it->is_null();
+  }
+  const json& Get(const char* key) const { return j_.at(key); }
+
+  absl::Status Error(const char* key, absl::string_view what) const {
+    return absl::InvalidArgumentError(
+        absl::StrCat(origin_, ": field '", prefix_, key, "' ", what));
+  }
+
+  absl::StatusOr<int64_t> Int(const char* key) const {
+    if (!Present(key)) return Error(key, "is missing");
+    const json& v = Get(key);
+    if (!v.is_number_integer()) {
+      return Error(key, absl::StrCat("must be an integer, got ", v.dump()));
+    }
+    return v.get<int64_t>();
+  }
+  absl::StatusOr<int64_t> IntOr(const char* key, int64_t fallback) const {
+    if (!Present(key)) return fallback;
+    return Int(key);
+  }
+  absl::StatusOr<int64_t> PositiveInt(const char* key) const {
+    CARE_ASSIGN_OR_RETURN(int64_t v, Int(key));
+    if (v <= 0) return Error(key, absl::StrCat("must be > 0, got ", v));
+    return v;
+  }
+  absl::StatusOr<double> Double(const char* key) const {
+    if (!Present(key)) return Error(key, "is missing");
+    const json& v = Get(key);
+    if (!v.is_number()) {
+      return Error(key, absl::StrCat("must be a number, got ", v.dump()));
+    }
+    return v.get<double>();
+  }
+  absl::StatusOr<double> DoubleOr(const char* key, double fallback) const {
+    if (!Present(key)) return fallback;
+    return Double(key);
+  }
+  absl::StatusOr<bool> BoolOr(const char* key, bool fallback) const {
+    if (!Present(key)) return fallback;
+    const json& v = Get(key);
+    if (!v.is_boolean()) {
+      return Error(key, absl::StrCat("must be true or false, got ", v.dump()));
+    }
+    return v.get<bool>();
+  }
+  absl::StatusOr<std::string> StringOr(const char* key,
+                                       std::string fallback) const {
+    if (!Present(key)) return fallback;
+    const json& v = Get(key);
+    if (!v.is_string()) {
+      return Error(key, absl::StrCat("must be a string, got ", v.dump()));
+    }
+    return v.get<std::string>();
+  }
+  absl::StatusOr<std::vector<int64_t>> IntList(const char* key) const {
+    std::vector<int64_t> out;
+    if (!Present(key)) return out;
+    const json& v = Get(key);
+    if (v.is_number_integer()) {
+      out.push_back(v.get<int64_t>());
+      return out;
+    }
+    if (!v.is_array()) {
+      return Error(key,
+                   absl::StrCat("must be a list of integers, got ", v.dump()));
+    }
+    for (const json& e : v) {
+      if (!e.is_number_integer()) {
+        return Error(
+            key, absl::StrCat("must be a list of integers, got ", v.dump()));
+      }
+      out.push_back(e.get<int64_t>());
+    }
+    return out;
+  }
+
+ private:
+  const json& j_;
+  absl::string_view origin_;
+  std::string prefix_;
+};
+
+absl::StatusOr<RopeScaling> ParseRopeScaling(const json& j,
+                                             int64_t max_positions,
+                                             absl::string_view origin) {
+  RopeScaling rs;
+  if (j.is_null()) return rs;
+  if (!j.is_object()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        origin, ": field 'rope_scaling' must be an object or null"));
+  }
+  Reader r(j, origin, "rope_scaling.");
+  // Transformers writes "rope_type"; older configs "type".
+  std::string type;
+  if (r.Present("rope_type")) {
+    CARE_ASSIGN_OR_RETURN(type, r.StringOr("rope_type", ""));
+  } else {
+    CARE_ASSIGN_OR_RETURN(type, r.StringOr("type", ""));
+  }
+  if (type.empty() || type == "default") return rs;
+  if (type == "linear") {
+    rs.type = RopeScalingType::kLinear;
+    CARE_ASSIGN_OR_RETURN(rs.factor, r.Double("factor"));
+  } else if (type == "llama3") {
+    rs.type = RopeScalingType::kLlama3;
+    CARE_ASSIGN_OR_RETURN(rs.factor, r.Double("factor"));
+    CARE_ASSIGN_OR_RETURN(rs.low_freq_factor, r.Double("low_freq_factor"));
+    CARE_ASSIGN_OR_RETURN(rs.high_freq_factor, r.Double("high_freq_factor"));
+    CARE_ASSIGN_OR_RETURN(rs.original_max_position_embeddings,
+                          r.PositiveInt("original_max_position_embeddings"));
+    if (rs.low_freq_factor <= 0 || rs.high_freq_factor <= rs.low_freq_factor) {
+      return r.Error(
+          "high_freq_factor",
+          absl::StrCat("must exceed low_freq_factor (> 0); got low ",
+                       rs.low_freq_factor, ", high ", rs.high_freq_factor));
+    }
+  } else if (type == "yarn") {
+    rs.type = RopeScalingType::kYarn;
+    CARE_ASSIGN_OR_RETURN(rs.factor, r.Double("factor"));
+    // Transformers falls back to max_position_embeddings.
+    CARE_ASSIGN_OR_RETURN(
+        rs.original_max_position_embeddings,
+        r.IntOr("original_max_position_embeddings", max_positions));
+    if (rs.original_max_position_embeddings <= 0) {
+      return r.Error("original_max_position_embeddings",
+                     "must be > 0 (or max_position_embeddings must be set)");
+    }
+    CARE_ASSIGN_OR_RETURN(rs.beta_fast, r.DoubleOr("beta_fast", 32.0));
+    CARE_ASSIGN_OR_RETURN(rs.beta_slow, r.DoubleOr("beta_slow", 1.0));
+    if (r.Present("attention_factor")) {
+      CARE_ASSIGN_OR_RETURN(double af, r.Double("attention_factor"));
+      rs.attention_factor = af;
+    }
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(
+        origin, ": rope_scaling type '", type,
+        "' is not supported (supported: default, linear, llama3, yarn)"));
+  }
+  if (rs.factor <= 0) {
+    return r.Error("factor", absl::StrCat("must be > 0, got ", rs.factor));
+  }
+  return rs;
+}
+
+absl::Status ParseLatent(const json& care, ModelConfig& c,
+                         absl::string_view origin) {
+  if (!care.is_object()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(origin, ": field 'care' must be an object"));
+  }
+  Reader r(care, origin, "care.");
+  LatentAttentionConfig latent;
+  for (const char* key : {"rank_k", "rank_v"}) {
+    if (!r.Present(key)) return r.Error(key, "is missing");
+    CARE_ASSIGN_OR_RETURN(std::vector<int64_t> ranks, r.IntList(key));
+    if (static_cast<int64_t>(ranks.size()) != c.num_hidden_layers) {
+      return r.Error(key, absl::StrCat("has ", ranks.size(),
+                                       " entries; num_hidden_layers is ",
+                                       c.num_hidden_layers));
+    }
+    std::vector<int>& out =
+        std::string(key) == "rank_k" ? latent.rank_k : latent.rank_v;
+    for (size_t l = 0; l < ranks.size(); ++l) {
+      if (ranks[l] < 1 || ranks[l] > c.kv_width()) {
+        return r.Error(key, absl::StrCat("layer ", l, ": rank ", ranks[l],
+                                         " outside [1, ", c.kv_width(),
+                                         "] (num_key_value_heads * head_dim)"));
+      }
+      out.push_back(static_cast<int>(ranks[l]));
+    }
+  }
+  c.latent = std::move(latent);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+bool ModelConfig::IsMoeLayer(int64_t layer) const {
+  if (model_type != "qwen3_moe" || num_experts <= 0) return false;
+  if (std::find(mlp_only_layers.begin(), mlp_only_layers.end(), layer) !=
+      mlp_only_layers.end()) {
+    return false;
+  }
+  return decoder_sparse_step > 0 && (layer + 1) % decoder_sparse_step == 0;
+}
+
+const std::vector<std::string>& SupportedModelTypes() {
+  static const auto* types = new std::vector<std::string>{
+      "llama", "mistral", "qwen2", "qwen3", "qwen3_moe"};
+  return *types;
+}
+
+absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json_text,
+                                             absl::string_view origin) {
+  json j = json::parse(json_text.begin(), json_text.end(), nullptr,
+                       /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(origin, ": not a valid JSON object"));
+  }
+  Reader r(j, origin);
+  ModelConfig c;
+  CARE_ASSIGN_OR_RETURN(c.model_type, r.StringOr("model_type", ""));
+  const auto& supported = SupportedModelTypes();
+  if (std::find(supported.begin(), supported.end(), c.model_type) ==
+      supported.end()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        origin, ": model_type '", c.model_type,
+        "' is not supported (supported: ", absl::StrJoin(supported, ", "),
+        ")"));
+  }
+  const bool qwen3 = c.model_type == "qwen3" || c.model_type == "qwen3_moe";
+  if (r.Present("architectures")) {
+    const json& a = r.Get("architectures");
+    if (!a.is_array() || (!a.empty() && !a[0].is_string())) {
+      return r.Error("architectures", "must be a list of strings");
+    }
+    if (!a.empty()) c.architecture = a[0].get<std::string>();
+  }
+  CARE_ASSIGN_OR_RETURN(std::string act, r.StringOr("hidden_act", "silu"));
+  if (act != "silu") {
+    return r.Error("hidden_act",
+                   absl::StrCat("is '", act, "'; only 'silu' is supported"));
+  }
+  CARE_ASSIGN_OR_RETURN(bool mlp_bias, r.BoolOr("mlp_bias", false));
+  if (mlp_bias) return r.Error("mlp_bias", "true is not supported");
+
+  CARE_ASSIGN_OR_RETURN(c.hidden_size, r.PositiveInt("hidden_size"));
+  CARE_ASSIGN_OR_RETURN(c.intermediate_size,
+                        r.PositiveInt("intermediate_size"));
+  CARE_ASSIGN_OR_RETURN(c.num_hidden_layers,
+                        r.PositiveInt("num_hidden_layers"));
+  CARE_ASSIGN_OR_RETURN(c.num_attention_heads,
+                        r.PositiveInt("num_attention_heads"));
+  CARE_ASSIGN_OR_RETURN(c.vocab_size, r.PositiveInt("vocab_size"));
+  c.num_key_value_heads = c.num_attention_heads;
+  if (r.Present("num_key_value_heads")) {
+    CARE_ASSIGN_OR_RETURN(c.num_key_value_heads,
+                          r.PositiveInt("num_key_value_heads"));
+  }
+  if (c.num_attention_heads % c.num_key_value_heads != 0) {
+    return r.Error("num_key_value_heads",
+                   absl::StrCat("(", c.num_key_value_heads,
+                                ") must divide num_attention_heads (",
+                                c.num_attention_heads, ")"));
+  }
+  if (r.Present("head_dim")) {
+    CARE_ASSIGN_OR_RETURN(c.head_dim, r.PositiveInt("head_dim"));
+  } else if (qwen3) {
+    return r.Error("head_dim", absl::StrCat("is required for ", c.model_type));
+  } else {
+    if (c.hidden_size % c.num_attention_heads != 0) {
+      return r.Error(
+          "hidden_size",
+          absl::StrCat("(", c.hidden_size,
+                       ") is not divisible by num_attention_heads (",
+                       c.num_attention_heads, ") and head_dim is not given"));
+    }
+    c.head_dim = c.hidden_size / c.num_attention_heads;
+  }
+  if (c.head_dim % 2 != 0) {
+    return r.Error("head_dim",
+                   absl::StrCat("must be even for RoPE, got ", c.head_dim));
+  }
+  CARE_ASSIGN_OR_RETURN(c.max_position_embeddings,
+                        r.IntOr("max_position_embeddings", 0));
+  if (c.max_position_embeddings < 0) {
+    return r.Error("max_position_embeddings", "must be >= 0");
+  }
+  CARE_ASSIGN_OR_RETURN(c.rms_norm_eps, r.DoubleOr("rms_norm_eps", 1e-6));
+  if (c.rms_norm_eps <= 0) return r.Error("rms_norm_eps", "must be > 0");
+  CARE_ASSIGN_OR_RETURN(c.rope_theta, r.DoubleOr("rope_theta", 10000.0));
+  if (c.rope_theta <= 0) return r.Error("rope_theta", "must be > 0");
+  CARE_ASSIGN_OR_RETURN(c.partial_rotary_factor,
+                        r.DoubleOr("partial_rotary_factor", 1.0));
+  if (c.partial_rotary_factor <= 0 || c.partial_rotary_factor > 1) {
+    return r.Error("partial_rotary_factor", "must be in (0, 1]");
+  }
+  if (j.contains("rope_scaling")) {
+    CARE_ASSIGN_OR_RETURN(
+        c.rope_scaling,
+        ParseRopeScaling(j["rope_scaling"], c.max_position_embeddings, origin));
+  }
+  CARE_ASSIGN_OR_RETURN(c.tie_word_embeddings,
+                        r.BoolOr("tie_word_embeddings", false));
+  if (c.model_type == "qwen2") {
+    c.attention_bias = true;  // Qwen2 always has q/k/v biases.
+  } else if (c.model_type != "mistral") {
+    CARE_ASSIGN_OR_RETURN(c.attention_bias, r.BoolOr("attention_bias", false));
+  }
+  c.qk_norm = qwen3;
+
+  if (c.model_type == "qwen3_moe") {
+    CARE_ASSIGN_OR_RETURN(c.num_experts, r.PositiveInt("num_experts"));
+    CARE_ASSIGN_OR_RETURN(c.num_experts_per_tok,
+                          r.PositiveInt("num_experts_per_tok"));
+    if (c.num_experts_per_tok > c.num_experts) {
+      return r.Error(
+          "num_experts_per_tok",
+          absl::StrCat("(", c.num_experts_per_tok, ") exceeds num_experts (",
+                       c.num_experts, ")"));
+    }
+    CARE_ASSIGN_OR_RETURN(c.moe_intermediate_size,
+                          r.PositiveInt("moe_intermediate_size"));
+    CARE_ASSIGN_OR_RETURN(c.norm_topk_prob, r.BoolOr("norm_topk_prob", false));
+    CARE_ASSIGN_OR_RETURN(c.decoder_sparse_step,
+                          r.IntOr("decoder_sparse_step", 1));
+    if (c.decoder_sparse_step < 1) {
+      return r.Error("decoder_sparse_step", "must be >= 1");
+    }
+    CARE_ASSIGN_OR_RETURN(c.mlp_only_layers, r.IntList("mlp_only_layers"));
+    for (int64_t l : c.mlp_only_layers) {
+      if (l < 0 || l >= c.num_hidden_layers) {
+        return r.Error("mlp_only_layers",
+                       absl::StrCat("has layer ", l, " outside [0, ",
+                                    c.num_hidden_layers, ")"));
+      }
+    }
+  }
+
+  if (r.Present("bos_token_id")) {
+    CARE_ASSIGN_OR_RETURN(int64_t bos, r.Int("bos_token_id"));
+    c.bos_token_id = bos;
+  }
+  CARE_ASSIGN_OR_RETURN(c.eos_token_ids, r.IntList("eos_token_id"));
+  // Newer transformers write "dtype" instead of "torch_dtype".
+  CARE_ASSIGN_OR_RETURN(c.torch_dtype, r.StringOr("torch_dtype", ""));
+  if (c.torch_dtype.empty()) {
+    CARE_ASSIGN_OR_RETURN(c.torch_dtype, r.StringOr("dtype", ""));
+  }
+  if (r.Present("care")) {
+    CARE_RETURN_IF_ERROR(ParseLatent(j["care"], c, origin));
+  }
+  c.raw = std::move(j);
+  return c;
+}
+
+absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& dir) {
+  const std::string path = dir + "/config.json";
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::NotFoundError(absl::StrCat("cannot read ", path));
+  }
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ParseModelConfig(ss.str(), path);
+}
+
+}  // namespace care
