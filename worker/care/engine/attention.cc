@@ -1,0 +1,76 @@
+#include "care/engine/attention.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace care::engine {
+
+namespace {
+// Query rows per block: keys beyond the block's last row are never needed,
+// so blocking skips most of the masked upper triangle.
+constexpr int64_t kQueryBlock = 128;
+
+using StridedMap =
+    Eigen::Map<const MatrixRM, 0, Eigen::OuterStride<Eigen::Dynamic>>;
+using StridedMapMut =
+    Eigen::Map<MatrixRM, 0, Eigen::OuterStride<Eigen::Dynamic>>;
+}  // namespace
+
+void CausalAttention(const AttentionShape& s, const MatrixRM& q,
+                     const MatrixRM& k, const MatrixRM& v, MatrixRM* out) {
+  const int64_t T = s.seq_len, dh = s.head_dim;
+  const int64_t group = s.heads / s.kv_heads;
+  const int64_t q_stride = q.cols(), kv_stride = k.cols();
+  out->resize(q.rows(), q.cols());
+  const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
+  const int64_t blocks = (T + kQueryBlock - 1) / kQueryBlock;
+  // One task per (window, head, query block); Eigen runs single-threaded
+  // inside the parallel region.
+#pragma omp parallel
+  {
+    MatrixRM scores;  // [block rows, keys]
+#pragma omp for schedule(dynamic, 1) collapse(3)
+    for (int64_t w = 0; w < s.windows; ++w) {
+      for (int64_t h = 0; h < s.heads; ++h) {
+        for (int64_t b = 0; b < blocks; ++b) {
+          const int64_t kv_h = h / group;
+          const int64_t row0 = b * kQueryBlock;
+          const int64_t rows = std::min(kQueryBlock, T - row0);
+          const int64_t keys = row0 + rows;  // causal: keys 0..row0+rows-1
+          const int64_t base = w * T;
+          StridedMap qb(q.data() + (base + row0) * q_stride + h * dh, rows, dh,
+                        Eigen::OuterStride<Eigen::Dynamic>(q_stride));
+          StridedMap kb(k.data() + base * kv_stride + kv_h * dh, keys, dh,
+                        Eigen::OuterStride<Eigen::Dynamic>(kv_stride));
+          StridedMap vb(v.data() + base * kv_stride + kv_h * dh, keys, dh,
+                        Eigen::OuterStride<Eigen::Dynamic>(kv_stride));
+          scores.resize(rows, keys);
+          scores.noalias() = qb * kb.transpose();  // [rows, keys]
+          for (int64_t r = 0; r < rows; ++r) {
+            const int64_t visible = row0 + r + 1;
+            float* row = scores.data() + r * keys;
+            float mx = -INFINITY;
+            for (int64_t j = 0; j < visible; ++j) {
+              row[j] *= scale;
+              mx = std::max(mx, row[j]);
+            }
+            float sum = 0.0f;
+            for (int64_t j = 0; j < visible; ++j) {
+              row[j] = std::exp(row[j] - mx);
+              sum += row[j];
+            }
+            const float inv = 1.0f / sum;
+            for (int64_t j = 0; j < visible; ++j) row[j] *= inv;
+            for (int64_t j = visible; j < keys; ++j) row[j] = 0.0f;
+          }
+          StridedMapMut ob(out->data() + (base + row0) * q_stride + h * dh,
+                           rows, dh,
+                           Eigen::OuterStride<Eigen::Dynamic>(q_stride));
+          ob.noalias() = scores * vb;  // [rows, d_h]
+        }
+      }
+    }
+  }
+}
+
+}  // namespace care::engine

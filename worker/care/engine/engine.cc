@@ -1,0 +1,199 @@
+#include "care/engine/engine.h"
+
+#include <omp.h>
+
+#include <cmath>
+#include <string>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "care/engine/decoder_family.h"
+#include "care/engine/logits.h"
+#include "care/engine/rope.h"
+#include "care/engine/weight_names.h"
+#include "care/util/status_macros.h"
+
+namespace care::engine {
+
+namespace {
+
+absl::Status CheckPositive(int64_t value, const char* field) {
+  if (value <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config field ", field, " = ", value, " must be > 0"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateConfig(const ModelConfig& c) {
+  CARE_RETURN_IF_ERROR(CheckPositive(c.hidden_size, "hidden_size"));
+  CARE_RETURN_IF_ERROR(CheckPositive(c.num_hidden_layers, "num_hidden_layers"));
+  CARE_RETURN_IF_ERROR(
+      CheckPositive(c.num_attention_heads, "num_attention_heads"));
+  CARE_RETURN_IF_ERROR(
+      CheckPositive(c.num_key_value_heads, "num_key_value_heads"));
+  CARE_RETURN_IF_ERROR(CheckPositive(c.head_dim, "head_dim"));
+  CARE_RETURN_IF_ERROR(CheckPositive(c.vocab_size, "vocab_size"));
+  if (c.num_attention_heads % c.num_key_value_heads != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "num_attention_heads ", c.num_attention_heads,
+        " is not a multiple of num_key_value_heads ", c.num_key_value_heads));
+  }
+  if (!(c.rms_norm_eps > 0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("rms_norm_eps ", c.rms_norm_eps, " must be > 0"));
+  }
+  return absl::OkStatus();
+}
+
+// Mistral's sliding window only matters past its width; refuse rather than
+// silently attend further back than the model was trained to.
+absl::Status CheckSlidingWindow(const ModelConfig& c, int64_t seq_len) {
+  if (c.model_type != "mistral" || !c.raw.is_object()) {
+    return absl::OkStatus();
+  }
+  auto it = c.raw.find("sliding_window");
+  if (it == c.raw.end() || !it->is_number_integer()) return absl::OkStatus();
+  const int64_t window = it->get<int64_t>();
+  if (window > 0 && seq_len > window) {
+    return absl::UnimplementedError(absl::StrCat(
+        "sequence length ", seq_len, " exceeds mistral sliding_window ", window,
+        "; sliding-window attention is not implemented"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+double NllSum::ppl() const { return std::exp(mean()); }
+
+int SetEngineThreads(int threads) {
+  const int n = threads > 0 ? threads : omp_get_num_procs();
+  omp_set_num_threads(n);
+  Eigen::setNbThreads(n);
+  return n;
+}
+
+absl::StatusOr<std::unique_ptr<DecoderFamily>> MakeDecoderFamily(
+    const ModelConfig& config) {
+  const std::string& t = config.model_type;
+  if (t == "llama" || t == "mistral" || t == "qwen2") return MakeLlamaFamily();
+  if (t == "qwen3") return MakeQwen3Family();
+  if (t == "qwen3_moe") return MakeQwen3MoeFamily();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "model_type '", t,
+      "' has no forward implementation; supported: llama, mistral, qwen2, "
+      "qwen3, qwen3_moe"));
+}
+
+LayerwiseForward::LayerwiseForward(const ModelConfig& config,
+                                   const TensorSource& weights,
+                                   TokenWindows windows,
+                                   const EngineOptions& options)
+    : config_(config),
+      weights_(weights),
+      windows_(std::move(windows)),
+      options_(options) {}
+
+LayerwiseForward::~LayerwiseForward() = default;
+
+absl::StatusOr<std::unique_ptr<LayerwiseForward>> LayerwiseForward::Create(
+    const ModelConfig& config, const TensorSource& weights,
+    TokenWindows windows, const EngineOptions& options) {
+  CARE_RETURN_IF_ERROR(ValidateConfig(config));
+  if (windows.num_windows < 1 || windows.seq_len < 1 ||
+      static_cast<int64_t>(windows.ids.size()) != windows.tokens()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "token windows: ", windows.num_windows, " windows x ", windows.seq_len,
+        " tokens need ", windows.tokens(), " ids, got ", windows.ids.size(),
+        " (both counts must be >= 1)"));
+  }
+  CARE_RETURN_IF_ERROR(CheckSlidingWindow(config, windows.seq_len));
+  for (int64_t t = 0; t < windows.tokens(); ++t) {
+    if (windows.ids[t] < 0 || windows.ids[t] >= config.vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "token id ", windows.ids[t], " at position ", t,
+          " is outside [0, vocab_size = ", config.vocab_size, ")"));
+    }
+  }
+  SetEngineThreads(options.threads);
+  std::unique_ptr<LayerwiseForward> fwd(
+      new LayerwiseForward(config, weights, std::move(windows), options));
+  CARE_ASSIGN_OR_RETURN(fwd->family_, MakeDecoderFamily(config));
+  CARE_ASSIGN_OR_RETURN(Tensor embed,
+                        LoadChecked(weights, kEmbedTokens,
+                                    {config.vocab_size, config.hidden_size}));
+  const auto table = embed.matrix();  // [V, D]
+  const TokenWindows& w = fwd->windows_;
+  fwd->hidden_.resize(w.tokens(), config.hidden_size);  // [tokens, D]
+#pragma omp parallel for schedule(static)
+  for (int64_t t = 0; t < w.tokens(); ++t) {
+    fwd->hidden_.row(t) = table.row(w.ids[t]);
+  }
+  return fwd;
+}
+
+int64_t LayerwiseForward::num_layers() const {
+  return config_.num_hidden_layers;
+}
+
+absl::Status LayerwiseForward::RunLayer(const LayerHooks& hooks) {
+  if (next_layer_ >= num_layers()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("all ", num_layers(), " layers have already run"));
+  }
+  const int64_t layer = next_layer_;
+  CARE_ASSIGN_OR_RETURN(RopeFrequencies freqs, ComputeRopeFrequencies(config_));
+  const RopeTable rope(freqs, windows_.seq_len);
+  const LayerContext ctx{
+      config_, weights_, hooks, rope, windows_.num_windows, windows_.seq_len};
+  absl::Status status = family_->RunLayer(ctx, layer, &hidden_);
+  if (!status.ok()) {
+    return absl::Status(status.code(),
+                        absl::StrCat("layer ", layer, ": ", status.message()));
+  }
+  ++next_layer_;
+  if (hooks.on_layer_output) {
+    status = hooks.on_layer_output(layer, hidden_);
+    if (!status.ok()) {
+      return absl::Status(status.code(), absl::StrCat("layer ", layer,
+                                                      " on_layer_output hook: ",
+                                                      status.message()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LayerwiseForward::RunLayers(int64_t end, const LayerHooks& hooks) {
+  if (end < next_layer_ || end > num_layers()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("RunLayers(", end, "): end must be in [", next_layer_,
+                     ", ", num_layers(), "]"));
+  }
+  while (next_layer_ < end) CARE_RETURN_IF_ERROR(RunLayer(hooks));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<NllSum> LayerwiseForward::ScoreTargets(
+    const std::vector<int32_t>& targets) {
+  if (next_layer_ != num_layers()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("ScoreTargets needs all ", num_layers(), " layers run; ",
+                     next_layer_, " have"));
+  }
+  return ScoreHiddenStates(config_, weights_, hidden_, targets,
+                           options_.logits_block_elements);
+}
+
+absl::StatusOr<MatrixRM> LayerwiseForward::Logits() {
+  if (next_layer_ != num_layers()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("Logits needs all ", num_layers(), " layers run; ",
+                     next_layer_, " have"));
+  }
+  return ComputeLogits(config_, weights_, hidden_);
+}
+
+}  // namespace care::engine

@@ -1,0 +1,134 @@
+// The layer-by-layer forward engine. A batch of equal-length token windows
+// passes through the model one decoder layer at a time: layer l's weights are
+// loaded (as float32), every window goes through it, the weights are dropped,
+// and layer l+1 follows. Only the hidden states of all windows, [tokens, D]
+// with tokens = windows * seq_len, stay in memory between layers, so a model
+// never has to fit in memory as a whole. See docs/engine.md.
+//
+//   auto fwd = LayerwiseForward::Create(config, weights, windows, {});
+//   CARE_RETURN_IF_ERROR((*fwd)->RunLayers(config.num_hidden_layers, hooks));
+//   CARE_ASSIGN_OR_RETURN(NllSum nll, (*fwd)->ScoreTargets(targets));
+#ifndef CARE_ENGINE_ENGINE_H_
+#define CARE_ENGINE_ENGINE_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "care/engine/kv_projector.h"
+#include "care/io/model_config.h"
+#include "care/io/tensor.h"
+#include "care/io/tensor_source.h"
+
+namespace care::engine {
+
+struct EngineOptions {
+  // OpenMP and Eigen threads; 0 = all cores. Set process-wide on Create.
+  int threads = 0;
+  // Upper bound on the float32 elements of one logits block (rows × vocab
+  // chunk) when scoring; the vocabulary is processed in chunks below it.
+  int64_t logits_block_elements = int64_t{32} << 20;
+};
+
+// num_windows windows of seq_len token ids each, row-major; window w holds
+// positions 0..seq_len-1 (RoPE positions restart at 0 in every window).
+struct TokenWindows {
+  int64_t num_windows = 0;
+  int64_t seq_len = 0;
+  std::vector<int32_t> ids;  // [num_windows * seq_len]
+
+  int64_t tokens() const { return num_windows * seq_len; }
+};
+
+// Callbacks into the forward pass. All are optional; a non-OK status stops
+// the pass and is returned (with the layer added to the message).
+// Order within layer l: input_layernorm -> on_kv_input(l, x) ->
+// make_kv_projector(l) -> attention -> MLP -> on_layer_output(l, h). Because
+// the projector is requested after the layer's inputs were observed, a
+// caller can calibrate layer l on the (already converted) layers below it and
+// then supply layer l's converted projector ("sequential" calibration).
+struct LayerHooks {
+  // (a) The input of k_proj / v_proj: [tokens, D] float32, the
+  // post-input_layernorm hidden states of all windows.
+  std::function<absl::Status(int64_t layer, const MatrixRM& kv_input)>
+      on_kv_input;
+  // (b) Replaces layer l's K/V computation. Returning nullptr keeps the
+  // checkpoint's own projector (LoadKvProjector: dense, or latent when the
+  // config has latent ranks).
+  std::function<absl::StatusOr<std::unique_ptr<KvProjector>>(int64_t layer)>
+      make_kv_projector;
+  // (c) Layer l's output hidden states, [tokens, D].
+  std::function<absl::Status(int64_t layer, const MatrixRM& hidden)>
+      on_layer_output;
+};
+
+// Sum of negative log-likelihoods (natural log) over scored positions.
+struct NllSum {
+  double sum = 0.0;
+  int64_t count = 0;
+
+  double mean() const { return count > 0 ? sum / count : 0.0; }
+  double ppl() const;  // exp(mean())
+  void Add(const NllSum& other) {
+    sum += other.sum;
+    count += other.count;
+  }
+};
+
+class DecoderFamily;
+
+class LayerwiseForward {
+ public:
+  // `config` and `weights` must outlive the object. Checks the config
+  // (supported model_type, shapes), the token ids against vocab_size, and
+  // embeds the windows (reads model.embed_tokens.weight once).
+  static absl::StatusOr<std::unique_ptr<LayerwiseForward>> Create(
+      const ModelConfig& config, const TensorSource& weights,
+      TokenWindows windows, const EngineOptions& options = {});
+  ~LayerwiseForward();
+
+  int64_t num_layers() const;
+  // The next layer RunLayer will run; num_layers() when all have run.
+  int64_t next_layer() const { return next_layer_; }
+
+  // Runs layer next_layer() over every window.
+  absl::Status RunLayer(const LayerHooks& hooks = {});
+  // Runs layers next_layer() .. end-1 (end <= num_layers()); the hidden
+  // states afterwards are the input of layer `end`.
+  absl::Status RunLayers(int64_t end, const LayerHooks& hooks = {});
+
+  // [tokens, D]: the embeddings, or the output of layer next_layer()-1.
+  const MatrixRM& hidden() const { return hidden_; }
+  const TokenWindows& windows() const { return windows_; }
+
+  // After all layers: final norm, lm_head and log-softmax over the
+  // vocabulary in chunks (never tokens × vocab floats at once). targets has
+  // one entry per token; -1 marks a position that is not scored. Returns the
+  // NLL of every scored target, accumulated in double.
+  absl::StatusOr<NllSum> ScoreTargets(const std::vector<int32_t>& targets);
+  // After all layers: the logits of every token, [tokens, vocab]. Meant for
+  // tests and small inputs; ScoreTargets is the memory-bounded path.
+  absl::StatusOr<MatrixRM> Logits();
+
+ private:
+  LayerwiseForward(const ModelConfig& config, const TensorSource& weights,
+                   TokenWindows windows, const EngineOptions& options);
+
+  const ModelConfig& config_;
+  const TensorSource& weights_;
+  TokenWindows windows_;
+  EngineOptions options_;
+  std::unique_ptr<DecoderFamily> family_;
+  MatrixRM hidden_;  // [tokens, D]
+  int64_t next_layer_ = 0;
+};
+
+// Sets OpenMP's and Eigen's thread counts (0 = all cores); returns the count.
+int SetEngineThreads(int threads);
+
+}  // namespace care::engine
+
+#endif  // CARE_ENGINE_ENGINE_H_

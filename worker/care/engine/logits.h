@@ -1,0 +1,37 @@
+// The model head: final RMSNorm, lm_head (or the tied embedding), and the
+// log-softmax over the vocabulary, computed in vocabulary chunks with a
+// running log-sum-exp so that tokens × vocab floats never exist at once.
+#ifndef CARE_ENGINE_LOGITS_H_
+#define CARE_ENGINE_LOGITS_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "care/engine/engine.h"
+#include "care/io/model_config.h"
+#include "care/io/tensor.h"
+#include "care/io/tensor_source.h"
+
+namespace care::engine {
+
+// The name of the output projection: model.embed_tokens.weight when
+// tie_word_embeddings, lm_head.weight otherwise.
+const char* LmHeadTensorName(const ModelConfig& config);
+
+// NLL of targets[t] (t with targets[t] >= 0) given the last layer's hidden
+// states [tokens, D]. InvalidArgument when a target is >= vocab_size.
+absl::StatusOr<NllSum> ScoreHiddenStates(const ModelConfig& config,
+                                         const TensorSource& weights,
+                                         const MatrixRM& hidden,
+                                         const std::vector<int32_t>& targets,
+                                         int64_t block_elements);
+
+// All logits, [tokens, vocab].
+absl::StatusOr<MatrixRM> ComputeLogits(const ModelConfig& config,
+                                       const TensorSource& weights,
+                                       const MatrixRM& hidden);
+
+}  // namespace care::engine
+
+#endif  // CARE_ENGINE_LOGITS_H_

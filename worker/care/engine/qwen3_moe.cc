@@ -1,0 +1,141 @@
+// Qwen3-MoE decoder layers: Qwen3 attention, and on the sparse layers a
+// mixture of SwiGLU experts. The router (mlp.gate.weight [E, D]) gives a
+// softmax over experts per token; the top k are kept (renormalized to sum 1
+// when norm_topk_prob), and each expert runs only on the tokens routed to it,
+// its weights loaded just for that (unused experts are never read). Layers
+// in mlp_only_layers, or off the decoder_sparse_step grid, use a dense MLP.
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <numeric>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "care/engine/attention_block.h"
+#include "care/engine/decoder_family.h"
+#include "care/engine/mlp.h"
+#include "care/engine/weight_names.h"
+#include "care/util/status_macros.h"
+
+namespace care::engine {
+
+namespace {
+
+bool IsSparseLayer(const ModelConfig& c, int64_t layer) {
+  if (std::find(c.mlp_only_layers.begin(), c.mlp_only_layers.end(), layer) !=
+      c.mlp_only_layers.end()) {
+    return false;
+  }
+  return c.num_experts > 0 && c.decoder_sparse_step > 0 &&
+         (layer + 1) % c.decoder_sparse_step == 0;
+}
+
+struct Route {
+  std::vector<int64_t> tokens;
+  std::vector<float> weights;
+};
+
+// Per expert, the tokens routed to it and their routing weights.
+std::vector<Route> RouteTokens(const ModelConfig& c, const MatrixRM& logits) {
+  const int64_t E = logits.cols(), k = c.num_experts_per_tok;
+  std::vector<Route> routes(E);
+  std::vector<int64_t> order(E);
+  std::vector<double> p(E);
+  for (int64_t t = 0; t < logits.rows(); ++t) {
+    const float* row = logits.data() + t * E;
+    const float mx = *std::max_element(row, row + E);
+    double sum = 0.0;
+    for (int64_t e = 0; e < E; ++e) sum += p[e] = std::exp(double{row[e]} - mx);
+    for (int64_t e = 0; e < E; ++e) p[e] /= sum;
+    std::iota(order.begin(), order.end(), 0);
+    // Highest probability first; the lower expert index wins ties.
+    std::partial_sort(order.begin(), order.begin() + k, order.end(),
+                      [&](int64_t a, int64_t b) {
+                        return p[a] != p[b] ? p[a] > p[b] : a < b;
+                      });
+    double kept = 0.0;
+    for (int64_t j = 0; j < k; ++j) kept += p[order[j]];
+    for (int64_t j = 0; j < k; ++j) {
+      const int64_t e = order[j];
+      routes[e].tokens.push_back(t);
+      routes[e].weights.push_back(
+          static_cast<float>(c.norm_topk_prob ? p[e] / kept : p[e]));
+    }
+  }
+  return routes;
+}
+
+absl::Status SparseMoe(const LayerContext& ctx, int64_t layer,
+                       const MatrixRM& x, MatrixRM* y) {
+  const ModelConfig& c = ctx.config;
+  const int64_t D = c.hidden_size, E = c.num_experts;
+  if (c.num_experts_per_tok < 1 || c.num_experts_per_tok > E) {
+    return absl::InvalidArgumentError(absl::StrCat("num_experts_per_tok ",
+                                                   c.num_experts_per_tok,
+                                                   " is outside [1, ", E, "]"));
+  }
+  MatrixRM logits;
+  {
+    CARE_ASSIGN_OR_RETURN(
+        Tensor gate,
+        LoadChecked(ctx.weights, LayerTensor(layer, "mlp.gate.weight"),
+                    {E, D}));
+    logits.noalias() = x * gate.matrix().transpose();  // [tokens, E]
+  }
+  const std::vector<Route> routes = RouteTokens(c, logits);
+  y->setZero(x.rows(), D);
+  MatrixRM xe, ye;
+  for (int64_t e = 0; e < E; ++e) {
+    const Route& r = routes[e];
+    if (r.tokens.empty()) continue;
+    CARE_ASSIGN_OR_RETURN(SwiGluWeights w,
+                          LoadSwiGlu(ctx.weights, ExpertTensor(layer, e, ""), D,
+                                     c.moe_intermediate_size));
+    const int64_t n = r.tokens.size();
+    xe.resize(n, D);  // [routed tokens, D]
+    for (int64_t i = 0; i < n; ++i) xe.row(i) = x.row(r.tokens[i]);
+    SwiGlu(w, xe, &ye);  // [routed tokens, D]
+    for (int64_t i = 0; i < n; ++i)
+      y->row(r.tokens[i]) += r.weights[i] * ye.row(i);
+  }
+  return absl::OkStatus();
+}
+
+class Qwen3MoeFamily : public DecoderFamily {
+ public:
+  absl::Status RunLayer(const LayerContext& ctx, int64_t layer,
+                        MatrixRM* hidden) const override {
+    const ModelConfig& c = ctx.config;
+    CARE_RETURN_IF_ERROR(RunAttentionBlock(ctx, layer,
+                                           {.qk_norm = true,
+                                            .q_bias = c.attention_bias,
+                                            .o_bias = c.attention_bias},
+                                           hidden));
+    if (IsSparseLayer(c, layer)) {
+      return RunMlpBlock(
+          ctx, layer,
+          [&](const MatrixRM& x, MatrixRM* y) {
+            return SparseMoe(ctx, layer, x, y);
+          },
+          hidden);
+    }
+    CARE_ASSIGN_OR_RETURN(SwiGluWeights mlp,
+                          LoadSwiGlu(ctx.weights, LayerTensor(layer, "mlp."),
+                                     c.hidden_size, c.intermediate_size));
+    return RunMlpBlock(
+        ctx, layer,
+        [&](const MatrixRM& x, MatrixRM* y) {
+          SwiGlu(mlp, x, y);
+          return absl::OkStatus();
+        },
+        hidden);
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<DecoderFamily> MakeQwen3MoeFamily() {
+  return std::make_unique<Qwen3MoeFamily>();
+}
+
+}  // namespace care::engine
