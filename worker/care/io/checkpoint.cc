@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -157,7 +158,11 @@ absl::StatusOr<DType> Checkpoint::TensorDType(absl::string_view name) const {
   return e.info->dtype;
 }
 
-std::vector<std::string> Checkpoint::Files() const { return file_names_; }
+std::vector<std::string> Checkpoint::Files() const {
+  std::vector<std::string> files = file_names_;
+  std::sort(files.begin(), files.end());
+  return files;
+}
 
 uint64_t Checkpoint::TotalBytes() const {
   uint64_t total = 0;

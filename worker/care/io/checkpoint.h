@@ -53,7 +53,7 @@ class Checkpoint : public care::TensorSource {
   absl::StatusOr<DType> TensorDType(absl::string_view name) const;
 
   const std::string& dir() const { return dir_; }
-  // Weight file names relative to dir(), in index order.
+  // Weight file names relative to dir(), sorted.
   std::vector<std::string> Files() const;
   // Sum of all tensors' stored bytes.
   uint64_t TotalBytes() const;

@@ -1,0 +1,237 @@
+// CheckpointWriter: a write/read round trip is bit-exact (raw copies and F32),
+// BF16 writes read back as the RNE rounding, shards split at the configured
+// size with a consistent index, auxiliary files are copied and weight files
+// are not, and an uncommitted writer leaves nothing that looks complete.
+#include "care/io/checkpoint_writer.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <filesystem>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "care/io/checkpoint.h"
+#include "care/io/file_util.h"
+#include "care/io/model.h"
+#include "care/io/model_config.h"
+#include "support/fixtures.h"
+
+namespace care::io {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+Tensor RandomTensor(std::vector<int64_t> shape, uint32_t seed) {
+  Tensor t;
+  t.shape = std::move(shape);
+  t.data.resize(t.numel());
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  for (float& v : t.data) v = dist(rng);
+  return t;
+}
+
+std::vector<std::string> ListDir(const std::string& dir) {
+  std::vector<std::string> out;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    out.push_back(e.path().filename().string());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+class CheckpointWriterTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = care::testing::MakeTempDir("care-writer");
+    ASSERT_FALSE(root_.empty());
+  }
+  void TearDown() override {
+    if (!HasFailure()) RemoveTree(root_);
+  }
+  std::string root_;
+};
+
+TEST_F(CheckpointWriterTest, F32RoundTripIsBitExactAndShardsSplit) {
+  const std::string dest = root_ + "/out";
+  WriterOptions opt;
+  opt.max_shard_bytes = 3000;  // Forces several shards for ~7 KB of data.
+  auto w = CheckpointWriter::Create(dest, opt);
+  ASSERT_TRUE(w.ok()) << w.status();
+  std::vector<Tensor> tensors;
+  for (int i = 0; i < 6; ++i) {
+    tensors.push_back(RandomTensor({16, 16 + i}, i));  // ~1-1.3 KB each.
+    ASSERT_TRUE(
+        (*w)->AddTensorF32("t" + std::to_string(i), tensors.back(), DType::kF32)
+            .ok());
+  }
+  Tensor big = RandomTensor({1000}, 99);  // 4000 B > max: a shard alone.
+  ASSERT_TRUE((*w)->AddTensorF32("big", big, DType::kF32).ok());
+  ASSERT_TRUE((*w)->SetConfig(json{{"model_type", "llama"}}).ok());
+  EXPECT_FALSE(fs::exists(dest));  // Nothing visible before Commit.
+  ASSERT_TRUE((*w)->Commit().ok());
+  EXPECT_FALSE(fs::exists((*w)->temp_dir()));
+
+  auto r = Checkpoint::Open(dest);
+  ASSERT_TRUE(r.ok()) << r.status();
+  std::vector<std::string> files = (*r)->Files();
+  ASSERT_GE(files.size(), 3u);
+  EXPECT_EQ(files.front(), "model-00001-of-0000" +
+                               std::to_string(files.size()) + ".safetensors");
+  for (int i = 0; i < 6; ++i) {
+    auto t = (*r)->LoadF32("t" + std::to_string(i));
+    ASSERT_TRUE(t.ok());
+    EXPECT_EQ(t->shape, tensors[i].shape);
+    EXPECT_EQ(
+        std::memcmp(t->data.data(), tensors[i].data.data(), t->data.size() * 4),
+        0);
+  }
+  EXPECT_EQ((*r)->LoadF32("big")->data, big.data);
+  // The index's total_size is the sum of tensor bytes, as transformers has it.
+  auto index = ReadFileToString(dest + "/model.safetensors.index.json");
+  ASSERT_TRUE(index.ok());
+  json j = json::parse(*index);
+  EXPECT_EQ(j["metadata"]["total_size"].get<uint64_t>(), (*r)->TotalBytes());
+  // No stray temporary files remain.
+  for (const std::string& f : ListDir(dest)) {
+    EXPECT_NE(f[0], '.') << f;
+  }
+  for (const std::string& f : ListDir(root_)) EXPECT_EQ(f, "out");
+}
+
+TEST_F(CheckpointWriterTest, Bf16AndF16Writes) {
+  const std::string dest = root_ + "/half";
+  auto w = CheckpointWriter::Create(dest);
+  ASSERT_TRUE(w.ok());
+  Tensor t = RandomTensor({33, 7}, 5);
+  ASSERT_TRUE((*w)->AddTensorF32("b", t, DType::kBF16).ok());
+  ASSERT_TRUE((*w)->AddTensorF32("h", t, DType::kF16).ok());
+  ASSERT_TRUE((*w)->SetConfig(json::object()).ok());
+  ASSERT_TRUE((*w)->Commit().ok());
+  auto r = Checkpoint::Open(dest);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ((*r)->Files(), std::vector<std::string>{"model.safetensors"});
+  auto b = (*r)->LoadF32("b");
+  auto h = (*r)->LoadF32("h");
+  ASSERT_TRUE(b.ok() && h.ok());
+  for (size_t i = 0; i < t.data.size(); ++i) {
+    ASSERT_EQ(b->data[i], Bf16BitsToF32(F32ToBf16Bits(t.data[i])));
+    ASSERT_EQ(h->data[i], F16BitsToF32(F32ToF16Bits(t.data[i])));
+  }
+  EXPECT_EQ((*r)->TensorDType("b").value(), DType::kBF16);
+  EXPECT_EQ((*r)->TensorDType("h").value(), DType::kF16);
+}
+
+TEST_F(CheckpointWriterTest, CopiesFixtureBitExactWithAuxFiles) {
+  CARE_REQUIRE_FIXTURES();
+  for (const char* name : {"stories260K-hf-bf16", "stories260K-hf-sharded"}) {
+    const std::string src = care::testing::FixturePath(name);
+    auto in = OpenModel(src);
+    ASSERT_TRUE(in.ok()) << in.status();
+    const std::string dest = root_ + "/" + name;
+    WriterOptions opt;
+    opt.max_shard_bytes = 400'000;
+    auto w = CheckpointWriter::Create(dest, opt);
+    ASSERT_TRUE(w.ok());
+    for (const std::string& t : in->weights->Names()) {
+      auto raw = in->weights->Raw(t);
+      ASSERT_TRUE(raw.ok());
+      ASSERT_TRUE(
+          (*w)->AddTensorRaw(t, raw->dtype, raw->shape, raw->bytes).ok());
+    }
+    ASSERT_TRUE((*w)->SetConfig(in->config.raw).ok());
+    ASSERT_TRUE((*w)->CopyAuxiliaryFiles(src).ok());
+    ASSERT_TRUE((*w)->Commit().ok());
+
+    auto out = OpenModel(dest);
+    ASSERT_TRUE(out.ok()) << out.status();
+    ASSERT_EQ(out->weights->Names(), in->weights->Names());
+    for (const std::string& t : in->weights->Names()) {
+      auto a = in->weights->Raw(t);
+      auto b = out->weights->Raw(t);
+      ASSERT_EQ(a->dtype, b->dtype);
+      ASSERT_EQ(a->shape, b->shape);
+      ASSERT_EQ(a->bytes, b->bytes) << t;
+    }
+    EXPECT_EQ(out->config.raw, in->config.raw);
+    for (const char* aux : {"tokenizer.model", "tokenizer_config.json",
+                            "generation_config.json"}) {
+      auto x = ReadFileToString(src + "/" + aux);
+      auto y = ReadFileToString(dest + "/" + aux);
+      ASSERT_TRUE(x.ok() && y.ok()) << aux;
+      EXPECT_EQ(*x, *y) << aux;
+    }
+    EXPECT_GE(out->weights->Files().size(), 2u);  // >= 525 KB / 400 KB
+  }
+}
+
+TEST_F(CheckpointWriterTest, AbandonedWriteLeavesNoDestination) {
+  const std::string dest = root_ + "/abandoned";
+  {
+    auto w = CheckpointWriter::Create(dest);
+    ASSERT_TRUE(w.ok());
+    ASSERT_TRUE(
+        (*w)->AddTensorF32("x", RandomTensor({4}, 1), DType::kF32).ok());
+    EXPECT_TRUE(fs::exists((*w)->temp_dir()));
+    EXPECT_EQ(fs::path((*w)->temp_dir()).parent_path(), fs::path(root_));
+  }  // Destroyed without Commit(), as if the job failed.
+  EXPECT_FALSE(fs::exists(dest));
+  EXPECT_TRUE(ListDir(root_).empty());
+}
+
+TEST_F(CheckpointWriterTest, Errors) {
+  const std::string dest = root_ + "/e";
+  auto w = CheckpointWriter::Create(dest);
+  ASSERT_TRUE(w.ok());
+  Tensor t = RandomTensor({2, 3}, 1);
+  ASSERT_TRUE((*w)->AddTensorF32("a", t, DType::kF32).ok());
+  EXPECT_EQ((*w)->AddTensorF32("a", t, DType::kF32).code(),
+            absl::StatusCode::kAlreadyExists);
+  EXPECT_FALSE((*w)->AddTensorF32("b", t, DType::kI32).ok());
+  EXPECT_FALSE((*w)->AddTensorRaw("c", DType::kF32, {2, 3}, "short").ok());
+  Tensor bad = t;
+  bad.shape = {4, 4};
+  EXPECT_FALSE((*w)->AddTensorF32("d", bad, DType::kF32).ok());
+  EXPECT_FALSE((*w)->WriteFile("model.safetensors", "x").ok());
+  EXPECT_EQ((*w)->Commit().code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE((*w)->SetConfig(json::object()).ok());
+  ASSERT_TRUE((*w)->WriteFile("care_report.json", "{}").ok());
+  ASSERT_TRUE((*w)->Commit().ok());
+  EXPECT_TRUE(fs::exists(dest + "/care_report.json"));
+  EXPECT_EQ((*w)->Commit().code(), absl::StatusCode::kFailedPrecondition);
+
+  EXPECT_EQ(CheckpointWriter::Create(dest).status().code(),
+            absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(CheckpointWriter::Create(root_ + "/no/such/parent").status().code(),
+            absl::StatusCode::kNotFound);
+
+  // overwrite swaps the new directory in and removes the old one.
+  WriterOptions opt;
+  opt.overwrite = true;
+  auto w2 = CheckpointWriter::Create(dest, opt);
+  ASSERT_TRUE(w2.ok());
+  ASSERT_TRUE((*w2)->AddTensorF32("z", t, DType::kBF16).ok());
+  ASSERT_TRUE((*w2)->SetConfig(json::object()).ok());
+  ASSERT_TRUE((*w2)->Commit().ok());
+  auto r = Checkpoint::Open(dest);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ((*r)->Names(), std::vector<std::string>{"z"});
+  EXPECT_FALSE(fs::exists(dest + "/care_report.json"));
+  EXPECT_EQ(ListDir(root_), std::vector<std::string>{"e"});
+}
+
+TEST(WeightFileTest, Classification) {
+  EXPECT_TRUE(IsWeightOrConfigFile("model-00001-of-00002.safetensors"));
+  EXPECT_TRUE(IsWeightOrConfigFile("model.safetensors.index.json"));
+  EXPECT_TRUE(IsWeightOrConfigFile("pytorch_model.bin"));
+  EXPECT_TRUE(IsWeightOrConfigFile("config.json"));
+  EXPECT_FALSE(IsWeightOrConfigFile("tokenizer.json"));
+  EXPECT_FALSE(IsWeightOrConfigFile("generation_config.json"));
+  EXPECT_FALSE(IsWeightOrConfigFile("chat_template.jinja"));
+}
+
+}  // namespace
+}  // namespace care::io

@@ -1,0 +1,48 @@
+// POSIX file helpers with absl::Status errors that name the path and map
+// errno to canonical codes (ENOSPC -> ResourceExhausted "disk full", ...).
+#ifndef CARE_IO_FILE_UTIL_H_
+#define CARE_IO_FILE_UTIL_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace care::io {
+
+// "<what> <path>: <strerror>" with the code errno implies.
+absl::Status ErrnoStatus(int err, absl::string_view what,
+                         absl::string_view path);
+
+// Writes every byte (retrying short writes and EINTR).
+absl::Status WriteAll(int fd, const void* data, size_t size,
+                      absl::string_view path);
+// Creates/truncates `path` with `contents` and fsyncs it.
+absl::Status WriteFileSynced(const std::string& path,
+                             absl::string_view contents);
+absl::StatusOr<std::string> ReadFileToString(const std::string& path);
+// Copies a regular file (in-kernel when possible) and fsyncs the copy.
+absl::Status CopyFileSynced(const std::string& from, const std::string& to);
+// Appends bytes [0, size) of `from_fd` to `to_fd` at its current offset.
+absl::Status CopyFdRange(int from_fd, int to_fd, uint64_t size,
+                         absl::string_view from_path,
+                         absl::string_view to_path);
+// fsync of a file or directory by path.
+absl::Status FsyncPath(const std::string& path);
+bool PathExists(const std::string& path);
+bool IsDirectory(const std::string& path);
+bool IsRegularFile(const std::string& path);
+// Creates `path` and missing parents (mode 0755).
+absl::Status MakeDirs(const std::string& path);
+// Removes a file or a directory tree; missing paths are fine.
+void RemoveTree(const std::string& path);
+// Parent directory of an absolute or relative path ("." when none).
+std::string ParentDir(const std::string& path);
+std::string BaseName(const std::string& path);
+
+}  // namespace care::io
+
+#endif  // CARE_IO_FILE_UTIL_H_
