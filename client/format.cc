@@ -1,0 +1,445 @@
+#include "client/format.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <map>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "client/table.h"
+#include "google/protobuf/util/json_util.h"
+#include "google/protobuf/util/time_util.h"
+
+namespace care::client {
+
+using care::v1::Job;
+using care::v1::JobEvent;
+using care::v1::Progress;
+
+absl::StatusOr<OutputFormat> ParseOutputFormat(absl::string_view text) {
+  if (text == "table") return OutputFormat::kTable;
+  if (text == "json") return OutputFormat::kJson;
+  return absl::InvalidArgumentError(
+      absl::StrCat("flag --output: expected table or json, got '", text, "'"));
+}
+
+std::string StateName(care::v1::JobState state) {
+  switch (state) {
+    case care::v1::JOB_STATE_QUEUED:
+      return "QUEUED";
+    case care::v1::JOB_STATE_RUNNING:
+      return "RUNNING";
+    case care::v1::JOB_STATE_CANCELLING:
+      return "CANCELLING";
+    case care::v1::JOB_STATE_SUCCEEDED:
+      return "SUCCEEDED";
+    case care::v1::JOB_STATE_FAILED:
+      return "FAILED";
+    case care::v1::JOB_STATE_CANCELLED:
+      return "CANCELLED";
+    default:
+      return "-";
+  }
+}
+
+std::string StageName(care::v1::Stage stage) {
+  switch (stage) {
+    case care::v1::STAGE_LOADING:
+      return "loading";
+    case care::v1::STAGE_CALIBRATING:
+      return "calibrating";
+    case care::v1::STAGE_DECOMPOSING:
+      return "decomposing";
+    case care::v1::STAGE_EVALUATING:
+      return "evaluating";
+    case care::v1::STAGE_WRITING:
+      return "writing";
+    default:
+      return "-";
+  }
+}
+
+std::string MethodName(care::v1::Method method) {
+  switch (method) {
+    case care::v1::METHOD_CARE:
+      return "care";
+    case care::v1::METHOD_CARE_C:
+      return "care-c";
+    case care::v1::METHOD_ASVD:
+      return "asvd";
+    case care::v1::METHOD_SVD:
+      return "svd";
+    default:
+      return "care (default)";
+  }
+}
+
+std::string AllocationName(care::v1::RankAllocation allocation) {
+  switch (allocation) {
+    case care::v1::RANK_ALLOCATION_UNIFORM:
+      return "uniform";
+    case care::v1::RANK_ALLOCATION_ADJUSTED:
+      return "adjusted";
+    case care::v1::RANK_ALLOCATION_AUTO:
+      return "auto";
+    default:
+      return "uniform (default)";
+  }
+}
+
+std::string DtypeName(care::v1::OutputDtype dtype) {
+  switch (dtype) {
+    case care::v1::OUTPUT_DTYPE_F32:
+      return "f32";
+    case care::v1::OUTPUT_DTYPE_F16:
+      return "f16";
+    case care::v1::OUTPUT_DTYPE_BF16:
+      return "bf16";
+    default:
+      return "same as source";
+  }
+}
+
+std::string DeviceName(care::v1::Device device) {
+  switch (device) {
+    case care::v1::DEVICE_CPU:
+      return "cpu";
+    case care::v1::DEVICE_CUDA:
+      return "cuda";
+    default:
+      return "any";
+  }
+}
+
+std::string ReasonName(care::v1::FailureReason reason) {
+  switch (reason) {
+    case care::v1::FAILURE_REASON_USER_INPUT:
+      return "user input";
+    case care::v1::FAILURE_REASON_INFRASTRUCTURE:
+      return "infrastructure";
+    case care::v1::FAILURE_REASON_INTERNAL:
+      return "internal";
+    default:
+      return "unspecified";
+  }
+}
+
+std::string EventTypeName(care::v1::EventType type) {
+  switch (type) {
+    case care::v1::EVENT_TYPE_STATE_CHANGED:
+      return "state";
+    case care::v1::EVENT_TYPE_STAGE_CHANGED:
+      return "stage";
+    case care::v1::EVENT_TYPE_PROGRESS:
+      return "progress";
+    case care::v1::EVENT_TYPE_LAYER_DONE:
+      return "layer";
+    case care::v1::EVENT_TYPE_LEASE_EXPIRED:
+      return "lease-expired";
+    default:
+      return "-";
+  }
+}
+
+bool IsTerminal(care::v1::JobState state) {
+  return state == care::v1::JOB_STATE_SUCCEEDED ||
+         state == care::v1::JOB_STATE_FAILED ||
+         state == care::v1::JOB_STATE_CANCELLED;
+}
+
+std::string FormatTimestamp(const google::protobuf::Timestamp& time) {
+  if (time.seconds() == 0 && time.nanos() == 0) return "-";
+  absl::Time t = absl::FromUnixSeconds(time.seconds());
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone());
+}
+
+std::string HumanDuration(absl::Duration duration) {
+  int64_t s = std::max<int64_t>(0, absl::ToInt64Seconds(duration));
+  if (s < 60) return absl::StrFormat("%ds", s);
+  if (s < 3600) return absl::StrFormat("%dm%02ds", s / 60, s % 60);
+  if (s < 86400) return absl::StrFormat("%dh%02dm", s / 3600, s % 3600 / 60);
+  return absl::StrFormat("%dd%02dh", s / 86400, s % 86400 / 3600);
+}
+
+std::string FormatProgress(const Progress& progress) {
+  if (progress.stage() == care::v1::STAGE_UNSPECIFIED) return "-";
+  std::string out = StageName(progress.stage());
+  if (progress.layer_count() > 0) {
+    absl::StrAppend(&out, " layer ", progress.layer() + 1, "/",
+                    progress.layer_count());
+  }
+  absl::StrAppend(&out, absl::StrFormat(" %.1f%%", 100 * progress.fraction()));
+  return out;
+}
+
+namespace {
+
+std::string FormatBudget(const care::v1::KvBudget& budget) {
+  switch (budget.budget_case()) {
+    case care::v1::KvBudget::kKvSaveFraction:
+      return absl::StrFormat("save %.1f%% of the KV cache",
+                             100 * budget.kv_save_fraction());
+    case care::v1::KvBudget::kRankPerMatrix:
+      return absl::StrCat("rank ", budget.rank_per_matrix(), " per matrix");
+    default:
+      return "-";
+  }
+}
+
+std::string FormatLabels(
+    const google::protobuf::Map<std::string, std::string>& labels) {
+  // Map iteration order is unspecified: sort for deterministic output.
+  std::map<std::string, std::string> sorted(labels.begin(), labels.end());
+  return absl::StrJoin(sorted, ",", absl::PairFormatter("="));
+}
+
+std::string FormatCalibration(const care::v1::JobSpec& spec) {
+  const auto& c = spec.calibration();
+  if (c.dataset_uri().empty()) return "";
+  std::string out =
+      absl::StrCat(c.dataset_uri(), ", ", c.samples(), " x ",
+                   c.sequence_length(), " tokens, seed ", c.seed());
+  if (c.sequential()) out += ", sequential";
+  return out;
+}
+
+std::string FormatEvaluation(const care::v1::JobSpec& spec) {
+  const auto& e = spec.evaluation();
+  if (e.dataset_uri().empty()) return "none";
+  return absl::StrCat(
+      e.dataset_uri(), ", windows of ", e.window_length(), " tokens, ",
+      e.max_windows() == 0 ? std::string("all windows")
+                           : absl::StrCat("at most ", e.max_windows()),
+      e.prepend_bos() ? ", BOS" : "");
+}
+
+std::string Num(double value) { return absl::StrFormat("%.6g", value); }
+
+void AppendReport(const care::v1::Report& report, std::string& out) {
+  KeyValueList kv;
+  if (report.has_original() || report.has_converted()) {
+    std::string ppl =
+        absl::StrCat("original ", Num(report.original().ppl()), ", converted ",
+                     Num(report.converted().ppl()));
+    if (report.original().ppl() > 0) {
+      absl::StrAppend(&ppl,
+                      absl::StrFormat(" (x%.4f)", report.converted().ppl() /
+                                                      report.original().ppl()));
+    }
+    absl::StrAppend(&ppl, " on ", report.converted().predictions(), " tokens");
+    kv.Add("perplexity", ppl);
+  }
+  std::string width = absl::StrCat(report.kv_width_before(), " -> ",
+                                   report.kv_width_after(), " floats/token");
+  if (report.kv_width_before() > 0) {
+    absl::StrAppend(
+        &width,
+        absl::StrFormat(
+            " (%.1f%% saved)",
+            100.0 * (1.0 - static_cast<double>(report.kv_width_after()) /
+                               report.kv_width_before())));
+  }
+  kv.Add("kv width", width);
+  kv.Add("method",
+         absl::StrCat(MethodName(report.method()), ", ",
+                      AllocationName(report.rank_allocation()),
+                      " allocation, damping ", Num(report.damping())));
+  std::vector<std::string> timings;
+  for (const auto& t : report.timings()) {
+    timings.push_back(
+        absl::StrFormat("%s %.2fs", StageName(t.stage()), t.seconds()));
+  }
+  kv.Add("timings", absl::StrJoin(timings, ", "));
+  kv.Add("written to", report.output_uri());
+  out += "\nreport:\n";
+  out += kv.Render();
+  if (report.layers_size() == 0) return;
+  Table table({"LAYER", "RANK_K", "RANK_V", "K_REL_ERR", "V_REL_ERR",
+               "K_ENERGY", "V_ENERGY"});
+  for (const auto& l : report.layers()) {
+    table.AddRow({absl::StrCat(l.layer()), absl::StrCat(l.rank_k()),
+                  absl::StrCat(l.rank_v()),
+                  absl::StrFormat("%.4g", l.k_relative_error()),
+                  absl::StrFormat("%.4g", l.v_relative_error()),
+                  absl::StrFormat("%.4f", l.k_retained_energy()),
+                  absl::StrFormat("%.4f", l.v_retained_energy())});
+  }
+  out += "\n";
+  out += table.Render();
+}
+
+}  // namespace
+
+std::string FormatJobTable(const Job& job) {
+  const care::v1::JobSpec& spec = job.spec();
+  KeyValueList kv;
+  kv.Add("id", job.id());
+  kv.Add("state", StateName(job.state()));
+  if (job.state() == care::v1::JOB_STATE_RUNNING ||
+      job.state() == care::v1::JOB_STATE_CANCELLING) {
+    kv.Add("progress", FormatProgress(job.progress()));
+  }
+  if (job.attempt() > 0) {
+    kv.Add("attempt", absl::StrCat(job.attempt(), " of ", spec.max_attempts()));
+  }
+  kv.Add("worker", job.worker_id());
+  if (job.has_failure()) {
+    kv.Add("failure", absl::StrCat(ReasonName(job.failure().reason()), ": ",
+                                   job.failure().message()));
+  }
+  kv.Add("model", spec.model_uri());
+  kv.Add("output", spec.output_uri());
+  kv.Add("budget", FormatBudget(spec.kv_budget()));
+  kv.Add("method",
+         absl::StrCat(MethodName(spec.method()), ", ",
+                      AllocationName(spec.rank_allocation()), " allocation"));
+  kv.Add("calibration", FormatCalibration(spec));
+  kv.Add("evaluation", FormatEvaluation(spec));
+  if (spec.has_damping()) kv.Add("damping", Num(spec.damping()));
+  kv.Add("dtype", DtypeName(spec.output_dtype()));
+  kv.Add("device", DeviceName(spec.device()));
+  kv.Add("priority", absl::StrCat(spec.priority()));
+  kv.Add("labels", FormatLabels(spec.labels()));
+  kv.Add("request id", spec.request_id());
+  kv.Add("created", FormatTimestamp(job.create_time()));
+  if (job.has_start_time())
+    kv.Add("started", FormatTimestamp(job.start_time()));
+  if (job.has_update_time()) {
+    kv.Add("updated", FormatTimestamp(job.update_time()));
+  }
+  if (job.has_end_time()) kv.Add("ended", FormatTimestamp(job.end_time()));
+  std::string out = kv.Render();
+  if (job.has_report()) AppendReport(job.report(), out);
+  return out;
+}
+
+std::string FormatJobListTable(const care::v1::ListJobsResponse& response) {
+  Table table({"ID", "STATE", "PROGRESS", "ATTEMPT", "PRIORITY", "CREATED",
+               "MODEL", "LABELS"});
+  for (const Job& job : response.jobs()) {
+    bool active = job.state() == care::v1::JOB_STATE_RUNNING ||
+                  job.state() == care::v1::JOB_STATE_CANCELLING;
+    table.AddRow({job.id(), StateName(job.state()),
+                  active ? FormatProgress(job.progress()) : "-",
+                  absl::StrCat(job.attempt()),
+                  absl::StrCat(job.spec().priority()),
+                  FormatTimestamp(job.create_time()), job.spec().model_uri(),
+                  FormatLabels(job.spec().labels())});
+  }
+  return table.Render();
+}
+
+namespace {
+
+std::string EventDetail(const JobEvent& event) {
+  std::vector<std::string> parts;
+  if (event.type() == care::v1::EVENT_TYPE_LAYER_DONE && event.has_layer()) {
+    const auto& l = event.layer();
+    parts.push_back(absl::StrFormat(
+        "layer %d rank_k %d rank_v %d k_err %.4g v_err %.4g", l.layer(),
+        l.rank_k(), l.rank_v(), l.k_relative_error(), l.v_relative_error()));
+  } else if (event.has_progress() &&
+             event.progress().stage() != care::v1::STAGE_UNSPECIFIED) {
+    parts.push_back(FormatProgress(event.progress()));
+  }
+  if (!event.message().empty()) parts.push_back(event.message());
+  return absl::StrJoin(parts, "  ");
+}
+
+}  // namespace
+
+std::string FormatEventsTable(const care::v1::ListJobEventsResponse& events) {
+  Table table({"SEQ", "TIME", "TYPE", "STATE", "ATTEMPT", "DETAIL"});
+  for (const JobEvent& e : events.events()) {
+    table.AddRow({absl::StrCat(e.sequence()), FormatTimestamp(e.time()),
+                  EventTypeName(e.type()), StateName(e.state()),
+                  absl::StrCat(e.attempt()), EventDetail(e)});
+  }
+  return table.Render();
+}
+
+std::string FormatEventLine(const JobEvent& event) {
+  std::string line =
+      absl::StrCat(FormatTimestamp(event.time()), " ", event.job_id(), " #",
+                   event.sequence(), " ", EventTypeName(event.type()), " ",
+                   StateName(event.state()));
+  if (event.attempt() > 0) absl::StrAppend(&line, " attempt ", event.attempt());
+  std::string detail = EventDetail(event);
+  if (!detail.empty()) absl::StrAppend(&line, "  ", detail);
+  return line;
+}
+
+std::string FormatOutcomeLine(const Job& job) {
+  std::string line = absl::StrCat(job.id(), " ", StateName(job.state()));
+  if (job.has_start_time() && job.has_end_time()) {
+    absl::Duration took =
+        absl::Seconds(job.end_time().seconds() - job.start_time().seconds());
+    absl::StrAppend(&line, " after ", HumanDuration(took));
+  }
+  if (job.attempt() > 1)
+    absl::StrAppend(&line, " (attempt ", job.attempt(), ")");
+  if (job.state() == care::v1::JOB_STATE_FAILED) {
+    absl::StrAppend(&line, ": ", ReasonName(job.failure().reason()), ": ",
+                    job.failure().message());
+  } else if (job.state() == care::v1::JOB_STATE_SUCCEEDED && job.has_report()) {
+    const auto& r = job.report();
+    if (r.has_original() || r.has_converted()) {
+      absl::StrAppend(&line, ": perplexity ", Num(r.original().ppl()), " -> ",
+                      Num(r.converted().ppl()));
+    }
+    absl::StrAppend(&line, r.has_original() || r.has_converted() ? ", " : ": ",
+                    "KV width ", r.kv_width_before(), " -> ",
+                    r.kv_width_after(), ", written to ", r.output_uri());
+  }
+  return line;
+}
+
+std::string ToJson(const google::protobuf::Message& message, bool pretty) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = pretty;
+  std::string out;
+  auto status =
+      google::protobuf::util::MessageToJsonString(message, &out, options);
+  // Only fails for messages that cannot exist here (Any of unknown type).
+  if (!status.ok())
+    return absl::StrCat("{\"error\": \"", status.ToString(), "\"}");
+  if (pretty && !out.empty() && out.back() == '\n') out.pop_back();
+  return out;
+}
+
+std::optional<absl::Duration> EstimateRemaining(double fraction_at_start,
+                                                absl::Time start,
+                                                double fraction_now,
+                                                absl::Time now) {
+  double done = fraction_now - fraction_at_start;
+  absl::Duration elapsed = now - start;
+  if (done <= 1e-6 || elapsed <= absl::ZeroDuration()) return std::nullopt;
+  double rest = std::clamp(1.0 - fraction_now, 0.0, 1.0);
+  return elapsed * (rest / done);
+}
+
+std::string FormatProgressBar(const Progress& progress,
+                              std::optional<absl::Duration> remaining,
+                              int bar_width) {
+  double fraction = std::clamp(progress.fraction(), 0.0, 1.0);
+  int filled = static_cast<int>(std::floor(fraction * bar_width));
+  std::string line = "[";
+  line.append(filled, '#');
+  line.append(bar_width - filled, '.');
+  absl::StrAppend(&line, "] ", absl::StrFormat("%5.1f%%", 100 * fraction));
+  if (progress.stage() != care::v1::STAGE_UNSPECIFIED) {
+    absl::StrAppend(&line, "  ", StageName(progress.stage()));
+  }
+  if (progress.layer_count() > 0) {
+    absl::StrAppend(&line, "  layer ", progress.layer() + 1, "/",
+                    progress.layer_count());
+  }
+  absl::StrAppend(&line, "  ETA ",
+                  remaining ? HumanDuration(*remaining) : std::string("--"));
+  return line;
+}
+
+}  // namespace care::client
