@@ -8,7 +8,7 @@
 #include "care/engine/attention.h"
 #include "care/engine/kv_projector.h"
 #include "care/engine/rms_norm.h"
-#include "care/engine/weight_names.h"
+#include "care/io/tensor_names.h"
 #include "care/util/status_macros.h"
 
 namespace care::engine {
@@ -39,12 +39,10 @@ absl::Status RunAttentionBlock(const LayerContext& ctx, int64_t layer,
   const TensorSource& src = ctx.weights;
   const int64_t D = c.hidden_size, dh = c.head_dim;
   const int64_t q_width = c.num_attention_heads * dh;
-  auto name = [&](absl::string_view suffix) {
-    return LayerTensor(layer, suffix);
-  };
+  namespace n = io::names;
 
   CARE_ASSIGN_OR_RETURN(Eigen::RowVectorXf ln,
-                        LoadNormWeight(src, name("input_layernorm.weight"), D));
+                        LoadNormWeight(src, n::InputNorm(layer), D));
   MatrixRM x;
   RmsNorm(*hidden, ln, c.rms_norm_eps, &x);  // [tokens, D]
   if (ctx.hooks.on_kv_input) {
@@ -64,16 +62,14 @@ absl::Status RunAttentionBlock(const LayerContext& ctx, int64_t layer,
 
   MatrixRM q, k, v;
   {
-    CARE_ASSIGN_OR_RETURN(
-        Tensor w_q,
-        LoadChecked(src, name("self_attn.q_proj.weight"), {q_width, D}));
+    CARE_ASSIGN_OR_RETURN(Tensor w_q,
+                          LoadChecked(src, n::QProj(layer), {q_width, D}));
     q.resize(x.rows(), q_width);
     q.noalias() = x * w_q.matrix().transpose();  // [tokens, n_h * d_h]
   }
   if (options.q_bias) {
-    CARE_ASSIGN_OR_RETURN(
-        Eigen::RowVectorXf b_q,
-        LoadNormWeight(src, name("self_attn.q_proj.bias"), q_width));
+    CARE_ASSIGN_OR_RETURN(Eigen::RowVectorXf b_q,
+                          LoadNormWeight(src, n::QBias(layer), q_width));
     q.rowwise() += b_q;
   }
   CARE_RETURN_IF_ERROR(
@@ -88,12 +84,10 @@ absl::Status RunAttentionBlock(const LayerContext& ctx, int64_t layer,
   }
   x.resize(0, 0);
   if (options.qk_norm) {
-    CARE_ASSIGN_OR_RETURN(
-        Eigen::RowVectorXf q_norm,
-        LoadNormWeight(src, name("self_attn.q_norm.weight"), dh));
-    CARE_ASSIGN_OR_RETURN(
-        Eigen::RowVectorXf k_norm,
-        LoadNormWeight(src, name("self_attn.k_norm.weight"), dh));
+    CARE_ASSIGN_OR_RETURN(Eigen::RowVectorXf q_norm,
+                          LoadNormWeight(src, n::QNorm(layer), dh));
+    CARE_ASSIGN_OR_RETURN(Eigen::RowVectorXf k_norm,
+                          LoadNormWeight(src, n::KNorm(layer), dh));
     RmsNormGroupsInPlace(q_norm, c.rms_norm_eps, dh, &q);
     RmsNormGroupsInPlace(k_norm, c.rms_norm_eps, dh, &k);
   }
@@ -110,14 +104,15 @@ absl::Status RunAttentionBlock(const LayerContext& ctx, int64_t layer,
   q.resize(0, 0);
   k.resize(0, 0);
   v.resize(0, 0);
-  CARE_ASSIGN_OR_RETURN(
-      Tensor w_o,
-      LoadChecked(src, name("self_attn.o_proj.weight"), {D, q_width}));
+  CARE_ASSIGN_OR_RETURN(Tensor w_o,
+                        LoadChecked(src, n::OProj(layer), {D, q_width}));
   hidden->noalias() += attn * w_o.matrix().transpose();  // [tokens, D]
-  if (options.o_bias) {
-    CARE_ASSIGN_OR_RETURN(
-        Eigen::RowVectorXf b_o,
-        LoadNormWeight(src, name("self_attn.o_proj.bias"), D));
+  // Loaded when present: transformers gives Llama/Qwen3 an o_proj bias with
+  // attention_bias, but checkpoints converted from elsewhere may lack it.
+  const std::string o_bias = n::Layer(layer, "self_attn.o_proj.bias");
+  if (options.o_bias && src.Has(o_bias)) {
+    CARE_ASSIGN_OR_RETURN(Eigen::RowVectorXf b_o,
+                          LoadNormWeight(src, o_bias, D));
     hidden->rowwise() += b_o;
   }
   return absl::OkStatus();
@@ -127,8 +122,7 @@ absl::Status RunMlpBlock(const LayerContext& ctx, int64_t layer,
                          const MlpFn& mlp, MatrixRM* hidden) {
   CARE_ASSIGN_OR_RETURN(
       Eigen::RowVectorXf ln,
-      LoadNormWeight(ctx.weights,
-                     LayerTensor(layer, "post_attention_layernorm.weight"),
+      LoadNormWeight(ctx.weights, io::names::PostAttentionNorm(layer),
                      ctx.config.hidden_size));
   MatrixRM x, y;
   RmsNorm(*hidden, ln, ctx.config.rms_norm_eps, &x);  // [tokens, D]

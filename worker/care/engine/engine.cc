@@ -12,7 +12,8 @@
 #include "care/engine/decoder_family.h"
 #include "care/engine/logits.h"
 #include "care/engine/rope.h"
-#include "care/engine/weight_names.h"
+#include "care/engine/row_loader.h"
+#include "care/io/tensor_names.h"
 #include "care/util/status_macros.h"
 
 namespace care::engine {
@@ -122,16 +123,12 @@ absl::StatusOr<std::unique_ptr<LayerwiseForward>> LayerwiseForward::Create(
   std::unique_ptr<LayerwiseForward> fwd(
       new LayerwiseForward(config, weights, std::move(windows), options));
   CARE_ASSIGN_OR_RETURN(fwd->family_, MakeDecoderFamily(config));
-  CARE_ASSIGN_OR_RETURN(Tensor embed,
-                        LoadChecked(weights, kEmbedTokens,
-                                    {config.vocab_size, config.hidden_size}));
-  const auto table = embed.matrix();  // [V, D]
-  const TokenWindows& w = fwd->windows_;
-  fwd->hidden_.resize(w.tokens(), config.hidden_size);  // [tokens, D]
-#pragma omp parallel for schedule(static)
-  for (int64_t t = 0; t < w.tokens(); ++t) {
-    fwd->hidden_.row(t) = table.row(w.ids[t]);
-  }
+  // Only the rows of the ids present are read (all rows for a non-checkpoint
+  // source, once).
+  CARE_ASSIGN_OR_RETURN(
+      fwd->hidden_,
+      GatherRows(weights, io::names::Embed(), config.vocab_size,
+                 config.hidden_size, fwd->windows_.ids));  // [tokens, D]
   return fwd;
 }
 

@@ -5,7 +5,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "care/engine/weight_names.h"
+#include "care/io/tensor_names.h"
 #include "care/util/status_macros.h"
 
 namespace care::engine {
@@ -102,49 +102,39 @@ absl::Status LatentKvProjector::Project(const MatrixRM& x, MatrixRM* k,
 absl::StatusOr<std::unique_ptr<KvProjector>> LoadKvProjector(
     const ModelConfig& config, const TensorSource& source, int64_t layer) {
   const int64_t D = config.hidden_size, kv = config.kv_width();
-  auto name = [&](absl::string_view suffix) {
-    return LayerTensor(layer, suffix);
-  };
+  namespace n = io::names;
   if (config.latent.has_value()) {
     CARE_ASSIGN_OR_RETURN(
         int64_t r_k, LatentRank(config.latent->rank_k, layer, kv, "rank_k"));
     CARE_ASSIGN_OR_RETURN(
         int64_t r_v, LatentRank(config.latent->rank_v, layer, kv, "rank_v"));
-    CARE_ASSIGN_OR_RETURN(
-        MatrixRM a_k,
-        LoadMatrix(source, name("self_attn.k_a_proj.weight"), r_k, D));
-    CARE_ASSIGN_OR_RETURN(
-        MatrixRM b_k,
-        LoadMatrix(source, name("self_attn.k_b_proj.weight"), kv, r_k));
-    CARE_ASSIGN_OR_RETURN(
-        MatrixRM a_v,
-        LoadMatrix(source, name("self_attn.v_a_proj.weight"), r_v, D));
-    CARE_ASSIGN_OR_RETURN(
-        MatrixRM b_v,
-        LoadMatrix(source, name("self_attn.v_b_proj.weight"), kv, r_v));
+    CARE_ASSIGN_OR_RETURN(MatrixRM a_k,
+                          LoadMatrix(source, n::KAProj(layer), r_k, D));
+    CARE_ASSIGN_OR_RETURN(MatrixRM b_k,
+                          LoadMatrix(source, n::KBProj(layer), kv, r_k));
+    CARE_ASSIGN_OR_RETURN(MatrixRM a_v,
+                          LoadMatrix(source, n::VAProj(layer), r_v, D));
+    CARE_ASSIGN_OR_RETURN(MatrixRM b_v,
+                          LoadMatrix(source, n::VBProj(layer), kv, r_v));
     std::optional<Eigen::RowVectorXf> bias_k, bias_v;
-    if (source.Has(name("self_attn.k_b_proj.bias"))) {
-      CARE_ASSIGN_OR_RETURN(
-          bias_k, LoadVector(source, name("self_attn.k_b_proj.bias"), kv));
+    if (source.Has(n::KBBias(layer))) {
+      CARE_ASSIGN_OR_RETURN(bias_k, LoadVector(source, n::KBBias(layer), kv));
     }
-    if (source.Has(name("self_attn.v_b_proj.bias"))) {
-      CARE_ASSIGN_OR_RETURN(
-          bias_v, LoadVector(source, name("self_attn.v_b_proj.bias"), kv));
+    if (source.Has(n::VBBias(layer))) {
+      CARE_ASSIGN_OR_RETURN(bias_v, LoadVector(source, n::VBBias(layer), kv));
     }
     return std::make_unique<LatentKvProjector>(
         std::move(a_k), std::move(b_k), std::move(a_v), std::move(b_v),
         std::move(bias_k), std::move(bias_v));
   }
-  CARE_ASSIGN_OR_RETURN(
-      MatrixRM w_k, LoadMatrix(source, name("self_attn.k_proj.weight"), kv, D));
-  CARE_ASSIGN_OR_RETURN(
-      MatrixRM w_v, LoadMatrix(source, name("self_attn.v_proj.weight"), kv, D));
+  CARE_ASSIGN_OR_RETURN(MatrixRM w_k,
+                        LoadMatrix(source, n::KProj(layer), kv, D));
+  CARE_ASSIGN_OR_RETURN(MatrixRM w_v,
+                        LoadMatrix(source, n::VProj(layer), kv, D));
   std::optional<Eigen::RowVectorXf> b_k, b_v;
   if (config.attention_bias) {
-    CARE_ASSIGN_OR_RETURN(
-        b_k, LoadVector(source, name("self_attn.k_proj.bias"), kv));
-    CARE_ASSIGN_OR_RETURN(
-        b_v, LoadVector(source, name("self_attn.v_proj.bias"), kv));
+    CARE_ASSIGN_OR_RETURN(b_k, LoadVector(source, n::KBias(layer), kv));
+    CARE_ASSIGN_OR_RETURN(b_v, LoadVector(source, n::VBias(layer), kv));
   }
   return std::make_unique<DenseKvProjector>(std::move(w_k), std::move(w_v),
                                             std::move(b_k), std::move(b_v));

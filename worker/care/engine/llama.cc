@@ -6,7 +6,7 @@
 #include "care/engine/attention_block.h"
 #include "care/engine/decoder_family.h"
 #include "care/engine/mlp.h"
-#include "care/engine/weight_names.h"
+#include "care/io/tensor_names.h"
 #include "care/util/status_macros.h"
 
 namespace care::engine {
@@ -25,9 +25,10 @@ class LlamaFamily : public DecoderFamily {
                            .q_bias = c.attention_bias,
                            .o_bias = c.attention_bias && !qwen2},
                           hidden));
-    CARE_ASSIGN_OR_RETURN(SwiGluWeights mlp,
-                          LoadSwiGlu(ctx.weights, LayerTensor(layer, "mlp."),
-                                     c.hidden_size, c.intermediate_size));
+    CARE_ASSIGN_OR_RETURN(
+        SwiGluWeights mlp,
+        LoadSwiGlu(ctx.weights, io::names::Layer(layer, "mlp."), c.hidden_size,
+                   c.intermediate_size));
     return RunMlpBlock(
         ctx, layer,
         [&](const MatrixRM& x, MatrixRM* y) {

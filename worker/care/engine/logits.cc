@@ -7,7 +7,8 @@
 #include "absl/strings/str_cat.h"
 #include "care/engine/attention_block.h"
 #include "care/engine/rms_norm.h"
-#include "care/engine/weight_names.h"
+#include "care/engine/row_loader.h"
+#include "care/io/tensor_names.h"
 #include "care/util/status_macros.h"
 
 namespace care::engine {
@@ -19,20 +20,24 @@ absl::StatusOr<MatrixRM> NormRows(const ModelConfig& c, const TensorSource& w,
                                   const MatrixRM& hidden) {
   CARE_ASSIGN_OR_RETURN(
       Eigen::RowVectorXf norm,
-      LoadNormWeight(w, std::string(kFinalNorm), c.hidden_size));
+      LoadNormWeight(w, io::names::FinalNorm(), c.hidden_size));
   MatrixRM x;
   RmsNorm(hidden, norm, c.rms_norm_eps, &x);
   return x;
 }
 
-absl::StatusOr<Tensor> LoadHead(const ModelConfig& c, const TensorSource& w) {
-  return LoadChecked(w, LmHeadTensorName(c), {c.vocab_size, c.hidden_size});
+// Rows [begin, end) of lm_head (or the tied embedding): [end - begin, D].
+absl::StatusOr<MatrixRM> LoadHeadRows(const ModelConfig& c,
+                                      const TensorSource& w, int64_t begin,
+                                      int64_t end) {
+  return LoadRows(w, LmHeadTensorName(c), c.vocab_size, c.hidden_size, begin,
+                  end);
 }
 
 }  // namespace
 
-const char* LmHeadTensorName(const ModelConfig& config) {
-  return config.tie_word_embeddings ? kEmbedTokens.data() : kLmHead.data();
+std::string LmHeadTensorName(const ModelConfig& config) {
+  return config.tie_word_embeddings ? io::names::Embed() : io::names::LmHead();
 }
 
 absl::StatusOr<NllSum> ScoreHiddenStates(const ModelConfig& c,
@@ -62,31 +67,27 @@ absl::StatusOr<NllSum> ScoreHiddenStates(const ModelConfig& c,
   for (int64_t i = 0; i < S; ++i) selected.row(i) = hidden.row(rows[i]);
   CARE_ASSIGN_OR_RETURN(MatrixRM x, NormRows(c, weights, selected));
   selected.resize(0, 0);
-  CARE_ASSIGN_OR_RETURN(Tensor head, LoadHead(c, weights));
-  const auto w = head.matrix();  // [V, D]
 
-  // Blocks of R rows × C vocabulary entries within the element budget.
+  // Vocabulary chunks of C entries, each read once; rows in blocks of R so
+  // that one logits block stays within the element budget.
   const int64_t budget = std::max<int64_t>(block_elements, 1 << 16);
   const int64_t C = std::min(V, std::max<int64_t>(1024, budget / S));
   const int64_t R = std::max<int64_t>(1, std::min(S, budget / C));
   MatrixRM logits;
-  std::vector<float> run_max(S);
-  std::vector<double> run_sum(S), target_logit(S);
-  for (int64_t r0 = 0; r0 < S; r0 += R) {
-    const int64_t nr = std::min(R, S - r0);
-    std::fill(run_max.begin() + r0, run_max.begin() + r0 + nr, -INFINITY);
-    std::fill(run_sum.begin() + r0, run_sum.begin() + r0 + nr, 0.0);
-    for (int64_t v0 = 0; v0 < V; v0 += C) {
-      const int64_t nv = std::min(C, V - v0);
+  std::vector<float> run_max(S, -INFINITY);
+  std::vector<double> run_sum(S, 0.0), target_logit(S, 0.0);
+  for (int64_t v0 = 0; v0 < V; v0 += C) {
+    const int64_t nv = std::min(C, V - v0);
+    CARE_ASSIGN_OR_RETURN(MatrixRM w, LoadHeadRows(c, weights, v0, v0 + nv));
+    for (int64_t r0 = 0; r0 < S; r0 += R) {
+      const int64_t nr = std::min(R, S - r0);
       logits.resize(nr, nv);
-      logits.noalias() =
-          x.middleRows(r0, nr) * w.middleRows(v0, nv).transpose();  // [nr, nv]
+      logits.noalias() = x.middleRows(r0, nr) * w.transpose();  // [nr, nv]
 #pragma omp parallel for schedule(static)
       for (int64_t i = 0; i < nr; ++i) {
         const float* l = logits.data() + i * nv;
         const int64_t s = r0 + i;
-        const float cm = *std::max_element(l, l + nv);
-        const float m = std::max(run_max[s], cm);
+        const float m = std::max(run_max[s], *std::max_element(l, l + nv));
         double sum = 0.0;
         for (int64_t j = 0; j < nv; ++j) sum += std::exp(double{l[j]} - m);
         run_sum[s] = run_sum[s] * std::exp(double{run_max[s]} - m) + sum;
@@ -107,9 +108,10 @@ absl::StatusOr<MatrixRM> ComputeLogits(const ModelConfig& c,
                                        const TensorSource& weights,
                                        const MatrixRM& hidden) {
   CARE_ASSIGN_OR_RETURN(MatrixRM x, NormRows(c, weights, hidden));
-  CARE_ASSIGN_OR_RETURN(Tensor head, LoadHead(c, weights));
+  CARE_ASSIGN_OR_RETURN(MatrixRM head,
+                        LoadHeadRows(c, weights, 0, c.vocab_size));
   MatrixRM logits(x.rows(), c.vocab_size);
-  logits.noalias() = x * head.matrix().transpose();  // [tokens, V]
+  logits.noalias() = x * head.transpose();  // [tokens, V]
   return logits;
 }
 

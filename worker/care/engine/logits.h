@@ -5,6 +5,7 @@
 #define CARE_ENGINE_LOGITS_H_
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -17,7 +18,7 @@ namespace care::engine {
 
 // The name of the output projection: model.embed_tokens.weight when
 // tie_word_embeddings, lm_head.weight otherwise.
-const char* LmHeadTensorName(const ModelConfig& config);
+std::string LmHeadTensorName(const ModelConfig& config);
 
 // NLL of targets[t] (t with targets[t] >= 0) given the last layer's hidden
 // states [tokens, D]. InvalidArgument when a target is >= vocab_size.

@@ -14,21 +14,12 @@
 #include "care/engine/attention_block.h"
 #include "care/engine/decoder_family.h"
 #include "care/engine/mlp.h"
-#include "care/engine/weight_names.h"
+#include "care/io/tensor_names.h"
 #include "care/util/status_macros.h"
 
 namespace care::engine {
 
 namespace {
-
-bool IsSparseLayer(const ModelConfig& c, int64_t layer) {
-  if (std::find(c.mlp_only_layers.begin(), c.mlp_only_layers.end(), layer) !=
-      c.mlp_only_layers.end()) {
-    return false;
-  }
-  return c.num_experts > 0 && c.decoder_sparse_step > 0 &&
-         (layer + 1) % c.decoder_sparse_step == 0;
-}
 
 struct Route {
   std::vector<int64_t> tokens;
@@ -78,8 +69,7 @@ absl::Status SparseMoe(const LayerContext& ctx, int64_t layer,
   {
     CARE_ASSIGN_OR_RETURN(
         Tensor gate,
-        LoadChecked(ctx.weights, LayerTensor(layer, "mlp.gate.weight"),
-                    {E, D}));
+        LoadChecked(ctx.weights, io::names::Router(layer), {E, D}));
     logits.noalias() = x * gate.matrix().transpose();  // [tokens, E]
   }
   const std::vector<Route> routes = RouteTokens(c, logits);
@@ -88,9 +78,12 @@ absl::Status SparseMoe(const LayerContext& ctx, int64_t layer,
   for (int64_t e = 0; e < E; ++e) {
     const Route& r = routes[e];
     if (r.tokens.empty()) continue;
-    CARE_ASSIGN_OR_RETURN(SwiGluWeights w,
-                          LoadSwiGlu(ctx.weights, ExpertTensor(layer, e, ""), D,
-                                     c.moe_intermediate_size));
+    CARE_ASSIGN_OR_RETURN(
+        SwiGluWeights w,
+        LoadSwiGlu(
+            ctx.weights,
+            io::names::Layer(layer, absl::StrCat("mlp.experts.", e, ".")), D,
+            c.moe_intermediate_size));
     const int64_t n = r.tokens.size();
     xe.resize(n, D);  // [routed tokens, D]
     for (int64_t i = 0; i < n; ++i) xe.row(i) = x.row(r.tokens[i]);
@@ -111,7 +104,7 @@ class Qwen3MoeFamily : public DecoderFamily {
                                             .q_bias = c.attention_bias,
                                             .o_bias = c.attention_bias},
                                            hidden));
-    if (IsSparseLayer(c, layer)) {
+    if (c.IsMoeLayer(layer)) {
       return RunMlpBlock(
           ctx, layer,
           [&](const MatrixRM& x, MatrixRM* y) {
@@ -119,9 +112,10 @@ class Qwen3MoeFamily : public DecoderFamily {
           },
           hidden);
     }
-    CARE_ASSIGN_OR_RETURN(SwiGluWeights mlp,
-                          LoadSwiGlu(ctx.weights, LayerTensor(layer, "mlp."),
-                                     c.hidden_size, c.intermediate_size));
+    CARE_ASSIGN_OR_RETURN(
+        SwiGluWeights mlp,
+        LoadSwiGlu(ctx.weights, io::names::Layer(layer, "mlp."), c.hidden_size,
+                   c.intermediate_size));
     return RunMlpBlock(
         ctx, layer,
         [&](const MatrixRM& x, MatrixRM* y) {

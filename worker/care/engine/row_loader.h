@@ -1,0 +1,31 @@
+// Reading selected rows of a 2-D weight (embedding lookup, lm_head vocabulary
+// chunks) without converting the whole tensor: from an io::Checkpoint only
+// the requested rows' bytes are converted to float32; any other
+// TensorSource falls back to loading the tensor once.
+#ifndef CARE_ENGINE_ROW_LOADER_H_
+#define CARE_ENGINE_ROW_LOADER_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "care/io/tensor.h"
+#include "care/io/tensor_source.h"
+
+namespace care::engine {
+
+// Rows [begin, end) of the tensor `name` whose shape must be [rows, cols].
+absl::StatusOr<MatrixRM> LoadRows(const TensorSource& source,
+                                  const std::string& name, int64_t rows,
+                                  int64_t cols, int64_t begin, int64_t end);
+
+// Row ids[i] of `name` ([rows, cols]) as row i of the result [ids, cols].
+absl::StatusOr<MatrixRM> GatherRows(const TensorSource& source,
+                                    const std::string& name, int64_t rows,
+                                    int64_t cols,
+                                    const std::vector<int32_t>& ids);
+
+}  // namespace care::engine
+
+#endif  // CARE_ENGINE_ROW_LOADER_H_

@@ -1,0 +1,191 @@
+#include "care/engine/synthetic_model.h"
+
+#include <cmath>
+#include <cstring>
+#include <numbers>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "care/io/checkpoint_writer.h"
+#include "care/io/model.h"
+#include "care/io/tensor_names.h"
+#include "care/util/status_macros.h"
+
+namespace care::engine {
+
+namespace {
+
+uint64_t SplitMix64(uint64_t& state) {
+  uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+uint64_t HashName(absl::string_view name, uint64_t seed) {
+  uint64_t h = 1469598103934665603ull ^ seed;  // FNV-1a
+  for (char c : name)
+    h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ull;
+  return h;
+}
+
+// Standard normals by Box-Muller, in parallel blocks with independent
+// streams (deterministic regardless of thread count).
+void FillNormal(uint64_t seed, float mean, float std, std::vector<float>* out) {
+  constexpr int64_t kBlock = 1 << 16;
+  const int64_t n = out->size();
+  const int64_t blocks = (n + kBlock - 1) / kBlock;
+#pragma omp parallel for schedule(static)
+  for (int64_t b = 0; b < blocks; ++b) {
+    uint64_t state = seed + 0x632BE59BD9B4E019ull * (b + 1);
+    const int64_t end = std::min(n, (b + 1) * kBlock);
+    for (int64_t i = b * kBlock; i < end; i += 2) {
+      const double u1 = ((SplitMix64(state) >> 11) + 1.0) * 0x1.0p-53;
+      const double u2 = (SplitMix64(state) >> 11) * 0x1.0p-53;
+      const double r = std::sqrt(-2.0 * std::log(u1));
+      (*out)[i] = mean + std * static_cast<float>(
+                                   r * std::cos(2 * std::numbers::pi * u2));
+      if (i + 1 < end) {
+        (*out)[i + 1] =
+            mean +
+            std * static_cast<float>(r * std::sin(2 * std::numbers::pi * u2));
+      }
+    }
+  }
+}
+
+bool EndsWith(const std::string& s, absl::string_view suffix) {
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix.data(),
+                   suffix.size()) == 0;
+}
+
+}  // namespace
+
+std::vector<SyntheticTensorSpec> SyntheticTensorSpecs(
+    const ModelConfig& config) {
+  std::vector<SyntheticTensorSpec> specs;
+  for (const io::ExpectedTensor& t : io::ExpectedTensors(config)) {
+    specs.push_back({t.name, t.shape});
+  }
+  if (config.attention_bias && config.model_type != "qwen2") {
+    for (int64_t l = 0; l < config.num_hidden_layers; ++l) {
+      specs.push_back(
+          {io::names::Layer(l, "self_attn.o_proj.bias"), {config.hidden_size}});
+    }
+  }
+  return specs;
+}
+
+Tensor SyntheticTensor(const SyntheticTensorSpec& spec,
+                       const SyntheticOptions& o) {
+  Tensor t;
+  t.shape = spec.shape;
+  t.data.resize(t.numel());
+  const uint64_t seed = HashName(spec.name, o.seed);
+  const std::string& n = spec.name;
+  if (spec.shape.size() == 1) {
+    if (EndsWith(n, ".bias")) {
+      FillNormal(seed, 0.0f, o.bias_std, &t.data);
+    } else {  // norm weights
+      FillNormal(seed, 1.0f, o.norm_jitter, &t.data);
+    }
+  } else if (n == io::names::Embed()) {
+    FillNormal(seed, 0.0f, o.embedding_std, &t.data);
+  } else {
+    const float std = o.fan_in_scaling
+                          ? static_cast<float>(1.0 / std::sqrt(spec.shape[1]))
+                          : o.weight_std;
+    FillNormal(seed, 0.0f, std, &t.data);
+  }
+  return t;
+}
+
+std::unique_ptr<InMemoryTensorSource> MakeSyntheticSource(
+    const ModelConfig& config, const SyntheticOptions& options) {
+  auto source = std::make_unique<InMemoryTensorSource>();
+  for (const SyntheticTensorSpec& spec : SyntheticTensorSpecs(config)) {
+    source->Add(spec.name, SyntheticTensor(spec, options));
+  }
+  return source;
+}
+
+absl::Status WriteSyntheticModel(const nlohmann::json& config_json,
+                                 const std::string& dir, io::DType dtype,
+                                 const SyntheticOptions& options,
+                                 uint64_t max_shard_bytes) {
+  CARE_ASSIGN_OR_RETURN(
+      ModelConfig config,
+      ParseModelConfig(config_json.dump(), absl::StrCat(dir, "/config.json")));
+  CARE_ASSIGN_OR_RETURN(
+      auto writer,
+      io::CheckpointWriter::Create(
+          dir, {.max_shard_bytes = max_shard_bytes, .overwrite = true}));
+  for (const SyntheticTensorSpec& spec : SyntheticTensorSpecs(config)) {
+    CARE_RETURN_IF_ERROR(
+        writer->AddTensorF32(spec.name, SyntheticTensor(spec, options), dtype));
+  }
+  nlohmann::json stored = config_json;
+  stored["torch_dtype"] = std::string(io::TorchDTypeName(dtype));
+  CARE_RETURN_IF_ERROR(writer->SetConfig(stored));
+  return writer->Commit();
+}
+
+absl::StatusOr<nlohmann::json> PresetConfigJson(absl::string_view preset,
+                                                int64_t num_layers) {
+  nlohmann::json j;
+  if (preset == "llama-3.2-1b" || preset == "llama-3.1-8b") {
+    const bool small = preset == "llama-3.2-1b";
+    j = {{"architectures", {"LlamaForCausalLM"}},
+         {"model_type", "llama"},
+         {"hidden_size", small ? 2048 : 4096},
+         {"intermediate_size", small ? 8192 : 14336},
+         {"num_hidden_layers", small ? 16 : 32},
+         {"num_attention_heads", 32},
+         {"num_key_value_heads", 8},
+         {"head_dim", small ? 64 : 128},
+         {"vocab_size", 128256},
+         {"max_position_embeddings", 131072},
+         {"rms_norm_eps", 1e-5},
+         {"rope_theta", 500000.0},
+         {"rope_scaling",
+          {{"rope_type", "llama3"},
+           {"factor", small ? 32.0 : 8.0},
+           {"low_freq_factor", 1.0},
+           {"high_freq_factor", 4.0},
+           {"original_max_position_embeddings", 8192}}},
+         {"tie_word_embeddings", small},
+         {"attention_bias", false},
+         {"hidden_act", "silu"},
+         {"bos_token_id", 128000},
+         {"eos_token_id", 128001},
+         {"torch_dtype", "bfloat16"}};
+  } else if (preset == "qwen3-4b") {
+    j = {{"architectures", {"Qwen3ForCausalLM"}},
+         {"model_type", "qwen3"},
+         {"hidden_size", 2560},
+         {"intermediate_size", 9728},
+         {"num_hidden_layers", 36},
+         {"num_attention_heads", 32},
+         {"num_key_value_heads", 8},
+         {"head_dim", 128},
+         {"vocab_size", 151936},
+         {"max_position_embeddings", 40960},
+         {"rms_norm_eps", 1e-6},
+         {"rope_theta", 1000000.0},
+         {"tie_word_embeddings", true},
+         {"attention_bias", false},
+         {"hidden_act", "silu"},
+         {"bos_token_id", 151643},
+         {"eos_token_id", 151645},
+         {"torch_dtype", "bfloat16"}};
+  } else {
+    return absl::NotFoundError(
+        absl::StrCat("unknown synthetic preset '", preset,
+                     "' (known: llama-3.2-1b, llama-3.1-8b, qwen3-4b)"));
+  }
+  if (num_layers > 0) j["num_hidden_layers"] = num_layers;
+  return j;
+}
+
+}  // namespace care::engine
