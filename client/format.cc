@@ -400,6 +400,8 @@ std::string FormatOutcomeLine(const Job& job) {
 std::string ToJson(const google::protobuf::Message& message, bool pretty) {
   google::protobuf::util::JsonPrintOptions options;
   options.add_whitespace = pretty;
+  // Zeros too (layer 0, attempt 0): pipelines should not guess defaults.
+  options.always_print_primitive_fields = true;
   std::string out;
   auto status =
       google::protobuf::util::MessageToJsonString(message, &out, options);
