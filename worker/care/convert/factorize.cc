@@ -1,0 +1,234 @@
+#include "care/convert/factorize.h"
+
+#include <Eigen/Cholesky>
+#include <Eigen/Eigenvalues>
+#include <Eigen/SVD>
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+
+namespace care::convert {
+namespace {
+
+// Eigenvalues at or below this fraction of the largest count as zero: the
+// float64 eigen-solver's own error is ~1e-16·λ_max, so 1e-12 separates true
+// rank deficiency from rounding with a wide margin.
+constexpr double kRelativeEigenFloor = 1e-12;
+// Cholesky jitter schedule, as fractions of mean(diag C): 1e-10 … 1e-1.
+constexpr double kFirstJitter = 1e-10;
+constexpr int kJitterSteps = 10;
+
+void AppendNote(ScalingInfo& info, absl::string_view text) {
+  if (!info.note.empty()) info.note += "; ";
+  info.note.append(text.data(), text.size());
+}
+
+// S = Lᵀ with L·Lᵀ = C (SᵀS = C), adding jitter until C is numerically PD.
+void CholeskyFactor(Eigen::MatrixXd c, double mean_diag, Scaling& scaling) {
+  double jitter = 0;
+  for (int step = 0; step <= kJitterSteps; ++step) {
+    Eigen::LLT<Eigen::MatrixXd> llt(c);
+    if (llt.info() == Eigen::Success) {
+      scaling.dense = llt.matrixU();  // [D, D] = Lᵀ
+      scaling.info.jitter_added = jitter;
+      if (jitter > 0) {
+        AppendNote(scaling.info,
+                   absl::StrCat("covariance not positive definite; Cholesky "
+                                "needed jitter ",
+                                jitter));
+      }
+      return;
+    }
+    const double next = mean_diag * kFirstJitter * std::pow(10.0, step);
+    c.diagonal().array() += next - jitter;
+    jitter = next;
+  }
+  // Unreachable for a finite PSD C with mean_diag > 0 (jitter reaches 0.1 of
+  // the mean diagonal); fall back to no scaling rather than fail the job.
+  scaling.dense.resize(0, 0);
+  scaling.info.identity_fallback = true;
+  AppendNote(scaling.info, "Cholesky failed even with jitter; used plain SVD");
+}
+
+// Symmetric S = Q·Λ^½·Qᵀ; tiny and negative (rounding) eigenvalues clamped
+// to zero.
+void EigenFactor(const Eigen::MatrixXd& c, Scaling& scaling) {
+  Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(c);
+  Eigen::VectorXd lambda = eig.eigenvalues();  // ascending
+  const double floor = std::max(lambda.maxCoeff(), 0.0) * kRelativeEigenFloor;
+  for (Eigen::Index i = 0; i < lambda.size(); ++i) {
+    if (lambda(i) <= floor) {
+      lambda(i) = 0;
+      ++scaling.info.clamped_eigenvalues;
+    }
+  }
+  if (scaling.info.clamped_eigenvalues > 0) {
+    AppendNote(scaling.info,
+               absl::StrCat(scaling.info.clamped_eigenvalues,
+                            " eigenvalues of the covariance clamped to 0"));
+  }
+  const Eigen::MatrixXd& q = eig.eigenvectors();  // [D, D]
+  scaling.dense = q * lambda.cwiseSqrt().asDiagonal() * q.transpose();
+}
+
+}  // namespace
+
+absl::StatusOr<Method> ParseMethod(absl::string_view name) {
+  if (name == "care") return Method::kCare;
+  if (name == "care-c") return Method::kCareC;
+  if (name == "asvd") return Method::kAsvd;
+  if (name == "svd") return Method::kSvd;
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unknown method \"", name, "\"; expected care, care-c, asvd or svd"));
+}
+
+std::string MethodName(Method method) {
+  switch (method) {
+    case Method::kCare:
+      return "care";
+    case Method::kCareC:
+      return "care-c";
+    case Method::kAsvd:
+      return "asvd";
+    case Method::kSvd:
+      return "svd";
+  }
+  return "unknown";
+}
+
+bool MethodUsesData(Method method) { return method != Method::kSvd; }
+
+Eigen::MatrixXd Scaling::Apply(const Eigen::MatrixXd& w) const {
+  if (dense.size() > 0) return dense * w;  // [D, D]·[D, out]
+  if (diagonal.size() > 0) return diagonal.asDiagonal() * w;
+  return w;
+}
+
+absl::StatusOr<Scaling> BuildScaling(const LayerStatistics& stats,
+                                     const FactorizeOptions& options) {
+  Scaling scaling;
+  scaling.method = options.method;
+  scaling.dim = stats.covariance.rows();
+  if (!(options.damping >= 0) || !std::isfinite(options.damping)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "damping must be a finite number >= 0, got ", options.damping));
+  }
+  if (options.method == Method::kSvd) return scaling;
+
+  const Eigen::MatrixXd& c = stats.covariance;
+  const int64_t d = c.rows();
+  if (c.cols() != d || stats.mean_abs.size() != d) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("calibration statistics: covariance is ", c.rows(), "x",
+                     c.cols(), " and mean |x| has ", stats.mean_abs.size(),
+                     " entries; expected ", d, "x", d, " and ", d));
+  }
+  if (!c.allFinite() || !stats.mean_abs.allFinite()) {
+    return absl::InvalidArgumentError(
+        "calibration statistics contain a non-finite value");
+  }
+  scaling.info.zero_channels = (c.diagonal().array() <= 0).count();
+  if (scaling.info.zero_channels > 0) {
+    AppendNote(scaling.info, absl::StrCat(scaling.info.zero_channels,
+                                          " input channels never active"));
+  }
+  if (stats.tokens > 0 && stats.tokens < d) {
+    AppendNote(scaling.info,
+               absl::StrCat("only ", stats.tokens, " calibration tokens for ",
+                            d, " channels: covariance is rank-deficient"));
+  }
+  const double mean_diag = c.diagonal().mean();
+  if (stats.tokens == 0 || !(mean_diag > 0)) {
+    scaling.info.identity_fallback = true;
+    AppendNote(scaling.info, "no calibration signal; used plain SVD");
+    return scaling;
+  }
+
+  if (options.method == Method::kAsvd) {
+    // diag(mean|x|^0.5); inactive channels get 0 (never inverted).
+    scaling.diagonal = stats.mean_abs.cwiseMax(0.0).cwiseSqrt();
+    return scaling;
+  }
+
+  Eigen::MatrixXd damped = c;
+  scaling.info.damping_added = options.damping * mean_diag;
+  damped.diagonal().array() += scaling.info.damping_added;
+  if (options.method == Method::kCareC) {
+    // S = C itself (symmetric, SᵀS = C²); no factorization needed.
+    scaling.dense = std::move(damped);
+    return scaling;
+  }
+  if (options.solver == WhiteningSolver::kCholesky) {
+    CholeskyFactor(std::move(damped), mean_diag, scaling);
+  } else {
+    EigenFactor(damped, scaling);
+  }
+  return scaling;
+}
+
+double Decomposition::TotalEnergy() const {
+  return singular_values.squaredNorm();
+}
+
+double Decomposition::TailEnergy(int64_t rank) const {
+  const int64_t n = singular_values.size();
+  if (rank >= n) return 0;
+  rank = std::max<int64_t>(rank, 0);
+  return singular_values.tail(n - rank).squaredNorm();
+}
+
+absl::StatusOr<Decomposition> Decompose(const Scaling& scaling,
+                                        const Eigen::Ref<const MatrixRM>& w) {
+  if (w.rows() != scaling.dim && scaling.dim != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("projection has ", w.rows(),
+                                                   " input rows, calibration "
+                                                   "statistics have width ",
+                                                   scaling.dim));
+  }
+  if (!w.allFinite()) {
+    return absl::InvalidArgumentError(
+        "projection weight has a non-finite value");
+  }
+  const Eigen::MatrixXd m = scaling.Apply(w.cast<double>());  // [D, out]
+  Eigen::BDCSVD<Eigen::MatrixXd> svd(m, Eigen::ComputeThinV);
+  if (svd.info() != Eigen::Success) {
+    return absl::InternalError("SVD of the scaled projection did not converge");
+  }
+  Decomposition out;
+  out.singular_values = svd.singularValues();  // [min(D, out)]
+  out.right_vectors = svd.matrixV();           // [out, min(D, out)]
+  return out;
+}
+
+absl::StatusOr<Factors> Truncate(const Decomposition& decomposition,
+                                 const Eigen::Ref<const MatrixRM>& w,
+                                 int64_t rank) {
+  if (rank < 1 || rank > decomposition.max_rank()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "rank ", rank, " out of range [1, ", decomposition.max_rank(), "]"));
+  }
+  const Eigen::MatrixXd v_r =
+      decomposition.right_vectors.leftCols(rank);  // [out, r]
+  Factors f;
+  f.w_down = (w.cast<double>() * v_r).cast<float>();  // [D, r]
+  f.w_up = v_r.transpose().cast<float>();             // [r, out]
+  const double total = decomposition.TotalEnergy();
+  f.tail_energy = decomposition.TailEnergy(rank);
+  f.retained_energy = total > 0 ? 1.0 - f.tail_energy / total : 1.0;
+  return f;
+}
+
+double RelativeActivationError(const Eigen::MatrixXd& covariance,
+                               const Eigen::Ref<const MatrixRM>& w,
+                               const Factors& factors) {
+  const Eigen::MatrixXd wd = w.cast<double>();  // [D, out]
+  const Eigen::MatrixXd delta =
+      wd - factors.w_down.cast<double>() * factors.w_up.cast<double>();
+  const double err = (delta.transpose() * covariance * delta).trace();
+  const double ref = (wd.transpose() * covariance * wd).trace();
+  if (!(ref > 0)) return 0;
+  return std::max(err, 0.0) / ref;
+}
+
+}  // namespace care::convert
