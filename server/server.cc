@@ -1,0 +1,169 @@
+#include "server/server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/resource_quota.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/server_builder.h>
+
+#include <exception>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "care/util/status_macros.h"
+#include "server/log.h"
+
+namespace care::server {
+namespace {
+
+// Sync-server threads: every waiting LeaseJob/WatchJob holds one.
+constexpr int kMaxServerThreads = 512;
+
+absl::StatusOr<std::string> ReadFile(const std::string& path,
+                                     absl::string_view flag) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, ": cannot read ", path));
+  }
+  std::stringstream buf;
+  buf << in.rdbuf();
+  return buf.str();
+}
+
+std::string HostOf(const std::string& address) {
+  return address.substr(0, address.rfind(':'));
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<CareServer>> CareServer::Start(
+    const ServerConfig& config) {
+  std::unique_ptr<CareServer> s(new CareServer());
+  s->config_ = config;
+  SetLogLevel(config.log_level);
+
+  if (config.insecure_no_auth) {
+    s->auth_ = std::make_unique<TokenAuth>(TokenAuth::Disabled());
+    Log(LogLevel::kWarn, "authentication disabled (--insecure-no-auth)");
+  } else {
+    CARE_ASSIGN_OR_RETURN(
+        TokenAuth auth,
+        TokenAuth::Load(config.client_token_file, config.worker_token_file));
+    s->auth_ = std::make_unique<TokenAuth>(std::move(auth));
+  }
+  CARE_ASSIGN_OR_RETURN(UriRoots roots, UriRoots::Create(config.roots));
+  s->roots_ = std::make_unique<UriRoots>(std::move(roots));
+
+  StoreOptions store_options;
+  store_options.path = config.db;
+  store_options.busy_timeout_ms = config.busy_timeout_ms;
+  store_options.lease_duration = config.lease_duration;
+  CARE_ASSIGN_OR_RETURN(s->store_,
+                        Store::Open(store_options, &s->clock_, &s->notifier_));
+
+  Store* store = s->store_.get();
+  const absl::Duration window = config.worker_window;
+  s->metrics_ = std::make_unique<Metrics>(
+      [store, window] { return store->CountStates(window); });
+  try {
+    s->exposer_ = std::make_unique<prometheus::Exposer>(config.metrics_listen);
+  } catch (const std::exception& e) {
+    return absl::UnavailableError(absl::StrCat("--metrics-listen: cannot bind ",
+                                               config.metrics_listen, ": ",
+                                               e.what()));
+  }
+  s->exposer_->RegisterCollectable(s->metrics_->registry());
+  s->exposer_->RegisterCollectable(s->metrics_->gauges());
+  const std::vector<int> metrics_ports = s->exposer_->GetListeningPorts();
+  if (metrics_ports.empty()) {
+    return absl::UnavailableError(absl::StrCat(
+        "--metrics-listen: nothing bound at ", config.metrics_listen));
+  }
+  s->metrics_address_ =
+      absl::StrCat(HostOf(config.metrics_listen), ":", metrics_ports[0]);
+
+  ServiceDeps deps{store, s->auth_.get(), s->roots_.get(), s->metrics_.get(),
+                   &s->notifier_};
+  deps.max_lease_wait = config.max_lease_wait;
+  deps.poll_interval = config.poll_interval;
+  s->conversion_ = std::make_unique<ConversionServiceImpl>(deps);
+  s->worker_ = std::make_unique<WorkerServiceImpl>(deps);
+
+  std::shared_ptr<grpc::ServerCredentials> creds;
+  if (!config.tls_cert.empty()) {
+    grpc::SslServerCredentialsOptions ssl;
+    CARE_ASSIGN_OR_RETURN(std::string cert,
+                          ReadFile(config.tls_cert, "--tls-cert"));
+    CARE_ASSIGN_OR_RETURN(std::string key,
+                          ReadFile(config.tls_key, "--tls-key"));
+    ssl.pem_key_cert_pairs.push_back({key, cert});
+    creds = grpc::SslServerCredentials(ssl);
+  } else {
+    creds = grpc::InsecureServerCredentials();
+    if (!IsLoopbackAddress(config.listen)) {
+      Log(LogLevel::kWarn,
+          "serving plaintext gRPC on a non-loopback address; bearer tokens "
+          "cross the network in the clear (set --tls-cert/--tls-key)",
+          {{"listen", config.listen}});
+    }
+  }
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(config.listen, creds, &port);
+  builder.SetMaxReceiveMessageSize(config.max_message_bytes);
+  builder.SetMaxSendMessageSize(config.max_message_bytes);
+  grpc::ResourceQuota quota("care-server");
+  quota.SetMaxThreads(kMaxServerThreads);
+  builder.SetResourceQuota(quota);
+  builder.RegisterService(s->conversion_.get());
+  builder.RegisterService(s->worker_.get());
+  s->server_ = builder.BuildAndStart();
+  if (s->server_ == nullptr || port == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("--listen: cannot bind ", config.listen));
+  }
+  s->grpc_address_ = absl::StrCat(HostOf(config.listen), ":", port);
+
+  s->reaper_ = std::make_unique<Reaper>(store, s->metrics_.get(),
+                                        config.reaper_interval);
+  s->reaper_->Start();
+  s->shut_down_ = false;
+  Log(LogLevel::kInfo, "started",
+      {{"grpc", s->grpc_address_},
+       {"metrics", s->metrics_address_},
+       {"db", config.db},
+       {"tls", config.tls_cert.empty() ? "off" : "on"},
+       {"auth", config.insecure_no_auth ? "off" : "bearer"},
+       {"lease_seconds",
+        absl::StrCat(absl::ToInt64Seconds(config.lease_duration))}});
+  return s;
+}
+
+CareServer::~CareServer() { Shutdown(); }
+
+void CareServer::Shutdown() {
+  if (shut_down_) return;
+  shut_down_ = true;
+  Log(LogLevel::kInfo, "draining",
+      {{"deadline_seconds",
+        absl::StrCat(absl::ToInt64Seconds(config_.drain))}});
+  // Waiting long polls and watches return at once; other in-flight RPCs get
+  // until the drain deadline, after which gRPC cancels them.
+  notifier_.Shutdown();
+  if (server_) {
+    server_->Shutdown(absl::ToChronoTime(absl::Now() + config_.drain));
+    server_->Wait();
+  }
+  if (reaper_) reaper_->Stop();
+  exposer_.reset();
+  server_.reset();
+  store_.reset();  // Closes the connections; the last close checkpoints WAL.
+  Log(LogLevel::kInfo, "stopped");
+}
+
+}  // namespace care::server
