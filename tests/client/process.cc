@@ -1,0 +1,178 @@
+#include "client/process.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "support/fixtures.h"
+
+extern char** environ;
+
+namespace care::testing {
+
+std::string ReadFileOrEmpty(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+absl::StatusOr<std::unique_ptr<Process>> Process::Start(
+    const std::vector<std::string>& argv, const std::string& log_dir,
+    const std::map<std::string, std::string>& extra_env) {
+  static int counter = 0;
+  std::unique_ptr<Process> p(new Process());
+  const std::string base = absl::StrCat(
+      log_dir, "/", std::filesystem::path(argv[0]).filename().string(), "-",
+      getpid(), "-", ++counter);
+  p->stdout_path_ = base + ".out";
+  p->stderr_path_ = base + ".err";
+
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null",
+                                   O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO,
+                                   p->stdout_path_.c_str(),
+                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO,
+                                   p->stderr_path_.c_str(),
+                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e != nullptr; ++e) {
+    std::string entry(*e);
+    std::string key = entry.substr(0, entry.find('='));
+    if (extra_env.count(key) == 0) env_strings.push_back(entry);
+  }
+  for (const auto& [key, value] : extra_env) {
+    if (!value.empty()) env_strings.push_back(key + "=" + value);
+  }
+  std::vector<char*> c_argv, c_env;
+  for (const auto& a : argv) c_argv.push_back(const_cast<char*>(a.c_str()));
+  c_argv.push_back(nullptr);
+  for (auto& e : env_strings) c_env.push_back(e.data());
+  c_env.push_back(nullptr);
+  int rc = posix_spawn(&p->pid_, argv[0].c_str(), &actions, nullptr,
+                       c_argv.data(), c_env.data());
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) {
+    return absl::InternalError(
+        absl::StrCat("posix_spawn ", argv[0], ": ", strerror(rc)));
+  }
+  return p;
+}
+
+Process::~Process() {
+  if (pid_ > 0 && !reaped_) {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+  }
+}
+
+absl::StatusOr<int> Process::Wait(absl::Duration timeout) {
+  absl::Time deadline = absl::Now() + timeout;
+  while (!reaped_) {
+    int status = 0;
+    pid_t done = waitpid(pid_, &status, WNOHANG);
+    if (done == pid_) {
+      reaped_ = true;
+      exit_code_ =
+          WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      break;
+    }
+    if (absl::Now() > deadline) {
+      return absl::DeadlineExceededError(
+          absl::StrCat("pid ", pid_, " still running after ",
+                       absl::FormatDuration(timeout)));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return exit_code_;
+}
+
+bool Process::Running() { return !reaped_ && !Wait(absl::ZeroDuration()).ok(); }
+
+void Process::Signal(int signal_number) {
+  if (pid_ > 0 && !reaped_) kill(pid_, signal_number);
+}
+
+CommandResult RunCommand(const std::vector<std::string>& argv,
+                         const std::string& log_dir, absl::Duration timeout,
+                         const std::map<std::string, std::string>& env) {
+  CommandResult result;
+  auto process = Process::Start(argv, log_dir, env);
+  if (!process.ok()) {
+    result.err = std::string(process.status().message());
+    return result;
+  }
+  auto code = (*process)->Wait(timeout);
+  if (!code.ok()) (*process)->Signal(SIGKILL);
+  result.exit_code = code.ok() ? *code : -1;
+  result.out = (*process)->Stdout();
+  result.err = (*process)->Stderr();
+  return result;
+}
+
+absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
+    const std::string& dir, const Options& options) {
+  auto server = std::make_unique<ServerProcess>();
+  server->dir_ = dir;
+  for (const char* sub : {"models", "data", "outputs", "logs"}) {
+    std::filesystem::create_directories(dir + "/" + sub);
+  }
+  server->client_token_file_ = dir + "/client.token";
+  server->worker_token_file_ = dir + "/worker.token";
+  std::ofstream(server->client_token_file_) << server->client_token() << "\n";
+  std::ofstream(server->worker_token_file_) << server->worker_token() << "\n";
+  std::vector<std::string> argv = {
+      BinaryPath("server/care-server"),
+      "--listen=127.0.0.1:0",
+      "--metrics-listen=127.0.0.1:0",
+      "--db=" + dir + "/jobs.db",
+      "--client-token-file=" + server->client_token_file_,
+      "--worker-token-file=" + server->worker_token_file_,
+      "--model-root=" + dir + "/models",
+      "--data-root=" + dir + "/data",
+      "--output-root=" + dir + "/outputs",
+      absl::StrCat("--lease-seconds=", options.lease_seconds),
+      absl::StrCat("--reaper-interval-ms=", options.reaper_interval_ms),
+      absl::StrCat("--max-wait-ms=", options.max_wait_ms),
+      absl::StrCat("--poll-interval-ms=", options.poll_interval_ms),
+      "--log-level=warn"};
+  auto process = Process::Start(argv, dir + "/logs");
+  if (!process.ok()) return process.status();
+  server->process_ = std::move(*process);
+  // Wait for "listening grpc=HOST:PORT metrics=HOST:PORT".
+  absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (absl::Now() < deadline) {
+    std::string out = server->process_->Stdout();
+    size_t at = out.find("listening grpc=");
+    size_t end = out.find('\n', at);
+    if (at != std::string::npos && end != std::string::npos) {
+      std::string line = out.substr(at, end - at);
+      size_t g = line.find("grpc=") + 5;
+      size_t m = line.find(" metrics=");
+      server->address_ = line.substr(g, m - g);
+      server->metrics_address_ = line.substr(m + 9);
+      return server;
+    }
+    if (!server->process_->Running()) {
+      return absl::InternalError(absl::StrCat(
+          "care-server exited during startup: ", server->process_->Stderr()));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return absl::DeadlineExceededError(absl::StrCat(
+      "care-server did not print its address: ", server->process_->Stderr()));
+}
+
+}  // namespace care::testing
