@@ -1,0 +1,189 @@
+// The engine against the fixtures' independent float64 references
+// (stories260K_reference/SOURCE.md, tinygqa-hf/SOURCE.md).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "care/engine/engine.h"
+#include "care/engine/perplexity.h"
+#include "care/io/model.h"
+#include "support/fixtures.h"
+
+namespace care::engine {
+namespace {
+
+using ::care::testing::FixturePath;
+
+std::vector<int32_t> ReadU16(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::vector<uint16_t> raw;
+  uint16_t v;
+  while (in.read(reinterpret_cast<char*>(&v), 2)) raw.push_back(v);
+  return std::vector<int32_t>(raw.begin(), raw.end());
+}
+
+std::vector<float> ReadF32(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::vector<float> out;
+  float v;
+  while (in.read(reinterpret_cast<char*>(&v), 4)) out.push_back(v);
+  return out;
+}
+
+std::vector<int32_t> Stream() {
+  return ReadU16(
+      FixturePath("stories260K_reference/tinystories_val_head.tok512.u16"));
+}
+
+io::Model Open(const std::string& name) {
+  auto model = io::OpenModel(FixturePath(name));
+  EXPECT_TRUE(model.ok()) << model.status();
+  return std::move(model).value();
+}
+
+// Max |engine - reference| over the logits of [BOS] + stream[start, start+63).
+double MaxLogitError(const std::string& model_dir, int64_t start,
+                     const std::string& reference) {
+  io::Model model = Open(model_dir);
+  const std::vector<int32_t> stream = Stream();
+  TokenWindows w{.num_windows = 1, .seq_len = 64, .ids = {1}};
+  w.ids.insert(w.ids.end(), stream.begin() + start,
+               stream.begin() + start + 63);
+  auto fwd = LayerwiseForward::Create(model.config, *model.weights, w);
+  EXPECT_TRUE(fwd.ok()) << fwd.status();
+  EXPECT_TRUE((*fwd)->RunLayers((*fwd)->num_layers()).ok());
+  auto logits = (*fwd)->Logits();
+  EXPECT_TRUE(logits.ok()) << logits.status();
+  const std::vector<float> ref = ReadF32(FixturePath(reference));
+  EXPECT_EQ(static_cast<int64_t>(ref.size()), logits->size());
+  double max_err = 0.0;
+  for (int64_t i = 0; i < logits->size(); ++i) {
+    max_err = std::max(max_err, std::abs(double{logits->data()[i]} - ref[i]));
+  }
+  return max_err;
+}
+
+double MeanNll(const std::string& model_dir, int64_t seq_len, int64_t windows,
+               int64_t start, std::optional<int32_t> bos,
+               int64_t* predictions = nullptr) {
+  io::Model model = Open(model_dir);
+  auto eval = MakeEvalWindows(
+      Stream(),
+      {.seq_len = seq_len, .max_windows = windows, .start = start, .bos = bos});
+  EXPECT_TRUE(eval.ok()) << eval.status();
+  auto result = EvaluatePerplexity(model.config, *model.weights, *eval);
+  EXPECT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->windows, windows);
+  if (predictions != nullptr) *predictions = result->predictions;
+  return result->mean_nll;
+}
+
+// SOURCE.md: a float32 forward matches the float64 logits to about 1e-4 on
+// these tiny models; the issue asks for <= 1e-3, which leaves room for
+// different summation orders (OpenMP, GEMM blocking).
+constexpr double kLogitTolerance = 1e-3;
+// SOURCE.md: "A float32 implementation should match these means to about
+// 1e-4"; the means are published with 6 decimals.
+constexpr double kNllTolerance = 1e-4;
+
+TEST(FixtureForwardTest, Stories260kLogitsMatchReference) {
+  CARE_REQUIRE_FIXTURES();
+  const double err = MaxLogitError(
+      "stories260K-hf", 0, "stories260K_reference/logits_bos_first63.f32");
+  std::printf("stories260K-hf logits: max abs error %.3g\n", err);
+  EXPECT_LE(err, kLogitTolerance);
+}
+
+TEST(FixtureForwardTest, Stories260kPlainWindowNll) {
+  CARE_REQUIRE_FIXTURES();
+  int64_t predictions = 0;
+  const double nll256 = MeanNll("stories260K-hf", 256, 16, 0, {}, &predictions);
+  EXPECT_EQ(predictions, 4080);
+  EXPECT_NEAR(nll256, 1.353581, kNllTolerance);
+  const double nll512 = MeanNll("stories260K-hf", 512, 16, 0, {}, &predictions);
+  EXPECT_EQ(predictions, 8176);
+  EXPECT_NEAR(nll512, 1.376194, kNllTolerance);
+  std::printf(
+      "stories260K-hf NLL: T=256 %.6f (ref 1.353581), T=512 %.6f (ref "
+      "1.376194)\n",
+      nll256, nll512);
+}
+
+TEST(FixtureForwardTest, Stories260kBosPrefixedNll) {
+  CARE_REQUIRE_FIXTURES();
+  int64_t predictions = 0;
+  const double nll = MeanNll("stories260K-hf", 256, 8, 0, 1, &predictions);
+  EXPECT_EQ(predictions, 2040);
+  EXPECT_NEAR(nll, 1.471694, kNllTolerance);
+  std::printf("stories260K-hf P2 NLL %.6f (ref 1.471694)\n", nll);
+}
+
+TEST(FixtureForwardTest, ShardedVariantEqualsSingleFile) {
+  CARE_REQUIRE_FIXTURES();
+  // Same F32 bytes, split across two files: identical results expected; the
+  // only freedom is summation order, far below 1e-6.
+  const double err =
+      MaxLogitError("stories260K-hf-sharded", 0,
+                    "stories260K_reference/logits_bos_first63.f32");
+  EXPECT_LE(err, kLogitTolerance);
+  EXPECT_NEAR(MeanNll("stories260K-hf-sharded", 256, 16, 0, {}), 1.353581,
+              kNllTolerance);
+}
+
+TEST(FixtureForwardTest, Bf16VariantWithinBf16Tolerance) {
+  CARE_REQUIRE_FIXTURES();
+  // BF16 keeps 8 significand bits (relative rounding <= 2^-9 ≈ 0.002 per
+  // weight). SOURCE.md measured the rounded weights moving logits by up to
+  // 0.11 in float64; we allow 0.15. The mean NLL over 4,080 predictions
+  // averages those perturbations; 0.01 nats (0.7 %) bounds it.
+  const double err = MaxLogitError(
+      "stories260K-hf-bf16", 0, "stories260K_reference/logits_bos_first63.f32");
+  std::printf("stories260K-hf-bf16 logits: max abs error %.3g\n", err);
+  EXPECT_LE(err, 0.15);
+  EXPECT_GT(err, 1e-4);  // really the rounded weights, not the F32 file
+  const double nll = MeanNll("stories260K-hf-bf16", 256, 16, 0, {});
+  std::printf("stories260K-hf-bf16 NLL T=256 %.6f (F32 ref 1.353581)\n", nll);
+  EXPECT_NEAR(nll, 1.353581, 0.01);
+}
+
+constexpr int64_t kTinyGqaHeldOut = 353710;
+
+TEST(FixtureForwardTest, TinyGqaLogitsMatchReference) {
+  CARE_REQUIRE_FIXTURES();
+  const double err =
+      MaxLogitError("tinygqa-hf", kTinyGqaHeldOut,
+                    "tinygqa_reference/logits_bos_heldout_first63.f32");
+  std::printf("tinygqa-hf logits: max abs error %.3g\n", err);
+  EXPECT_LE(err, kLogitTolerance);
+}
+
+TEST(FixtureForwardTest, TinyGqaHeldOutNll) {
+  CARE_REQUIRE_FIXTURES();
+  const double nll = MeanNll("tinygqa-hf", 256, 16, kTinyGqaHeldOut, {});
+  std::printf("tinygqa-hf NLL 16x256 %.6f (ref 1.990152)\n", nll);
+  EXPECT_NEAR(nll, 1.990152, kNllTolerance);
+}
+
+TEST(FixtureForwardTest, ScoringIsIndependentOfChunking) {
+  CARE_REQUIRE_FIXTURES();
+  // Tiny logits blocks force many vocabulary chunks and row blocks; the
+  // running log-sum-exp must give the same NLL (to float rounding).
+  io::Model model = Open("stories260K-hf");
+  auto eval = MakeEvalWindows(Stream(), {.seq_len = 128, .max_windows = 4});
+  ASSERT_TRUE(eval.ok());
+  auto big = EvaluatePerplexity(model.config, *model.weights, *eval);
+  auto small = EvaluatePerplexity(model.config, *model.weights, *eval,
+                                  {.logits_block_elements = 1},
+                                  /*hooks=*/{}, /*windows_per_pass=*/3);
+  ASSERT_TRUE(big.ok() && small.ok());
+  EXPECT_EQ(big->predictions, small->predictions);
+  EXPECT_NEAR(big->mean_nll, small->mean_nll, 1e-6);
+}
+
+}  // namespace
+}  // namespace care::engine
