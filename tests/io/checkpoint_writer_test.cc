@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "care/io/checkpoint.h"
 #include "care/io/file_util.h"
 #include "care/io/model.h"
@@ -65,7 +66,7 @@ TEST_F(CheckpointWriterTest, F32RoundTripIsBitExactAndShardsSplit) {
   for (int i = 0; i < 6; ++i) {
     tensors.push_back(RandomTensor({16, 16 + i}, i));  // ~1-1.3 KB each.
     ASSERT_TRUE(
-        (*w)->AddTensorF32("t" + std::to_string(i), tensors.back(), DType::kF32)
+        (*w)->AddTensorF32(absl::StrCat("t", i), tensors.back(), DType::kF32)
             .ok());
   }
   Tensor big = RandomTensor({1000}, 99);  // 4000 B > max: a shard alone.
@@ -82,7 +83,7 @@ TEST_F(CheckpointWriterTest, F32RoundTripIsBitExactAndShardsSplit) {
   EXPECT_EQ(files.front(), "model-00001-of-0000" +
                                std::to_string(files.size()) + ".safetensors");
   for (int i = 0; i < 6; ++i) {
-    auto t = (*r)->LoadF32("t" + std::to_string(i));
+    auto t = (*r)->LoadF32(absl::StrCat("t", i));
     ASSERT_TRUE(t.ok());
     EXPECT_EQ(t->shape, tensors[i].shape);
     EXPECT_EQ(
