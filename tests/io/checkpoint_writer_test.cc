@@ -80,8 +80,8 @@ TEST_F(CheckpointWriterTest, F32RoundTripIsBitExactAndShardsSplit) {
   ASSERT_TRUE(r.ok()) << r.status();
   std::vector<std::string> files = (*r)->Files();
   ASSERT_GE(files.size(), 3u);
-  EXPECT_EQ(files.front(), "model-00001-of-0000" +
-                               std::to_string(files.size()) + ".safetensors");
+  EXPECT_EQ(files.front(),
+            absl::StrCat("model-00001-of-0000", files.size(), ".safetensors"));
   for (int i = 0; i < 6; ++i) {
     auto t = (*r)->LoadF32(absl::StrCat("t", i));
     ASSERT_TRUE(t.ok());
