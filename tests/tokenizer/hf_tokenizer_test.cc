@@ -237,7 +237,11 @@ TEST(RobustnessTest, RandomInput) {
     std::string bytes(rng() % 64, '\0');
     for (char& c : bytes) c = static_cast<char>(rng());
     auto ids = t->Encode(bytes);
-    if (ids.ok()) EXPECT_EQ(*t->Decode(*ids), bytes);
+    if (ids.ok()) {
+      EXPECT_EQ(*t->Decode(*ids), bytes);
+    } else {
+      EXPECT_EQ(ids.status().code(), absl::StatusCode::kInvalidArgument);
+    }
   }
   const std::vector<char32_t> pool = {
       U'a',      U'b',      U' ',      U'\n',         U'\t', U'1',
