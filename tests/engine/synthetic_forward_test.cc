@@ -291,6 +291,7 @@ TEST(SyntheticForwardTest, HooksSeeKvInputsAndReplaceProjection) {
     }
   }
   // A projector that fails stops the pass with the layer named.
+  hooks.on_kv_input = nullptr;
   hooks.make_kv_projector =
       [](int64_t layer) -> absl::StatusOr<std::unique_ptr<KvProjector>> {
     if (layer == 1) return absl::InternalError("boom");
