@@ -13,12 +13,14 @@ google::protobuf::Timestamp ToTimestamp(int64_t us) {
   return ts;
 }
 
-template <typename Message>
+// `mutable_field` is only called for a non-NULL column, so an absent
+// message stays absent (has_report() false).
+template <typename MutableField>
 absl::Status ParseColumn(const Statement& stmt, int column,
                          absl::string_view what, const std::string& id,
-                         Message* out) {
+                         MutableField mutable_field) {
   if (stmt.IsNull(column)) return absl::OkStatus();
-  if (!out->ParseFromString(stmt.Blob(column))) {
+  if (!mutable_field()->ParseFromString(stmt.Blob(column))) {
     return absl::DataLossError(
         absl::StrCat("stored ", what, " of ", id, " does not parse"));
   }
@@ -36,12 +38,12 @@ absl::StatusOr<JobRow> ReadJobRow(const Statement& stmt) {
   JobRow row;
   v1::Job& job = row.job;
   job.set_id(stmt.Text(0));
-  CARE_RETURN_IF_ERROR(
-      ParseColumn(stmt, 1, "spec", job.id(), job.mutable_spec()));
+  CARE_RETURN_IF_ERROR(ParseColumn(stmt, 1, "spec", job.id(),
+                                   [&] { return job.mutable_spec(); }));
   job.set_state(static_cast<v1::JobState>(stmt.Int(2)));
   job.set_attempt(static_cast<int32_t>(stmt.Int(3)));
-  CARE_RETURN_IF_ERROR(
-      ParseColumn(stmt, 4, "progress", job.id(), job.mutable_progress()));
+  CARE_RETURN_IF_ERROR(ParseColumn(stmt, 4, "progress", job.id(),
+                                   [&] { return job.mutable_progress(); }));
   if (job.state() == v1::JOB_STATE_RUNNING ||
       job.state() == v1::JOB_STATE_CANCELLING) {
     job.set_worker_id(stmt.Text(5));
@@ -51,10 +53,10 @@ absl::StatusOr<JobRow> ReadJobRow(const Statement& stmt) {
   if (!stmt.IsNull(8)) *job.mutable_start_time() = ToTimestamp(stmt.Int(8));
   *job.mutable_update_time() = ToTimestamp(stmt.Int(9));
   if (!stmt.IsNull(10)) *job.mutable_end_time() = ToTimestamp(stmt.Int(10));
-  CARE_RETURN_IF_ERROR(
-      ParseColumn(stmt, 11, "failure", job.id(), job.mutable_failure()));
-  CARE_RETURN_IF_ERROR(
-      ParseColumn(stmt, 12, "report", job.id(), job.mutable_report()));
+  CARE_RETURN_IF_ERROR(ParseColumn(stmt, 11, "failure", job.id(),
+                                   [&] { return job.mutable_failure(); }));
+  CARE_RETURN_IF_ERROR(ParseColumn(stmt, 12, "report", job.id(),
+                                   [&] { return job.mutable_report(); }));
   row.max_attempts = static_cast<int>(stmt.Int(14));
   return row;
 }
