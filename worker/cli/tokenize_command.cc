@@ -147,9 +147,8 @@ int RunTokenize(const std::vector<std::string>& args) {
     return 2;
   }
   std::string model = *flags->String("model");
-  // Relative local paths are taken from the working directory.
-  if (model.find("://") == std::string::npos && !model.empty() &&
-      model[0] != '/') {
+  // Local paths may be relative or hold ".." (ParseUri wants neither).
+  if (model.find("://") == std::string::npos && !model.empty()) {
     std::error_code ec;
     model = std::filesystem::absolute(model, ec).lexically_normal().string();
   }
