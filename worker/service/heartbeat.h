@@ -1,0 +1,82 @@
+// The heartbeat of one leased job: a thread that renews the lease at a
+// bounded interval (and soon after a stage change), carries the latest
+// progress and finished layers, and turns the server's answer into the
+// runner's CancelToken (cancel requested, or the lease lost to another
+// attempt). It is also the runner's ProgressSink, and feeds the metrics.
+#ifndef CARE_WORKER_SERVICE_HEARTBEAT_H_
+#define CARE_WORKER_SERVICE_HEARTBEAT_H_
+
+#include <condition_variable>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "care/v1/worker_service.grpc.pb.h"
+#include "service/job_runner.h"
+#include "service/metrics.h"
+
+namespace care::worker {
+
+struct LeaseIdentity {
+  std::string worker_id;
+  std::string job_id;
+  int attempt = 0;
+  std::string token;  // Bearer token for the calls.
+};
+
+class Heartbeat : public ProgressSink {
+ public:
+  // `interval` is the longest gap between heartbeats; `min_spacing` the
+  // shortest between progress-driven ones. `metrics` may be null.
+  Heartbeat(care::v1::WorkerService::Stub& stub, LeaseIdentity lease,
+            absl::Duration interval, absl::Duration min_spacing,
+            CancelToken& cancel, WorkerMetrics* metrics);
+  ~Heartbeat() override;
+
+  void Start();
+  // Stops the thread and, unless the lease was lost, sends one last
+  // heartbeat so every finished layer reaches the server before the job's
+  // final write. `completed`: the runner finished its last layer too.
+  void Finish(bool completed);
+
+  void Report(const care::v1::Progress& progress) override;
+  void LayerDone(const care::v1::LayerReport& layer) override;
+  void AddFlops(double flops) override;
+
+  care::v1::Progress progress() const;
+  int sent() const;
+
+ private:
+  void Loop();
+  // One Heartbeat RPC with the pending state.
+  void SendOnce();
+  // Metrics of a progress change; mu_ held.
+  void AccountStage(const care::v1::Progress& next, absl::Time now);
+
+  care::v1::WorkerService::Stub& stub_;
+  const LeaseIdentity lease_;
+  const absl::Duration interval_;
+  const absl::Duration min_spacing_;
+  CancelToken& cancel_;
+  WorkerMetrics* metrics_;
+
+  // Guards everything below but send_mu_ and thread_.
+  mutable std::mutex mu_;
+  std::condition_variable wake_;
+  care::v1::Progress progress_;
+  std::vector<care::v1::LayerReport> pending_layers_;
+  bool urgent_ = false;  // Stage changed or layers pending.
+  bool stop_ = false;
+  int sent_ = 0;
+  absl::Time stage_start_;
+  double flops_ = 0;
+  absl::Time flops_since_;
+  std::mutex send_mu_;  // One RPC at a time (thread and Finish).
+  std::thread thread_;
+};
+
+}  // namespace care::worker
+
+#endif  // CARE_WORKER_SERVICE_HEARTBEAT_H_

@@ -1,0 +1,60 @@
+// What the worker service runs for a leased job, behind a small interface:
+// the CARE pipeline in production (convert_runner.h). The runner reports
+// progress through a ProgressSink and checks a CancelToken at every layer
+// boundary; the service turns both into heartbeats and the job's outcome.
+#ifndef CARE_WORKER_SERVICE_JOB_RUNNER_H_
+#define CARE_WORKER_SERVICE_JOB_RUNNER_H_
+
+#include <atomic>
+
+#include "absl/status/statusor.h"
+#include "care/v1/job.pb.h"
+
+namespace care::worker {
+
+class ProgressSink {
+ public:
+  virtual ~ProgressSink() = default;
+  // At least at every stage change and layer boundary. Cheap: only records.
+  virtual void Report(const care::v1::Progress& progress) = 0;
+  // A layer's conversion result, sent with the next heartbeat.
+  virtual void LayerDone(const care::v1::LayerReport& layer) = 0;
+  // Floating-point operations done since the last call (for the achieved
+  // GFLOP/s metric); runners that do not count them never call it.
+  virtual void AddFlops(double /*flops*/) {}
+};
+
+// Why the runner should stop. Several may be set; the service decides the
+// outcome: a lost lease writes nothing, a cancel completes as cancelled, a
+// shutdown releases the job for another worker.
+class CancelToken {
+ public:
+  enum Reason : unsigned {
+    kCancelRequested = 1,  // The user cancelled (heartbeat said so).
+    kShutdown = 2,         // SIGTERM: release the job.
+    kLeaseLost = 4,        // Another attempt owns the job now.
+  };
+  void Cancel(Reason reason) { reasons_.fetch_or(reason); }
+  bool cancelled() const { return reasons_.load() != 0; }
+  bool Has(Reason reason) const { return (reasons_.load() & reason) != 0; }
+
+ private:
+  std::atomic<unsigned> reasons_{0};
+};
+
+class JobRunner {
+ public:
+  virtual ~JobRunner() = default;
+  // Runs `job` (its spec is the server's defaulted one). Returns the report
+  // after writing the output atomically, Cancelled when it stopped at a layer
+  // boundary because `cancel` was set (nothing written), or the error, whose
+  // code classifies it (failure.h) and whose message names the file, tensor
+  // or layer.
+  virtual absl::StatusOr<care::v1::Report> Run(const care::v1::Job& job,
+                                               ProgressSink& progress,
+                                               const CancelToken& cancel) = 0;
+};
+
+}  // namespace care::worker
+
+#endif  // CARE_WORKER_SERVICE_JOB_RUNNER_H_

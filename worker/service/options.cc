@@ -1,0 +1,124 @@
+#include "service/options.h"
+
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "care/util/status_macros.h"
+
+namespace care::worker {
+
+namespace {
+
+absl::StatusOr<std::string> ReadFile(const std::string& path,
+                                     const char* what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::NotFoundError(
+        absl::StrCat("cannot read ", what, " '", path, "'"));
+  }
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+absl::StatusOr<int64_t> IntInRange(const Flags& flags, const char* name,
+                                   int64_t fallback, int64_t lo, int64_t hi) {
+  CARE_ASSIGN_OR_RETURN(int64_t value, flags.IntOr(name, fallback));
+  if (value < lo || value > hi) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "flag --", name, ": must be in [", lo, ", ", hi, "], got ", value));
+  }
+  return value;
+}
+
+}  // namespace
+
+const std::set<std::string>& ServiceFlagNames() {
+  static const auto* names = new std::set<std::string>{
+      "server",       "token-file",    "tls-ca",   "worker-id",
+      "device",       "work-dir",      "threads",  "metrics-listen",
+      "heartbeat-ms", "lease-wait-ms", "max-jobs", "backoff-max-ms"};
+  return *names;
+}
+
+const std::set<std::string>& ServiceBoolFlagNames() {
+  static const auto* names = new std::set<std::string>{"tls"};
+  return *names;
+}
+
+absl::StatusOr<ServiceOptions> ServiceOptionsFromFlags(const Flags& flags) {
+  ServiceOptions o;
+  CARE_ASSIGN_OR_RETURN(o.server, flags.Required("server"));
+  CARE_ASSIGN_OR_RETURN(o.token_file, flags.Required("token-file"));
+  CARE_ASSIGN_OR_RETURN(std::string token,
+                        ReadFile(o.token_file, "--token-file"));
+  o.token = std::string(absl::StripAsciiWhitespace(token));
+  if (o.token.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--token-file '", o.token_file, "' is empty"));
+  }
+  o.tls_ca_file = flags.StringOr("tls-ca", "");
+  o.tls = flags.Bool("tls") || !o.tls_ca_file.empty();
+  char host[256] = {};
+  gethostname(host, sizeof(host) - 1);
+  o.worker_id = flags.StringOr("worker-id", absl::StrCat(host, ":", getpid()));
+  if (o.worker_id.empty() || o.worker_id.size() > 256) {
+    return absl::InvalidArgumentError(
+        "flag --worker-id: must be 1 to 256 bytes");
+  }
+  const std::string device = flags.StringOr("device", "cpu");
+  if (device == "cpu") {
+    o.device = care::v1::DEVICE_CPU;
+  } else if (device == "cuda") {
+    o.device = care::v1::DEVICE_CUDA;
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "flag --device: expected cpu or cuda, got '", device, "'"));
+  }
+  o.work_dir = flags.StringOr("work-dir", "");
+  CARE_ASSIGN_OR_RETURN(int64_t threads,
+                        IntInRange(flags, "threads", 0, 0, 4096));
+  o.threads = static_cast<int>(threads);
+  o.metrics_listen = flags.StringOr("metrics-listen", "");
+  CARE_ASSIGN_OR_RETURN(int64_t heartbeat_ms,
+                        IntInRange(flags, "heartbeat-ms", 5000, 50, 600000));
+  o.heartbeat_interval = absl::Milliseconds(heartbeat_ms);
+  o.min_heartbeat_spacing =
+      std::min(o.min_heartbeat_spacing, o.heartbeat_interval);
+  CARE_ASSIGN_OR_RETURN(int64_t wait_ms,
+                        IntInRange(flags, "lease-wait-ms", 20000, 0, 60000));
+  o.lease_wait_ms = static_cast<int>(wait_ms);
+  CARE_ASSIGN_OR_RETURN(int64_t backoff_ms, IntInRange(flags, "backoff-max-ms",
+                                                       30000, 10, 3600000));
+  o.backoff_max = absl::Milliseconds(backoff_ms);
+  o.backoff_initial = std::min(o.backoff_initial, o.backoff_max);
+  CARE_ASSIGN_OR_RETURN(int64_t max_jobs,
+                        IntInRange(flags, "max-jobs", 0, 0, 1 << 30));
+  o.max_jobs = static_cast<int>(max_jobs);
+  return o;
+}
+
+absl::StatusOr<std::shared_ptr<grpc::Channel>> CreateServerChannel(
+    const ServiceOptions& options) {
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
+  if (options.tls) {
+    grpc::SslCredentialsOptions ssl;
+    if (!options.tls_ca_file.empty()) {
+      CARE_ASSIGN_OR_RETURN(ssl.pem_root_certs,
+                            ReadFile(options.tls_ca_file, "--tls-ca"));
+    }
+    credentials = grpc::SslCredentials(ssl);
+  } else {
+    credentials = grpc::InsecureChannelCredentials();
+  }
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(64 << 20);
+  args.SetMaxSendMessageSize(64 << 20);
+  return grpc::CreateCustomChannel(options.server, credentials, args);
+}
+
+}  // namespace care::worker

@@ -1,0 +1,53 @@
+// `care-worker serve` settings: where the server is, how to authenticate,
+// and the protocol's timing (heartbeat interval, long-poll wait, backoff).
+#ifndef CARE_WORKER_SERVICE_OPTIONS_H_
+#define CARE_WORKER_SERVICE_OPTIONS_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <set>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "care/util/flags.h"
+#include "care/v1/job.pb.h"
+
+namespace care::worker {
+
+struct ServiceOptions {
+  std::string server;  // host:port (required)
+  std::string token;   // Worker bearer token (from --token-file).
+  std::string token_file;
+  bool tls = false;
+  std::string tls_ca_file;  // PEM roots; empty = system roots.
+  std::string worker_id;    // Default "<hostname>:<pid>".
+  care::v1::Device device = care::v1::DEVICE_CPU;
+  std::string work_dir;        // Per-job scratch (resume state).
+  int threads = 0;             // Engine threads; 0 = all cores.
+  std::string metrics_listen;  // "" = no /metrics endpoint.
+  // Upper bound between heartbeats; also capped at a third of the lease.
+  absl::Duration heartbeat_interval = absl::Seconds(5);
+  // Lower bound between progress-driven heartbeats.
+  absl::Duration min_heartbeat_spacing = absl::Milliseconds(250);
+  int lease_wait_ms = 20000;  // LeaseJob long-poll wait.
+  absl::Duration backoff_initial = absl::Milliseconds(500);
+  absl::Duration backoff_max = absl::Seconds(30);
+  int max_jobs = 0;  // Exit after this many jobs; 0 = never.
+};
+
+// Flags of `care-worker serve` (valued and boolean).
+const std::set<std::string>& ServiceFlagNames();
+const std::set<std::string>& ServiceBoolFlagNames();
+
+// Reads the token file (trailing whitespace trimmed); every error names the
+// flag or file.
+absl::StatusOr<ServiceOptions> ServiceOptionsFromFlags(const Flags& flags);
+
+absl::StatusOr<std::shared_ptr<grpc::Channel>> CreateServerChannel(
+    const ServiceOptions& options);
+
+}  // namespace care::worker
+
+#endif  // CARE_WORKER_SERVICE_OPTIONS_H_

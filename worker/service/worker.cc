@@ -1,0 +1,240 @@
+#include "service/worker.h"
+
+#include <algorithm>
+#include <iostream>
+#include <random>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "service/failure.h"
+#include "service/heartbeat.h"
+
+namespace care::worker {
+
+namespace {
+
+// How long a final write (complete/fail) keeps retrying an unreachable
+// server. Past it the lease expires and the server re-queues the job.
+constexpr absl::Duration kFinishRetryWindow = absl::Minutes(2);
+
+void Log(const std::string& line) {
+  std::cerr << "care-worker: " << line << "\n";
+}
+
+bool Transient(const grpc::Status& status) {
+  return status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+         status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
+         status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED;
+}
+
+}  // namespace
+
+Worker::Worker(const ServiceOptions& options,
+               std::shared_ptr<grpc::Channel> channel, JobRunner& runner,
+               WorkerMetrics* metrics)
+    : options_(options),
+      stub_(care::v1::WorkerService::NewStub(channel)),
+      runner_(runner),
+      metrics_(metrics) {}
+
+std::unique_ptr<grpc::ClientContext> Worker::Context(
+    absl::Duration deadline) const {
+  auto context = std::make_unique<grpc::ClientContext>();
+  context->AddMetadata("authorization",
+                       absl::StrCat("Bearer ", options_.token));
+  context->set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+  return context;
+}
+
+void Worker::Stop() {
+  std::lock_guard<std::mutex> lock(mu_);
+  stopping_ = true;
+  if (lease_call_ != nullptr) lease_call_->TryCancel();
+  if (current_ != nullptr) current_->Cancel(CancelToken::kShutdown);
+  stopped_.notify_all();
+}
+
+void Worker::SleepUnlessStopped(absl::Duration duration) {
+  std::unique_lock<std::mutex> lock(mu_);
+  stopped_.wait_for(lock, absl::ToChronoMilliseconds(duration),
+                    [this] { return stopping_; });
+}
+
+absl::Status Worker::Serve() {
+  std::mt19937_64 random(std::random_device{}());
+  absl::Duration backoff = options_.backoff_initial;
+  Log(absl::StrCat("worker ", options_.worker_id, " serving ",
+                   options_.server));
+  while (true) {
+    if (options_.max_jobs > 0 && jobs_run_.load() >= options_.max_jobs) break;
+    care::v1::LeaseJobRequest request;
+    request.set_worker_id(options_.worker_id);
+    request.set_device(options_.device);
+    request.set_wait_ms(options_.lease_wait_ms);
+    // The server bounds the wait; leave it room to answer.
+    auto context =
+        Context(absl::Milliseconds(options_.lease_wait_ms) + absl::Seconds(15));
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopping_) break;
+      lease_call_ = context.get();
+    }
+    care::v1::LeaseJobResponse response;
+    grpc::Status status = stub_->LeaseJob(context.get(), request, &response);
+    bool stop_now = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      lease_call_ = nullptr;
+      stop_now = stopping_;
+    }
+    if (stop_now) {
+      // A job leased as the stop arrived goes straight back.
+      if (status.ok() && response.has_job()) {
+        CancelToken released;
+        released.Cancel(CancelToken::kShutdown);
+        Finish(response.job().id(), response.attempt(),
+               absl::CancelledError("worker stopping"), released, {});
+      }
+      break;
+    }
+    if (!status.ok()) {
+      if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
+          status.error_code() == grpc::StatusCode::PERMISSION_DENIED) {
+        return absl::PermissionDeniedError(
+            absl::StrCat("care-server at ", options_.server,
+                         " refused the worker token from ", options_.token_file,
+                         ": ", status.error_message()));
+      }
+      // Full jitter: workers restarted together do not retry in lockstep.
+      std::uniform_real_distribution<double> jitter(0.5, 1.0);
+      absl::Duration sleep = backoff * jitter(random);
+      Log(absl::StrCat("cannot lease from ", options_.server, " (",
+                       status.error_message(), "); retrying in ",
+                       absl::FormatDuration(sleep)));
+      SleepUnlessStopped(sleep);
+      backoff = std::min(backoff * 2, options_.backoff_max);
+      continue;
+    }
+    backoff = options_.backoff_initial;
+    if (!response.has_job()) continue;  // Long poll ended empty.
+    RunJob(response);
+    jobs_run_.fetch_add(1);
+  }
+  Log("stopped leasing");
+  return absl::OkStatus();
+}
+
+void Worker::RunJob(const care::v1::LeaseJobResponse& lease) {
+  const care::v1::Job& job = lease.job();
+  Log(absl::StrCat("leased ", job.id(), " attempt ", lease.attempt()));
+  CancelToken cancel;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    current_ = &cancel;
+    if (stopping_) cancel.Cancel(CancelToken::kShutdown);
+  }
+  if (metrics_ != nullptr) metrics_->SetBusy(true);
+
+  // Renew well within the lease: at most a third of what is left of it.
+  absl::Duration interval = options_.heartbeat_interval;
+  if (lease.has_lease_deadline()) {
+    absl::Time deadline =
+        absl::FromUnixSeconds(lease.lease_deadline().seconds()) +
+        absl::Nanoseconds(lease.lease_deadline().nanos());
+    interval = std::clamp((deadline - absl::Now()) / 3, absl::Milliseconds(50),
+                          interval);
+  }
+  Heartbeat heartbeat(
+      *stub_, {options_.worker_id, job.id(), lease.attempt(), options_.token},
+      interval, std::min(options_.min_heartbeat_spacing, interval), cancel,
+      metrics_);
+  heartbeat.Start();
+  absl::StatusOr<care::v1::Report> result = runner_.Run(job, heartbeat, cancel);
+  heartbeat.Finish(/*completed=*/result.ok());
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    current_ = nullptr;
+  }
+  Finish(job.id(), lease.attempt(), result, cancel, heartbeat.progress());
+  if (metrics_ != nullptr) {
+    metrics_->SetBusy(false);
+    metrics_->UpdatePeakRss();
+  }
+}
+
+void Worker::Finish(const std::string& job_id, int attempt,
+                    const absl::StatusOr<care::v1::Report>& result,
+                    const CancelToken& cancel,
+                    const care::v1::Progress& where) {
+  std::string outcome;
+  care::v1::CompleteJobRequest complete;
+  care::v1::FailJobRequest fail;
+  complete.set_worker_id(options_.worker_id);
+  complete.set_job_id(job_id);
+  complete.set_attempt(attempt);
+  fail.set_worker_id(options_.worker_id);
+  fail.set_job_id(job_id);
+  fail.set_attempt(attempt);
+
+  if (cancel.Has(CancelToken::kLeaseLost)) {
+    // Another attempt owns the job: any write would be rejected, and the
+    // output (if any) was not ours to publish.
+    Log(absl::StrCat(job_id, " attempt ", attempt,
+                     ": lease lost, dropping the result"));
+    if (metrics_ != nullptr) metrics_->JobFinished("lease_lost");
+    return;
+  }
+  if (result.ok()) {
+    *complete.mutable_report() = *result;
+    outcome = "succeeded";
+  } else if (cancel.Has(CancelToken::kCancelRequested)) {
+    complete.set_cancelled(true);
+    outcome = "cancelled";
+  } else if (cancel.Has(CancelToken::kShutdown)) {
+    fail.mutable_failure()->set_reason(care::v1::FAILURE_REASON_INFRASTRUCTURE);
+    fail.mutable_failure()->set_message(absl::StrCat(
+        "worker ", options_.worker_id, " shut down during attempt ", attempt,
+        "; released for another worker"));
+    fail.set_retryable(true);
+    outcome = "released";
+  } else {
+    ClassifiedFailure classified = ClassifyFailure(result.status(), where);
+    *fail.mutable_failure() = classified.failure;
+    fail.set_retryable(classified.retryable);
+    outcome = "failed";
+  }
+  const bool completing = outcome == "succeeded" || outcome == "cancelled";
+
+  absl::Time give_up = absl::Now() + kFinishRetryWindow;
+  absl::Duration backoff = absl::Milliseconds(200);
+  while (true) {
+    auto context = Context(absl::Seconds(30));
+    grpc::Status status;
+    if (completing) {
+      care::v1::CompleteJobResponse response;
+      status = stub_->CompleteJob(context.get(), complete, &response);
+    } else {
+      care::v1::FailJobResponse response;
+      status = stub_->FailJob(context.get(), fail, &response);
+    }
+    if (status.ok()) {
+      Log(absl::StrCat(job_id, " attempt ", attempt, ": ", outcome,
+                       completing ? "" : ": " + fail.failure().message()));
+      break;
+    }
+    if (!Transient(status) || absl::Now() > give_up) {
+      // FAILED_PRECONDITION: fenced off (the lease expired meanwhile).
+      Log(absl::StrCat(job_id, " attempt ", attempt, ": server rejected the ",
+                       outcome, " report: ", status.error_message()));
+      if (status.error_code() == grpc::StatusCode::FAILED_PRECONDITION) {
+        outcome = "lease_lost";
+      }
+      break;
+    }
+    std::this_thread::sleep_for(absl::ToChronoMilliseconds(backoff));
+    backoff = std::min(backoff * 2, absl::Seconds(5));
+  }
+  if (metrics_ != nullptr) metrics_->JobFinished(outcome);
+}
+
+}  // namespace care::worker
