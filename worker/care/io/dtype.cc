@@ -227,6 +227,8 @@ void F32ToF16(const float* src, void* dst, size_t n) {
 }
 
 absl::Status ConvertToF32(DType dtype, const void* src, size_t n, float* dst) {
+  // Empty tensors may come with null buffers, which memcpy must not see.
+  if (n == 0 && IsConvertibleToF32(dtype)) return absl::OkStatus();
   switch (dtype) {
     case DType::kF32:
       std::memcpy(dst, src, n * sizeof(float));
@@ -256,6 +258,7 @@ absl::Status ConvertToF32(DType dtype, const void* src, size_t n, float* dst) {
 
 absl::Status ConvertFromF32(DType dtype, const float* src, size_t n,
                             void* dst) {
+  if (n == 0 && IsWritableFromF32(dtype)) return absl::OkStatus();
   switch (dtype) {
     case DType::kF32:
       std::memcpy(dst, src, n * sizeof(float));
