@@ -1,0 +1,69 @@
+#include "care/convert/latent_layer.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "care/io/tensor_names.h"
+#include "care/util/status_macros.h"
+
+namespace care::convert {
+namespace {
+
+absl::StatusOr<Eigen::RowVectorXf> LoadBias(const TensorSource& source,
+                                            const std::string& name,
+                                            int64_t width) {
+  CARE_ASSIGN_OR_RETURN(Tensor t, LoadChecked(source, name, {width}));
+  return Eigen::Map<const Eigen::RowVectorXf>(t.data.data(), width);
+}
+
+}  // namespace
+
+absl::StatusOr<LayerWeights> LoadLayerWeights(const ModelConfig& config,
+                                              const TensorSource& source,
+                                              int64_t layer) {
+  const int64_t d = config.hidden_size;
+  const int64_t out = config.kv_width();
+  LayerWeights w;
+  CARE_ASSIGN_OR_RETURN(Tensor k,
+                        LoadChecked(source, io::names::KProj(layer), {out, d}));
+  CARE_ASSIGN_OR_RETURN(Tensor v,
+                        LoadChecked(source, io::names::VProj(layer), {out, d}));
+  w.w_k = k.matrix().transpose();  // [D, g·d_h]
+  w.w_v = v.matrix().transpose();  // [D, g·d_h]
+  if (config.attention_bias) {
+    CARE_ASSIGN_OR_RETURN(w.b_k,
+                          LoadBias(source, io::names::KBias(layer), out));
+    CARE_ASSIGN_OR_RETURN(w.b_v,
+                          LoadBias(source, io::names::VBias(layer), out));
+  }
+  return w;
+}
+
+absl::StatusOr<LayerDecomposition> DecomposeLayer(
+    LayerWeights weights, const LayerStatistics& stats,
+    const FactorizeOptions& options) {
+  LayerDecomposition out;
+  CARE_ASSIGN_OR_RETURN(Scaling s, BuildScaling(stats, options));
+  CARE_ASSIGN_OR_RETURN(out.k, Decompose(s, weights.w_k));
+  CARE_ASSIGN_OR_RETURN(out.v, Decompose(s, weights.w_v));
+  out.scaling = std::move(s.info);
+  out.weights = std::move(weights);
+  return out;
+}
+
+absl::StatusOr<LatentLayer> TruncateLayer(const LayerDecomposition& layer,
+                                          int64_t rank_k, int64_t rank_v) {
+  LatentLayer out;
+  CARE_ASSIGN_OR_RETURN(out.k, Truncate(layer.k, layer.weights.w_k, rank_k));
+  CARE_ASSIGN_OR_RETURN(out.v, Truncate(layer.v, layer.weights.w_v, rank_v));
+  out.b_k = layer.weights.b_k;
+  out.b_v = layer.weights.b_v;
+  return out;
+}
+
+std::unique_ptr<engine::KvProjector> LatentLayer::MakeProjector() const {
+  return std::make_unique<engine::LatentKvProjector>(KA(), KB(), VA(), VB(),
+                                                     b_k, b_v);
+}
+
+}  // namespace care::convert

@@ -1,0 +1,403 @@
+#include "care/convert/pipeline.h"
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "care/convert/calibrate.h"
+#include "care/convert/latent_layer.h"
+#include "care/convert/write_checkpoint.h"
+#include "care/data/dataset.h"
+#include "care/engine/perplexity.h"
+#include "care/io/model.h"
+#include "care/io/model_source.h"
+#include "care/tokenizer/tokenizer.h"
+#include "care/util/status_macros.h"
+
+namespace care::convert {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Share of the whole run per stage, for ConvertProgress::overall.
+struct StageWeight {
+  const char* name;
+  double begin, width;
+};
+constexpr StageWeight kStages[] = {
+    {"load", 0.00, 0.02},      {"calibrate", 0.02, 0.23},
+    {"decompose", 0.25, 0.15}, {"allocate", 0.40, 0.15},
+    {"evaluate", 0.55, 0.35},  {"write", 0.90, 0.10}};
+
+class Reporter {
+ public:
+  Reporter(const ProgressCallback& progress, const CancelCheck& cancelled)
+      : progress_(progress), cancelled_(cancelled) {}
+
+  // Emits progress, then checks cancellation.
+  absl::Status Step(absl::string_view stage, int64_t step, int64_t total) {
+    if (progress_) {
+      ConvertProgress p;
+      p.stage = std::string(stage);
+      p.step = step;
+      p.total = total;
+      for (const StageWeight& s : kStages) {
+        if (stage == s.name) {
+          p.overall =
+              s.begin + s.width * (total > 0 ? double(step) / total : 1);
+        }
+      }
+      progress_(p);
+    }
+    if (cancelled_ && cancelled_()) {
+      return absl::CancelledError(absl::StrCat(
+          "conversion cancelled during ", stage, " (", step, "/", total, ")"));
+    }
+    return absl::OkStatus();
+  }
+  // A LayerCallback for a pass of `total` layers that is pass `pass` of
+  // `passes` in the stage.
+  LayerCallback Layers(std::string stage, int64_t total, int64_t pass = 0,
+                       int64_t passes = 1) {
+    return [this, stage, total, pass, passes](int64_t l) {
+      return Step(stage, pass * total + l + 1, passes * total);
+    };
+  }
+
+ private:
+  const ProgressCallback& progress_;
+  const CancelCheck& cancelled_;
+};
+
+class StageTimer {
+ public:
+  explicit StageTimer(ConversionReport& r) : report_(r) {}
+  void Done(const char* stage) {
+    const auto now = Clock::now();
+    report_.timings.push_back(
+        {stage, std::chrono::duration<double>(now - start_).count()});
+    start_ = now;
+  }
+
+ private:
+  ConversionReport& report_;
+  Clock::time_point start_ = Clock::now();
+};
+
+bool IsIdFile(const std::string& path) {
+  const std::string ext = std::filesystem::path(path).extension().string();
+  return ext == ".u16" || ext == ".u32";
+}
+
+absl::StatusOr<std::vector<int32_t>> LoadStream(
+    const std::string& path, const std::string& model_dir,
+    std::unique_ptr<tok::Tokenizer>& tokenizer) {
+  if (!tokenizer) {
+    absl::StatusOr<std::unique_ptr<tok::Tokenizer>> t =
+        tok::LoadTokenizer(model_dir);
+    if (t.ok()) {
+      tokenizer = *std::move(t);
+    } else if (!IsIdFile(path)) {
+      return absl::Status(
+          t.status().code(),
+          absl::StrCat("tokenizing ", path, ": ", t.status().message()));
+    }
+  }
+  return data::LoadTokenStream(path, tokenizer.get());
+}
+
+absl::StatusOr<data::TokenRange> Range(int64_t n, const StreamFraction& f,
+                                       absl::string_view what) {
+  absl::StatusOr<data::TokenRange> r =
+      data::RangeFromFractions(n, f.begin, f.end);
+  if (!r.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " range: ", r.status().message()));
+  }
+  return r;
+}
+
+absl::Status CheckConvertible(const ModelConfig& c, const std::string& dir) {
+  if (c.latent) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        dir,
+        " is already a CARE latent checkpoint (config.json has \"care\")"));
+  }
+  if (c.num_key_value_heads < 1 || c.head_dim < 1 ||
+      c.num_attention_heads % c.num_key_value_heads != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        dir, ": attention is not GQA/MHA (num_attention_heads ",
+        c.num_attention_heads, ", num_key_value_heads ", c.num_key_value_heads,
+        ", head_dim ", c.head_dim,
+        "); need num_key_value_heads >= 1 dividing num_attention_heads"));
+  }
+  return absl::OkStatus();
+}
+
+PerplexityReport ToReport(const engine::PerplexityResult& r) {
+  return {r.ppl, r.mean_nll, r.windows, r.predictions};
+}
+
+}  // namespace
+
+absl::StatusOr<ConversionReport> ConvertModel(const ConvertOptions& options,
+                                              const ProgressCallback& progress,
+                                              const CancelCheck& cancelled) {
+  Reporter rep(progress, cancelled);
+  ConversionReport report;
+  StageTimer timer(report);
+  CARE_RETURN_IF_ERROR(rep.Step("load", 0, 1));
+
+  // ---- load: model, budget, data ----
+  CARE_ASSIGN_OR_RETURN(const std::string dir,
+                        io::ResolveModelDir(options.model));
+  CARE_ASSIGN_OR_RETURN(io::Model model, io::OpenModel(dir));
+  const ModelConfig& config = model.config;
+  CARE_RETURN_IF_ERROR(CheckConvertible(config, dir));
+  const int64_t L = config.num_hidden_layers;
+  const ModelShape shape{L, config.kv_width(),
+                         std::min(config.kv_width(), config.hidden_size)};
+  CARE_ASSIGN_OR_RETURN(const int64_t budget_width,
+                        TotalLatentWidth(options.budget, shape));
+  if (options.output_dir.empty()) {
+    return absl::InvalidArgumentError("an output directory is required");
+  }
+  report.model = options.model;
+  report.output_dir = options.output_dir;
+  report.architecture = LatentArchitectureName(config.architecture);
+  report.method = MethodName(options.method);
+  report.allocation = AllocationStrategyName(options.allocation);
+  report.budget = options.budget.ToString();
+  report.damping = options.damping;
+  report.num_layers = L;
+  report.kv_width_before = L * 2 * config.kv_width();
+  report.budget_width = budget_width;
+
+  std::unique_ptr<tok::Tokenizer> tokenizer;
+  if (options.calib_data.empty()) {
+    return absl::InvalidArgumentError("calibration data (--calib) is required");
+  }
+  CARE_ASSIGN_OR_RETURN(std::vector<int32_t> calib_stream,
+                        LoadStream(options.calib_data, dir, tokenizer));
+  const bool shared = !options.eval_data.empty() &&
+                      std::filesystem::path(options.eval_data) ==
+                          std::filesystem::path(options.calib_data);
+  const StreamFraction calib_fraction = options.calib_range.value_or(
+      shared ? StreamFraction{0, 0.9} : StreamFraction{0, 1});
+  CARE_ASSIGN_OR_RETURN(
+      data::TokenRange calib_range,
+      Range(calib_stream.size(), calib_fraction, "calibration"));
+  CalibrationPlan plan;
+  plan.samples = options.calib_samples;
+  plan.seq_len = options.calib_seq_len;
+  plan.seed = options.seed;
+  plan.range = calib_range;
+  plan.heldout_fraction = options.heldout_fraction;
+  plan.heldout_windows = options.heldout_windows;
+  CARE_ASSIGN_OR_RETURN(CalibrationWindows windows,
+                        MakeCalibrationWindows(calib_stream, plan));
+  report.calib_data = options.calib_data;
+  report.calib_samples = plan.samples;
+  report.calib_seq_len = plan.seq_len;
+  report.seed = plan.seed;
+  report.calib_range_begin = windows.sample_range.begin;
+  report.calib_range_end = windows.sample_range.end;
+  report.heldout_range_begin = windows.heldout_range.begin;
+  report.heldout_range_end = windows.heldout_range.end;
+  report.calib_tokens = windows.calib.tokens();
+  report.heldout_tokens = windows.heldout.tokens();
+
+  std::optional<engine::EvalWindows> eval;
+  if (!options.eval_data.empty()) {
+    std::vector<int32_t> eval_stream;
+    if (shared) {
+      eval_stream = calib_stream;
+    } else {
+      CARE_ASSIGN_OR_RETURN(eval_stream,
+                            LoadStream(options.eval_data, dir, tokenizer));
+    }
+    const StreamFraction eval_fraction = options.eval_range.value_or(
+        shared ? StreamFraction{0.9, 1} : StreamFraction{0, 1});
+    CARE_ASSIGN_OR_RETURN(
+        data::TokenRange er,
+        Range(eval_stream.size(), eval_fraction, "evaluation"));
+    eval_stream.resize(er.end);
+    engine::WindowOptions wo;
+    wo.seq_len = options.eval_seq_len;
+    wo.max_windows = options.eval_windows;
+    wo.start = er.begin;
+    absl::StatusOr<engine::EvalWindows> ew =
+        engine::MakeEvalWindows(eval_stream, wo);
+    if (!ew.ok()) {
+      return absl::Status(
+          ew.status().code(),
+          absl::StrCat("evaluation data ", options.eval_data, " range [",
+                       er.begin, ", ", er.end, "): ", ew.status().message()));
+    }
+    eval = *std::move(ew);
+    report.eval_data = options.eval_data;
+    report.eval_range_begin = er.begin;
+    report.eval_range_end = er.end;
+    report.eval_seq_len = options.eval_seq_len;
+  }
+  engine::EngineOptions eo;
+  eo.threads = options.threads;
+  timer.Done("load");
+
+  // ---- calibrate: C per layer from the original model ----
+  CARE_ASSIGN_OR_RETURN(CalibrationStatistics stats,
+                        CollectStatistics(config, *model.weights, windows, eo,
+                                          rep.Layers("calibrate", L)));
+  report.heldout_nll_original = stats.heldout_original.mean();
+  timer.Done("calibrate");
+
+  // ---- decompose: full spectra per layer ----
+  const FactorizeOptions fo{options.method, options.damping, options.solver};
+  std::vector<LayerDecomposition> decomp;
+  LayerSpectra spectra;
+  for (int64_t l = 0; l < L; ++l) {
+    CARE_ASSIGN_OR_RETURN(LayerWeights w,
+                          LoadLayerWeights(config, *model.weights, l));
+    absl::StatusOr<LayerDecomposition> d =
+        DecomposeLayer(std::move(w), stats.calib[l], fo);
+    if (!d.ok()) {
+      return absl::Status(
+          d.status().code(),
+          absl::StrCat("layer ", l, ": ", d.status().message()));
+    }
+    spectra.k.push_back(d->k.singular_values);
+    spectra.v.push_back(d->v.singular_values);
+    decomp.push_back(*std::move(d));
+    CARE_RETURN_IF_ERROR(rep.Step("decompose", l + 1, L));
+  }
+  timer.Done("decompose");
+
+  // ---- allocate ----
+  auto build =
+      [&](const Allocation& a) -> absl::StatusOr<std::vector<LatentLayer>> {
+    std::vector<LatentLayer> layers;
+    for (int64_t l = 0; l < L; ++l) {
+      CARE_ASSIGN_OR_RETURN(LatentLayer x,
+                            TruncateLayer(decomp[l], a.rank_k[l], a.rank_v[l]));
+      layers.push_back(std::move(x));
+    }
+    return layers;
+  };
+  auto heldout_nll = [&](const std::vector<LatentLayer>& layers,
+                         const LayerCallback& cb) {
+    return WindowNll(
+        config, *model.weights, windows.heldout, windows.heldout_targets,
+        [&](int64_t l) { return layers[l].MakeProjector(); }, eo, cb);
+  };
+  std::vector<Allocation> candidates;
+  switch (options.allocation) {
+    case AllocationStrategy::kUniform: {
+      CARE_ASSIGN_OR_RETURN(Allocation a, AllocateUniform(budget_width, shape));
+      candidates.push_back(std::move(a));
+      break;
+    }
+    case AllocationStrategy::kAdjusted: {
+      CARE_ASSIGN_OR_RETURN(
+          Allocation a,
+          AllocateAdjusted(spectra, budget_width, shape, options.adjusted));
+      candidates.push_back(std::move(a));
+      break;
+    }
+    case AllocationStrategy::kAuto: {
+      CARE_ASSIGN_OR_RETURN(candidates,
+                            CandidateAllocations(spectra, budget_width, shape));
+      break;
+    }
+  }
+  const int64_t n_cand = static_cast<int64_t>(candidates.size());
+  int64_t scored = 0;
+  CARE_ASSIGN_OR_RETURN(
+      AutoChoice choice,
+      ChooseAllocation(
+          candidates, [&](const Allocation& a) -> absl::StatusOr<double> {
+            CARE_ASSIGN_OR_RETURN(auto layers, build(a));
+            CARE_ASSIGN_OR_RETURN(
+                engine::NllSum nll,
+                heldout_nll(layers, rep.Layers("allocate", L, scored, n_cand)));
+            ++scored;
+            return nll.mean();
+          }));
+  const Allocation& chosen = choice.candidates[choice.best].allocation;
+  report.allocation_chosen = chosen.name;
+  report.heldout_nll_converted = choice.candidates[choice.best].score;
+  for (int64_t i = 0; i < n_cand; ++i) {
+    const ScoredAllocation& c = choice.candidates[i];
+    report.candidates.push_back({c.allocation.name, c.score, i == choice.best,
+                                 c.allocation.rank_k, c.allocation.rank_v});
+  }
+  CARE_ASSIGN_OR_RETURN(std::vector<LatentLayer> layers, build(chosen));
+  report.kv_width_after = chosen.Total();
+  for (int64_t l = 0; l < L; ++l) {
+    const LayerWeights& w = decomp[l].weights;
+    LayerReport lr;
+    lr.rank_k = chosen.rank_k[l];
+    lr.rank_v = chosen.rank_v[l];
+    lr.heldout_error_k = RelativeActivationError(stats.heldout[l].covariance,
+                                                 w.w_k, layers[l].k);
+    lr.heldout_error_v = RelativeActivationError(stats.heldout[l].covariance,
+                                                 w.w_v, layers[l].v);
+    lr.calib_error_k =
+        RelativeActivationError(stats.calib[l].covariance, w.w_k, layers[l].k);
+    lr.calib_error_v =
+        RelativeActivationError(stats.calib[l].covariance, w.w_v, layers[l].v);
+    lr.retained_energy_k = layers[l].k.retained_energy;
+    lr.retained_energy_v = layers[l].v.retained_energy;
+    lr.note = decomp[l].scaling.note;
+    report.layers.push_back(std::move(lr));
+  }
+  decomp.clear();  // the factors are all that is needed from here on
+  timer.Done("allocate");
+
+  // ---- evaluate: original and converted on the same windows ----
+  if (eval) {
+    engine::LayerHooks original_hooks;
+    LayerCallback cb0 = rep.Layers("evaluate", L, 0, 2);
+    original_hooks.on_layer_output = [&](int64_t l, const MatrixRM&) {
+      return cb0(l);
+    };
+    CARE_ASSIGN_OR_RETURN(
+        engine::PerplexityResult orig,
+        engine::EvaluatePerplexity(config, *model.weights, *eval, eo,
+                                   original_hooks));
+    engine::LayerHooks converted_hooks;
+    LayerCallback cb1 = rep.Layers("evaluate", L, 1, 2);
+    converted_hooks.on_layer_output = [&](int64_t l, const MatrixRM&) {
+      return cb1(l);
+    };
+    converted_hooks.make_kv_projector =
+        [&](int64_t l) -> absl::StatusOr<std::unique_ptr<engine::KvProjector>> {
+      return layers[l].MakeProjector();
+    };
+    CARE_ASSIGN_OR_RETURN(
+        engine::PerplexityResult conv,
+        engine::EvaluatePerplexity(config, *model.weights, *eval, eo,
+                                   converted_hooks));
+    report.original = ToReport(orig);
+    report.converted = ToReport(conv);
+  }
+  timer.Done("evaluate");
+
+  // ---- write ----
+  const LatentMetadata meta{report.method, report.allocation_chosen,
+                            report.budget, report.damping};
+  WriteOptions wopt;
+  wopt.overwrite = options.overwrite;
+  wopt.report_json = ReportToJson(report).dump(2);
+  CARE_RETURN_IF_ERROR(WriteConvertedCheckpoint(
+      *model.weights, config, layers, ConvertedConfigJson(config, layers, meta),
+      options.output_dir, wopt, rep.Layers("write", L)));
+  timer.Done("write");
+  return report;
+}
+
+}  // namespace care::convert

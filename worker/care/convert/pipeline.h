@@ -1,0 +1,76 @@
+// The conversion pipeline as one library call (docs/conversion.md):
+// load → calibrate → decompose → allocate → evaluate → write. The CLI
+// (`care-worker convert`) and the worker service both call ConvertModel with
+// a plain options struct; progress is reported per layer of each stage and
+// cancellation is checked at every layer boundary.
+#ifndef CARE_CONVERT_PIPELINE_H_
+#define CARE_CONVERT_PIPELINE_H_
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "absl/status/statusor.h"
+#include "care/convert/allocate.h"
+#include "care/convert/factorize.h"
+#include "care/convert/report.h"
+
+namespace care::convert {
+
+// [begin, end) fractions of a token stream.
+struct StreamFraction {
+  double begin = 0;
+  double end = 1;
+};
+
+struct ConvertOptions {
+  std::string model;       // directory or URI (file://, hf://)
+  std::string output_dir;  // must not exist unless overwrite
+  bool overwrite = false;
+
+  Budget budget = Budget::KvSave(0.5);
+  Method method = Method::kCare;
+  AllocationStrategy allocation = AllocationStrategy::kUniform;
+  AdjustedOptions adjusted;  // released-code factors for "adjusted"
+  double damping = 0.01;     // × mean(diag C), additive
+  WhiteningSolver solver = WhiteningSolver::kCholesky;
+
+  // Calibration text/ids (.txt, .jsonl, .u16, .u32).
+  std::string calib_data;
+  int64_t calib_samples = 256;
+  int64_t calib_seq_len = 32;
+  uint64_t seed = 0;
+  // Default: the whole stream, or [0, 0.9) when eval_data is the same file.
+  std::optional<StreamFraction> calib_range;
+  double heldout_fraction = 0.1;  // last part of the calibration range
+  int64_t heldout_windows = 64;
+
+  // Evaluation (skipped when eval_data is empty): plain windows (P1).
+  std::string eval_data;
+  int64_t eval_seq_len = 256;
+  int64_t eval_windows = 32;  // 0 = every full window in range
+  // Default: the whole stream, or [0.9, 1) when it is the calibration file.
+  std::optional<StreamFraction> eval_range;
+
+  int threads = 0;  // 0 = all cores
+};
+
+struct ConvertProgress {
+  std::string stage;  // load, calibrate, decompose, allocate, evaluate, write
+  int64_t step = 0;   // layers (or candidates) done in this stage
+  int64_t total = 0;
+  double overall = 0;  // 0..1 over the whole conversion
+};
+using ProgressCallback = std::function<void(const ConvertProgress&)>;
+// Returns true to stop; checked at layer boundaries (CancelledError).
+using CancelCheck = std::function<bool()>;
+
+absl::StatusOr<ConversionReport> ConvertModel(
+    const ConvertOptions& options, const ProgressCallback& progress = nullptr,
+    const CancelCheck& cancelled = nullptr);
+
+}  // namespace care::convert
+
+#endif  // CARE_CONVERT_PIPELINE_H_

@@ -1,0 +1,123 @@
+#include "care/convert/report.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+
+namespace care::convert {
+namespace {
+
+nlohmann::json PplJson(const PerplexityReport& p) {
+  return {{"ppl", p.ppl},
+          {"mean_nll", p.mean_nll},
+          {"windows", p.windows},
+          {"predictions", p.predictions}};
+}
+
+}  // namespace
+
+nlohmann::json ReportToJson(const ConversionReport& r) {
+  nlohmann::json j;
+  j["model"] = r.model;
+  j["output_dir"] = r.output_dir;
+  j["architecture"] = r.architecture;
+  j["method"] = r.method;
+  j["allocation"] = r.allocation;
+  j["allocation_chosen"] = r.allocation_chosen;
+  j["budget"] = r.budget;
+  j["damping"] = r.damping;
+  j["sequential"] = r.sequential;
+  j["num_layers"] = r.num_layers;
+  j["kv_width_before"] = r.kv_width_before;
+  j["kv_width_after"] = r.kv_width_after;
+  j["kv_budget_width"] = r.budget_width;
+  j["kv_saved_fraction"] =
+      r.kv_width_before > 0
+          ? 1.0 - static_cast<double>(r.kv_width_after) / r.kv_width_before
+          : 0.0;
+  j["calibration"] = {
+      {"data", r.calib_data},
+      {"samples", r.calib_samples},
+      {"seq_len", r.calib_seq_len},
+      {"seed", r.seed},
+      {"range", {r.calib_range_begin, r.calib_range_end}},
+      {"heldout_range", {r.heldout_range_begin, r.heldout_range_end}},
+      {"tokens", r.calib_tokens},
+      {"heldout_tokens", r.heldout_tokens},
+      {"heldout_nll_original", r.heldout_nll_original},
+      {"heldout_nll_converted", r.heldout_nll_converted}};
+  if (!r.eval_data.empty()) {
+    j["evaluation"] = {{"data", r.eval_data},
+                       {"range", {r.eval_range_begin, r.eval_range_end}},
+                       {"seq_len", r.eval_seq_len}};
+  }
+  if (r.original) j["original"] = PplJson(*r.original);
+  if (r.converted) j["converted"] = PplJson(*r.converted);
+  nlohmann::json layers = nlohmann::json::array();
+  for (size_t l = 0; l < r.layers.size(); ++l) {
+    const LayerReport& x = r.layers[l];
+    nlohmann::json lj = {{"layer", l},
+                         {"rank_k", x.rank_k},
+                         {"rank_v", x.rank_v},
+                         {"heldout_error_k", x.heldout_error_k},
+                         {"heldout_error_v", x.heldout_error_v},
+                         {"calib_error_k", x.calib_error_k},
+                         {"calib_error_v", x.calib_error_v},
+                         {"retained_energy_k", x.retained_energy_k},
+                         {"retained_energy_v", x.retained_energy_v}};
+    if (!x.note.empty()) lj["note"] = x.note;
+    layers.push_back(std::move(lj));
+  }
+  j["layers"] = std::move(layers);
+  nlohmann::json cands = nlohmann::json::array();
+  for (const CandidateReport& c : r.candidates) {
+    cands.push_back({{"name", c.name},
+                     {"heldout_nll", c.heldout_nll},
+                     {"chosen", c.chosen},
+                     {"rank_k", c.rank_k},
+                     {"rank_v", c.rank_v}});
+  }
+  j["candidates"] = std::move(cands);
+  nlohmann::json timings = nlohmann::json::object();
+  for (const StageTiming& t : r.timings) timings[t.stage] = t.seconds;
+  j["timings_s"] = std::move(timings);
+  return j;
+}
+
+std::string ReportSummary(const ConversionReport& r) {
+  std::string s = absl::StrFormat(
+      "converted %s -> %s\n  method %s, allocation %s (%s), %s, damping %g\n"
+      "  KV cache per token: %d -> %d numbers (%.1f%% saved)\n",
+      r.model, r.output_dir, r.method, r.allocation, r.allocation_chosen,
+      r.budget, r.damping, r.kv_width_before, r.kv_width_after,
+      r.kv_width_before > 0
+          ? 100.0 * (1.0 -
+                     static_cast<double>(r.kv_width_after) / r.kv_width_before)
+          : 0.0);
+  std::vector<std::string> rk, rv;
+  for (const LayerReport& l : r.layers) {
+    rk.push_back(absl::StrCat(l.rank_k));
+    rv.push_back(absl::StrCat(l.rank_v));
+  }
+  absl::StrAppend(&s, "  r_K: ", absl::StrJoin(rk, " "),
+                  "\n  r_V: ", absl::StrJoin(rv, " "), "\n");
+  absl::StrAppendFormat(&s, "  held-out calibration NLL: %.4f -> %.4f\n",
+                        r.heldout_nll_original, r.heldout_nll_converted);
+  for (const CandidateReport& c : r.candidates) {
+    absl::StrAppendFormat(&s, "    candidate %-16s NLL %.4f%s\n", c.name,
+                          c.heldout_nll, c.chosen ? "  <- chosen" : "");
+  }
+  if (r.original && r.converted) {
+    absl::StrAppendFormat(
+        &s, "  perplexity (%d windows x %d): original %.4f, converted %.4f\n",
+        r.original->windows, r.eval_seq_len, r.original->ppl, r.converted->ppl);
+  }
+  std::vector<std::string> t;
+  for (const StageTiming& x : r.timings) {
+    t.push_back(absl::StrFormat("%s %.2fs", x.stage, x.seconds));
+  }
+  absl::StrAppend(&s, "  time: ", absl::StrJoin(t, ", "), "\n");
+  return s;
+}
+
+}  // namespace care::convert

@@ -1,0 +1,90 @@
+// The conversion report (docs/conversion.md): what was converted, at which
+// ranks, and how good it is. Written as care_report.json into the output
+// directory and, on request, to a separate file.
+#ifndef CARE_CONVERT_REPORT_H_
+#define CARE_CONVERT_REPORT_H_
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace care::convert {
+
+struct PerplexityReport {
+  double ppl = 0;
+  double mean_nll = 0;
+  int64_t windows = 0;
+  int64_t predictions = 0;
+};
+
+struct LayerReport {
+  int64_t rank_k = 0;
+  int64_t rank_v = 0;
+  // ‖X(W−Ŵ)‖²/‖XW‖² on held-out calibration tokens (measured).
+  double heldout_error_k = 0;
+  double heldout_error_v = 0;
+  // The same on the calibration tokens (measured, undamped C).
+  double calib_error_k = 0;
+  double calib_error_v = 0;
+  // Σ_{i≤r} σ² / Σ σ² of the method's scaled spectrum.
+  double retained_energy_k = 0;
+  double retained_energy_v = 0;
+  std::string note;  // rank deficiency, jitter, fallbacks
+};
+
+struct CandidateReport {
+  std::string name;
+  double heldout_nll = 0;
+  bool chosen = false;
+  std::vector<int64_t> rank_k, rank_v;
+};
+
+struct StageTiming {
+  std::string stage;
+  double seconds = 0;
+};
+
+struct ConversionReport {
+  std::string model;
+  std::string output_dir;
+  std::string architecture;  // of the written checkpoint
+  std::string method;
+  std::string allocation;         // requested strategy
+  std::string allocation_chosen;  // candidate actually used
+  std::string budget;             // "kv_save=0.75" / "rank=8"
+  double damping = 0;
+  bool sequential = false;
+  int64_t num_layers = 0;
+  int64_t kv_width_before = 0;  // numbers cached per token, all layers
+  int64_t kv_width_after = 0;
+  int64_t budget_width = 0;  // what the budget allowed
+  // Calibration
+  std::string calib_data;
+  int64_t calib_samples = 0, calib_seq_len = 0;
+  uint64_t seed = 0;
+  int64_t calib_range_begin = 0, calib_range_end = 0;
+  int64_t heldout_range_begin = 0, heldout_range_end = 0;
+  int64_t calib_tokens = 0, heldout_tokens = 0;
+  double heldout_nll_original = 0;
+  double heldout_nll_converted = 0;
+  // Evaluation (absent without evaluation data)
+  std::string eval_data;
+  int64_t eval_range_begin = 0, eval_range_end = 0;
+  int64_t eval_seq_len = 0;
+  std::optional<PerplexityReport> original, converted;
+
+  std::vector<LayerReport> layers;
+  std::vector<CandidateReport> candidates;
+  std::vector<StageTiming> timings;
+};
+
+nlohmann::json ReportToJson(const ConversionReport& report);
+
+// A few lines for a terminal: budget, ranks, perplexities, timings.
+std::string ReportSummary(const ConversionReport& report);
+
+}  // namespace care::convert
+
+#endif  // CARE_CONVERT_REPORT_H_

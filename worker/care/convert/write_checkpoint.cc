@@ -1,0 +1,133 @@
+#include "care/convert/write_checkpoint.h"
+
+#include <map>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "care/io/checkpoint_writer.h"
+#include "care/io/tensor_names.h"
+#include "care/util/status_macros.h"
+
+namespace care::convert {
+namespace {
+
+// What to do when the sorted source names reach a k/v projection tensor.
+enum class Action { kWriteK, kWriteV, kDrop };
+
+Tensor ToTensor(const MatrixRM& m) {
+  Tensor t;
+  t.shape = {m.rows(), m.cols()};
+  t.data.assign(m.data(), m.data() + m.size());
+  return t;
+}
+
+Tensor ToTensor(const Eigen::RowVectorXf& v) {
+  Tensor t;
+  t.shape = {v.size()};
+  t.data.assign(v.data(), v.data() + v.size());
+  return t;
+}
+
+absl::Status WriteLatent(io::CheckpointWriter& w, const std::string& a_name,
+                         const MatrixRM& a, const std::string& b_name,
+                         const MatrixRM& b, const std::string& bias_name,
+                         const std::optional<Eigen::RowVectorXf>& bias) {
+  CARE_RETURN_IF_ERROR(w.AddTensorF32(a_name, ToTensor(a), io::DType::kF32));
+  CARE_RETURN_IF_ERROR(w.AddTensorF32(b_name, ToTensor(b), io::DType::kF32));
+  if (bias) {
+    CARE_RETURN_IF_ERROR(
+        w.AddTensorF32(bias_name, ToTensor(*bias), io::DType::kF32));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::string LatentArchitectureName(const std::string& source_architecture) {
+  if (source_architecture.rfind("Care", 0) == 0) return source_architecture;
+  return absl::StrCat("Care", source_architecture.empty()
+                                  ? std::string("ForCausalLM")
+                                  : source_architecture);
+}
+
+nlohmann::json ConvertedConfigJson(const ModelConfig& source,
+                                   const std::vector<LatentLayer>& layers,
+                                   const LatentMetadata& meta) {
+  nlohmann::json j =
+      source.raw.is_object() ? source.raw : nlohmann::json::object();
+  j["architectures"] =
+      nlohmann::json::array({LatentArchitectureName(source.architecture)});
+  std::vector<int64_t> rk, rv;
+  for (const LatentLayer& l : layers) {
+    rk.push_back(l.k.w_down.cols());
+    rv.push_back(l.v.w_down.cols());
+  }
+  j["care"] = {{"format_version", 1},
+               {"layout", "latent"},
+               {"rank_k", rk},
+               {"rank_v", rv},
+               {"method", meta.method},
+               {"allocation", meta.allocation},
+               {"budget", meta.budget},
+               {"damping", meta.damping},
+               {"source_architecture", source.architecture}};
+  return j;
+}
+
+absl::Status WriteConvertedCheckpoint(const io::Checkpoint& source,
+                                      const ModelConfig& config,
+                                      const std::vector<LatentLayer>& layers,
+                                      const nlohmann::json& config_json,
+                                      const std::string& out_dir,
+                                      const WriteOptions& options,
+                                      const LayerCallback& after_layer) {
+  const int64_t num_layers = config.num_hidden_layers;
+  if (static_cast<int64_t>(layers.size()) != num_layers) {
+    return absl::InvalidArgumentError(absl::StrCat("write: ", layers.size(),
+                                                   " converted layers for a ",
+                                                   num_layers, "-layer model"));
+  }
+  std::map<std::string, std::pair<Action, int64_t>, std::less<>> special;
+  for (int64_t l = 0; l < num_layers; ++l) {
+    special[io::names::KProj(l)] = {Action::kWriteK, l};
+    special[io::names::VProj(l)] = {Action::kWriteV, l};
+    special[io::names::KBias(l)] = {Action::kDrop, l};
+    special[io::names::VBias(l)] = {Action::kDrop, l};
+  }
+  io::WriterOptions wo;
+  wo.overwrite = options.overwrite;
+  CARE_ASSIGN_OR_RETURN(auto writer, io::CheckpointWriter::Create(out_dir, wo));
+  int64_t written_layers = 0;
+  for (const std::string& name : source.Names()) {
+    auto it = special.find(name);
+    if (it == special.end()) {
+      CARE_ASSIGN_OR_RETURN(io::RawTensor raw, source.Raw(name));
+      CARE_RETURN_IF_ERROR(
+          writer->AddTensorRaw(name, raw.dtype, raw.shape, raw.bytes));
+      continue;
+    }
+    const auto [action, l] = it->second;
+    const LatentLayer& layer = layers[l];
+    if (action == Action::kWriteK) {
+      CARE_RETURN_IF_ERROR(WriteLatent(
+          *writer, io::names::KAProj(l), layer.KA(), io::names::KBProj(l),
+          layer.KB(), io::names::KBBias(l), layer.b_k));
+    } else if (action == Action::kWriteV) {
+      CARE_RETURN_IF_ERROR(WriteLatent(
+          *writer, io::names::VAProj(l), layer.VA(), io::names::VBProj(l),
+          layer.VB(), io::names::VBBias(l), layer.b_v));
+      // v_proj sorts after k_proj in the same layer: the layer is complete.
+      ++written_layers;
+      if (after_layer) CARE_RETURN_IF_ERROR(after_layer(written_layers - 1));
+    }
+  }
+  CARE_RETURN_IF_ERROR(writer->SetConfig(config_json));
+  CARE_RETURN_IF_ERROR(writer->CopyAuxiliaryFiles(source.dir()));
+  if (!options.report_json.empty()) {
+    CARE_RETURN_IF_ERROR(
+        writer->WriteFile("care_report.json", options.report_json));
+  }
+  return writer->Commit();
+}
+
+}  // namespace care::convert

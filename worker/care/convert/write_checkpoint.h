@@ -1,0 +1,54 @@
+// Writes a converted checkpoint (docs/checkpoint-format.md): every source
+// tensor except k_proj / v_proj (and their biases) copied bit-exact, the
+// latent factors as F32, config.json with a "care" block, tokenizer and other
+// auxiliary files, and the report — all committed atomically by io's writer.
+#ifndef CARE_CONVERT_WRITE_CHECKPOINT_H_
+#define CARE_CONVERT_WRITE_CHECKPOINT_H_
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "care/convert/calibrate.h"
+#include "care/convert/latent_layer.h"
+#include "care/io/checkpoint.h"
+#include "care/io/model_config.h"
+
+namespace care::convert {
+
+struct LatentMetadata {
+  std::string method;      // "care", ...
+  std::string allocation;  // candidate used, e.g. "pooled-relative"
+  std::string budget;      // "kv_save=0.75"
+  double damping = 0;
+};
+
+// "LlamaForCausalLM" -> "CareLlamaForCausalLM".
+std::string LatentArchitectureName(const std::string& source_architecture);
+
+// The source config.json with architectures[0] renamed and a "care" object:
+// rank_k, rank_v, method, allocation, budget, damping, format_version.
+nlohmann::json ConvertedConfigJson(const ModelConfig& source,
+                                   const std::vector<LatentLayer>& layers,
+                                   const LatentMetadata& meta);
+
+struct WriteOptions {
+  bool overwrite = false;
+  std::string report_json;  // written as care_report.json when non-empty
+};
+
+// `layers` has one entry per decoder layer. `after_layer` reports progress
+// per layer written (and may cancel).
+absl::Status WriteConvertedCheckpoint(const io::Checkpoint& source,
+                                      const ModelConfig& config,
+                                      const std::vector<LatentLayer>& layers,
+                                      const nlohmann::json& config_json,
+                                      const std::string& out_dir,
+                                      const WriteOptions& options,
+                                      const LayerCallback& after_layer);
+
+}  // namespace care::convert
+
+#endif  // CARE_CONVERT_WRITE_CHECKPOINT_H_
