@@ -129,6 +129,7 @@ absl::StatusOr<std::unique_ptr<LayerwiseForward>> LayerwiseForward::Create(
       fwd->hidden_,
       GatherRows(weights, io::names::Embed(), config.vocab_size,
                  config.hidden_size, fwd->windows_.ids));  // [tokens, D]
+  ReleaseMappedPages(weights, io::names::Embed());
   return fwd;
 }
 
@@ -151,6 +152,7 @@ absl::Status LayerwiseForward::RunLayer(const LayerHooks& hooks) {
     return absl::Status(status.code(),
                         absl::StrCat("layer ", layer, ": ", status.message()));
   }
+  ReleaseMappedPages(weights_, io::names::Layer(layer, ""));
   ++next_layer_;
   if (hooks.on_layer_output) {
     status = hooks.on_layer_output(layer, hidden_);

@@ -97,6 +97,8 @@ absl::StatusOr<NllSum> ScoreHiddenStates(const ModelConfig& c,
       }
     }
   }
+  ReleaseMappedPages(weights, LmHeadTensorName(c));
+  ReleaseMappedPages(weights, io::names::FinalNorm());
   for (int64_t s = 0; s < S; ++s) {
     total.sum += run_max[s] + std::log(run_sum[s]) - target_logit[s];
   }

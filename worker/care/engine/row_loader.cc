@@ -1,5 +1,9 @@
 #include "care/engine/row_loader.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstdint>
 #include <optional>
 #include <vector>
 
@@ -35,6 +39,18 @@ absl::StatusOr<std::optional<io::RawTensor>> RawIfCheckpoint(
   return std::optional<io::RawTensor>(raw);
 }
 
+// madvise(MADV_DONTNEED) on the whole pages inside [data, data + size).
+void DropPages(const char* data, size_t size) {
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const auto begin = reinterpret_cast<uintptr_t>(data);
+  const uintptr_t first = (begin + page - 1) / page * page;
+  const uintptr_t last = (begin + size) / page * page;
+  // Advisory: a failure only means the pages stay resident.
+  if (last > first) {
+    (void)madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+  }
+}
+
 }  // namespace
 
 absl::StatusOr<MatrixRM> LoadRows(const TensorSource& source,
@@ -53,6 +69,8 @@ absl::StatusOr<MatrixRM> LoadRows(const TensorSource& source,
     CARE_RETURN_IF_ERROR(io::ConvertToF32(raw->dtype,
                                           raw->bytes.data() + begin * row_bytes,
                                           out.size(), out.data()));
+    DropPages(raw->bytes.data() + begin * row_bytes,
+              out.size() * io::DTypeSize(raw->dtype));
     return out;
   }
   CARE_ASSIGN_OR_RETURN(Tensor t, LoadChecked(source, name, {rows, cols}));
@@ -90,6 +108,16 @@ absl::StatusOr<MatrixRM> GatherRows(const TensorSource& source,
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < n; ++i) out.row(i) = table.row(ids[i]);
   return out;
+}
+
+void ReleaseMappedPages(const TensorSource& source, const std::string& prefix) {
+  const auto* ckpt = dynamic_cast<const io::Checkpoint*>(&source);
+  if (ckpt == nullptr) return;
+  for (const std::string& name : ckpt->Names()) {
+    if (name.compare(0, prefix.size(), prefix) != 0) continue;
+    auto raw = ckpt->Raw(name);
+    if (raw.ok()) DropPages(raw->bytes.data(), raw->bytes.size());
+  }
 }
 
 }  // namespace care::engine

@@ -16,6 +16,8 @@
 namespace care::engine {
 
 // Rows [begin, end) of the tensor `name` whose shape must be [rows, cols].
+// From a checkpoint, the rows' mapped pages are released after conversion
+// (see ReleaseMappedPages).
 absl::StatusOr<MatrixRM> LoadRows(const TensorSource& source,
                                   const std::string& name, int64_t rows,
                                   int64_t cols, int64_t begin, int64_t end);
@@ -25,6 +27,14 @@ absl::StatusOr<MatrixRM> GatherRows(const TensorSource& source,
                                     const std::string& name, int64_t rows,
                                     int64_t cols,
                                     const std::vector<int32_t>& ids);
+
+// Drops this process's mapping of the stored bytes of every tensor whose
+// name starts with `prefix` (madvise MADV_DONTNEED on the whole pages inside
+// each tensor's range), so weights already converted to float32 stop
+// counting toward the resident set; the kernel page cache keeps them, and a
+// later read faults them back in. No-op for sources other than
+// io::Checkpoint.
+void ReleaseMappedPages(const TensorSource& source, const std::string& prefix);
 
 }  // namespace care::engine
 

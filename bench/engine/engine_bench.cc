@@ -1,0 +1,153 @@
+// Forward-engine benchmark: the fp32 GEMM ceiling of this machine (best of
+// Eigen on large square matrices) and, in the same run, the engine's
+// end-to-end forward + scoring over a checkpoint (e.g. care-synth
+// --preset llama-3.2-1b): tokens/s, achieved GFLOP/s, ratio to the ceiling,
+// peak RSS. See docs/performance.md "Forward engine".
+//
+//   engine_bench --model DIR [--windows 1] [--seq-len 2048] [--threads N]
+#include <omp.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "care/engine/engine.h"
+#include "care/engine/perplexity.h"
+#include "care/io/model.h"
+#include "care/util/flags.h"
+#include "care/util/status_macros.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// Peak resident set (VmHWM) in MiB.
+double PeakRssMiB() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024;
+  }
+  return 0;
+}
+
+// Best GFLOP/s of C = A·B over square float32 sizes (the shapes the engine
+// feeds Eigen are large and similar).
+double GemmCeiling() {
+  double best = 0;
+  for (int n : {2048, 3072, 4096}) {
+    care::MatrixRM a = care::MatrixRM::Random(n, n);
+    care::MatrixRM b = care::MatrixRM::Random(n, n);
+    care::MatrixRM c(n, n);
+    c.noalias() = a * b;  // warm-up
+    for (int rep = 0; rep < 3; ++rep) {
+      const auto t0 = Clock::now();
+      c.noalias() = a * b;
+      const double gflops = 2.0 * n * n * n / Seconds(t0) / 1e9;
+      best = std::max(best, gflops);
+    }
+    std::printf("  gemm %d^3: best so far %.1f GFLOP/s\n", n, best);
+  }
+  return best;
+}
+
+absl::Status Run(const std::vector<std::string>& args) {
+  CARE_ASSIGN_OR_RETURN(care::Flags flags, care::Flags::Parse(args, {}));
+  CARE_RETURN_IF_ERROR(
+      flags.CheckKnown({"model", "windows", "seq-len", "threads"}));
+  CARE_ASSIGN_OR_RETURN(std::string dir, flags.Required("model"));
+  CARE_ASSIGN_OR_RETURN(int64_t windows, flags.IntOr("windows", 1));
+  CARE_ASSIGN_OR_RETURN(int64_t seq_len, flags.IntOr("seq-len", 2048));
+  CARE_ASSIGN_OR_RETURN(int64_t threads, flags.IntOr("threads", 0));
+  const int n_threads =
+      care::engine::SetEngineThreads(static_cast<int>(threads));
+  std::printf("threads %d\n", n_threads);
+  // Measured before and after the forward; the better of the two is the
+  // ceiling (on a shared machine either may be disturbed).
+  const double ceiling_before = GemmCeiling();
+  std::printf("fp32 GEMM ceiling before: %.1f GFLOP/s\n", ceiling_before);
+
+  CARE_ASSIGN_OR_RETURN(care::io::Model model, care::io::OpenModel(dir));
+  const care::ModelConfig& c = model.config;
+  // Plain windows of pseudo-random ids (content does not change the cost).
+  std::vector<int32_t> stream(windows * seq_len);
+  uint64_t s = 12345;
+  for (auto& id : stream) {
+    s = s * 6364136223846793005ull + 1442695040888963407ull;
+    id = static_cast<int32_t>((s >> 33) % c.vocab_size);
+  }
+  CARE_ASSIGN_OR_RETURN(
+      care::engine::EvalWindows ev,
+      care::engine::MakeEvalWindows(stream, {.seq_len = seq_len}));
+  const int64_t tokens = ev.inputs.tokens();
+  const int64_t T = ev.inputs.seq_len;
+
+  const auto t0 = Clock::now();
+  CARE_ASSIGN_OR_RETURN(
+      auto fwd, care::engine::LayerwiseForward::Create(
+                    c, *model.weights, ev.inputs, {.threads = n_threads}));
+  const double t_embed = Seconds(t0);
+  const auto t1 = Clock::now();
+  CARE_RETURN_IF_ERROR(fwd->RunLayers(fwd->num_layers()));
+  const double t_layers = Seconds(t1);
+  const auto t2 = Clock::now();
+  CARE_ASSIGN_OR_RETURN(care::engine::NllSum nll,
+                        fwd->ScoreTargets(ev.targets));
+  const double t_head = Seconds(t2);
+  const double total = Seconds(t0);
+  const double peak_rss = PeakRssMiB();  // before the ceiling's matrices
+  const double ceiling_after = GemmCeiling();
+  const double ceiling = std::max(ceiling_before, ceiling_after);
+  std::printf("fp32 GEMM ceiling after: %.1f GFLOP/s; using %.1f\n",
+              ceiling_after, ceiling);
+
+  // Useful FLOPs: 2 per multiply-add of every projection; causal attention
+  // 2·T·(T+1)/2·d_h for QKᵀ and again for PV per head and window; the head
+  // over the scored tokens.
+  const double D = c.hidden_size, dh = c.head_dim;
+  const double qw = c.num_attention_heads * dh, kv = c.kv_width();
+  const double per_token_layer =
+      2 * (D * qw + 2 * D * kv + qw * D + 3 * D * c.intermediate_size);
+  const double attn_per_window =
+      2.0 * 2 * c.num_attention_heads * dh * (T * (T + 1) / 2.0);
+  const double layer_flops = c.num_hidden_layers * (per_token_layer * tokens +
+                                                    attn_per_window * windows);
+  const double head_flops = 2.0 * D * c.vocab_size * nll.count;
+  const double gf_layers = layer_flops / t_layers / 1e9;
+  const double gf_total = (layer_flops + head_flops) / total / 1e9;
+  std::printf(
+      "model %s: %lld layers, D %lld, %lld windows x %lld tokens\n"
+      "  embed %.2f s, layers %.2f s (%.1f GFLOP/s, %.0f%% of ceiling), head "
+      "%.2f s\n"
+      "  end to end %.2f s: %.0f tokens/s, %.1f GFLOP/s = %.0f%% of the GEMM "
+      "ceiling\n"
+      "  mean NLL %.4f over %lld predictions\n"
+      "  peak RSS %.0f MiB\n",
+      dir.c_str(), static_cast<long long>(c.num_hidden_layers),
+      static_cast<long long>(c.hidden_size), static_cast<long long>(windows),
+      static_cast<long long>(T), t_embed, t_layers, gf_layers,
+      100 * gf_layers / ceiling, t_head, total, tokens / total, gf_total,
+      100 * gf_total / ceiling, nll.mean(), static_cast<long long>(nll.count),
+      peak_rss);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const absl::Status st = Run(std::vector<std::string>(argv + 1, argv + argc));
+  if (!st.ok()) {
+    std::cerr << "engine_bench: " << st.message() << "\n";
+    return 1;
+  }
+  return 0;
+}
