@@ -3,6 +3,7 @@
 // HF tokenizers), and stories260K's tokenizer.model on the TinyStories text
 // (ids in stories260K_reference/).
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -80,6 +81,43 @@ TEST(Qwen3TokenizerTest, SpecialTokensAndMetadata) {
   ASSERT_GE(ids->size(), 3u);
   EXPECT_EQ(ids->front(), 151644);
   EXPECT_EQ(ids->back(), 151668);
+}
+
+// Random input: ill-formed bytes are an error, never a crash; well-formed
+// text round-trips to its NFC form.
+TEST(Qwen3TokenizerTest, RandomInputRoundTrips) {
+  CARE_REQUIRE_FIXTURES();
+  const Tokenizer& t = Qwen3();
+  ASSERT_NE(&t, nullptr);
+  std::mt19937_64 rng(7);
+  for (int iter = 0; iter < 1000; ++iter) {
+    std::string bytes(rng() % 48, '\0');
+    for (char& c : bytes) c = static_cast<char>(rng());
+    auto ids = t.Encode(bytes);
+    if (!ids.ok()) {
+      EXPECT_EQ(ids.status().code(), absl::StatusCode::kInvalidArgument);
+    }
+  }
+  const std::vector<char32_t> pool = {
+      U'a',          U'Z',      U' ',      U'\n',     U'\r',     U'\t',
+      U'7',          U'\'',     U's',      U'!',      U'<',      U'|',
+      U'>',          U'\u00e9', U'\u0301', U'\u3000', U'\u4e2d', U'\u0661',
+      U'\U0001f600', U'\u200d', U'\u00a0', U'\u0085', U'\ufeff', U'\u017f'};
+  for (int iter = 0; iter < 1000; ++iter) {
+    std::string text;
+    const int len = static_cast<int>(rng() % 32);
+    for (int k = 0; k < len; ++k) {
+      char32_t cp = (rng() % 5 == 0) ? static_cast<char32_t>(rng() % 0x30000)
+                                     : pool[rng() % pool.size()];
+      if (cp >= 0xD800 && cp <= 0xDFFF) cp = U'x';
+      AppendUtf8(cp, &text);
+    }
+    auto ids = t.Encode(text);
+    ASSERT_TRUE(ids.ok()) << ids.status();
+    auto back = t.Decode(*ids);
+    ASSERT_TRUE(back.ok()) << back.status();
+    EXPECT_EQ(*back, *Nfc(text));
+  }
 }
 
 TEST(SentencePieceTest, TinyStoriesMatchesReferenceIds) {

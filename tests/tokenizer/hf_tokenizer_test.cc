@@ -89,6 +89,31 @@ TEST(ByteLevelBpeTest, ArrayMergesEqualStringMerges) {
   EXPECT_THAT(Enc(*t, "hell"), ElementsAre(256, 257));
 }
 
+TEST(ByteLevelBpeTest, IgnoreMergesTakesWholeWordsFromTheVocabulary) {
+  json j = ByteLevelTokenizerJson({{"a", "b"}, {"ab", "c"}});  // 256, 257
+  j["model"]["merges"] = json::array({"a b"});  // "abc" stays in the vocab.
+  auto plain = Make(j);
+  ASSERT_NE(plain, nullptr);
+  EXPECT_THAT(Enc(*plain, "abc"), ElementsAre(256, 'c'));
+  j["model"]["ignore_merges"] = true;
+  auto ignoring = Make(j);
+  ASSERT_NE(ignoring, nullptr);
+  EXPECT_THAT(Enc(*ignoring, "abc"), ElementsAre(257));
+  EXPECT_THAT(Enc(*ignoring, "abcd"), ElementsAre(256, 'c', 'd'));
+}
+
+TEST(ByteLevelBpeTest, Gpt2StyleByteLevelWithRegexAndPrefixSpace) {
+  json j = ByteLevelTokenizerJson({{"i", kG}});  // Would merge across words.
+  j["pre_tokenizer"] = {
+      {"type", "ByteLevel"}, {"add_prefix_space", true}, {"use_regex", true}};
+  auto t = Make(j);
+  ASSERT_NE(t, nullptr);
+  // " hi" and " you" are separate words, so "iĠ" never forms; the space
+  // byte's symbol Ġ has id 32.
+  EXPECT_THAT(Enc(*t, "hi you"),
+              ElementsAre(' ', 'h', 'i', ' ', 'y', 'o', 'u'));
+}
+
 TEST(AddedTokensTest, MatchedBeforeBpeLongestFirst) {
   json j = ByteLevelTokenizerJson({});
   j["added_tokens"] = json::array({{{"id", 300},
