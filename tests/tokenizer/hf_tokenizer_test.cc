@@ -196,6 +196,26 @@ TEST(MetaspaceTest, SpecialTokenAndPrependScheme) {
   EXPECT_THAT(Enc(*unk, "hi\xc3\xa9\xc3\xa9"), ElementsAre(263, 0));
 }
 
+TEST(MetaspaceTest, SplitAlwaysAndMetaspaceDecoder) {
+  const std::vector<std::string> pieces = {"\u2581", "h", "i", "\u2581h",
+                                           "\u2581hi"};
+  // ▁=259 h=260 i=261 ▁h=262 ▁hi=263.
+  json j = MetaspaceTokenizerJson(pieces, {{"\u2581", "h"}, {"\u2581h", "i"}},
+                                  false);
+  j["pre_tokenizer"]["prepend_scheme"] = "always";
+  j["pre_tokenizer"]["split"] = true;
+  j["decoder"] = {{"type", "Metaspace"},
+                  {"replacement", "\u2581"},
+                  {"prepend_scheme", "always"},
+                  {"split", true}};
+  auto t = Make(j);
+  ASSERT_NE(t, nullptr);
+  EXPECT_THAT(Enc(*t, "hi  hi"), ElementsAre(263, 259, 263));
+  // "always" also prepends after a special token.
+  EXPECT_THAT(Enc(*t, "</s>hi"), ElementsAre(2, 263));
+  EXPECT_EQ(*t->Decode({263, 259, 263}), "hi  hi");
+}
+
 TEST(ConfigTest, BosEosFromTokenizerConfig) {
   const json j = MetaspaceTokenizerJson({}, {}, false);
   auto t = HfTokenizer::FromJson(
