@@ -84,8 +84,9 @@ absl::StatusOr<std::unique_ptr<CareServer>> CareServer::Start(
   s->metrics_address_ =
       absl::StrCat(HostOf(config.metrics_listen), ":", metrics_ports[0]);
 
-  ServiceDeps deps{store, s->auth_.get(), s->roots_.get(), s->metrics_.get(),
-                   &s->notifier_};
+  ServiceDeps deps{store,           s->auth_.get(),
+                   s->roots_.get(), s->metrics_.get(),
+                   &s->notifier_,   &s->gate_};
   deps.max_lease_wait = config.max_lease_wait;
   deps.poll_interval = config.poll_interval;
   s->conversion_ = std::make_unique<ConversionServiceImpl>(deps);
@@ -152,15 +153,33 @@ void CareServer::Shutdown() {
   Log(LogLevel::kInfo, "draining",
       {{"deadline_seconds",
         absl::StrCat(absl::ToInt64Seconds(config_.drain))}});
-  // Waiting long polls and watches return at once; other in-flight RPCs get
-  // until the drain deadline, after which gRPC cancels them.
+  // New RPCs are refused with UNAVAILABLE and health turns NOT_SERVING;
+  // waiting long polls and watches return at once; other in-flight RPCs get
+  // until the drain deadline. Then gRPC stops, cancelling what is left and
+  // closing connections (its own Shutdown(deadline) would also wait that
+  // long for idle client connections to go away).
+  gate_.draining = true;
   notifier_.Shutdown();
   if (server_) {
-    server_->Shutdown(absl::ToChronoTime(absl::Now() + config_.drain));
+    if (auto* health = server_->GetHealthCheckService()) {
+      health->SetServingStatus(false);
+    }
+    const absl::Time deadline = absl::Now() + config_.drain;
+    while (gate_.in_flight.load() > 0 && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+    if (gate_.in_flight.load() > 0) {
+      Log(LogLevel::kWarn, "drain deadline passed; cancelling RPCs",
+          {{"in_flight", absl::StrCat(gate_.in_flight.load())}});
+    }
+    server_->Shutdown(absl::ToChronoTime(absl::Now()));
     server_->Wait();
   }
+  Log(LogLevel::kDebug, "grpc stopped");
   if (reaper_) reaper_->Stop();
+  Log(LogLevel::kDebug, "reaper stopped");
   exposer_.reset();
+  Log(LogLevel::kDebug, "metrics stopped");
   server_.reset();
   store_.reset();  // Closes the connections; the last close checkpoints WAL.
   Log(LogLevel::kInfo, "stopped");

@@ -45,6 +45,7 @@ class CareServer {
   ServerConfig config_;
   SystemClock clock_;
   ChangeNotifier notifier_;
+  RpcGate gate_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<TokenAuth> auth_;
   std::unique_ptr<UriRoots> roots_;

@@ -6,6 +6,7 @@
 
 #include <grpcpp/server_context.h>
 
+#include <atomic>
 #include <optional>
 #include <string>
 
@@ -23,12 +24,20 @@
 
 namespace care::server {
 
+// Lets the drain stop new RPCs at the service edge (UNAVAILABLE, which
+// clients retry) and wait for the in-flight ones to finish.
+struct RpcGate {
+  std::atomic<int> in_flight{0};
+  std::atomic<bool> draining{false};
+};
+
 struct ServiceDeps {
   Store* store;
   const TokenAuth* auth;
   const UriRoots* roots;
   Metrics* metrics;
   ChangeNotifier* notifier;
+  RpcGate* gate;
   // Upper bound on a LeaseJob long poll, whatever the worker asks for.
   absl::Duration max_lease_wait = absl::Seconds(30);
   // Longest sleep of a waiting WatchJob or LeaseJob between database checks
@@ -49,8 +58,13 @@ template <typename Body>
 grpc::Status RunRpc(const ServiceDeps& deps, absl::string_view method,
                     Role role, grpc::ServerContext* ctx, Body&& body) {
   const absl::Time start = absl::Now();
+  deps.gate->in_flight.fetch_add(1);
   absl::Status status = deps.auth->Check(AuthorizationHeader(*ctx), role);
+  if (status.ok() && deps.gate->draining.load()) {
+    status = absl::UnavailableError("server shutting down; retry");
+  }
   if (status.ok()) status = body();
+  deps.gate->in_flight.fetch_sub(1);
   deps.metrics->Rpc(method, status.code(),
                     absl::ToDoubleSeconds(absl::Now() - start));
   if (!status.ok()) {

@@ -22,12 +22,11 @@ class RootsTest : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = care::testing::MakeTempDir("care-roots");
-    for (const char* d : {"models/llama", "data", "out", "outside",
-                          "models2"}) {
+    for (const char* d :
+         {"models/llama", "data", "out", "outside", "models2"}) {
       fs::create_directories(dir_ + "/" + d);
     }
-    fs::create_directory_symlink(dir_ + "/outside",
-                                 dir_ + "/models/escape");
+    fs::create_directory_symlink(dir_ + "/outside", dir_ + "/models/escape");
     fs::create_directory_symlink(dir_ + "/models/llama",
                                  dir_ + "/models/alias");
     RootsConfig config;
@@ -164,9 +163,8 @@ TEST(ConfigTest, RootsRepeatAndCommaSplitAndFileIsOverridden) {
   std::ofstream(dir + "/server.conf")
       << "# care-server\nlisten = 127.0.0.1:7000\nlease-seconds 5\n"
          "model-root = /from/file\ndata-root = /d1\ninsecure-no-auth = true\n";
-  auto c = ParseServerConfig({"--config", dir + "/server.conf",
-                              "--model-root", "/a,/b", "--model-root=/c",
-                              "--lease-seconds=7"});
+  auto c = ParseServerConfig({"--config", dir + "/server.conf", "--model-root",
+                              "/a,/b", "--model-root=/c", "--lease-seconds=7"});
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->roots.model_roots, (std::vector<std::string>{"/a", "/b", "/c"}));
   EXPECT_EQ(c->roots.data_roots, (std::vector<std::string>{"/d1"}));

@@ -141,8 +141,8 @@ TEST_F(StoreTest, ListPaginatesNewestFirstAndFilters) {
     if (r->next_page_token.empty()) break;
     q.page_token = r->next_page_token;
   }
-  EXPECT_EQ(seen, (std::vector<std::string>{ids[4], ids[3], ids[2], ids[1],
-                                            ids[0]}));
+  EXPECT_EQ(seen,
+            (std::vector<std::string>{ids[4], ids[3], ids[2], ids[1], ids[0]}));
 
   ListQuery even;
   even.labels["team"] = "even";
