@@ -135,7 +135,7 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
   std::ofstream(server->worker_token_file_) << server->worker_token() << "\n";
   std::vector<std::string> argv = {
       BinaryPath("server/care-server"),
-      "--listen=127.0.0.1:0",
+      absl::StrCat("--listen=127.0.0.1:", options.port),
       "--metrics-listen=127.0.0.1:0",
       "--db=" + dir + "/jobs.db",
       "--client-token-file=" + server->client_token_file_,
@@ -148,6 +148,12 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
       absl::StrCat("--max-wait-ms=", options.max_wait_ms),
       absl::StrCat("--poll-interval-ms=", options.poll_interval_ms),
       "--log-level=warn"};
+  for (const auto& root : options.extra_model_roots) {
+    argv.push_back("--model-root=" + root);
+  }
+  for (const auto& root : options.extra_data_roots) {
+    argv.push_back("--data-root=" + root);
+  }
   auto process = Process::Start(argv, dir + "/logs");
   if (!process.ok()) return process.status();
   server->process_ = std::move(*process);

@@ -64,6 +64,12 @@ class ServerProcess {
     int reaper_interval_ms = 200;
     int max_wait_ms = 30000;
     int poll_interval_ms = 50;
+    // Besides <dir>/models, <dir>/data (e.g. the fixtures).
+    std::vector<std::string> extra_model_roots;
+    std::vector<std::string> extra_data_roots;
+    // Binds this port instead of an ephemeral one (a restart on the same
+    // address); 0 = ephemeral.
+    int port = 0;
   };
   // `dir` holds jobs.db, the token files and the models/data/outputs roots.
   static absl::StatusOr<std::unique_ptr<ServerProcess>> Start(

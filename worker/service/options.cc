@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -118,6 +119,13 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> CreateServerChannel(
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
   args.SetMaxSendMessageSize(64 << 20);
+  // gRPC's own reconnect backoff (up to 120 s by default) would otherwise
+  // outlast ours after a server restart.
+  const int max_ms =
+      static_cast<int>(absl::ToInt64Milliseconds(options.backoff_max));
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, std::min(200, max_ms));
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, std::min(200, max_ms));
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, max_ms);
   return grpc::CreateCustomChannel(options.server, credentials, args);
 }
 
