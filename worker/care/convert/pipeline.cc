@@ -154,8 +154,14 @@ absl::StatusOr<ConversionReport> ConvertModel(const ConvertOptions& options,
   CARE_RETURN_IF_ERROR(rep.Step("load", 0, 1));
 
   // ---- load: model, budget, data ----
-  CARE_ASSIGN_OR_RETURN(const std::string dir,
-                        io::ResolveModelDir(options.model));
+  // A local path may be relative or contain "..", which URIs reject.
+  std::string uri = options.model;
+  if (uri.find("://") == std::string::npos) {
+    std::error_code ec;
+    const auto abs = std::filesystem::absolute(uri, ec);
+    if (!ec) uri = abs.lexically_normal().string();
+  }
+  CARE_ASSIGN_OR_RETURN(const std::string dir, io::ResolveModelDir(uri));
   CARE_ASSIGN_OR_RETURN(io::Model model, io::OpenModel(dir));
   const ModelConfig& config = model.config;
   CARE_RETURN_IF_ERROR(CheckConvertible(config, dir));
