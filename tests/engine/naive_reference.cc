@@ -224,7 +224,13 @@ NaiveResult NaiveForward(const ModelConfig& c, const TensorSource& s,
     for (int64_t t = 0; t < T; ++t) {
       const Vec xm = RmsNorm(h[t], pln, eps);
       Vec y(D, 0.0);
-      if (c.IsMoeLayer(l)) {
+      // transformers' Qwen3MoeDecoderLayer rule, restated here.
+      const bool sparse =
+          c.model_type == "qwen3_moe" && c.num_experts > 0 &&
+          std::find(c.mlp_only_layers.begin(), c.mlp_only_layers.end(), l) ==
+              c.mlp_only_layers.end() &&
+          (l + 1) % c.decoder_sparse_step == 0;
+      if (sparse) {
         const Vec logits = MatVec(Get(s, L(l, "mlp.gate.weight")), xm);
         Vec p(logits.size());
         const double mx = *std::max_element(logits.begin(), logits.end());
