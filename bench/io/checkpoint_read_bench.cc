@@ -137,13 +137,21 @@ int main(int argc, char** argv) {
   const size_t n = raw->bytes.size() / 2;
   std::vector<float> out(n, 1.0f);
   std::vector<char> copy(raw->bytes.size(), 1);
-  std::vector<double> memcpy_s, convert_s;
+  std::vector<double> memcpy_s, convert_s, alloc_s;
   for (int r = 0; r < repeats + 1; ++r) {
     auto t0 = Clock::now();
     std::memcpy(copy.data(), raw->bytes.data(), raw->bytes.size());
     auto t1 = Clock::now();
     care::io::Bf16ToF32(raw->bytes.data(), out.data(), n);
     auto t2 = Clock::now();
+    {
+      // What LoadF32 must do before converting: a fresh zeroed float32
+      // buffer (std::vector value-initializes; the kernel zeroes pages too).
+      auto a0 = Clock::now();
+      std::vector<float> fresh(n);
+      alloc_s.push_back(Seconds(a0, Clock::now()));
+      if (fresh[n / 2] != 0.0f) return 1;
+    }
     memcpy_s.push_back(Seconds(t0, t1));
     convert_s.push_back(Seconds(t1, t2));
   }

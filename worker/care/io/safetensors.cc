@@ -124,6 +124,23 @@ absl::StatusOr<SafetensorsTensorInfo> ParseEntry(const std::string& name,
   return info;
 }
 
+// A float buffer of n zeros. Large buffers are backed by transparent huge
+// pages where the kernel allows it: zero-filling 1 GB then takes ~500 page
+// faults instead of ~250,000 (which dominated tensor loading otherwise).
+std::vector<float> AllocateFloats(size_t n) {
+  std::vector<float> v;
+  v.reserve(n);
+  constexpr uintptr_t kHuge = 2u << 20;
+  if (n * sizeof(float) >= 2 * kHuge) {
+    const auto begin = reinterpret_cast<uintptr_t>(v.data());
+    const uintptr_t a = (begin + kHuge - 1) & ~(kHuge - 1);
+    const uintptr_t e = (begin + n * sizeof(float)) & ~(kHuge - 1);
+    if (e > a) ::madvise(reinterpret_cast<void*>(a), e - a, MADV_HUGEPAGE);
+  }
+  v.resize(n);
+  return v;
+}
+
 }  // namespace
 
 int64_t SafetensorsTensorInfo::numel() const {
@@ -227,13 +244,14 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(
     void* p = ::mmap(nullptr, file->size_, PROT_READ, MAP_PRIVATE, fd, 0);
     if (p == MAP_FAILED) {
       int err = errno;
-      ::close(fd);
+      ::close(fd);  // Not yet owned by `file`.
       return absl::ResourceExhaustedError(
           absl::StrCat("cannot mmap ", path, ": ", strerror(err)));
     }
     file->base_ = static_cast<const unsigned char*>(p);
   }
-  ::close(fd);  // The mapping keeps the file open.
+  file->fd_ = fd;  // Kept for pread in LoadF32.
+  ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
   absl::string_view bytes(reinterpret_cast<const char*>(file->base_),
                           file->size_);
   CARE_ASSIGN_OR_RETURN(file->header_, ParseSafetensorsHeader(bytes, path));
@@ -241,6 +259,7 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(
 }
 
 SafetensorsFile::~SafetensorsFile() {
+  if (fd_ >= 0) ::close(fd_);
   if (base_ != nullptr) {
     ::munmap(const_cast<unsigned char*>(base_), size_);
   }
@@ -275,13 +294,59 @@ absl::StatusOr<Tensor> SafetensorsFile::LoadF32(absl::string_view name) const {
         "tensor '", name, "' in ", path_, " has dtype ", DTypeName(info->dtype),
         ", which does not convert to float32"));
   }
-  CARE_ASSIGN_OR_RETURN(absl::string_view bytes, RawBytes(name));
   Tensor t;
   t.shape = info->shape;
-  t.data.resize(static_cast<size_t>(info->numel()));
-  CARE_RETURN_IF_ERROR(
-      ConvertToF32(info->dtype, bytes.data(), t.data.size(), t.data.data()));
+  t.data = AllocateFloats(static_cast<size_t>(info->numel()));
+  // pread instead of the mapping: no page fault per 4 KiB of input, and a
+  // file truncated behind our back is an error instead of SIGBUS.
+  uint64_t offset = header_.data_offset + info->begin;
+  if (info->dtype == DType::kF32) {
+    CARE_RETURN_IF_ERROR(PreadAll(t.data.data(), info->nbytes(), offset, name));
+    return t;
+  }
+  // Other dtypes go through a small per-thread buffer that stays in L2;
+  // chunks are independent, so large tensors convert on all cores.
+  const size_t esize = DTypeSize(info->dtype);
+  constexpr size_t kBounceBytes = 256 << 10;
+  const size_t chunk = kBounceBytes / esize;
+  const int64_t chunks =
+      static_cast<int64_t>((t.data.size() + chunk - 1) / chunk);
+  std::vector<absl::Status> errors(static_cast<size_t>(chunks));
+#pragma omp parallel for schedule(static) if (chunks >= 64)
+  for (int64_t c = 0; c < chunks; ++c) {
+    thread_local std::vector<unsigned char> bounce(kBounceBytes);
+    const size_t i = static_cast<size_t>(c) * chunk;
+    const size_t n = std::min(chunk, t.data.size() - i);
+    absl::Status s =
+        PreadAll(bounce.data(), n * esize, offset + i * esize, name);
+    if (s.ok()) {
+      s = ConvertToF32(info->dtype, bounce.data(), n, t.data.data() + i);
+    }
+    errors[static_cast<size_t>(c)] = std::move(s);
+  }
+  for (absl::Status& s : errors) CARE_RETURN_IF_ERROR(s);
   return t;
+}
+
+absl::Status SafetensorsFile::PreadAll(void* dst, uint64_t size,
+                                       uint64_t offset,
+                                       absl::string_view tensor) const {
+  auto* p = static_cast<char*>(dst);
+  while (size > 0) {
+    ssize_t n = ::pread(fd_, p, std::min<uint64_t>(size, 1u << 30),
+                        static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      return absl::DataLossError(absl::StrCat(
+          "cannot read tensor '", tensor, "' from ", path_, ": ",
+          n == 0 ? "unexpected end of file (changed since it was opened?)"
+                 : strerror(errno)));
+    }
+    p += n;
+    size -= static_cast<uint64_t>(n);
+    offset += static_cast<uint64_t>(n);
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace care::io

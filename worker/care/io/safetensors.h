@@ -74,12 +74,17 @@ class SafetensorsFile {
   // The tensor's bytes inside the mapping, valid while this object lives.
   absl::StatusOr<absl::string_view> RawBytes(absl::string_view name) const;
   // Reads and converts one tensor to float32; touches no other tensor.
+  // Reads with pread (not through the mapping); DataLoss if the file
+  // shrank since Open.
   absl::StatusOr<Tensor> LoadF32(absl::string_view name) const;
 
  private:
   SafetensorsFile() = default;
+  absl::Status PreadAll(void* dst, uint64_t size, uint64_t offset,
+                        absl::string_view tensor) const;
 
   std::string path_;
+  int fd_ = -1;
   const unsigned char* base_ = nullptr;  // mmap of the whole file.
   uint64_t size_ = 0;
   SafetensorsHeader header_;
