@@ -7,8 +7,10 @@
 #include <sys/wait.h>
 
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <future>
+#include <sstream>
 #include <thread>
 
 #include "server_harness.h"
@@ -472,6 +474,40 @@ TEST_F(ServerApiTest, HealthServingAndSigtermDrainsCleanly) {
   const std::string log = env_.ServerLog();
   EXPECT_NE(log.find("msg=draining"), std::string::npos) << log;
   EXPECT_NE(log.find("msg=stopped"), std::string::npos) << log;
+}
+
+std::string ReadText(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+TEST_F(ServerApiTest, ServesTlsAndEnforcesMessageLimits) {
+  const std::string data = CARE_SERVER_TESTDATA;
+  StartServer({"--tls-cert=" + data + "/tls.crt",
+               "--tls-key=" + data + "/tls.key", "--max-message-bytes=4096"});
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = ReadText(data + "/tls.crt");
+  auto tls = v1::ConversionService::NewStub(
+      grpc::CreateChannel(env_.grpc_address(), grpc::SslCredentials(ssl)));
+  v1::SubmitJobRequest req;
+  *req.mutable_spec() = env_.Spec("tls");
+  Job job;
+  grpc::Status s =
+      tls->SubmitJob(ServerEnv::Ctx(kClientToken).get(), req, &job);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(job.state(), v1::JOB_STATE_QUEUED);
+  // Plaintext against the TLS port does not get through.
+  EXPECT_FALSE(Submit(env_.Spec("plain"), &job).ok());
+  // Over the limit: refused by gRPC before any handler runs.
+  for (int i = 0; i < 20; ++i) {
+    (*req.mutable_spec()->mutable_labels())["k" + std::to_string(i)] =
+        std::string(250, 'v');
+  }
+  EXPECT_EQ(tls->SubmitJob(ServerEnv::Ctx(kClientToken).get(), req, &job)
+                .error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
 }
 
 }  // namespace

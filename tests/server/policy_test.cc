@@ -18,7 +18,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class RootsTest : public ::testing::Test {
+class ServerRootsTest : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = care::testing::MakeTempDir("care-roots");
@@ -57,7 +57,7 @@ class RootsTest : public ::testing::Test {
   std::unique_ptr<UriRoots> roots_;
 };
 
-TEST_F(RootsTest, AcceptsPathsInsideRoots) {
+TEST_F(ServerRootsTest, AcceptsPathsInsideRoots) {
   EXPECT_EQ(CheckField(Spec()), "ok");
   v1::JobSpec spec = Spec();
   spec.set_model_uri(dir_ + "/models/alias");  // Symlink within the root.
@@ -67,7 +67,7 @@ TEST_F(RootsTest, AcceptsPathsInsideRoots) {
   EXPECT_EQ(CheckField(spec), "ok");
 }
 
-TEST_F(RootsTest, RejectsEscapes) {
+TEST_F(ServerRootsTest, RejectsEscapes) {
   v1::JobSpec spec = Spec();
   spec.set_model_uri(dir_ + "/models/escape/weights");  // Symlink out.
   EXPECT_EQ(CheckField(spec), "model_uri");
@@ -91,7 +91,7 @@ TEST_F(RootsTest, RejectsEscapes) {
   EXPECT_EQ(CheckField(spec), "evaluation.dataset_uri");
 }
 
-TEST_F(RootsTest, NoRootsMeansNoLocalPathsAndHubCanBeDisabled) {
+TEST_F(ServerRootsTest, NoRootsMeansNoLocalPathsAndHubCanBeDisabled) {
   RootsConfig config;
   config.allow_hub_models = false;
   auto none = UriRoots::Create(config);
@@ -106,7 +106,7 @@ TEST_F(RootsTest, NoRootsMeansNoLocalPathsAndHubCanBeDisabled) {
             absl::StatusCode::kInvalidArgument);
 }
 
-TEST(AuthTest, ConstantTimeEqualsIsExact) {
+TEST(ServerAuthTest, ConstantTimeEqualsIsExact) {
   EXPECT_TRUE(ConstantTimeEquals("abc", "abc"));
   EXPECT_FALSE(ConstantTimeEquals("abc", "abd"));
   EXPECT_FALSE(ConstantTimeEquals("abc", "abcd"));
@@ -114,7 +114,7 @@ TEST(AuthTest, ConstantTimeEqualsIsExact) {
   EXPECT_TRUE(ConstantTimeEquals("", ""));
 }
 
-TEST(AuthTest, ChecksRoleAndToken) {
+TEST(ServerAuthTest, ChecksRoleAndToken) {
   const std::string dir = care::testing::MakeTempDir("care-auth");
   std::ofstream(dir + "/c") << "# clients\n\nclient-token-aaaaaaaa\n";
   std::ofstream(dir + "/w") << "worker-token-bbbbbbbb\n";
@@ -142,7 +142,7 @@ TEST(AuthTest, ChecksRoleAndToken) {
   fs::remove_all(dir);
 }
 
-TEST(ConfigTest, DefaultsNeedTokensOrLoopbackInsecure) {
+TEST(ServerConfigTest, DefaultsNeedTokensOrLoopbackInsecure) {
   EXPECT_EQ(ParseServerConfig({}).status().code(),
             absl::StatusCode::kInvalidArgument);
   auto c = ParseServerConfig({"--insecure-no-auth"});
@@ -158,7 +158,7 @@ TEST(ConfigTest, DefaultsNeedTokensOrLoopbackInsecure) {
       ParseServerConfig({"--insecure-no-auth", "--lease-seconds=0"}).ok());
 }
 
-TEST(ConfigTest, RootsRepeatAndCommaSplitAndFileIsOverridden) {
+TEST(ServerConfigTest, RootsRepeatAndCommaSplitAndFileIsOverridden) {
   const std::string dir = care::testing::MakeTempDir("care-config");
   std::ofstream(dir + "/server.conf")
       << "# care-server\nlisten = 127.0.0.1:7000\nlease-seconds 5\n"
@@ -174,7 +174,7 @@ TEST(ConfigTest, RootsRepeatAndCommaSplitAndFileIsOverridden) {
   fs::remove_all(dir);
 }
 
-TEST(LogTest, FormatsOneLineWithQuotedValues) {
+TEST(ServerLogTest, FormatsOneLineWithQuotedValues) {
   std::string line = FormatLogLine(LogLevel::kWarn, "job failed",
                                    {{"job", "job-1"}, {"error", "a \"b\"\nc"}});
   EXPECT_NE(line.find(" level=warn msg=\"job failed\" job=job-1 "

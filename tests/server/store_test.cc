@@ -32,7 +32,7 @@ v1::JobSpec Spec(int priority = 0, v1::Device device = v1::DEVICE_ANY,
   return spec;
 }
 
-class StoreTest : public ::testing::Test {
+class ServerStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = care::testing::MakeTempDir("care-store");
@@ -81,7 +81,7 @@ class StoreTest : public ::testing::Test {
   std::unique_ptr<Store> store_;
 };
 
-TEST_F(StoreTest, SubmitCreatesQueuedJobWithOneEvent) {
+TEST_F(ServerStoreTest, SubmitCreatesQueuedJobWithOneEvent) {
   const uint64_t generation = notifier_.generation();
   v1::Job job = Submit(Spec());
   EXPECT_EQ(job.id().rfind("job-", 0), 0u);
@@ -102,7 +102,7 @@ TEST_F(StoreTest, SubmitCreatesQueuedJobWithOneEvent) {
             absl::StatusCode::kNotFound);
 }
 
-TEST_F(StoreTest, SubmitIsIdempotentByRequestId) {
+TEST_F(ServerStoreTest, SubmitIsIdempotentByRequestId) {
   v1::JobSpec spec = Spec();
   spec.set_request_id("req-1");
   auto first = store_->Submit(spec);
@@ -122,7 +122,7 @@ TEST_F(StoreTest, SubmitIsIdempotentByRequestId) {
   EXPECT_EQ(all->jobs.size(), 3u);
 }
 
-TEST_F(StoreTest, ListPaginatesNewestFirstAndFilters) {
+TEST_F(ServerStoreTest, ListPaginatesNewestFirstAndFilters) {
   std::vector<std::string> ids;
   for (int i = 0; i < 5; ++i) {
     v1::JobSpec spec = Spec();
@@ -178,7 +178,7 @@ TEST_F(StoreTest, ListPaginatesNewestFirstAndFilters) {
             absl::StatusCode::kInvalidArgument);
 }
 
-TEST_F(StoreTest, LeaseTakesHighestPriorityThenOldestForTheDevice) {
+TEST_F(ServerStoreTest, LeaseTakesHighestPriorityThenOldestForTheDevice) {
   const std::string a = Submit(Spec(0, v1::DEVICE_ANY)).id();
   clock_.Advance(absl::Seconds(1));
   const std::string b = Submit(Spec(5, v1::DEVICE_CUDA)).id();
@@ -210,7 +210,7 @@ TEST_F(StoreTest, LeaseTakesHighestPriorityThenOldestForTheDevice) {
   EXPECT_EQ(events[1].attempt(), 1);
 }
 
-TEST_F(StoreTest, HeartbeatRenewsLeaseAndRecordsProgressEvents) {
+TEST_F(ServerStoreTest, HeartbeatRenewsLeaseAndRecordsProgressEvents) {
   const std::string id = Submit(Spec()).id();
   Lease lease = MustLease("w");
   clock_.Advance(absl::Seconds(30));
@@ -263,7 +263,7 @@ TEST_F(StoreTest, HeartbeatRenewsLeaseAndRecordsProgressEvents) {
   EXPECT_EQ(page->next_after_sequence, 0);
 }
 
-TEST_F(StoreTest, CompleteStoresReportAndIsTerminal) {
+TEST_F(ServerStoreTest, CompleteStoresReportAndIsTerminal) {
   const std::string id = Submit(Spec()).id();
   MustLease("w");
   clock_.Advance(absl::Seconds(90));
@@ -287,7 +287,7 @@ TEST_F(StoreTest, CompleteStoresReportAndIsTerminal) {
   EXPECT_EQ(Events(id).back().state(), v1::JOB_STATE_SUCCEEDED);
 }
 
-TEST_F(StoreTest, StaleAttemptsAndOtherWorkersAreFenced) {
+TEST_F(ServerStoreTest, StaleAttemptsAndOtherWorkersAreFenced) {
   const std::string id = Submit(Spec()).id();
   MustLease("w1");
   v1::Failure f;
@@ -313,7 +313,7 @@ TEST_F(StoreTest, StaleAttemptsAndOtherWorkersAreFenced) {
   ASSERT_TRUE(store_->Complete("w2", id, 2, v1::Report(), false).ok());
 }
 
-TEST_F(StoreTest, CancelQueuedIsImmediateAndRunningWaitsForTheWorker) {
+TEST_F(ServerStoreTest, CancelQueuedIsImmediateAndRunningWaitsForTheWorker) {
   const std::string queued = Submit(Spec()).id();
   auto c = store_->Cancel(queued);
   ASSERT_TRUE(c.ok());
@@ -344,7 +344,7 @@ TEST_F(StoreTest, CancelQueuedIsImmediateAndRunningWaitsForTheWorker) {
   EXPECT_FALSE(done->has_report());
 }
 
-TEST_F(StoreTest, FailRetriesWhileAttemptsRemain) {
+TEST_F(ServerStoreTest, FailRetriesWhileAttemptsRemain) {
   const std::string id = Submit(Spec(0, v1::DEVICE_ANY, 2)).id();
   MustLease("w");
   v1::Failure f;
@@ -383,7 +383,7 @@ TEST_F(StoreTest, FailRetriesWhileAttemptsRemain) {
   EXPECT_EQ(r->job.state(), v1::JOB_STATE_FAILED);
 }
 
-TEST_F(StoreTest, ReaperRequeuesThenFailsAfterMaxAttempts) {
+TEST_F(ServerStoreTest, ReaperRequeuesThenFailsAfterMaxAttempts) {
   const std::string id = Submit(Spec(0, v1::DEVICE_ANY, 2)).id();
   MustLease("w1");
   clock_.Advance(absl::Seconds(59));
@@ -425,7 +425,7 @@ TEST_F(StoreTest, ReaperRequeuesThenFailsAfterMaxAttempts) {
   EXPECT_EQ(r->finished[0].state(), v1::JOB_STATE_CANCELLED);
 }
 
-TEST_F(StoreTest, CountStatesSeesQueueRunningAndRecentWorkers) {
+TEST_F(ServerStoreTest, CountStatesSeesQueueRunningAndRecentWorkers) {
   Submit(Spec());
   Submit(Spec());
   Submit(Spec());
@@ -439,7 +439,7 @@ TEST_F(StoreTest, CountStatesSeesQueueRunningAndRecentWorkers) {
   EXPECT_EQ(counts->workers_seen, 1);  // w1 was last seen 30 s ago.
 }
 
-TEST_F(StoreTest, JobsSurviveReopenAndSchemaIsCurrent) {
+TEST_F(ServerStoreTest, JobsSurviveReopenAndSchemaIsCurrent) {
   v1::JobSpec spec = Spec();
   spec.set_request_id("durable");
   const std::string id = Submit(spec).id();
@@ -465,7 +465,7 @@ TEST_F(StoreTest, JobsSurviveReopenAndSchemaIsCurrent) {
   EXPECT_EQ(mode->Text(0), "wal");
 }
 
-TEST_F(StoreTest, RefusesADatabaseFromTheFuture) {
+TEST_F(ServerStoreTest, RefusesADatabaseFromTheFuture) {
   store_.reset();
   {
     auto conn = Connection::Open(dir_ + "/jobs.db", false, 1000);
