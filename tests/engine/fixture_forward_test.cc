@@ -169,17 +169,20 @@ TEST(FixtureForwardTest, TinyGqaHeldOutNll) {
   EXPECT_NEAR(nll, 1.990152, kNllTolerance);
 }
 
-TEST(FixtureForwardTest, ScoringIsIndependentOfChunking) {
+TEST(FixtureForwardTest, ResultIsIndependentOfBlocking) {
   CARE_REQUIRE_FIXTURES();
-  // Tiny logits blocks force many vocabulary chunks and row blocks; the
-  // running log-sum-exp must give the same NLL (to float rounding).
+  // Tiny logits blocks force many vocabulary chunks and row blocks (the
+  // running log-sum-exp), tiny groups split attention and MLP work, several
+  // passes split the windows: the same NLL up to float rounding.
   io::Model model = Open("stories260K-hf");
   auto eval = MakeEvalWindows(Stream(), {.seq_len = 128, .max_windows = 4});
   ASSERT_TRUE(eval.ok());
   auto big = EvaluatePerplexity(model.config, *model.weights, *eval);
-  auto small = EvaluatePerplexity(model.config, *model.weights, *eval,
-                                  {.logits_block_elements = 1},
-                                  /*hooks=*/{}, /*windows_per_pass=*/3);
+  // Also: attention one window at a time, MLP in 100-row blocks.
+  auto small =
+      EvaluatePerplexity(model.config, *model.weights, *eval,
+                         {.logits_block_elements = 1, .group_tokens = 100},
+                         /*hooks=*/{}, /*windows_per_pass=*/3);
   ASSERT_TRUE(big.ok() && small.ok());
   EXPECT_EQ(big->predictions, small->predictions);
   EXPECT_NEAR(big->mean_nll, small->mean_nll, 1e-6);

@@ -29,9 +29,11 @@ absl::Status RunAttentionBlock(const LayerContext& ctx, int64_t layer,
 // Maps x [tokens, D] to y [tokens, D]; y does not alias x.
 using MlpFn = std::function<absl::Status(const MatrixRM& x, MatrixRM* y)>;
 
-// hidden += mlp(post_attention_layernorm(hidden)).
+// hidden += mlp(post_attention_layernorm(hidden)); `blocked`: in row blocks
+// of ctx.group_tokens (dense MLPs), else all rows in one call (MoE, which
+// must read each expert once).
 absl::Status RunMlpBlock(const LayerContext& ctx, int64_t layer,
-                         const MlpFn& mlp, MatrixRM* hidden);
+                         const MlpFn& mlp, bool blocked, MatrixRM* hidden);
 
 // Loads a 1-D norm weight [n] as a row vector.
 absl::StatusOr<Eigen::RowVectorXf> LoadNormWeight(const TensorSource& source,

@@ -24,6 +24,7 @@ struct LayerContext {
   const RopeTable& rope;
   int64_t windows;
   int64_t seq_len;
+  int64_t group_tokens;  // EngineOptions::group_tokens
 };
 
 class DecoderFamily {

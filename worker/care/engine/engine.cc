@@ -2,6 +2,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <utility>
@@ -145,8 +146,13 @@ absl::Status LayerwiseForward::RunLayer(const LayerHooks& hooks) {
   const int64_t layer = next_layer_;
   CARE_ASSIGN_OR_RETURN(RopeFrequencies freqs, ComputeRopeFrequencies(config_));
   const RopeTable rope(freqs, windows_.seq_len);
-  const LayerContext ctx{
-      config_, weights_, hooks, rope, windows_.num_windows, windows_.seq_len};
+  const LayerContext ctx{config_,
+                         weights_,
+                         hooks,
+                         rope,
+                         windows_.num_windows,
+                         windows_.seq_len,
+                         std::max<int64_t>(1, options_.group_tokens)};
   absl::Status status = family_->RunLayer(ctx, layer, &hidden_);
   if (!status.ok()) {
     return absl::Status(status.code(),

@@ -31,6 +31,11 @@ struct EngineOptions {
   // Upper bound on the float32 elements of one logits block (rows × vocab
   // chunk) when scoring; the vocabulary is processed in chunks below it.
   int64_t logits_block_elements = int64_t{32} << 20;
+  // Rows per group for the per-layer temporaries: attention runs on groups
+  // of whole windows with at least this many tokens, the dense MLP on row
+  // blocks of this size. Bounds memory when many windows are evaluated at
+  // once; large enough that every GEMM runs at full speed.
+  int64_t group_tokens = 8192;
 };
 
 // num_windows windows of seq_len token ids each, row-major; window w holds

@@ -35,7 +35,7 @@ class LlamaFamily : public DecoderFamily {
           SwiGlu(mlp, x, y);
           return absl::OkStatus();
         },
-        hidden);
+        /*blocked=*/true, hidden);
   }
 };
 

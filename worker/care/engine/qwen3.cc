@@ -33,7 +33,7 @@ class Qwen3Family : public DecoderFamily {
           SwiGlu(mlp, x, y);
           return absl::OkStatus();
         },
-        hidden);
+        /*blocked=*/true, hidden);
   }
 };
 

@@ -110,7 +110,7 @@ class Qwen3MoeFamily : public DecoderFamily {
           [&](const MatrixRM& x, MatrixRM* y) {
             return SparseMoe(ctx, layer, x, y);
           },
-          hidden);
+          /*blocked=*/false, hidden);
     }
     CARE_ASSIGN_OR_RETURN(
         SwiGluWeights mlp,
@@ -122,7 +122,7 @@ class Qwen3MoeFamily : public DecoderFamily {
           SwiGlu(mlp, x, y);
           return absl::OkStatus();
         },
-        hidden);
+        /*blocked=*/true, hidden);
   }
 };
 
