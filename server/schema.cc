@@ -12,12 +12,15 @@ namespace {
 // Timestamps are microseconds since the Unix epoch; enums are the proto
 // numbers; spec/progress/failure/report/events are serialized protos so the
 // API can grow without a migration. `seq` is the last event's sequence.
+// `pk` (the rowid) orders jobs by insertion, is never reused (AUTOINCREMENT)
+// and survives VACUUM, so list page tokens can name it.
 const std::vector<const char*>& Migrations() {
   static const std::vector<const char*> kMigrations = {
       // 1: jobs, labels, events, workers.
       R"sql(
 CREATE TABLE jobs (
-  id TEXT PRIMARY KEY NOT NULL,
+  pk INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL UNIQUE,
   request_id TEXT UNIQUE,
   spec BLOB NOT NULL,
   state INTEGER NOT NULL,

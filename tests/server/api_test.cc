@@ -354,6 +354,62 @@ TEST_F(ServerApiTest, WatchStreamsEventsUntilTerminal) {
   }
 }
 
+TEST_F(ServerApiTest, SlowWatcherNeitherBlocksWritersNorLosesEvents) {
+  StartServer({"--log-level=warn"});
+  const Job job = MustSubmit(env_.Spec("slow"));
+  // A watcher that reads nothing yet: its flow-control window fills up.
+  v1::WatchJobRequest wreq;
+  wreq.set_job_id(job.id());
+  auto wctx = ServerEnv::Ctx(kClientToken);
+  wctx->set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::seconds(60));
+  auto stream = client_->WatchJob(wctx.get(), wreq);
+
+  v1::LeaseJobResponse lease = Lease("w1", 2000);
+  ASSERT_EQ(lease.job().id(), job.id());
+  constexpr int kHeartbeats = 40, kLayersPerBeat = 50;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int h = 0; h < kHeartbeats; ++h) {
+    v1::HeartbeatRequest hb;
+    hb.set_worker_id("w1");
+    hb.set_job_id(job.id());
+    hb.set_attempt(1);
+    for (int l = 0; l < kLayersPerBeat; ++l) {
+      v1::LayerReport* layer = hb.add_layers();
+      layer->set_layer(h * kLayersPerBeat + l);
+      layer->set_k_relative_error(0.125);
+    }
+    v1::HeartbeatResponse resp;
+    ASSERT_TRUE(
+        worker_->Heartbeat(ServerEnv::Ctx(kWorkerToken).get(), hb, &resp).ok());
+  }
+  v1::CompleteJobRequest done;
+  done.set_worker_id("w1");
+  done.set_job_id(job.id());
+  done.set_attempt(1);
+  v1::CompleteJobResponse done_resp;
+  ASSERT_TRUE(
+      worker_->CompleteJob(ServerEnv::Ctx(kWorkerToken).get(), done, &done_resp)
+          .ok());
+  // The writers never waited for the watcher (2000 events, a few seconds at
+  // most even on a loaded machine).
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(20));
+
+  // Now read slowly: every event arrives, in order, ending terminal.
+  int64_t expected = 1;
+  v1::JobEvent e;
+  while (stream->Read(&e)) {
+    EXPECT_EQ(e.sequence(), expected++);
+    if (expected % 500 == 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+  EXPECT_TRUE(stream->Finish().ok());
+  // QUEUED, RUNNING, one LAYER_DONE per layer, SUCCEEDED.
+  EXPECT_EQ(expected - 1, 2 + kHeartbeats * kLayersPerBeat + 1);
+  EXPECT_EQ(e.state(), v1::JOB_STATE_SUCCEEDED);
+}
+
 TEST_F(ServerApiTest, LeasesExpireAreFencedAndCancelReachesTheWorker) {
   StartServer({"--lease-seconds=1", "--reaper-interval-ms=100"});
   // An empty queue: the long poll returns empty after about wait_ms.
