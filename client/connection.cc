@@ -101,10 +101,11 @@ absl::StatusOr<ConnectionOptions> ConnectionOptionsFromFlags(
 absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(
     const ConnectionOptions& options) {
   std::unique_ptr<Connection> connection(new Connection(options));
-  std::shared_ptr<grpc::ChannelCredentials> credentials;
-  grpc::ChannelArguments args;
+  grpc::ChannelArguments& args = connection->args_;
   // Watch streams and large lists: match the server's message limit.
   args.SetMaxReceiveMessageSize(64 << 20);
+  // Own subchannels, so ReconnectIfFailing really starts afresh.
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   if (options.tls) {
     grpc::SslCredentialsOptions ssl;
     if (!options.tls_ca_file.empty()) {
@@ -112,18 +113,26 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(
       if (!pem.ok()) return pem.status();
       ssl.pem_root_certs = *pem;
     }
-    credentials = grpc::SslCredentials(ssl);
+    connection->credentials_ = grpc::SslCredentials(ssl);
     if (!options.tls_server_name.empty()) {
       args.SetSslTargetNameOverride(options.tls_server_name);
     }
   } else {
-    credentials = grpc::InsecureChannelCredentials();
+    connection->credentials_ = grpc::InsecureChannelCredentials();
   }
-  connection->channel_ =
-      grpc::CreateCustomChannel(options.server, credentials, args);
-  connection->stub_ =
-      care::v1::ConversionService::NewStub(connection->channel_);
+  connection->CreateChannel();
   return connection;
+}
+
+void Connection::CreateChannel() {
+  channel_ = grpc::CreateCustomChannel(options_.server, credentials_, args_);
+  stub_ = care::v1::ConversionService::NewStub(channel_);
+}
+
+void Connection::ReconnectIfFailing() {
+  if (channel_->GetState(false) == GRPC_CHANNEL_TRANSIENT_FAILURE) {
+    CreateChannel();
+  }
 }
 
 std::unique_ptr<grpc::ClientContext> Connection::NewContext(

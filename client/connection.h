@@ -55,13 +55,20 @@ class Connection {
   const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
   const ConnectionOptions& options() const { return options_; }
 
+  // A fresh channel and stub: one in transient failure keeps failing calls
+  // with its last error until its own reconnect backoff (seconds) ends.
+  void ReconnectIfFailing();
+
   // One line for stderr: "carectl: <what>: ..." explaining the failure.
   std::string Describe(absl::string_view what,
                        const grpc::Status& status) const;
 
  private:
   explicit Connection(const ConnectionOptions& options) : options_(options) {}
+  void CreateChannel();
   ConnectionOptions options_;
+  std::shared_ptr<grpc::ChannelCredentials> credentials_;
+  grpc::ChannelArguments args_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<care::v1::ConversionService::Stub> stub_;
 };

@@ -154,6 +154,7 @@ int WatchJob(Connection& connection, const std::string& job_id,
     }
     std::this_thread::sleep_for(absl::ToChronoMilliseconds(backoff));
     backoff = std::min(backoff * 2, absl::Seconds(5));
+    connection.ReconnectIfFailing();
   }
 }
 

@@ -260,7 +260,7 @@ TEST_F(WorkerServiceTest, CancelStopsAtTheNextLayerBoundary) {
 
 TEST_F(WorkerServiceTest, KilledWorkersJobFinishesElsewhereAsAttemptTwo) {
   WorkerProcess& first = StartWorker("w1");
-  std::string id = Submit("500");
+  std::string id = Submit("300");
   care::v1::Job running = WaitFor(id, [](const care::v1::Job& j) {
     return j.progress().stage() == care::v1::STAGE_EVALUATING;
   });
@@ -294,7 +294,7 @@ TEST_F(WorkerServiceTest, KilledWorkersJobFinishesElsewhereAsAttemptTwo) {
 
 TEST_F(WorkerServiceTest, SigtermReleasesTheJobForTheNextWorker) {
   WorkerProcess& first = StartWorker("w1");
-  std::string id = Submit("400");
+  std::string id = Submit("300");
   WaitFor(id, [](const care::v1::Job& j) {
     return j.progress().stage() == care::v1::STAGE_EVALUATING;
   });

@@ -120,12 +120,14 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> CreateServerChannel(
   args.SetMaxReceiveMessageSize(64 << 20);
   args.SetMaxSendMessageSize(64 << 20);
   // gRPC's own reconnect backoff (up to 120 s by default) would otherwise
-  // outlast ours after a server restart.
+  // outlast ours after a server restart. The minimum is also gRPC's connect
+  // timeout, so it stays generous.
   const int max_ms =
       static_cast<int>(absl::ToInt64Milliseconds(options.backoff_max));
+  // Own subchannels, so a fresh channel does not inherit a failed one's.
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, std::min(200, max_ms));
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, std::min(200, max_ms));
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, max_ms);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, std::min(1000, max_ms));
   return grpc::CreateCustomChannel(options.server, credentials, args);
 }
 

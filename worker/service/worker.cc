@@ -33,6 +33,7 @@ Worker::Worker(const ServiceOptions& options,
                std::shared_ptr<grpc::Channel> channel, JobRunner& runner,
                WorkerMetrics* metrics)
     : options_(options),
+      channel_(channel),
       stub_(care::v1::WorkerService::NewStub(channel)),
       runner_(runner),
       metrics_(metrics) {}
@@ -111,6 +112,15 @@ absl::Status Worker::Serve() {
       Log(absl::StrCat("cannot lease from ", options_.server, " (",
                        status.error_message(), "); retrying in ",
                        absl::FormatDuration(sleep)));
+      // A channel in transient failure keeps failing calls fast with its
+      // last error until its own reconnect backoff ends (seconds after the
+      // server is back): start over with a fresh one instead.
+      if (channel_->GetState(false) == GRPC_CHANNEL_TRANSIENT_FAILURE) {
+        if (auto fresh = CreateServerChannel(options_); fresh.ok()) {
+          channel_ = *fresh;
+          stub_ = care::v1::WorkerService::NewStub(channel_);
+        }
+      }
       SleepUnlessStopped(sleep);
       backoff = std::min(backoff * 2, options_.backoff_max);
       continue;

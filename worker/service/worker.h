@@ -51,6 +51,7 @@ class Worker {
   void SleepUnlessStopped(absl::Duration duration);
 
   const ServiceOptions options_;
+  std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<care::v1::WorkerService::Stub> stub_;
   JobRunner& runner_;
   WorkerMetrics* metrics_;
