@@ -3,7 +3,11 @@
 #include <algorithm>
 #include <cmath>
 
+#include "care/engine/parallel.h"
+
 namespace care::engine {
+
+using internal::kParallelMin;
 
 namespace {
 // Query rows per block: keys beyond the block's last row are never needed,
@@ -26,7 +30,7 @@ void CausalAttention(const AttentionShape& s, const MatrixRM& q,
   const int64_t blocks = (T + kQueryBlock - 1) / kQueryBlock;
   // One task per (window, head, query block); Eigen runs single-threaded
   // inside the parallel region.
-#pragma omp parallel
+#pragma omp parallel if (s.windows * s.heads * T * T >= kParallelMin)
   {
     MatrixRM scores;  // [block rows, keys]
 #pragma omp for schedule(dynamic, 1) collapse(3)

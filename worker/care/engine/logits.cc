@@ -6,12 +6,15 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "care/engine/attention_block.h"
+#include "care/engine/parallel.h"
 #include "care/engine/rms_norm.h"
 #include "care/engine/row_loader.h"
 #include "care/io/tensor_names.h"
 #include "care/util/status_macros.h"
 
 namespace care::engine {
+
+using internal::kParallelMin;
 
 namespace {
 
@@ -83,7 +86,7 @@ absl::StatusOr<NllSum> ScoreHiddenStates(const ModelConfig& c,
       const int64_t nr = std::min(R, S - r0);
       logits.resize(nr, nv);
       logits.noalias() = x.middleRows(r0, nr) * w.transpose();  // [nr, nv]
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (nr * nv >= kParallelMin)
       for (int64_t i = 0; i < nr; ++i) {
         const float* l = logits.data() + i * nv;
         const int64_t s = r0 + i;

@@ -3,9 +3,12 @@
 #include <algorithm>
 #include <cmath>
 
+#include "care/engine/parallel.h"
 #include "care/util/status_macros.h"
 
 namespace care::engine {
+
+using internal::kParallelMin;
 
 namespace {
 // Rows per block: large enough for full-speed GEMMs, small enough that the
@@ -38,7 +41,7 @@ void SwiGlu(const SwiGluWeights& w, const MatrixRM& x, MatrixRM* y) {
     const int64_t size = gate.size();
     float* g = gate.data();
     const float* u = up.data();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (size >= kParallelMin)
     for (int64_t i = 0; i < size; ++i) {
       g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];  // silu(gate) * up
     }

@@ -6,8 +6,11 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "care/engine/parallel.h"
 
 namespace care::engine {
+
+using internal::kParallelMin;
 
 namespace {
 
@@ -133,7 +136,7 @@ RopeTable::RopeTable(const RopeFrequencies& freqs, int64_t seq_len)
 void RopeTable::Apply(int64_t head_dim, MatrixRM* x) const {
   const int64_t rows = x->rows(), heads = x->cols() / head_dim;
   const int64_t half = rotary_dim_ / 2;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (x->size() >= kParallelMin)
   for (int64_t t = 0; t < rows; ++t) {
     const int64_t p = t % seq_len_;
     const float* c = cos_.data() + p * half;
