@@ -22,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "care/v1/conversion_service.grpc.pb.h"
 
 namespace {
@@ -50,12 +51,16 @@ pid_t StartServer(const std::string& binary, const std::string& dir,
     dup2(out[1], 1);
     int err = open((dir + "/server.log").c_str(), O_WRONLY | O_CREAT, 0644);
     dup2(err, 2);
-    std::vector<std::string> args = {
-        binary, "--listen=127.0.0.1:0", "--metrics-listen=127.0.0.1:0",
-        "--db=" + dir + "/jobs.db", "--client-token-file=" + dir + "/c.tok",
-        "--worker-token-file=" + dir + "/w.tok",
-        "--model-root=" + dir + "/models", "--data-root=" + dir + "/data",
-        "--output-root=" + dir + "/out", "--log-level=error"};
+    std::vector<std::string> args = {binary,
+                                     "--listen=127.0.0.1:0",
+                                     "--metrics-listen=127.0.0.1:0",
+                                     "--db=" + dir + "/jobs.db",
+                                     "--client-token-file=" + dir + "/c.tok",
+                                     "--worker-token-file=" + dir + "/w.tok",
+                                     "--model-root=" + dir + "/models",
+                                     "--data-root=" + dir + "/data",
+                                     "--output-root=" + dir + "/out",
+                                     "--log-level=error"};
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -69,8 +74,8 @@ pid_t StartServer(const std::string& binary, const std::string& dir,
   close(out[0]);
   const std::string prefix = "listening grpc=";
   if (line.rfind(prefix, 0) != 0) return -1;
-  *address = line.substr(prefix.size(), line.find(' ', prefix.size()) -
-                                            prefix.size());
+  *address =
+      line.substr(prefix.size(), line.find(' ', prefix.size()) - prefix.size());
   return pid;
 }
 
@@ -88,8 +93,9 @@ Result Run(const std::string& address, int clients, double seconds,
     threads.emplace_back([&, t] {
       grpc::ChannelArguments args;
       args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-      auto stub = care::v1::ConversionService::NewStub(grpc::CreateCustomChannel(
-          address, grpc::InsecureChannelCredentials(), args));
+      auto stub =
+          care::v1::ConversionService::NewStub(grpc::CreateCustomChannel(
+              address, grpc::InsecureChannelCredentials(), args));
       for (int64_t i = 0; Clock::now() < end; ++i) {
         const auto t0 = Clock::now();
         if (!call(*stub, t, i)) ++errors;
@@ -116,7 +122,8 @@ Result Run(const std::string& address, int clients, double seconds,
 
 std::unique_ptr<grpc::ClientContext> Ctx(bool auth) {
   auto ctx = std::make_unique<grpc::ClientContext>();
-  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  ctx->set_deadline(std::chrono::system_clock::now() +
+                    std::chrono::seconds(30));
   if (auth) ctx->AddMetadata("authorization", std::string("Bearer ") + kToken);
   return ctx;
 }
@@ -157,22 +164,21 @@ int main(int argc, char** argv) {
   std::vector<std::string> ids;
   std::mutex ids_mu;
   for (int clients : concurrency) {
-    Result ceiling = Run(address, clients, seconds,
-                         [](auto& stub, int, int64_t) {
-                           care::v1::GetJobRequest req;
-                           req.set_job_id("job-x");
-                           care::v1::Job job;
-                           return stub.GetJob(Ctx(false).get(), req, &job)
-                                      .error_code() ==
-                                  grpc::StatusCode::UNAUTHENTICATED;
-                         });
-    Result submit = Run(
-        address, clients, seconds, [&](auto& stub, int t, int64_t i) {
+    Result ceiling =
+        Run(address, clients, seconds, [](auto& stub, int, int64_t) {
+          care::v1::GetJobRequest req;
+          req.set_job_id("job-x");
+          care::v1::Job job;
+          return stub.GetJob(Ctx(false).get(), req, &job).error_code() ==
+                 grpc::StatusCode::UNAUTHENTICATED;
+        });
+    Result submit =
+        Run(address, clients, seconds, [&](auto& stub, int t, int64_t i) {
           care::v1::SubmitJobRequest req;
           auto* spec = req.mutable_spec();
           spec->set_model_uri(dir + "/models/m");
-          spec->set_output_uri(dir + "/out/" + std::to_string(clients) + "-" +
-                               std::to_string(t) + "-" + std::to_string(i));
+          spec->set_output_uri(
+              absl::StrCat(dir, "/out/", clients, "-", t, "-", i));
           spec->mutable_kv_budget()->set_kv_save_fraction(0.5);
           spec->set_method(care::v1::METHOD_SVD);
           care::v1::Job job;
@@ -181,16 +187,16 @@ int main(int argc, char** argv) {
           ids.push_back(job.id());
           return true;
         });
-    Result get = Run(address, clients, seconds,
-                     [&](auto& stub, int t, int64_t i) {
-                       care::v1::GetJobRequest req;
-                       {
-                         std::lock_guard<std::mutex> lock(ids_mu);
-                         req.set_job_id(ids[(i * 7919 + t) % ids.size()]);
-                       }
-                       care::v1::Job job;
-                       return stub.GetJob(Ctx(true).get(), req, &job).ok();
-                     });
+    Result get =
+        Run(address, clients, seconds, [&](auto& stub, int t, int64_t i) {
+          care::v1::GetJobRequest req;
+          {
+            std::lock_guard<std::mutex> lock(ids_mu);
+            req.set_job_id(ids[(i * 7919 + t) % ids.size()]);
+          }
+          care::v1::Job job;
+          return stub.GetJob(Ctx(true).get(), req, &job).ok();
+        });
     for (const auto& [name, r] :
          {std::pair<const char*, Result>{"ceiling (auth reject)", ceiling},
           {"SubmitJob", submit},

@@ -13,6 +13,7 @@
 #include <sstream>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "server_harness.h"
 
 namespace care::testing {
@@ -87,7 +88,7 @@ TEST_F(ServerApiTest, SubmitGetListCancelAndEvents) {
 
   std::vector<std::string> ids = {a.id()};
   for (int i = 0; i < 4; ++i) {
-    v1::JobSpec s = env_.Spec("j" + std::to_string(i));
+    v1::JobSpec s = env_.Spec(absl::StrCat("j", i));
     (*s.mutable_labels())["team"] = i % 2 ? "x" : "y";
     ids.push_back(MustSubmit(s).id());
   }
@@ -244,7 +245,7 @@ TEST_F(ServerApiTest, EveryInvalidSpecClassNamesTheField) {
       {"labels",
        [](auto& s) {
          for (int i = 0; i < 33; ++i) {
-           (*s.mutable_labels())["k" + std::to_string(i)] = "v";
+           s.mutable_labels()->insert({absl::StrCat("k", i), "v"});
          }
        }},
       {"request_id", [](auto& s) { s.set_request_id("has space"); }},
@@ -558,7 +559,7 @@ TEST_F(ServerApiTest, ServesTlsAndEnforcesMessageLimits) {
   EXPECT_FALSE(Submit(env_.Spec("plain"), &job).ok());
   // Over the limit: refused by gRPC before any handler runs.
   for (int i = 0; i < 20; ++i) {
-    (*req.mutable_spec()->mutable_labels())["k" + std::to_string(i)] =
+    (*req.mutable_spec()->mutable_labels())[absl::StrCat("k", i)] =
         std::string(250, 'v');
   }
   EXPECT_EQ(tls->SubmitJob(ServerEnv::Ctx(kClientToken).get(), req, &job)

@@ -7,6 +7,7 @@
 #include <set>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "server_harness.h"
 
 namespace care::testing {
@@ -33,8 +34,7 @@ TEST(ServerConcurrencyTest, NoDoubleLeaseNoLostJob) {
       auto client = env.Client();
       for (int i = 0; i < kJobsPerClient; ++i) {
         v1::SubmitJobRequest req;
-        *req.mutable_spec() =
-            env.Spec("c" + std::to_string(c) + "-" + std::to_string(i));
+        *req.mutable_spec() = env.Spec(absl::StrCat("c", c, "-", i));
         req.mutable_spec()->set_priority(i % 3);
         v1::Job job;
         if (!client->SubmitJob(ServerEnv::Ctx(kClientToken).get(), req, &job)
@@ -52,7 +52,7 @@ TEST(ServerConcurrencyTest, NoDoubleLeaseNoLostJob) {
   for (int w = 0; w < kWorkers; ++w) {
     threads.emplace_back([&, w] {
       auto worker = env.Worker();
-      const std::string name = "worker-" + std::to_string(w);
+      const std::string name = absl::StrCat("worker-", w);
       while (completed.load() < kJobs &&
              std::chrono::steady_clock::now() < deadline) {
         v1::LeaseJobRequest req;

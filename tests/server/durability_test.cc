@@ -9,6 +9,7 @@
 #include <set>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "server_harness.h"
 
 namespace care::testing {
@@ -24,8 +25,8 @@ TEST(ServerDurabilityTest, AcknowledgedJobsSurviveKill9WithoutDuplicates) {
   std::map<std::string, std::string> acked;  // request_id -> job id.
   for (int i = 0; i < 20; ++i) {
     v1::SubmitJobRequest req;
-    *req.mutable_spec() = env.Spec("pre" + std::to_string(i));
-    req.mutable_spec()->set_request_id("pre-" + std::to_string(i));
+    *req.mutable_spec() = env.Spec(absl::StrCat("pre", i));
+    req.mutable_spec()->set_request_id(absl::StrCat("pre-", i));
     v1::Job job;
     ASSERT_TRUE(
         client->SubmitJob(ServerEnv::Ctx(kClientToken).get(), req, &job).ok());
@@ -49,8 +50,8 @@ TEST(ServerDurabilityTest, AcknowledgedJobsSurviveKill9WithoutDuplicates) {
     auto c = env.Client();
     for (int i = 0; !stop.load() && i < 5000; ++i) {
       v1::SubmitJobRequest req;
-      *req.mutable_spec() = env.Spec("race" + std::to_string(i));
-      req.mutable_spec()->set_request_id("race-" + std::to_string(i));
+      *req.mutable_spec() = env.Spec(absl::StrCat("race", i));
+      req.mutable_spec()->set_request_id(absl::StrCat("race-", i));
       {
         std::lock_guard<std::mutex> lock(mu);
         attempted.push_back(req.spec().request_id());
@@ -93,7 +94,7 @@ TEST(ServerDurabilityTest, AcknowledgedJobsSurviveKill9WithoutDuplicates) {
   // Every client retries every request it ever sent: acknowledged ones map
   // to their original job, the rest are created once.
   std::vector<std::string> all_ids;
-  for (int i = 0; i < 20; ++i) all_ids.push_back("pre-" + std::to_string(i));
+  for (int i = 0; i < 20; ++i) all_ids.push_back(absl::StrCat("pre-", i));
   all_ids.insert(all_ids.end(), attempted.begin(), attempted.end());
   std::set<std::string> job_ids;
   for (const std::string& request_id : all_ids) {
@@ -106,7 +107,9 @@ TEST(ServerDurabilityTest, AcknowledgedJobsSurviveKill9WithoutDuplicates) {
     grpc::Status s =
         client->SubmitJob(ServerEnv::Ctx(kClientToken).get(), req, &job);
     ASSERT_TRUE(s.ok()) << request_id << ": " << s.error_message();
-    if (acked.count(request_id)) EXPECT_EQ(job.id(), acked[request_id]);
+    if (acked.count(request_id)) {
+      EXPECT_EQ(job.id(), acked[request_id]);
+    }
     job_ids.insert(job.id());
   }
   EXPECT_EQ(job_ids.size(), all_ids.size());

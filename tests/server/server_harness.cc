@@ -16,6 +16,7 @@
 #include <sstream>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "support/fixtures.h"
 
 namespace care::testing {
@@ -52,8 +53,7 @@ bool ServerEnv::Start(const std::vector<std::string>& extra) {
       "--drain-seconds=5",
       "--log-level=debug"};
   args.insert(args.end(), extra.begin(), extra.end());
-  const std::string log =
-      dir_ + "/server-" + std::to_string(starts_++) + ".log";
+  const std::string log = absl::StrCat(dir_, "/server-", starts_++, ".log");
 
   int out[2];
   if (pipe(out) != 0) {
@@ -130,7 +130,7 @@ int ServerEnv::Stop(int sig, double timeout_s) {
 std::string ServerEnv::ServerLog() const {
   std::string all;
   for (int i = 0; i < starts_; ++i) {
-    std::ifstream in(dir_ + "/server-" + std::to_string(i) + ".log");
+    std::ifstream in(absl::StrCat(dir_, "/server-", i, ".log"));
     std::stringstream s;
     s << in.rdbuf();
     all += s.str();
