@@ -7,8 +7,12 @@
 namespace care::testing {
 
 std::string FixturesRoot() {
-  if (const char* env = std::getenv("CARE_FIXTURES"); env && *env) return env;
-  return std::string(CARE_SOURCE_DIR) + "/../shared/fixtures";
+  // Lexically normalized: URI parsing rejects ".." components.
+  std::filesystem::path root =
+      (std::getenv("CARE_FIXTURES") && *std::getenv("CARE_FIXTURES"))
+          ? std::filesystem::path(std::getenv("CARE_FIXTURES"))
+          : std::filesystem::path(CARE_SOURCE_DIR) / "../shared/fixtures";
+  return std::filesystem::absolute(root).lexically_normal().string();
 }
 
 std::string FixturePath(const std::string& relative) {
