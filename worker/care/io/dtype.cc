@@ -1,5 +1,7 @@
 #include "care/io/dtype.h"
 
+#include <sys/mman.h>
+
 #include <bit>
 #include <cstring>
 
@@ -143,6 +145,20 @@ uint16_t F32ToF16Bits(float value) {
   const uint32_t odd = (x >> 13) & 1u;
   x += (static_cast<uint32_t>(15 - 127) << 23) + 0xfffu + odd;
   return static_cast<uint16_t>(sign | (x >> 13));
+}
+
+std::vector<float> AllocateF32(size_t n) {
+  std::vector<float> v;
+  v.reserve(n);
+  constexpr uintptr_t kHuge = 2u << 20;
+  if (n * sizeof(float) >= 2 * kHuge) {
+    const auto begin = reinterpret_cast<uintptr_t>(v.data());
+    const uintptr_t a = (begin + kHuge - 1) & ~(kHuge - 1);
+    const uintptr_t e = (begin + n * sizeof(float)) & ~(kHuge - 1);
+    if (e > a) ::madvise(reinterpret_cast<void*>(a), e - a, MADV_HUGEPAGE);
+  }
+  v.resize(n);
+  return v;
 }
 
 void Bf16ToF32(const void* src, float* dst, size_t n) {

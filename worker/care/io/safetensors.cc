@@ -124,23 +124,6 @@ absl::StatusOr<SafetensorsTensorInfo> ParseEntry(const std::string& name,
   return info;
 }
 
-// A float buffer of n zeros. Large buffers are backed by transparent huge
-// pages where the kernel allows it: zero-filling 1 GB then takes ~500 page
-// faults instead of ~250,000 (which dominated tensor loading otherwise).
-std::vector<float> AllocateFloats(size_t n) {
-  std::vector<float> v;
-  v.reserve(n);
-  constexpr uintptr_t kHuge = 2u << 20;
-  if (n * sizeof(float) >= 2 * kHuge) {
-    const auto begin = reinterpret_cast<uintptr_t>(v.data());
-    const uintptr_t a = (begin + kHuge - 1) & ~(kHuge - 1);
-    const uintptr_t e = (begin + n * sizeof(float)) & ~(kHuge - 1);
-    if (e > a) ::madvise(reinterpret_cast<void*>(a), e - a, MADV_HUGEPAGE);
-  }
-  v.resize(n);
-  return v;
-}
-
 }  // namespace
 
 int64_t SafetensorsTensorInfo::numel() const {
@@ -296,7 +279,7 @@ absl::StatusOr<Tensor> SafetensorsFile::LoadF32(absl::string_view name) const {
   }
   Tensor t;
   t.shape = info->shape;
-  t.data = AllocateFloats(static_cast<size_t>(info->numel()));
+  t.data = AllocateF32(static_cast<size_t>(info->numel()));
   // pread instead of the mapping: no page fault per 4 KiB of input, and a
   // file truncated behind our back is an error instead of SIGBUS.
   uint64_t offset = header_.data_offset + info->begin;
