@@ -283,6 +283,10 @@ absl::StatusOr<Tensor> SafetensorsFile::LoadF32(absl::string_view name) const {
   // pread instead of the mapping: no page fault per 4 KiB of input, and a
   // file truncated behind our back is an error instead of SIGBUS.
   uint64_t offset = header_.data_offset + info->begin;
+  // Start reading the whole range from disk now, so I/O overlaps the
+  // conversion of the chunks that have already arrived.
+  ::posix_fadvise(fd_, static_cast<off_t>(offset),
+                  static_cast<off_t>(info->nbytes()), POSIX_FADV_WILLNEED);
   if (info->dtype == DType::kF32) {
     CARE_RETURN_IF_ERROR(PreadAll(t.data.data(), info->nbytes(), offset, name));
     return t;
