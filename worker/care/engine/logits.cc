@@ -92,7 +92,8 @@ absl::StatusOr<NllSum> ScoreHiddenStates(const ModelConfig& c,
         const int64_t s = r0 + i;
         const float m = std::max(run_max[s], *std::max_element(l, l + nv));
         double sum = 0.0;
-        for (int64_t j = 0; j < nv; ++j) sum += std::exp(double{l[j]} - m);
+        // exp in float (relative error ~1e-7), summed in double.
+        for (int64_t j = 0; j < nv; ++j) sum += std::exp(l[j] - m);
         run_sum[s] = run_sum[s] * std::exp(double{run_max[s]} - m) + sum;
         run_max[s] = m;
         const int32_t tgt = targets[rows[s]];
