@@ -1,0 +1,101 @@
+// care-worker convert as a process: flags, exit codes, report file, summary,
+// and `care-worker eval` on the output reproducing the reported perplexity.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "support/fixtures.h"
+
+namespace {
+
+struct Result {
+  int exit_code = -1;
+  std::string output;  // stdout + stderr
+};
+
+Result RunWorker(const std::string& args) {
+  const std::string cmd =
+      absl::StrCat(::care::testing::BinaryPath("worker/cli/care-worker"), " ",
+                   args, " 2>&1");
+  Result r;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) r.output.append(buf, n);
+  const int status = pclose(p);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+nlohmann::json ReadJson(const std::string& path) {
+  std::ifstream f(path);
+  std::string text((std::istreambuf_iterator<char>(f)), {});
+  return nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+}
+
+TEST(ConvertCliTest, ConvertThenEvalReproducesTheConvertedPerplexity) {
+  CARE_REQUIRE_FIXTURES();
+  const std::string dir = ::care::testing::MakeTempDir("convert_cli");
+  const std::string model = ::care::testing::FixturePath("stories260K-hf");
+  const std::string text =
+      ::care::testing::FixturePath("tinystories/tinystories_val_head.txt");
+  const Result conv = RunWorker(absl::StrCat(
+      "convert --model ", model, " --out ", dir, "/out --kv-save 0.5 --calib ",
+      text, " --calib-samples 64 --eval ", text,
+      " --eval-windows 4 --eval-seq-len 128 --allocation adjusted --report ",
+      dir, "/report.json"));
+  ASSERT_EQ(conv.exit_code, 0) << conv.output;
+  EXPECT_NE(conv.output.find("(50.0% saved)"), std::string::npos)
+      << conv.output;
+  const nlohmann::json report = ReadJson(dir + "/report.json");
+  ASSERT_FALSE(report.is_discarded());
+  EXPECT_EQ(report["kv_width_after"], 160);
+  EXPECT_EQ(report["allocation_chosen"], "adjusted");
+  // Calibration [0, 0.9) and evaluation [0.9, 1) of the same file.
+  const int64_t eval_begin = report["evaluation"]["range"][0];
+  EXPECT_GE(eval_begin, report["calibration"]["range"][1].get<int64_t>());
+  EXPECT_EQ(ReadJson(dir + "/out/care_report.json")["converted"],
+            report["converted"]);
+
+  const Result eval = RunWorker(absl::StrCat(
+      "eval --model ", dir, "/out --data ", text,
+      " --seq-len 128 --max-windows 4 --json --start ", eval_begin));
+  ASSERT_EQ(eval.exit_code, 0) << eval.output;
+  const nlohmann::json e =
+      nlohmann::json::parse(eval.output, nullptr, /*allow_exceptions=*/false);
+  ASSERT_FALSE(e.is_discarded()) << eval.output;
+  // Same factors, same windows, same engine: identical numbers.
+  EXPECT_EQ(e["mean_nll"].get<double>(),
+            report["converted"]["mean_nll"].get<double>());
+  std::filesystem::remove_all(dir);
+}
+
+TEST(ConvertCliTest, BadArgumentsAreUsageErrors) {
+  CARE_REQUIRE_FIXTURES();
+  const std::string model = ::care::testing::FixturePath("stories260K-hf");
+  const std::string text =
+      ::care::testing::FixturePath("tinystories/tinystories_val_head.txt");
+  Result r = RunWorker(
+      absl::StrCat("convert --model ", model, " --out /tmp/x --calib ", text));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find("exactly one of --kv-save"), std::string::npos)
+      << r.output;
+  r = RunWorker(absl::StrCat("convert --model ", model,
+                             " --out /tmp/x --kv-save 1.5 --calib ", text));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find("allowed 0 <= F <= 0.96875"), std::string::npos)
+      << r.output;
+  r = RunWorker(absl::StrCat("convert --model ", model,
+                             " --out /tmp/x --rank 8 --method pca --calib ",
+                             text));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find("care, care-c, asvd or svd"), std::string::npos);
+}
+
+}  // namespace
