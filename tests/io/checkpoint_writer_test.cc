@@ -103,6 +103,36 @@ TEST_F(CheckpointWriterTest, F32RoundTripIsBitExactAndShardsSplit) {
   for (const std::string& f : ListDir(root_)) EXPECT_EQ(f, "out");
 }
 
+TEST_F(CheckpointWriterTest, ReservedHeaderWritesDataInPlace) {
+  Tensor a = RandomTensor({64, 16}, 3);  // 4096 bytes of F32.
+  Tensor b = RandomTensor({7}, 4);       // 28 bytes.
+  // 4 KiB holds the header: data is written once, at offset 4096. 64 bytes
+  // does not: the writer falls back to staging + copy. Both read back.
+  for (int64_t reserve : {4096, 64, 0}) {
+    SCOPED_TRACE(reserve);
+    const std::string dest = absl::StrCat(root_, "/r", reserve);
+    WriterOptions opt;
+    opt.header_reserve_bytes = reserve;
+    auto w = CheckpointWriter::Create(dest, opt);
+    ASSERT_TRUE(w.ok());
+    ASSERT_TRUE((*w)->AddTensorF32("a", a, DType::kF32).ok());
+    ASSERT_TRUE((*w)->AddTensorF32("b", b, DType::kF32).ok());
+    ASSERT_TRUE((*w)->SetConfig(json::object()).ok());
+    ASSERT_TRUE((*w)->Commit().ok());
+    auto r = Checkpoint::Open(dest);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ((*r)->LoadF32("a")->data, a.data);
+    EXPECT_EQ((*r)->LoadF32("b")->data, b.data);
+    const uint64_t size = fs::file_size(dest + "/model.safetensors");
+    if (reserve == 4096) {
+      EXPECT_EQ(size, 4096u + 4096 + 28);
+    } else {
+      EXPECT_LT(size, 4096u + 4096 + 28);
+    }
+    for (const std::string& f : ListDir(dest)) EXPECT_NE(f[0], '.') << f;
+  }
+}
+
 TEST_F(CheckpointWriterTest, Bf16AndF16Writes) {
   const std::string dest = root_ + "/half";
   auto w = CheckpointWriter::Create(dest);

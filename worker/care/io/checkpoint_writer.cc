@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -66,6 +67,13 @@ absl::StatusOr<std::unique_ptr<CheckpointWriter>> CheckpointWriter::Create(
   w->dest_ = dest_dir;
   w->tmp_ = pattern;
   w->options_ = options;
+  if (options.header_reserve_bytes < 0) {
+    w->reserve_ = options.max_shard_bytes >= 1'000'000'000 ? (1u << 20) : 0;
+  } else {
+    // Rounded up to 8 so the data section stays aligned.
+    w->reserve_ = (static_cast<uint64_t>(options.header_reserve_bytes) + 7) &
+                  ~uint64_t{7};
+  }
   return w;
 }
 
@@ -108,6 +116,13 @@ absl::StatusOr<CheckpointWriter::Shard*> CheckpointWriter::ShardFor(
     s.fd = ::open(s.data_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
                   0644);
     if (s.fd < 0) return ErrnoStatus(errno, "cannot create", s.data_path);
+    s.data_start = reserve_;
+    if (reserve_ > 0 &&
+        ::lseek(s.fd, static_cast<off_t>(reserve_), SEEK_SET) < 0) {
+      int err = errno;
+      ::close(s.fd);
+      return ErrnoStatus(err, "cannot seek in", s.data_path);
+    }
     shards_.push_back(std::move(s));
   }
   return &shards_.back();
@@ -249,6 +264,31 @@ absl::Status CheckpointWriter::FinishShard(Shard& shard,
   const uint64_t len = text.size();
 
   const std::string path = absl::StrCat(tmp_, "/", final_name);
+  if (shard.data_start > 0 && 8 + len <= shard.data_start) {
+    // In place: fill the reserved space with the padded header.
+    text.append(shard.data_start - 8 - len, ' ');
+    const uint64_t padded = text.size();
+    std::string head(8, '\0');
+    std::memcpy(head.data(), &padded, 8);
+    head += text;
+    int fd = ::open(shard.data_path.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return ErrnoStatus(errno, "cannot open", shard.data_path);
+    absl::Status s;
+    if (::pwrite(fd, head.data(), head.size(), 0) !=
+        static_cast<ssize_t>(head.size())) {
+      s = ErrnoStatus(errno, "cannot write the header of", shard.data_path);
+    }
+    if (s.ok() && ::fsync(fd) != 0) {
+      s = ErrnoStatus(errno, "cannot fsync", shard.data_path);
+    }
+    if (::close(fd) != 0 && s.ok()) {
+      s = ErrnoStatus(errno, "cannot close", shard.data_path);
+    }
+    if (s.ok() && ::rename(shard.data_path.c_str(), path.c_str()) != 0) {
+      s = ErrnoStatus(errno, "cannot rename into", path);
+    }
+    return s;
+  }
   int out =
       ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (out < 0) return ErrnoStatus(errno, "cannot create", path);
@@ -260,7 +300,10 @@ absl::Status CheckpointWriter::FinishShard(Shard& shard,
   }
   absl::Status s = WriteAll(out, &len, 8, path);
   if (s.ok()) s = WriteAll(out, text.data(), text.size(), path);
-  if (s.ok()) s = CopyFdRange(in, out, shard.bytes, shard.data_path, path);
+  if (s.ok()) {
+    s = CopyFdRange(in, out, shard.bytes, shard.data_path, path,
+                    shard.data_start);
+  }
   if (s.ok() && ::fsync(out) != 0) s = ErrnoStatus(errno, "cannot fsync", path);
   if (::close(out) != 0 && s.ok()) s = ErrnoStatus(errno, "cannot close", path);
   ::close(in);

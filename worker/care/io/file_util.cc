@@ -83,9 +83,10 @@ absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
 }
 
 absl::Status CopyFdRange(int from_fd, int to_fd, uint64_t size,
-                         absl::string_view from_path,
-                         absl::string_view to_path) {
-  off_t in_off = 0;
+                         absl::string_view from_path, absl::string_view to_path,
+                         uint64_t from_offset) {
+  off_t in_off = static_cast<off_t>(from_offset);
+  size += from_offset;  // The loop runs until in_off reaches the end.
   bool kernel_copy = true;
   std::vector<char> buf;
   while (static_cast<uint64_t>(in_off) < size) {

@@ -26,10 +26,11 @@ absl::Status WriteFileSynced(const std::string& path,
 absl::StatusOr<std::string> ReadFileToString(const std::string& path);
 // Copies a regular file (in-kernel when possible) and fsyncs the copy.
 absl::Status CopyFileSynced(const std::string& from, const std::string& to);
-// Appends bytes [0, size) of `from_fd` to `to_fd` at its current offset.
+// Appends bytes [from_offset, from_offset + size) of `from_fd` to `to_fd`
+// at its current offset.
 absl::Status CopyFdRange(int from_fd, int to_fd, uint64_t size,
-                         absl::string_view from_path,
-                         absl::string_view to_path);
+                         absl::string_view from_path, absl::string_view to_path,
+                         uint64_t from_offset = 0);
 // fsync of a file or directory by path.
 absl::Status FsyncPath(const std::string& path);
 bool PathExists(const std::string& path);
