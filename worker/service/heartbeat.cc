@@ -16,7 +16,6 @@ Heartbeat::Heartbeat(care::v1::WorkerService::Stub& stub, LeaseIdentity lease,
       cancel_(cancel),
       metrics_(metrics) {
   stage_start_ = absl::Now();
-  flops_since_ = stage_start_;
 }
 
 Heartbeat::~Heartbeat() {
@@ -85,18 +84,6 @@ void Heartbeat::LayerDone(const care::v1::LayerReport& layer) {
     urgent_ = true;
   }
   wake_.notify_all();
-}
-
-void Heartbeat::AddFlops(double flops) {
-  std::lock_guard<std::mutex> lock(mu_);
-  flops_ += flops;
-  absl::Time now = absl::Now();
-  double seconds = absl::ToDoubleSeconds(now - flops_since_);
-  if (seconds >= 1.0 && metrics_ != nullptr) {
-    metrics_->SetGflops(flops_ / seconds / 1e9);
-    flops_ = 0;
-    flops_since_ = now;
-  }
 }
 
 care::v1::Progress Heartbeat::progress() const {

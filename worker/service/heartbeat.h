@@ -43,7 +43,6 @@ class Heartbeat : public ProgressSink {
 
   void Report(const care::v1::Progress& progress) override;
   void LayerDone(const care::v1::LayerReport& layer) override;
-  void AddFlops(double flops) override;
 
   care::v1::Progress progress() const;
   int sent() const;
@@ -71,8 +70,6 @@ class Heartbeat : public ProgressSink {
   bool stop_ = false;
   int sent_ = 0;
   absl::Time stage_start_;
-  double flops_ = 0;
-  absl::Time flops_since_;
   std::mutex send_mu_;  // One RPC at a time (thread and Finish).
   std::thread thread_;
 };

@@ -19,9 +19,6 @@ class ProgressSink {
   virtual void Report(const care::v1::Progress& progress) = 0;
   // A layer's conversion result, sent with the next heartbeat.
   virtual void LayerDone(const care::v1::LayerReport& layer) = 0;
-  // Floating-point operations done since the last call (for the achieved
-  // GFLOP/s metric); runners that do not count them never call it.
-  virtual void AddFlops(double /*flops*/) {}
 };
 
 // Why the runner should stop. Several may be set; the service decides the

@@ -49,11 +49,6 @@ WorkerMetrics::WorkerMetrics()
                 .Help("1 while a job is running.")
                 .Register(*registry_)
                 .Add({})),
-      gflops_(prometheus::BuildGauge()
-                  .Name("care_worker_achieved_gflops")
-                  .Help("GFLOP/s achieved over the last reported interval.")
-                  .Register(*registry_)
-                  .Add({})),
       peak_rss_(prometheus::BuildGauge()
                     .Name("care_worker_peak_rss_bytes")
                     .Help("Peak resident set size of the worker process.")
@@ -101,8 +96,6 @@ void WorkerMetrics::JobFinished(absl::string_view outcome) {
 }
 
 void WorkerMetrics::SetBusy(bool busy) { busy_.Set(busy ? 1 : 0); }
-
-void WorkerMetrics::SetGflops(double gflops) { gflops_.Set(gflops); }
 
 void WorkerMetrics::UpdatePeakRss() {
   rusage usage{};

@@ -34,8 +34,6 @@ class WorkerMetrics {
   // Outcome: succeeded, failed, cancelled, released, lease_lost.
   void JobFinished(absl::string_view outcome);
   void SetBusy(bool busy);
-  // Achieved rate over one runner-reported interval.
-  void SetGflops(double gflops);
   // Refreshes care_worker_peak_rss_bytes from getrusage.
   void UpdatePeakRss();
 
@@ -48,7 +46,6 @@ class WorkerMetrics {
   prometheus::Family<prometheus::Counter>& stage_seconds_;
   prometheus::Family<prometheus::Counter>& jobs_;
   prometheus::Gauge& busy_;
-  prometheus::Gauge& gflops_;
   prometheus::Gauge& peak_rss_;
 };
 

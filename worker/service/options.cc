@@ -40,9 +40,9 @@ absl::StatusOr<int64_t> IntInRange(const Flags& flags, const char* name,
 
 const std::set<std::string>& ServiceFlagNames() {
   static const auto* names = new std::set<std::string>{
-      "server",       "token-file",    "tls-ca",   "worker-id",
-      "device",       "work-dir",      "threads",  "metrics-listen",
-      "heartbeat-ms", "lease-wait-ms", "max-jobs", "backoff-max-ms"};
+      "server",        "token-file", "tls-ca",         "worker-id",
+      "device",        "threads",    "metrics-listen", "heartbeat-ms",
+      "lease-wait-ms", "max-jobs",   "backoff-max-ms"};
   return *names;
 }
 
@@ -80,7 +80,6 @@ absl::StatusOr<ServiceOptions> ServiceOptionsFromFlags(const Flags& flags) {
     return absl::InvalidArgumentError(absl::StrCat(
         "flag --device: expected cpu or cuda, got '", device, "'"));
   }
-  o.work_dir = flags.StringOr("work-dir", "");
   CARE_ASSIGN_OR_RETURN(int64_t threads,
                         IntInRange(flags, "threads", 0, 0, 4096));
   o.threads = static_cast<int>(threads);

@@ -24,7 +24,6 @@ struct ServiceOptions {
   std::string tls_ca_file;  // PEM roots; empty = system roots.
   std::string worker_id;    // Default "<hostname>:<pid>".
   care::v1::Device device = care::v1::DEVICE_CPU;
-  std::string work_dir;        // Per-job scratch (resume state).
   int threads = 0;             // Engine threads; 0 = all cores.
   std::string metrics_listen;  // "" = no /metrics endpoint.
   // Upper bound between heartbeats; also capped at a third of the lease.

@@ -1,0 +1,201 @@
+// care-worker serve: lease conversion jobs from care-server and run them
+// with the CARE pipeline (docs/worker.md).
+//
+// Two processes: `care-worker serve` execs care-worker-service (the gRPC
+// side, worker/service/), which runs each job as a child
+// `care-worker serve --run-job` (this file's pipeline mode). They are split
+// because Debian's SentencePiece and libprotobuf cannot share a process
+// (worker/service/subprocess_runner.h). This binary never links protobuf.
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <iostream>
+#include <iterator>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "care/convert/pipeline.h"
+#include "care/util/status_macros.h"
+#include "cli/command.h"
+
+namespace care::cli {
+namespace {
+
+constexpr char kUsage[] =
+    "usage: care-worker serve --server HOST:PORT --token-file FILE\n"
+    "         [--worker-id ID] [--threads N] [--metrics-listen HOST:PORT]\n"
+    "         [--device cpu|cuda] [--tls | --tls-ca FILE] [--heartbeat-ms N]\n"
+    "         [--lease-wait-ms N] [--backoff-max-ms N] [--max-jobs N]\n"
+    "\n"
+    "Leases jobs from care-server, converts them, heartbeats progress, and\n"
+    "reports the result (docs/worker.md). SIGTERM/SIGINT: stop leasing, stop\n"
+    "the running job at its next layer boundary and release it.\n"
+    "  --server HOST:PORT      care-server gRPC address\n"
+    "  --token-file FILE       worker bearer token\n"
+    "  --worker-id ID          identity in leases (default hostname:pid)\n"
+    "  --threads N             OpenMP/Eigen threads (default: all cores)\n"
+    "  --metrics-listen A      serve Prometheus /metrics here (port 0 = any)\n"
+    "  --device cpu|cuda       device this worker offers (default cpu)\n"
+    "  --tls, --tls-ca FILE    TLS (system roots, or these PEM roots)\n"
+    "  --heartbeat-ms N        longest gap between heartbeats (default 5000;\n"
+    "                          also at most a third of the lease)\n"
+    "  --lease-wait-ms N       LeaseJob long-poll wait (default 20000)\n"
+    "  --backoff-max-ms N      cap of the retry backoff while the server is\n"
+    "                          unreachable (default 30000, with jitter)\n"
+    "  --max-jobs N            exit after N jobs (default 0 = never)\n"
+    "The gRPC side is the care-worker-service binary, found through\n"
+    "$CARE_WORKER_SERVICE or next to this one.\n";
+
+std::atomic<bool> g_stop{false};
+void OnStopSignal(int) { g_stop.store(true); }
+
+// Reads `key` as T when present; InvalidArgument naming it when mistyped.
+template <typename T>
+absl::Status Read(const nlohmann::json& o, const char* key, T* out) {
+  auto it = o.find(key);
+  if (it == o.end()) return absl::OkStatus();
+  const bool ok = std::is_same_v<T, bool>          ? it->is_boolean()
+                  : std::is_same_v<T, std::string> ? it->is_string()
+                                                   : it->is_number();
+  if (!ok) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("job options: field '", key, "' has the wrong type"));
+  }
+  *out = it->get<T>();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<convert::ConvertOptions> OptionsFromJson(
+    const std::string& text) {
+  nlohmann::json o = nlohmann::json::parse(text, nullptr, false);
+  if (o.is_discarded() || !o.is_object()) {
+    return absl::InvalidArgumentError("job options: not a JSON object");
+  }
+  convert::ConvertOptions c;
+  CARE_RETURN_IF_ERROR(Read(o, "model", &c.model));
+  CARE_RETURN_IF_ERROR(Read(o, "output_dir", &c.output_dir));
+  CARE_RETURN_IF_ERROR(Read(o, "overwrite", &c.overwrite));
+  auto budget = o.find("budget");
+  if (budget == o.end() || !budget->is_object()) {
+    return absl::InvalidArgumentError("job options: 'budget' missing");
+  }
+  if (budget->contains("rank")) {
+    int64_t rank = 0;
+    CARE_RETURN_IF_ERROR(Read(*budget, "rank", &rank));
+    c.budget = convert::Budget::Rank(rank);
+  } else {
+    double save = 0;
+    CARE_RETURN_IF_ERROR(Read(*budget, "kv_save", &save));
+    c.budget = convert::Budget::KvSave(save);
+  }
+  std::string method = "care", allocation = "uniform";
+  CARE_RETURN_IF_ERROR(Read(o, "method", &method));
+  CARE_RETURN_IF_ERROR(Read(o, "allocation", &allocation));
+  CARE_ASSIGN_OR_RETURN(c.method, convert::ParseMethod(method));
+  CARE_ASSIGN_OR_RETURN(c.allocation,
+                        convert::ParseAllocationStrategy(allocation));
+  CARE_RETURN_IF_ERROR(Read(o, "damping", &c.damping));
+  CARE_RETURN_IF_ERROR(Read(o, "calib_data", &c.calib_data));
+  CARE_RETURN_IF_ERROR(Read(o, "calib_samples", &c.calib_samples));
+  CARE_RETURN_IF_ERROR(Read(o, "calib_seq_len", &c.calib_seq_len));
+  CARE_RETURN_IF_ERROR(Read(o, "seed", &c.seed));
+  CARE_RETURN_IF_ERROR(Read(o, "eval_data", &c.eval_data));
+  CARE_RETURN_IF_ERROR(Read(o, "eval_seq_len", &c.eval_seq_len));
+  CARE_RETURN_IF_ERROR(Read(o, "eval_windows", &c.eval_windows));
+  CARE_RETURN_IF_ERROR(Read(o, "threads", &c.threads));
+  return c;
+}
+
+// The pipeline process: options on stdin, JSON lines on stdout.
+int RunJobMain() {
+  // Keep the protocol channel private: stray prints go to stderr.
+  FILE* protocol = fdopen(dup(STDOUT_FILENO), "w");
+  dup2(STDERR_FILENO, STDOUT_FILENO);
+  if (protocol == nullptr) return 1;
+  auto emit = [protocol](const nlohmann::json& line) {
+    std::fputs((line.dump() + "\n").c_str(), protocol);
+    std::fflush(protocol);
+  };
+  signal(SIGTERM, OnStopSignal);
+  signal(SIGINT, OnStopSignal);
+
+  std::string text((std::istreambuf_iterator<char>(std::cin)),
+                   std::istreambuf_iterator<char>());
+  absl::StatusOr<convert::ConversionReport> report;
+  absl::StatusOr<convert::ConvertOptions> options = OptionsFromJson(text);
+  if (options.ok()) {
+    auto on_progress = [&emit](const convert::ConvertProgress& p) {
+      emit({{"progress",
+             {{"stage", p.stage},
+              {"step", p.step},
+              {"total", p.total},
+              {"overall", p.overall}}}});
+    };
+    report = convert::ConvertModel(*options, on_progress,
+                                   [] { return g_stop.load(); });
+  } else {
+    report = options.status();
+  }
+  if (report.ok()) {
+    emit({{"report", convert::ReportToJson(*report)}});
+    return 0;
+  }
+  emit({{"error",
+         {{"code", static_cast<int>(report.status().code())},
+          {"message", std::string(report.status().message())}}}});
+  return 1;
+}
+
+// The gRPC process: $CARE_WORKER_SERVICE, beside this binary, or (build
+// tree) in ../service/.
+std::string FindServiceBinary(const std::filesystem::path& self) {
+  if (const char* env = std::getenv("CARE_WORKER_SERVICE"); env && *env) {
+    return env;
+  }
+  for (const auto& candidate :
+       {self.parent_path() / "care-worker-service",
+        self.parent_path().parent_path() / "service" / "care-worker-service"}) {
+    if (access(candidate.c_str(), X_OK) == 0) return candidate.string();
+  }
+  return "";
+}
+
+int ServeMain(const std::vector<std::string>& args) {
+  if (args.size() == 1 && args[0] == "--run-job") return RunJobMain();
+  std::error_code error;
+  const std::filesystem::path self =
+      std::filesystem::read_symlink("/proc/self/exe", error);
+  const std::string service = error ? "" : FindServiceBinary(self);
+  if (service.empty()) {
+    std::cerr << "care-worker serve: cannot find care-worker-service (set "
+                 "$CARE_WORKER_SERVICE or install it beside care-worker)\n";
+    return 1;
+  }
+  std::vector<std::string> argv = {service};
+  argv.insert(argv.end(), args.begin(), args.end());
+  argv.push_back("--pipeline-exe=" + self.string());
+  std::vector<char*> c_argv;
+  for (auto& a : argv) c_argv.push_back(a.data());
+  c_argv.push_back(nullptr);
+  execv(service.c_str(), c_argv.data());
+  std::cerr << "care-worker serve: cannot run " << service << ": "
+            << std::strerror(errno) << "\n";
+  return 1;
+}
+
+}  // namespace
+
+CARE_REGISTER_COMMAND(serve, "serve", "lease and run jobs from care-server",
+                      kUsage, ServeMain);
+
+}  // namespace care::cli

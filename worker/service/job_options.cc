@@ -1,0 +1,244 @@
+#include "service/job_options.h"
+
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "care/io/uri.h"
+#include "care/util/status_macros.h"
+
+namespace care::worker {
+
+namespace {
+
+absl::StatusOr<std::string> LocalPath(const std::string& uri,
+                                      absl::string_view field) {
+  auto parsed = care::io::ParseUri(uri, /*allow_hub=*/false);
+  if (!parsed.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": ", parsed.status().message()));
+  }
+  return parsed->path;
+}
+
+absl::Status Unsupported(absl::string_view field, absl::string_view why) {
+  return absl::InvalidArgumentError(
+      absl::StrCat(field, ": not supported by this worker (", why, ")"));
+}
+
+care::v1::Method ApiMethod(const std::string& name) {
+  if (name == "care-c") return care::v1::METHOD_CARE_C;
+  if (name == "asvd") return care::v1::METHOD_ASVD;
+  if (name == "svd") return care::v1::METHOD_SVD;
+  return care::v1::METHOD_CARE;
+}
+
+// Reads `key` of `object` as T; InvalidArgument naming it otherwise.
+template <typename T>
+absl::StatusOr<T> Field(const nlohmann::json& object, const char* key) {
+  auto it = object.find(key);
+  if (it == object.end() || it->is_null() || it->is_structured() ||
+      (std::is_arithmetic_v<T> && !it->is_number()) ||
+      (std::is_same_v<T, std::string> && !it->is_string())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("pipeline report: field '", key, "' missing or mistyped"));
+  }
+  return it->get<T>();
+}
+
+absl::Status FillPerplexity(const nlohmann::json& p,
+                            care::v1::Perplexity* out) {
+  if (!p.is_object()) {
+    return absl::InvalidArgumentError(
+        "pipeline report: perplexity not an object");
+  }
+  CARE_ASSIGN_OR_RETURN(double ppl, Field<double>(p, "ppl"));
+  CARE_ASSIGN_OR_RETURN(double nll, Field<double>(p, "mean_nll"));
+  CARE_ASSIGN_OR_RETURN(int64_t predictions, Field<int64_t>(p, "predictions"));
+  out->set_ppl(ppl);
+  out->set_mean_nll(nll);
+  out->set_predictions(predictions);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+care::v1::Stage StageFromPipeline(const std::string& stage) {
+  if (stage == "load") return care::v1::STAGE_LOADING;
+  if (stage == "calibrate") return care::v1::STAGE_CALIBRATING;
+  if (stage == "decompose" || stage == "allocate") {
+    return care::v1::STAGE_DECOMPOSING;
+  }
+  if (stage == "evaluate") return care::v1::STAGE_EVALUATING;
+  if (stage == "write") return care::v1::STAGE_WRITING;
+  return care::v1::STAGE_UNSPECIFIED;
+}
+
+absl::StatusOr<nlohmann::json> PipelineOptionsFromJob(const care::v1::Job& job,
+                                                      int threads) {
+  const care::v1::JobSpec& spec = job.spec();
+  nlohmann::json o = nlohmann::json::object();
+  o["model"] = spec.model_uri();  // The pipeline resolves file:// and hf://.
+  CARE_ASSIGN_OR_RETURN(std::string output,
+                        LocalPath(spec.output_uri(), "output_uri"));
+  o["output_dir"] = output;
+  switch (spec.kv_budget().budget_case()) {
+    case care::v1::KvBudget::kKvSaveFraction:
+      o["budget"] = {{"kv_save", spec.kv_budget().kv_save_fraction()}};
+      break;
+    case care::v1::KvBudget::kRankPerMatrix:
+      o["budget"] = {{"rank", spec.kv_budget().rank_per_matrix()}};
+      break;
+    default:
+      return absl::InvalidArgumentError("kv_budget: required");
+  }
+  switch (spec.method()) {
+    case care::v1::METHOD_CARE_C:
+      o["method"] = "care-c";
+      break;
+    case care::v1::METHOD_ASVD:
+      o["method"] = "asvd";
+      break;
+    case care::v1::METHOD_SVD:
+      o["method"] = "svd";
+      break;
+    default:
+      o["method"] = "care";
+  }
+  switch (spec.rank_allocation()) {
+    case care::v1::RANK_ALLOCATION_ADJUSTED:
+      o["allocation"] = "adjusted";
+      break;
+    case care::v1::RANK_ALLOCATION_AUTO:
+      o["allocation"] = "auto";
+      break;
+    default:
+      o["allocation"] = "uniform";
+  }
+  o["damping"] = spec.has_damping() ? spec.damping() : 0.01;
+
+  const auto& calib = spec.calibration();
+  if (calib.sequential()) {
+    return Unsupported("calibration.sequential",
+                       "every layer is calibrated on the original model");
+  }
+  const auto& eval = spec.evaluation();
+  if (!calib.text_field().empty() && calib.text_field() != "text") {
+    return Unsupported("calibration.text_field",
+                       "JSONL datasets are read from the \"text\" field");
+  }
+  if (!eval.text_field().empty() && eval.text_field() != "text") {
+    return Unsupported("evaluation.text_field",
+                       "JSONL datasets are read from the \"text\" field");
+  }
+  std::string calib_data;
+  if (!calib.dataset_uri().empty()) {
+    CARE_ASSIGN_OR_RETURN(
+        calib_data, LocalPath(calib.dataset_uri(), "calibration.dataset_uri"));
+  }
+  o["calib_data"] = calib_data;
+  o["calib_samples"] = calib.samples() > 0 ? calib.samples() : 256;
+  o["calib_seq_len"] =
+      calib.sequence_length() > 0 ? calib.sequence_length() : 32;
+  o["seed"] = calib.seed();
+  std::string eval_data;
+  if (!eval.dataset_uri().empty()) {
+    CARE_ASSIGN_OR_RETURN(
+        eval_data, LocalPath(eval.dataset_uri(), "evaluation.dataset_uri"));
+    if (eval.prepend_bos()) {
+      return Unsupported("evaluation.prepend_bos",
+                         "perplexity uses plain windows");
+    }
+  }
+  o["eval_data"] = eval_data;
+  o["eval_seq_len"] = eval.window_length() > 0 ? eval.window_length() : 2048;
+  o["eval_windows"] = eval.max_windows();  // 0 = all, as in the pipeline.
+  if (spec.output_dtype() != care::v1::OUTPUT_DTYPE_UNSPECIFIED) {
+    return Unsupported("output_dtype",
+                       "the checkpoint keeps the source's dtype");
+  }
+  o["threads"] = threads;
+
+  // The spec allows an existing empty output directory; and a retried
+  // attempt may find the complete output of an earlier attempt of this job
+  // that died before reporting (the writer renames into place atomically,
+  // so a partial output never exists there).
+  std::error_code error;
+  const std::filesystem::path out(output);
+  bool overwrite = false;
+  if (std::filesystem::is_directory(out, error)) {
+    overwrite = std::filesystem::is_empty(out, error) ||
+                (job.attempt() > 1 &&
+                 std::filesystem::exists(out / "care_report.json", error));
+  }
+  o["overwrite"] = overwrite;
+  return o;
+}
+
+absl::StatusOr<care::v1::Report> ReportFromPipelineJson(
+    const nlohmann::json& r, const care::v1::JobSpec& spec) {
+  if (!r.is_object()) {
+    return absl::InvalidArgumentError("pipeline report: not a JSON object");
+  }
+  care::v1::Report out;
+  if (auto it = r.find("original"); it != r.end()) {
+    CARE_RETURN_IF_ERROR(FillPerplexity(*it, out.mutable_original()));
+  }
+  if (auto it = r.find("converted"); it != r.end()) {
+    CARE_RETURN_IF_ERROR(FillPerplexity(*it, out.mutable_converted()));
+  }
+  CARE_ASSIGN_OR_RETURN(int64_t before, Field<int64_t>(r, "kv_width_before"));
+  CARE_ASSIGN_OR_RETURN(int64_t after, Field<int64_t>(r, "kv_width_after"));
+  out.set_kv_width_before(before);
+  out.set_kv_width_after(after);
+  auto layers = r.find("layers");
+  if (layers == r.end() || !layers->is_array()) {
+    return absl::InvalidArgumentError("pipeline report: 'layers' missing");
+  }
+  for (const auto& layer : *layers) {
+    if (!layer.is_object()) {
+      return absl::InvalidArgumentError("pipeline report: layer not an object");
+    }
+    auto* dest = out.add_layers();
+    CARE_ASSIGN_OR_RETURN(int64_t index, Field<int64_t>(layer, "layer"));
+    CARE_ASSIGN_OR_RETURN(int64_t rank_k, Field<int64_t>(layer, "rank_k"));
+    CARE_ASSIGN_OR_RETURN(int64_t rank_v, Field<int64_t>(layer, "rank_v"));
+    CARE_ASSIGN_OR_RETURN(double err_k,
+                          Field<double>(layer, "heldout_error_k"));
+    CARE_ASSIGN_OR_RETURN(double err_v,
+                          Field<double>(layer, "heldout_error_v"));
+    CARE_ASSIGN_OR_RETURN(double energy_k,
+                          Field<double>(layer, "retained_energy_k"));
+    CARE_ASSIGN_OR_RETURN(double energy_v,
+                          Field<double>(layer, "retained_energy_v"));
+    dest->set_layer(static_cast<int32_t>(index));
+    dest->set_rank_k(static_cast<int32_t>(rank_k));
+    dest->set_rank_v(static_cast<int32_t>(rank_v));
+    dest->set_k_relative_error(err_k);
+    dest->set_v_relative_error(err_v);
+    dest->set_k_retained_energy(energy_k);
+    dest->set_v_retained_energy(energy_v);
+  }
+  if (auto timings = r.find("timings_s");
+      timings != r.end() && timings->is_object()) {
+    for (const auto& [stage, seconds] : timings->items()) {
+      if (!seconds.is_number()) continue;
+      auto* dest = out.add_timings();
+      dest->set_stage(StageFromPipeline(stage));
+      dest->set_seconds(seconds.get<double>());
+    }
+  }
+  CARE_ASSIGN_OR_RETURN(std::string method, Field<std::string>(r, "method"));
+  out.set_method(ApiMethod(method));
+  out.set_rank_allocation(spec.rank_allocation() ==
+                                  care::v1::RANK_ALLOCATION_UNSPECIFIED
+                              ? care::v1::RANK_ALLOCATION_UNIFORM
+                              : spec.rank_allocation());
+  CARE_ASSIGN_OR_RETURN(double damping, Field<double>(r, "damping"));
+  out.set_damping(damping);
+  CARE_ASSIGN_OR_RETURN(std::string output,
+                        Field<std::string>(r, "output_dir"));
+  out.set_output_uri(output);
+  return out;
+}
+
+}  // namespace care::worker
