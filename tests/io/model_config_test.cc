@@ -212,6 +212,82 @@ TEST(ModelConfigTest, LatentBlock) {
   ExpectError(j, {"care.rank_k", "missing"});
 }
 
+// config.json files as published for real models (abridged to the fields
+// transformers writes; values as in the hub repos).
+TEST(ModelConfigTest, RealWorldConfigs) {
+  absl::StatusOr<ModelConfig> llama = ParseModelConfig(R"({
+    "architectures": ["LlamaForCausalLM"], "attention_bias": false,
+    "attention_dropout": 0.0, "bos_token_id": 128000,
+    "eos_token_id": [128001, 128008, 128009], "hidden_act": "silu",
+    "hidden_size": 4096, "initializer_range": 0.02,
+    "intermediate_size": 14336, "max_position_embeddings": 131072,
+    "mlp_bias": false, "model_type": "llama", "num_attention_heads": 32,
+    "num_hidden_layers": 32, "num_key_value_heads": 8, "pretraining_tp": 1,
+    "rms_norm_eps": 1e-05,
+    "rope_scaling": {"factor": 8.0, "low_freq_factor": 1.0,
+      "high_freq_factor": 4.0, "original_max_position_embeddings": 8192,
+      "rope_type": "llama3"},
+    "rope_theta": 500000.0, "tie_word_embeddings": false,
+    "torch_dtype": "bfloat16", "transformers_version": "4.43.0.dev0",
+    "use_cache": true, "vocab_size": 128256})",
+                                                       "llama-3.1-8b");
+  ASSERT_TRUE(llama.ok()) << llama.status();
+  EXPECT_EQ(llama->kv_width(), 1024);  // 8 KV heads * 128
+  EXPECT_EQ(llama->rope_scaling.type, RopeScalingType::kLlama3);
+  EXPECT_EQ(io::ExpectedTensors(*llama).size(), 32u * 9 + 3);
+
+  absl::StatusOr<ModelConfig> moe = ParseModelConfig(R"({
+    "architectures": ["Qwen3MoeForCausalLM"], "attention_bias": false,
+    "attention_dropout": 0.0, "bos_token_id": 151643,
+    "decoder_sparse_step": 1, "eos_token_id": 151645, "head_dim": 128,
+    "hidden_act": "silu", "hidden_size": 2048, "initializer_range": 0.02,
+    "intermediate_size": 6144, "max_position_embeddings": 40960,
+    "max_window_layers": 48, "mlp_only_layers": [],
+    "model_type": "qwen3_moe", "moe_intermediate_size": 768,
+    "norm_topk_prob": true, "num_attention_heads": 32, "num_experts": 128,
+    "num_experts_per_tok": 8, "num_hidden_layers": 48,
+    "num_key_value_heads": 4, "output_router_logits": false,
+    "rms_norm_eps": 1e-06, "rope_scaling": null, "rope_theta": 1000000.0,
+    "router_aux_loss_coef": 0.001, "sliding_window": null,
+    "tie_word_embeddings": false, "torch_dtype": "bfloat16",
+    "use_cache": true, "use_sliding_window": false, "vocab_size": 151936})",
+                                                     "qwen3-30b-a3b");
+  ASSERT_TRUE(moe.ok()) << moe.status();
+  EXPECT_EQ(moe->kv_width(), 512);
+  for (int64_t l = 0; l < 48; ++l) EXPECT_TRUE(moe->IsMoeLayer(l));
+  // Per layer: 2 norms, q/k/v/o, q/k norms, router, 128 experts x 3.
+  EXPECT_EQ(io::ExpectedTensors(*moe).size(), 48u * (2 + 4 + 2 + 1 + 384) + 3);
+
+  absl::StatusOr<ModelConfig> qwen2 = ParseModelConfig(R"({
+    "architectures": ["Qwen2ForCausalLM"], "attention_dropout": 0.0,
+    "bos_token_id": 151643, "eos_token_id": 151645, "hidden_act": "silu",
+    "hidden_size": 3584, "initializer_range": 0.02,
+    "intermediate_size": 18944, "max_position_embeddings": 32768,
+    "max_window_layers": 28, "model_type": "qwen2",
+    "num_attention_heads": 28, "num_hidden_layers": 28,
+    "num_key_value_heads": 4, "rms_norm_eps": 1e-06,
+    "rope_theta": 1000000.0, "sliding_window": 131072,
+    "tie_word_embeddings": false, "torch_dtype": "bfloat16",
+    "use_cache": true, "use_sliding_window": false, "vocab_size": 152064})",
+                                                       "qwen2.5-7b");
+  ASSERT_TRUE(qwen2.ok()) << qwen2.status();
+  EXPECT_EQ(qwen2->head_dim, 128);  // 3584 / 28
+  EXPECT_TRUE(qwen2->attention_bias);
+
+  absl::StatusOr<ModelConfig> mistral = ParseModelConfig(R"({
+    "architectures": ["MistralForCausalLM"], "bos_token_id": 1,
+    "eos_token_id": 2, "hidden_act": "silu", "hidden_size": 4096,
+    "initializer_range": 0.02, "intermediate_size": 14336,
+    "max_position_embeddings": 32768, "model_type": "mistral",
+    "num_attention_heads": 32, "num_hidden_layers": 32,
+    "num_key_value_heads": 8, "rms_norm_eps": 1e-05, "rope_theta": 10000.0,
+    "sliding_window": 4096, "tie_word_embeddings": false,
+    "torch_dtype": "bfloat16", "use_cache": true, "vocab_size": 32000})",
+                                                         "mistral-7b");
+  ASSERT_TRUE(mistral.ok()) << mistral.status();
+  EXPECT_EQ(mistral->kv_width(), 1024);
+}
+
 TEST(ModelConfigTest, Errors) {
   json j = Llama();
   j["model_type"] = "gpt2";
