@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "care/convert/covariance.h"
+#include "care/convert/decompose_model.h"
 
 namespace care::convert {
 namespace {
@@ -113,6 +114,25 @@ TEST(FactorizeTest, WhitenedTailEqualsMeasuredCalibrationError) {
     EXPECT_NEAR(f.tail_energy, measured, 1e-6 * total) << "rank " << r;
     EXPECT_NEAR(1.0 - f.retained_energy, measured / total, 1e-6);
   }
+}
+
+TEST(FactorizeTest, GramErrorEqualsCovarianceError) {
+  // The report measures errors from G = WᵀCW (no D×D C kept per layer);
+  // it must agree with the direct tr(ΔᵀCΔ)/tr(WᵀCW) on any covariance.
+  const MatrixRM w = Weight(14);
+  const LayerStatistics cal = Stats(Activations(300, 15));
+  const LayerStatistics held = Stats(Activations(200, 16));
+  const Decomposition d = *Decompose(*BuildScaling(cal, {}), w);
+  const Eigen::MatrixXd wd = w.cast<double>();
+  const Eigen::MatrixXd gram = wd.transpose() * held.covariance * wd;
+  for (int64_t r : {1, 7, 16, 24}) {
+    const Factors f = *Truncate(d, w, r);
+    // Float32 factors vs the exact projection: ~1e-7 relative.
+    EXPECT_NEAR(RelativeErrorFromGram(gram, d, r),
+                RelativeActivationError(held.covariance, w, f), 1e-6)
+        << "rank " << r;
+  }
+  EXPECT_LT(RelativeErrorFromGram(gram, d, kOut), 1e-12);
 }
 
 TEST(FactorizeTest, CholeskyAndEigenWhiteningAgree) {

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "care/convert/calibrate.h"
+#include "care/convert/decompose_model.h"
 #include "care/convert/latent_layer.h"
 #include "care/convert/write_checkpoint.h"
 #include "care/data/dataset.h"
@@ -29,10 +30,11 @@ struct StageWeight {
   const char* name;
   double begin, width;
 };
-constexpr StageWeight kStages[] = {
-    {"load", 0.00, 0.02},      {"calibrate", 0.02, 0.23},
-    {"decompose", 0.25, 0.15}, {"allocate", 0.40, 0.15},
-    {"evaluate", 0.55, 0.35},  {"write", 0.90, 0.10}};
+constexpr StageWeight kStages[] = {{"load", 0.00, 0.02},
+                                   {"calibrate", 0.02, 0.38},
+                                   {"allocate", 0.40, 0.15},
+                                   {"evaluate", 0.55, 0.35},
+                                   {"write", 0.90, 0.10}};
 
 class Reporter {
  public:
@@ -255,33 +257,21 @@ absl::StatusOr<ConversionReport> ConvertModel(const ConvertOptions& options,
   eo.threads = options.threads;
   timer.Done("load");
 
-  // ---- calibrate: C per layer from the original model ----
-  CARE_ASSIGN_OR_RETURN(CalibrationStatistics stats,
-                        CollectStatistics(config, *model.weights, windows, eo,
-                                          rep.Layers("calibrate", L)));
-  report.heldout_nll_original = stats.heldout_original.mean();
-  timer.Done("calibrate");
-
-  // ---- decompose: full spectra per layer ----
+  // ---- calibrate + decompose: one pass of the original model ----
   const FactorizeOptions fo{options.method, options.damping, options.solver};
-  std::vector<LayerDecomposition> decomp;
+  CARE_ASSIGN_OR_RETURN(
+      DecomposedModel dm,
+      CalibrateAndDecompose(config, *model.weights, windows, fo, eo,
+                            rep.Layers("calibrate", L)));
+  report.heldout_nll_original = dm.heldout_original.mean();
+  std::vector<LayerDecomposition>& decomp = dm.layers;
   LayerSpectra spectra;
-  for (int64_t l = 0; l < L; ++l) {
-    CARE_ASSIGN_OR_RETURN(LayerWeights w,
-                          LoadLayerWeights(config, *model.weights, l));
-    absl::StatusOr<LayerDecomposition> d =
-        DecomposeLayer(std::move(w), stats.calib[l], fo);
-    if (!d.ok()) {
-      return absl::Status(
-          d.status().code(),
-          absl::StrCat("layer ", l, ": ", d.status().message()));
-    }
-    spectra.k.push_back(d->k.singular_values);
-    spectra.v.push_back(d->v.singular_values);
-    decomp.push_back(*std::move(d));
-    CARE_RETURN_IF_ERROR(rep.Step("decompose", l + 1, L));
+  for (const LayerDecomposition& d : decomp) {
+    spectra.k.push_back(d.k.singular_values);
+    spectra.v.push_back(d.v.singular_values);
   }
-  timer.Done("decompose");
+  timer.Done("calibrate");
+  report.timings.push_back({"decompose", dm.decompose_seconds});
 
   // ---- allocate ----
   auto build =
@@ -344,21 +334,18 @@ absl::StatusOr<ConversionReport> ConvertModel(const ConvertOptions& options,
   CARE_ASSIGN_OR_RETURN(std::vector<LatentLayer> layers, build(chosen));
   report.kv_width_after = chosen.Total();
   for (int64_t l = 0; l < L; ++l) {
-    const LayerWeights& w = decomp[l].weights;
+    const LayerDecomposition& d = decomp[l];
+    const LayerGrams& g = dm.grams[l];
     LayerReport lr;
     lr.rank_k = chosen.rank_k[l];
     lr.rank_v = chosen.rank_v[l];
-    lr.heldout_error_k = RelativeActivationError(stats.heldout[l].covariance,
-                                                 w.w_k, layers[l].k);
-    lr.heldout_error_v = RelativeActivationError(stats.heldout[l].covariance,
-                                                 w.w_v, layers[l].v);
-    lr.calib_error_k =
-        RelativeActivationError(stats.calib[l].covariance, w.w_k, layers[l].k);
-    lr.calib_error_v =
-        RelativeActivationError(stats.calib[l].covariance, w.w_v, layers[l].v);
+    lr.heldout_error_k = RelativeErrorFromGram(g.heldout_k, d.k, lr.rank_k);
+    lr.heldout_error_v = RelativeErrorFromGram(g.heldout_v, d.v, lr.rank_v);
+    lr.calib_error_k = RelativeErrorFromGram(g.calib_k, d.k, lr.rank_k);
+    lr.calib_error_v = RelativeErrorFromGram(g.calib_v, d.v, lr.rank_v);
     lr.retained_energy_k = layers[l].k.retained_energy;
     lr.retained_energy_v = layers[l].v.retained_energy;
-    lr.note = decomp[l].scaling.note;
+    lr.note = d.scaling.note;
     report.layers.push_back(std::move(lr));
   }
   decomp.clear();  // the factors are all that is needed from here on

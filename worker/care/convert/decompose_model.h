@@ -1,0 +1,48 @@
+// Calibration and decomposition in one pass of the original model: when the
+// engine hands over layer l's k/v input, its covariance is accumulated,
+// layer l is decomposed at once, and only what later stages need is kept
+// (spectra, right singular vectors, and the [g·d_h, g·d_h] Grams WᵀCW that
+// give activation errors at any rank). No layer's D×D covariance outlives
+// its layer, so peak memory holds one C (plus its held-out twin), not L.
+#ifndef CARE_CONVERT_DECOMPOSE_MODEL_H_
+#define CARE_CONVERT_DECOMPOSE_MODEL_H_
+
+#include <Eigen/Core>
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "care/convert/calibrate.h"
+#include "care/convert/latent_layer.h"
+
+namespace care::convert {
+
+// Wᵀ·C·W for K and V ([g·d_h, g·d_h]) under the calibration and held-out
+// covariances: ‖X·W·(I − V_r·V_rᵀ)‖²/N = tr(G) − tr(V_rᵀ·G·V_r).
+struct LayerGrams {
+  Eigen::MatrixXd calib_k, calib_v;
+  Eigen::MatrixXd heldout_k, heldout_v;
+};
+
+struct DecomposedModel {
+  std::vector<LayerDecomposition> layers;  // [L]
+  std::vector<LayerGrams> grams;           // [L]
+  engine::NllSum heldout_original;         // original model, held-out windows
+  double decompose_seconds = 0;            // of the pass, spent factorizing
+};
+
+// One engine pass over calibration + held-out windows (the ORIGINAL model).
+absl::StatusOr<DecomposedModel> CalibrateAndDecompose(
+    const ModelConfig& config, const TensorSource& weights,
+    const CalibrationWindows& windows, const FactorizeOptions& options,
+    const engine::EngineOptions& engine_options,
+    const LayerCallback& after_layer);
+
+// Relative activation error of the rank-r truncation of `d` under the Gram
+// G = WᵀCW: (tr G − tr(V_rᵀ G V_r)) / tr G; 0 when tr G == 0.
+double RelativeErrorFromGram(const Eigen::MatrixXd& gram,
+                             const Decomposition& d, int64_t rank);
+
+}  // namespace care::convert
+
+#endif  // CARE_CONVERT_DECOMPOSE_MODEL_H_
