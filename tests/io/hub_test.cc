@@ -103,6 +103,24 @@ TEST_F(HubTest, DownloadsIntoCacheLayoutThenHitsCache) {
   EXPECT_EQ(*by_commit, *dir);
 }
 
+TEST_F(HubTest, RefetchesOnlyWhatIsMissing) {
+  absl::StatusOr<std::string> dir = ResolveModelDir("hf://org/model", opt_);
+  ASSERT_TRUE(dir.ok()) << dir.status();
+  // Lose one shard (blob and link), as an interrupted copy might.
+  const std::string sha = Sha256Hex(*ReadFileToString(src_ + "/" + kShard2));
+  ::unlink((*dir + "/" + kShard2).c_str());
+  ::unlink((opt_.cache_dir + "/models--org--model/blobs/" + sha).c_str());
+  EXPECT_FALSE(FindCachedSnapshot(opt_, "org/model", "main").has_value());
+  const int before = hub_.request_count();
+  absl::StatusOr<std::string> again = ResolveModelDir("hf://org/model", opt_);
+  ASSERT_TRUE(again.ok()) << again.status();
+  ExpectSameWeights(*again);
+  // The file list, then only the missing shard.
+  std::vector<std::string> log = hub_.requests();
+  ASSERT_EQ(hub_.request_count() - before, 2);
+  EXPECT_NE(log.back().find(kShard2), std::string::npos) << log.back();
+}
+
 TEST_F(HubTest, ResumesAfterDroppedConnection) {
   absl::StatusOr<std::string> dir = ResolveModelDir("hf://org/flaky", opt_);
   ASSERT_TRUE(dir.ok()) << dir.status();
