@@ -22,8 +22,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       __builtin_trap();
     }
     const uint64_t nbytes = info.end - info.begin;
-    if (static_cast<uint64_t>(info.numel()) *
-            care::io::DTypeSize(info.dtype) !=
+    if (static_cast<uint64_t>(info.numel()) * care::io::DTypeSize(info.dtype) !=
         nbytes) {
       __builtin_trap();
     }
