@@ -107,10 +107,18 @@ uint64_t FdSize(int fd) {
 absl::Status LinkIntoSnapshot(const std::string& snapshot,
                               const RemoteFile& f) {
   const std::string link = absl::StrCat(snapshot, "/", f.name);
+  const std::string target = absl::StrCat("../../blobs/", f.etag);
   ::unlink(link.c_str());
-  if (::symlink(absl::StrCat("../../blobs/", f.etag).c_str(), link.c_str()) !=
-      0) {
-    return ErrnoStatus(errno, "cannot create link", link);
+  if (::symlink(target.c_str(), link.c_str()) != 0) {
+    const int err = errno;
+    // Another process resolving the same snapshot may have just made it.
+    char existing[4096];
+    const ssize_t n = ::readlink(link.c_str(), existing, sizeof existing);
+    if (err == EEXIST && n > 0 &&
+        absl::string_view(existing, static_cast<size_t>(n)) == target) {
+      return absl::OkStatus();
+    }
+    return ErrnoStatus(err, "cannot create link", link);
   }
   return absl::OkStatus();
 }
