@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
 build_dir=${BUILD_DIR:-build}
+# Paths relative to the checkout, so ccache hits across clones.
+export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$PWD}
 jobs=${JOBS:-$(nproc)}
 
 generator=()
