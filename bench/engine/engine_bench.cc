@@ -105,9 +105,9 @@ absl::Status Run(const std::vector<std::string>& args) {
     s = s * 6364136223846793005ull + 1442695040888963407ull;
     id = static_cast<int32_t>((s >> 33) % c.vocab_size);
   }
-  CARE_ASSIGN_OR_RETURN(
-      care::engine::EvalWindows ev,
-      care::engine::MakeEvalWindows(stream, {.seq_len = seq_len}));
+  CARE_ASSIGN_OR_RETURN(care::engine::EvalWindows ev,
+                        care::engine::MakeEvalWindows(
+                            stream, {.seq_len = seq_len, .bos = std::nullopt}));
   const int64_t tokens = ev.inputs.tokens();
   const int64_t T = ev.inputs.seq_len;
 

@@ -175,7 +175,8 @@ TEST(FixtureForwardTest, ResultIsIndependentOfBlocking) {
   // running log-sum-exp), tiny groups split attention and MLP work, several
   // passes split the windows: the same NLL up to float rounding.
   io::Model model = Open("stories260K-hf");
-  auto eval = MakeEvalWindows(Stream(), {.seq_len = 128, .max_windows = 4});
+  auto eval =
+      MakeEvalWindows(Stream(), {.seq_len = 128, .max_windows = 4, .bos = {}});
   ASSERT_TRUE(eval.ok());
   auto big = EvaluatePerplexity(model.config, *model.weights, *eval);
   // Also: attention one window at a time, MLP in 100-row blocks.

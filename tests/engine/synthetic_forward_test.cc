@@ -111,7 +111,7 @@ Written Write(const json& config, const SyntheticOptions& options,
 }
 
 TokenWindows Windows(int64_t vocab) {
-  TokenWindows w{.num_windows = kWindows, .seq_len = kSeqLen};
+  TokenWindows w{.num_windows = kWindows, .seq_len = kSeqLen, .ids = {}};
   for (int64_t i = 0; i < kWindows * kSeqLen; ++i) {
     w.ids.push_back(static_cast<int32_t>((i * 37 + 11) % vocab));
   }
@@ -382,7 +382,7 @@ TEST(SyntheticForwardTest, ErrorsNameTheProblem) {
 TEST(PerplexityWindowsTest, PlainAndBosLayouts) {
   std::vector<int32_t> stream(20);
   for (int i = 0; i < 20; ++i) stream[i] = 100 + i;
-  auto p1 = MakeEvalWindows(stream, {.seq_len = 6, .start = 2});
+  auto p1 = MakeEvalWindows(stream, {.seq_len = 6, .start = 2, .bos = {}});
   ASSERT_TRUE(p1.ok());
   EXPECT_EQ(p1->inputs.num_windows, 3);  // 18 tokens / 6
   EXPECT_EQ(p1->inputs.seq_len, 5);
@@ -400,8 +400,8 @@ TEST(PerplexityWindowsTest, PlainAndBosLayouts) {
   EXPECT_EQ(tg0, (std::vector<int32_t>{100, 101, 102, 103, 104}));
   EXPECT_EQ(p2->inputs.ids[5], 1);
   EXPECT_EQ(p2->targets[5], 105);  // chunk 1 = stream[5..10)
-  EXPECT_FALSE(MakeEvalWindows(stream, {.seq_len = 1}).ok());
-  EXPECT_FALSE(MakeEvalWindows(stream, {.seq_len = 30}).ok());
+  EXPECT_FALSE(MakeEvalWindows(stream, {.seq_len = 1, .bos = {}}).ok());
+  EXPECT_FALSE(MakeEvalWindows(stream, {.seq_len = 30, .bos = {}}).ok());
 }
 
 }  // namespace
