@@ -52,20 +52,14 @@ void CausalAttention(const AttentionShape& s, const MatrixRM& q,
           scores.noalias() = qb * kb.transpose();  // [rows, keys]
           for (int64_t r = 0; r < rows; ++r) {
             const int64_t visible = row0 + r + 1;
-            float* row = scores.data() + r * keys;
-            float mx = -INFINITY;
-            for (int64_t j = 0; j < visible; ++j) {
-              row[j] *= scale;
-              mx = std::max(mx, row[j]);
-            }
-            float sum = 0.0f;
-            for (int64_t j = 0; j < visible; ++j) {
-              row[j] = std::exp(row[j] - mx);
-              sum += row[j];
-            }
-            const float inv = 1.0f / sum;
-            for (int64_t j = 0; j < visible; ++j) row[j] *= inv;
-            for (int64_t j = visible; j < keys; ++j) row[j] = 0.0f;
+            // Softmax over the visible keys (Eigen's vectorized exp); the
+            // masked tail is zeroed so the PV product can run on the block.
+            Eigen::Map<Eigen::ArrayXf> row(scores.data() + r * keys, keys);
+            auto vis = row.head(visible);
+            vis *= scale;
+            vis = (vis - vis.maxCoeff()).exp();
+            vis *= 1.0f / vis.sum();
+            row.tail(keys - visible).setZero();
           }
           StridedMapMut ob(out->data() + (base + row0) * q_stride + h * dh,
                            rows, dh,

@@ -90,10 +90,12 @@ absl::StatusOr<NllSum> ScoreHiddenStates(const ModelConfig& c,
       for (int64_t i = 0; i < nr; ++i) {
         const float* l = logits.data() + i * nv;
         const int64_t s = r0 + i;
-        const float m = std::max(run_max[s], *std::max_element(l, l + nv));
+        const Eigen::Map<const Eigen::ArrayXf> row(l, nv);
+        const float m = std::max(run_max[s], row.maxCoeff());
+        // exp in float (vectorized, relative error ~1e-7), summed in double.
+        const Eigen::ArrayXf e = (row - m).exp();
         double sum = 0.0;
-        // exp in float (relative error ~1e-7), summed in double.
-        for (int64_t j = 0; j < nv; ++j) sum += std::exp(l[j] - m);
+        for (int64_t j = 0; j < nv; ++j) sum += e[j];
         run_sum[s] = run_sum[s] * std::exp(double{run_max[s]} - m) + sum;
         run_max[s] = m;
         const int32_t tgt = targets[rows[s]];
