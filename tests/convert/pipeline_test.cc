@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -195,6 +196,48 @@ TEST(PipelineTest, AutoKeepsTheBestCandidateWithinTheBudget) {
     EXPECT_GT(l.retained_energy_v, 0);
   }
   std::filesystem::remove_all(std::filesystem::path(out).parent_path());
+}
+
+TEST(PipelineTest, SequentialRefitIsConsistentAndExactAtFullRank) {
+  CARE_REQUIRE_FIXTURES();
+  const std::string dir = ::care::testing::MakeTempDir("convert_seq");
+  const std::string src = Fixture("stories260K-hf");
+  ConvertOptions full =
+      SmallOptions(src, dir + "/full", Budget::KvSave(0), Method::kCare);
+  full.sequential = true;
+  ASSERT_TRUE(ConvertModel(full).ok());
+  const engine::TokenWindows w = FirstWindows(2, 64);
+  // Same bound as FullRankTest: full rank is exact whatever the inputs.
+  EXPECT_LE(MaxRelative(ModelLogits(dir + "/full", w), ModelLogits(src, w)),
+            1e-4);
+
+  ConvertOptions o =
+      SmallOptions(src, dir + "/seq", Budget::KvSave(0.75), Method::kCare);
+  o.sequential = true;
+  o.eval_data = testing::TokenFile();
+  o.eval_range = StreamFraction{0.9, 1};
+  o.eval_seq_len = 128;
+  o.eval_windows = 4;
+  absl::StatusOr<ConversionReport> r = ConvertModel(o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->sequential);
+  EXPECT_TRUE(std::isfinite(r->heldout_nll_converted));
+  EXPECT_GT(r->heldout_nll_converted, r->heldout_nll_original);
+  EXPECT_EQ(r->kv_width_after, 80);
+  // The written checkpoint is the re-fitted one: reloading it reproduces the
+  // reported perplexity exactly.
+  std::vector<int32_t> stream = testing::TokenStream();
+  stream.resize(r->eval_range_end);
+  auto windows = engine::MakeEvalWindows(
+      stream, {.seq_len = 128, .max_windows = 4, .start = r->eval_range_begin});
+  ASSERT_TRUE(windows.ok());
+  auto model = io::OpenModel(dir + "/seq");
+  ASSERT_TRUE(model.ok()) << model.status();
+  auto reloaded =
+      engine::EvaluatePerplexity(model->config, *model->weights, *windows);
+  ASSERT_TRUE(reloaded.ok()) << reloaded.status();
+  EXPECT_EQ(reloaded->mean_nll, r->converted->mean_nll);
+  std::filesystem::remove_all(dir);
 }
 
 TEST(PipelineTest, ClearErrors) {

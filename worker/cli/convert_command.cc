@@ -28,6 +28,7 @@ constexpr char kUsage[] =
     "R)\n"
     "         --calib DATA [--method care|care-c|asvd|svd]\n"
     "         [--allocation uniform|adjusted|auto] [--adjusted-factors]\n"
+    "         [--sequential]\n"
     "         [--calib-samples N] [--calib-seq-len T] [--seed S] [--damping "
     "A]\n"
     "         [--calib-range A:B] [--heldout-windows W]\n"
@@ -48,6 +49,8 @@ constexpr char kUsage[] =
     "                     (best of several candidates on held-out NLL)\n"
     "  --adjusted-factors use the released code's depth and rank-cost "
     "factors\n"
+    "  --sequential       re-fit each layer on the converted layers' outputs\n"
+    "                     (one more calibration pass)\n"
     "  --calib DATA       calibration .txt/.jsonl/.u16/.u32\n"
     "  --calib-samples N  calibration windows (default 256)\n"
     "  --calib-seq-len T  tokens per calibration window (default 32)\n"
@@ -85,8 +88,9 @@ absl::StatusOr<convert::StreamFraction> ParseFraction(const Flags& flags,
 absl::StatusOr<convert::ConvertOptions> ParseArgs(
     const std::vector<std::string>& args, bool* quiet,
     std::string* report_file) {
-  CARE_ASSIGN_OR_RETURN(Flags flags, Flags::Parse(args, {"overwrite", "quiet",
-                                                         "adjusted-factors"}));
+  CARE_ASSIGN_OR_RETURN(
+      Flags flags, Flags::Parse(args, {"overwrite", "quiet", "adjusted-factors",
+                                       "sequential"}));
   CARE_RETURN_IF_ERROR(flags.CheckKnown({"model",
                                          "out",
                                          "kv-save",
@@ -94,6 +98,7 @@ absl::StatusOr<convert::ConvertOptions> ParseArgs(
                                          "method",
                                          "allocation",
                                          "adjusted-factors",
+                                         "sequential",
                                          "calib",
                                          "calib-samples",
                                          "calib-seq-len",
@@ -135,6 +140,7 @@ absl::StatusOr<convert::ConvertOptions> ParseArgs(
                             flags.StringOr("allocation", "uniform")));
   o.adjusted.depth_factor = o.adjusted.rank_cost_factor =
       flags.Bool("adjusted-factors");
+  o.sequential = flags.Bool("sequential");
   CARE_ASSIGN_OR_RETURN(o.calib_samples, flags.IntOr("calib-samples", 256));
   CARE_ASSIGN_OR_RETURN(o.calib_seq_len, flags.IntOr("calib-seq-len", 32));
   CARE_ASSIGN_OR_RETURN(int64_t seed, flags.IntOr("seed", 0));

@@ -16,6 +16,57 @@ Eigen::MatrixXd Gram(const MatrixRM& w, const Eigen::MatrixXd& c) {
   return wd.transpose() * c * wd;               // [out, out]
 }
 
+// Calibration rows first, held-out rows after, as one engine batch.
+engine::TokenWindows Batch(const CalibrationWindows& windows) {
+  engine::TokenWindows all = windows.calib;
+  all.ids.insert(all.ids.end(), windows.heldout.ids.begin(),
+                 windows.heldout.ids.end());
+  all.num_windows += windows.heldout.num_windows;
+  return all;
+}
+
+std::vector<int32_t> BatchTargets(const CalibrationWindows& windows) {
+  std::vector<int32_t> targets(windows.calib.tokens(), -1);
+  targets.insert(targets.end(), windows.heldout_targets.begin(),
+                 windows.heldout_targets.end());
+  return targets;
+}
+
+// Covariances of the calibration and held-out rows of x, the layer's
+// weights, Grams and decomposition.
+struct FittedLayer {
+  LayerDecomposition decomposition;
+  LayerGrams grams;
+};
+
+absl::StatusOr<FittedLayer> FitLayer(const ModelConfig& config,
+                                     const TensorSource& weights, int64_t l,
+                                     const MatrixRM& x, int64_t cal_tokens,
+                                     const FactorizeOptions& options) {
+  // x: [tokens, D], calibration rows first.
+  const int64_t d = config.hidden_size;
+  CovarianceAccumulator cal(d), held(d);
+  CARE_RETURN_IF_ERROR(cal.Add(x.topRows(cal_tokens)));
+  CARE_RETURN_IF_ERROR(held.Add(x.bottomRows(x.rows() - cal_tokens)));
+  const LayerStatistics stats{cal.Covariance(), cal.MeanAbs(), cal.tokens()};
+  const Eigen::MatrixXd c_held = held.Covariance();
+  CARE_ASSIGN_OR_RETURN(LayerWeights w, LoadLayerWeights(config, weights, l));
+  FittedLayer out;
+  out.grams.calib_k = Gram(w.w_k, stats.covariance);
+  out.grams.calib_v = Gram(w.w_v, stats.covariance);
+  out.grams.heldout_k = Gram(w.w_k, c_held);
+  out.grams.heldout_v = Gram(w.w_v, c_held);
+  absl::StatusOr<LayerDecomposition> dec =
+      DecomposeLayer(std::move(w), stats, options);
+  if (!dec.ok()) {
+    return absl::Status(
+        dec.status().code(),
+        absl::StrCat("decomposing layer ", l, ": ", dec.status().message()));
+  }
+  out.decomposition = *std::move(dec);
+  return out;
+}
+
 }  // namespace
 
 double RelativeErrorFromGram(const Eigen::MatrixXd& gram,
@@ -38,41 +89,17 @@ absl::StatusOr<DecomposedModel> CalibrateAndDecompose(
         "calibration and held-out windows differ in length");
   }
   const int64_t cal_tokens = windows.calib.tokens();
-  engine::TokenWindows all = windows.calib;
-  all.ids.insert(all.ids.end(), windows.heldout.ids.begin(),
-                 windows.heldout.ids.end());
-  all.num_windows += windows.heldout.num_windows;
-  const int64_t layers = config.num_hidden_layers;
-  const int64_t d = config.hidden_size;
-
   DecomposedModel out;
   CARE_ASSIGN_OR_RETURN(auto forward,
                         engine::LayerwiseForward::Create(
-                            config, weights, std::move(all), engine_options));
+                            config, weights, Batch(windows), engine_options));
   engine::LayerHooks hooks;
   hooks.on_kv_input = [&](int64_t l, const MatrixRM& x) -> absl::Status {
-    // x: [tokens, D], calibration rows first.
-    CovarianceAccumulator cal(d), held(d);
-    CARE_RETURN_IF_ERROR(cal.Add(x.topRows(cal_tokens)));
-    CARE_RETURN_IF_ERROR(held.Add(x.bottomRows(x.rows() - cal_tokens)));
     const auto t0 = std::chrono::steady_clock::now();
-    const LayerStatistics stats{cal.Covariance(), cal.MeanAbs(), cal.tokens()};
-    const Eigen::MatrixXd c_held = held.Covariance();
-    CARE_ASSIGN_OR_RETURN(LayerWeights w, LoadLayerWeights(config, weights, l));
-    LayerGrams g;
-    g.calib_k = Gram(w.w_k, stats.covariance);
-    g.calib_v = Gram(w.w_v, stats.covariance);
-    g.heldout_k = Gram(w.w_k, c_held);
-    g.heldout_v = Gram(w.w_v, c_held);
-    absl::StatusOr<LayerDecomposition> dec =
-        DecomposeLayer(std::move(w), stats, options);
-    if (!dec.ok()) {
-      return absl::Status(
-          dec.status().code(),
-          absl::StrCat("decomposing layer ", l, ": ", dec.status().message()));
-    }
-    out.layers.push_back(*std::move(dec));
-    out.grams.push_back(std::move(g));
+    CARE_ASSIGN_OR_RETURN(FittedLayer f,
+                          FitLayer(config, weights, l, x, cal_tokens, options));
+    out.layers.push_back(std::move(f.decomposition));
+    out.grams.push_back(std::move(f.grams));
     out.decompose_seconds +=
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
             .count();
@@ -83,11 +110,56 @@ absl::StatusOr<DecomposedModel> CalibrateAndDecompose(
       return after_layer(l);
     };
   }
-  CARE_RETURN_IF_ERROR(forward->RunLayers(layers, hooks));
-  std::vector<int32_t> targets(cal_tokens, -1);
-  targets.insert(targets.end(), windows.heldout_targets.begin(),
-                 windows.heldout_targets.end());
+  CARE_RETURN_IF_ERROR(forward->RunLayers(config.num_hidden_layers, hooks));
+  const std::vector<int32_t> targets = BatchTargets(windows);
   CARE_ASSIGN_OR_RETURN(out.heldout_original, forward->ScoreTargets(targets));
+  return out;
+}
+
+absl::StatusOr<SequentialModel> SequentialRefit(
+    const ModelConfig& config, const TensorSource& weights,
+    const CalibrationWindows& windows, const FactorizeOptions& options,
+    const std::vector<int64_t>& rank_k, const std::vector<int64_t>& rank_v,
+    const engine::EngineOptions& engine_options,
+    const LayerCallback& after_layer) {
+  const int64_t layers = config.num_hidden_layers;
+  if (static_cast<int64_t>(rank_k.size()) != layers ||
+      static_cast<int64_t>(rank_v.size()) != layers) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("sequential: ranks for ", rank_k.size(), "/",
+                     rank_v.size(), " layers, model has ", layers));
+  }
+  const int64_t cal_tokens = windows.calib.tokens();
+  SequentialModel out;
+  CARE_ASSIGN_OR_RETURN(auto forward,
+                        engine::LayerwiseForward::Create(
+                            config, weights, Batch(windows), engine_options));
+  engine::LayerHooks hooks;
+  hooks.on_kv_input = [&](int64_t l, const MatrixRM& x) -> absl::Status {
+    CARE_ASSIGN_OR_RETURN(FittedLayer f,
+                          FitLayer(config, weights, l, x, cal_tokens, options));
+    CARE_ASSIGN_OR_RETURN(LatentLayer layer,
+                          TruncateLayer(f.decomposition, rank_k[l], rank_v[l]));
+    out.layers.push_back(std::move(layer));
+    f.decomposition.weights = {};  // the factors are all that is kept
+    out.decompositions.push_back(std::move(f.decomposition));
+    out.grams.push_back(std::move(f.grams));
+    return absl::OkStatus();
+  };
+  // Layer l runs with its freshly fitted factors, so layer l+1 sees the
+  // converted model's hidden states.
+  hooks.make_kv_projector =
+      [&](int64_t l) -> absl::StatusOr<std::unique_ptr<engine::KvProjector>> {
+    return out.layers[l].MakeProjector();
+  };
+  if (after_layer) {
+    hooks.on_layer_output = [&](int64_t l, const MatrixRM&) {
+      return after_layer(l);
+    };
+  }
+  CARE_RETURN_IF_ERROR(forward->RunLayers(layers, hooks));
+  CARE_ASSIGN_OR_RETURN(out.heldout_converted,
+                        forward->ScoreTargets(BatchTargets(windows)));
   return out;
 }
 

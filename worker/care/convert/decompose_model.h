@@ -38,6 +38,24 @@ absl::StatusOr<DecomposedModel> CalibrateAndDecompose(
     const engine::EngineOptions& engine_options,
     const LayerCallback& after_layer);
 
+// The "sequential" variant (GPTQ-style, method.md §2): with the ranks fixed,
+// a second pass re-fits layer l on the k/v input produced by the already
+// converted layers 0..l-1 (the engine asks for layer l's projector after
+// handing over its input), so each layer corrects for the error upstream.
+struct SequentialModel {
+  std::vector<LatentLayer> layers;                 // [L] at the given ranks
+  std::vector<LayerDecomposition> decompositions;  // [L], weights dropped
+  std::vector<LayerGrams> grams;     // [L] under the propagated inputs
+  engine::NllSum heldout_converted;  // the converted model, held-out
+};
+
+absl::StatusOr<SequentialModel> SequentialRefit(
+    const ModelConfig& config, const TensorSource& weights,
+    const CalibrationWindows& windows, const FactorizeOptions& options,
+    const std::vector<int64_t>& rank_k, const std::vector<int64_t>& rank_v,
+    const engine::EngineOptions& engine_options,
+    const LayerCallback& after_layer);
+
 // Relative activation error of the rank-r truncation of `d` under the Gram
 // G = WᵀCW: (tr G − tr(V_rᵀ G V_r)) / tr G; 0 when tr G == 0.
 double RelativeErrorFromGram(const Eigen::MatrixXd& gram,

@@ -30,11 +30,10 @@ struct StageWeight {
   const char* name;
   double begin, width;
 };
-constexpr StageWeight kStages[] = {{"load", 0.00, 0.02},
-                                   {"calibrate", 0.02, 0.38},
-                                   {"allocate", 0.40, 0.15},
-                                   {"evaluate", 0.55, 0.35},
-                                   {"write", 0.90, 0.10}};
+constexpr StageWeight kStages[] = {
+    {"load", 0.00, 0.02},     {"calibrate", 0.02, 0.38},
+    {"allocate", 0.40, 0.10}, {"sequential", 0.50, 0.05},
+    {"evaluate", 0.55, 0.35}, {"write", 0.90, 0.10}};
 
 class Reporter {
  public:
@@ -182,6 +181,7 @@ absl::StatusOr<ConversionReport> ConvertModel(const ConvertOptions& options,
   report.allocation = AllocationStrategyName(options.allocation);
   report.budget = options.budget.ToString();
   report.damping = options.damping;
+  report.sequential = options.sequential;
   report.num_layers = L;
   report.kv_width_before = L * 2 * config.kv_width();
   report.budget_width = budget_width;
@@ -333,9 +333,24 @@ absl::StatusOr<ConversionReport> ConvertModel(const ConvertOptions& options,
   }
   CARE_ASSIGN_OR_RETURN(std::vector<LatentLayer> layers, build(chosen));
   report.kv_width_after = chosen.Total();
+  timer.Done("allocate");
+
+  // ---- sequential (optional): re-fit each layer on converted inputs ----
+  std::vector<LayerGrams>* grams = &dm.grams;
+  SequentialModel seq;
+  if (options.sequential) {
+    CARE_ASSIGN_OR_RETURN(
+        seq, SequentialRefit(config, *model.weights, windows, fo, chosen.rank_k,
+                             chosen.rank_v, eo, rep.Layers("sequential", L)));
+    layers = std::move(seq.layers);
+    decomp = std::move(seq.decompositions);
+    grams = &seq.grams;
+    report.heldout_nll_converted = seq.heldout_converted.mean();
+    timer.Done("sequential");
+  }
   for (int64_t l = 0; l < L; ++l) {
     const LayerDecomposition& d = decomp[l];
-    const LayerGrams& g = dm.grams[l];
+    const LayerGrams& g = (*grams)[l];
     LayerReport lr;
     lr.rank_k = chosen.rank_k[l];
     lr.rank_v = chosen.rank_v[l];
@@ -349,7 +364,6 @@ absl::StatusOr<ConversionReport> ConvertModel(const ConvertOptions& options,
     report.layers.push_back(std::move(lr));
   }
   decomp.clear();  // the factors are all that is needed from here on
-  timer.Done("allocate");
 
   // ---- evaluate: original and converted on the same windows ----
   if (eval) {

@@ -36,6 +36,9 @@ struct ConvertOptions {
   AdjustedOptions adjusted;  // released-code factors for "adjusted"
   double damping = 0.01;     // × mean(diag C), additive
   WhiteningSolver solver = WhiteningSolver::kCholesky;
+  // After allocation, re-fit every layer on the inputs produced by the
+  // converted layers below it (GPTQ-style; one more calibration pass).
+  bool sequential = false;
 
   // Calibration text/ids (.txt, .jsonl, .u16, .u32).
   std::string calib_data;
@@ -58,8 +61,10 @@ struct ConvertOptions {
 };
 
 struct ConvertProgress {
-  std::string stage;  // load, calibrate, decompose, allocate, evaluate, write
-  int64_t step = 0;   // layers (or candidates) done in this stage
+  // load, calibrate (includes decomposition), allocate, sequential (only
+  // with options.sequential), evaluate, write.
+  std::string stage;
+  int64_t step = 0;  // layers (or candidates) done in this stage
   int64_t total = 0;
   double overall = 0;  // 0..1 over the whole conversion
 };
