@@ -122,7 +122,7 @@ TEST(BiasTest, FullRankWithBiasesReproducesLogits) {
   ASSERT_TRUE(out.ok()) << out.status();
   EXPECT_TRUE(out->weights->Has("model.layers.1.self_attn.k_b_proj.bias"));
   EXPECT_FALSE(out->weights->Has("model.layers.1.self_attn.k_proj.bias"));
-  engine::TokenWindows w{.num_windows = 2, .seq_len = 16};
+  engine::TokenWindows w{.num_windows = 2, .seq_len = 16, .ids = {}};
   for (int i = 0; i < 32; ++i) w.ids.push_back((i * 37 + 11) % 64);
   const MatrixRM a = testing::ModelLogits(dir + "/src", w);
   const MatrixRM b = testing::ModelLogits(dir + "/out", w);

@@ -148,8 +148,10 @@ TEST(PipelineTest, ReportedPerplexityIsReproducedByTheReloadedCheckpoint) {
 
   std::vector<int32_t> stream = testing::TokenStream();
   stream.resize(r->eval_range_end);
-  auto windows = engine::MakeEvalWindows(
-      stream, {.seq_len = 128, .max_windows = 8, .start = r->eval_range_begin});
+  auto windows = engine::MakeEvalWindows(stream, {.seq_len = 128,
+                                                  .max_windows = 8,
+                                                  .start = r->eval_range_begin,
+                                                  .bos = std::nullopt});
   ASSERT_TRUE(windows.ok());
   auto model = io::OpenModel(out);
   ASSERT_TRUE(model.ok()) << model.status();
@@ -228,8 +230,10 @@ TEST(PipelineTest, SequentialRefitIsConsistentAndExactAtFullRank) {
   // reported perplexity exactly.
   std::vector<int32_t> stream = testing::TokenStream();
   stream.resize(r->eval_range_end);
-  auto windows = engine::MakeEvalWindows(
-      stream, {.seq_len = 128, .max_windows = 4, .start = r->eval_range_begin});
+  auto windows = engine::MakeEvalWindows(stream, {.seq_len = 128,
+                                                  .max_windows = 4,
+                                                  .start = r->eval_range_begin,
+                                                  .bos = std::nullopt});
   ASSERT_TRUE(windows.ok());
   auto model = io::OpenModel(dir + "/seq");
   ASSERT_TRUE(model.ok()) << model.status();
