@@ -74,7 +74,7 @@ absl::StatusOr<NllSum> ScoreHiddenStates(const ModelConfig& c,
   // Vocabulary chunks of C entries, each read once; rows in blocks of R so
   // that one logits block stays within the element budget.
   const int64_t budget = std::max<int64_t>(block_elements, 1 << 16);
-  const int64_t C = std::min(V, std::max<int64_t>(1024, budget / S));
+  const int64_t C = std::min(V, std::max<int64_t>(256, budget / S));
   const int64_t R = std::max<int64_t>(1, std::min(S, budget / C));
   MatrixRM logits;
   std::vector<float> run_max(S, -INFINITY);
