@@ -167,6 +167,9 @@ TEST(FixtureForwardTest, TinyGqaHeldOutNll) {
   const double nll = MeanNll("tinygqa-hf", 256, 16, kTinyGqaHeldOut, {});
   std::printf("tinygqa-hf NLL 16x256 %.6f (ref 1.990152)\n", nll);
   EXPECT_NEAR(nll, 1.990152, kNllTolerance);
+  const double nll64 = MeanNll("tinygqa-hf", 256, 64, kTinyGqaHeldOut, {});
+  std::printf("tinygqa-hf NLL 64x256 %.6f (ref 1.982076)\n", nll64);
+  EXPECT_NEAR(nll64, 1.982076, kNllTolerance);
 }
 
 TEST(FixtureForwardTest, ResultIsIndependentOfBlocking) {

@@ -183,6 +183,18 @@ TEST(SyntheticForwardTest, LlamaAttentionBiasWithOutputBiasMatchesNaive) {
             kTolerance);
 }
 
+TEST(SyntheticForwardTest, MistralMatchesNaiveAndRefusesPastSlidingWindow) {
+  json j = BaseConfig("mistral");
+  j["sliding_window"] = 4096;
+  EXPECT_LE(ErrorAgainstNaive(Write(j, TestWeights(), "mistral").model),
+            kTolerance);
+  j["sliding_window"] = kSeqLen - 1;  // windows of kSeqLen exceed it
+  Written w = Write(j, TestWeights(), "mistral_sw");
+  auto fwd = LayerwiseForward::Create(w.model.config, *w.model.weights,
+                                      Windows(w.model.config.vocab_size));
+  EXPECT_EQ(fwd.status().code(), absl::StatusCode::kUnimplemented);
+}
+
 TEST(SyntheticForwardTest, Qwen3NormsYarnPartialRotaryMatchesNaive) {
   json j = BaseConfig("qwen3");
   j["partial_rotary_factor"] = 0.5;
