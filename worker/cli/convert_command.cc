@@ -165,11 +165,11 @@ absl::StatusOr<convert::ConvertOptions> ParseArgs(
   o.overwrite = flags.Bool("overwrite");
   *quiet = flags.Bool("quiet");
   *report_file = flags.StringOr("report", "");
-  // Local paths are resolved here so the library sees absolute ones.
-  if (o.model.find("://") == std::string::npos) {
-    o.model = std::filesystem::absolute(o.model).string();
-  }
-  o.output_dir = std::filesystem::absolute(o.output_dir).string();
+  // The report names the output by its absolute path (the library resolves
+  // the model path itself).
+  std::error_code ec;
+  const auto out = std::filesystem::absolute(o.output_dir, ec);
+  if (!ec) o.output_dir = out.lexically_normal().string();
   return o;
 }
 

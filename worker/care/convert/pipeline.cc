@@ -174,6 +174,19 @@ absl::StatusOr<ConversionReport> ConvertModel(const ConvertOptions& options,
   if (options.output_dir.empty()) {
     return absl::InvalidArgumentError("an output directory is required");
   }
+  // Fail before the expensive stages; the writer re-checks at the end.
+  std::error_code fs_error;
+  const bool out_exists = std::filesystem::exists(options.output_dir, fs_error);
+  if (!options.overwrite && out_exists) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("output directory ", options.output_dir,
+                     " already exists (pass --overwrite to replace it)"));
+  }
+  if (out_exists &&
+      std::filesystem::equivalent(options.output_dir, dir, fs_error)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "output directory ", options.output_dir, " is the source model"));
+  }
   report.model = options.model;
   report.output_dir = options.output_dir;
   report.architecture = LatentArchitectureName(config.architecture);
