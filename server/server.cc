@@ -1,10 +1,13 @@
 #include "server/server.h"
 
+#include <fcntl.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/resource_quota.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <exception>
 #include <fstream>
@@ -55,6 +58,20 @@ absl::StatusOr<std::unique_ptr<CareServer>> CareServer::Start(
   }
   CARE_ASSIGN_OR_RETURN(UriRoots roots, UriRoots::Create(config.roots));
   s->roots_ = std::make_unique<UriRoots>(std::move(roots));
+
+  // One process per database: the store's single-writer design (and the
+  // reaper) assume no other server writes the same file.
+  const std::string lock_path = config.db + ".lock";
+  s->lock_fd_ = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (s->lock_fd_ < 0) {
+    return absl::UnavailableError(
+        absl::StrCat("--db: cannot create lock file ", lock_path));
+  }
+  if (flock(s->lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("--db: another care-server is using ", config.db, " (",
+                     lock_path, " is locked)"));
+  }
 
   StoreOptions store_options;
   store_options.path = config.db;
@@ -115,6 +132,9 @@ absl::StatusOr<std::unique_ptr<CareServer>> CareServer::Start(
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
+  // gRPC sets SO_REUSEPORT by default: a second server on the same port
+  // would silently share its traffic. Binding must fail instead.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.AddListeningPort(config.listen, creds, &port);
   builder.SetMaxReceiveMessageSize(config.max_message_bytes);
   builder.SetMaxSendMessageSize(config.max_message_bytes);
@@ -145,7 +165,10 @@ absl::StatusOr<std::unique_ptr<CareServer>> CareServer::Start(
   return s;
 }
 
-CareServer::~CareServer() { Shutdown(); }
+CareServer::~CareServer() {
+  Shutdown();
+  if (lock_fd_ >= 0) close(lock_fd_);  // Releases the database lock.
+}
 
 void CareServer::Shutdown() {
   if (shut_down_) return;

@@ -57,6 +57,7 @@ class CareServer {
   std::unique_ptr<Reaper> reaper_;
   std::string grpc_address_;
   std::string metrics_address_;
+  int lock_fd_ = -1;       // flock()ed "<db>.lock", held for the lifetime.
   bool shut_down_ = true;  // Until Start() completes.
 };
 

@@ -11,6 +11,7 @@
 #include "server/config.h"
 #include "server/log.h"
 #include "server/roots.h"
+#include "server/server.h"
 #include "support/fixtures.h"
 
 namespace care::server {
@@ -185,6 +186,33 @@ TEST(ServerLogTest, FormatsOneLineWithQuotedValues) {
   EXPECT_TRUE(IsLoopbackAddress("127.0.0.1:0"));
   EXPECT_TRUE(IsLoopbackAddress("[::1]:5"));
   EXPECT_FALSE(IsLoopbackAddress("0.0.0.0:5"));
+}
+
+TEST(ServerStartTest, BindsEphemeralPortsAndLocksTheDatabase) {
+  const std::string dir = care::testing::MakeTempDir("care-start");
+  auto config =
+      ParseServerConfig({"--insecure-no-auth", "--listen=127.0.0.1:0",
+                         "--metrics-listen=127.0.0.1:0",
+                         "--db=" + dir + "/jobs.db", "--log-level=error"});
+  ASSERT_TRUE(config.ok()) << config.status();
+  auto first = CareServer::Start(*config);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_NE((*first)->grpc_address(), "127.0.0.1:0");
+  EXPECT_NE((*first)->metrics_address(), "127.0.0.1:0");
+  // A second server on the same file is refused (single writer).
+  auto second = CareServer::Start(*config);
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition)
+      << second.status();
+  // A second server on the same gRPC port is refused (no SO_REUSEPORT).
+  auto taken = *config;
+  taken.db = dir + "/other.db";
+  taken.listen = (*first)->grpc_address();
+  EXPECT_EQ(CareServer::Start(taken).status().code(),
+            absl::StatusCode::kUnavailable);
+  first->reset();
+  // Released on shutdown: the file can be served again.
+  EXPECT_TRUE(CareServer::Start(*config).ok());
+  fs::remove_all(dir);
 }
 
 }  // namespace
