@@ -9,6 +9,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <tuple>
+#include <vector>
 
 #include "care/engine/perplexity.h"
 #include "care/io/model.h"
@@ -264,6 +266,25 @@ TEST(PipelineTest, ClearErrors) {
   s = run(tooshort);
   EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(s.message().find("shorter than asked"), std::string::npos) << s;
+
+  // Attention that is not GQA/MHA (KV heads not dividing the query heads)
+  // and an architecture without k_proj/v_proj: rejected naming the field.
+  for (const auto& [field, value, expect] :
+       std::vector<std::tuple<std::string, nlohmann::json, std::string>>{
+           {"num_key_value_heads", 3, "num_key_value_heads"},
+           {"model_type", "gpt2", "gpt2"}}) {
+    const std::string bad = dir + "/bad_" + field;
+    std::filesystem::create_directories(bad);
+    std::ifstream in(src + "/config.json");
+    nlohmann::json config =
+        nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+    ASSERT_FALSE(config.is_discarded());
+    config[field] = value;
+    std::ofstream(bad + "/config.json") << config.dump();
+    s = run(SmallOptions(bad, dir + "/c", Budget::KvSave(0.5), Method::kCare));
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+    EXPECT_NE(s.message().find(expect), std::string::npos) << s;
+  }
 
   // A converted checkpoint has no k_proj to convert.
   ASSERT_TRUE(
