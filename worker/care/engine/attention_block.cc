@@ -17,11 +17,11 @@ namespace care::engine {
 
 namespace {
 
-absl::Status WithLayer(const absl::Status& status, int64_t layer,
-                       absl::string_view what) {
+// Prefixes what failed; LayerwiseForward::RunLayer adds "layer l: ".
+absl::Status WithContext(const absl::Status& status, absl::string_view what) {
   if (status.ok()) return status;
-  return absl::Status(status.code(), absl::StrCat("layer ", layer, " ", what,
-                                                  ": ", status.message()));
+  return absl::Status(status.code(),
+                      absl::StrCat(what, ": ", status.message()));
 }
 
 }  // namespace
@@ -70,8 +70,7 @@ absl::StatusOr<AttentionWeights> LoadAttentionWeights(
 
 // Attention for windows [w0, w0 + nw): hidden rows of those windows +=
 // o_proj(attention). x holds the normalized input rows of the same windows.
-absl::Status AttendWindows(const LayerContext& ctx, int64_t layer,
-                           const AttentionWeights& w,
+absl::Status AttendWindows(const LayerContext& ctx, const AttentionWeights& w,
                            const KvProjector& projector, const MatrixRM& x,
                            int64_t row0, int64_t nw, MatrixRM* hidden) {
   const ModelConfig& c = ctx.config;
@@ -81,13 +80,12 @@ absl::Status AttendWindows(const LayerContext& ctx, int64_t layer,
   q.noalias() = x * w.w_q.matrix().transpose();  // [rows, n_h * d_h]
   if (w.b_q.has_value()) q.rowwise() += *w.b_q;
   CARE_RETURN_IF_ERROR(
-      WithLayer(projector.Project(x, &k, &v), layer, "K/V projection"));
+      WithContext(projector.Project(x, &k, &v), "K/V projection"));
   if (k.rows() != rows || k.cols() != c.kv_width() || v.rows() != rows ||
       v.cols() != c.kv_width()) {
-    return absl::InternalError(
-        absl::StrCat("layer ", layer, ": K/V projector returned K ", k.rows(),
-                     "x", k.cols(), " and V ", v.rows(), "x", v.cols(),
-                     ", expected ", rows, "x", c.kv_width()));
+    return absl::InternalError(absl::StrCat(
+        "K/V projector returned K ", k.rows(), "x", k.cols(), " and V ",
+        v.rows(), "x", v.cols(), ", expected ", rows, "x", c.kv_width()));
   }
   if (w.q_norm.has_value()) {
     RmsNormGroupsInPlace(*w.q_norm, c.rms_norm_eps, dh, &q);
@@ -125,13 +123,12 @@ absl::Status RunAttentionBlock(const LayerContext& ctx, int64_t layer,
   RmsNorm(*hidden, ln, c.rms_norm_eps, &x);  // [tokens, D]
   if (ctx.hooks.on_kv_input) {
     CARE_RETURN_IF_ERROR(
-        WithLayer(ctx.hooks.on_kv_input(layer, x), layer, "on_kv_input hook"));
+        WithContext(ctx.hooks.on_kv_input(layer, x), "on_kv_input hook"));
   }
   std::unique_ptr<KvProjector> projector;
   if (ctx.hooks.make_kv_projector) {
     auto made = ctx.hooks.make_kv_projector(layer);
-    CARE_RETURN_IF_ERROR(
-        WithLayer(made.status(), layer, "make_kv_projector hook"));
+    CARE_RETURN_IF_ERROR(WithContext(made.status(), "make_kv_projector hook"));
     projector = std::move(made).value();
   }
   if (projector == nullptr) {
@@ -142,14 +139,14 @@ absl::Status RunAttentionBlock(const LayerContext& ctx, int64_t layer,
   const int64_t T = ctx.seq_len;
   const int64_t group = std::max<int64_t>(1, (ctx.group_tokens + T - 1) / T);
   if (group >= ctx.windows) {
-    return AttendWindows(ctx, layer, w, *projector, x, 0, ctx.windows, hidden);
+    return AttendWindows(ctx, w, *projector, x, 0, ctx.windows, hidden);
   }
   MatrixRM xg;
   for (int64_t w0 = 0; w0 < ctx.windows; w0 += group) {
     const int64_t nw = std::min(group, ctx.windows - w0);
     xg = x.middleRows(w0 * T, nw * T);  // [nw * T, D]
     CARE_RETURN_IF_ERROR(
-        AttendWindows(ctx, layer, w, *projector, xg, w0 * T, nw, hidden));
+        AttendWindows(ctx, w, *projector, xg, w0 * T, nw, hidden));
   }
   return absl::OkStatus();
 }
