@@ -89,7 +89,8 @@ class LayerwiseForward {
  public:
   // `config` and `weights` must outlive the object. Checks the config
   // (supported model_type, shapes), the token ids against vocab_size, and
-  // embeds the windows (reads model.embed_tokens.weight once).
+  // embeds the windows (from an io::Checkpoint only the rows of the ids
+  // present are read; other sources load the table once).
   static absl::StatusOr<std::unique_ptr<LayerwiseForward>> Create(
       const ModelConfig& config, const TensorSource& weights,
       TokenWindows windows, const EngineOptions& options = {});
