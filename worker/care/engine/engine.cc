@@ -143,6 +143,8 @@ absl::Status LayerwiseForward::RunLayer(const LayerHooks& hooks) {
     return absl::FailedPreconditionError(
         absl::StrCat("all ", num_layers(), " layers have already run"));
   }
+  // OpenMP's thread count is per calling thread: apply it on every entry.
+  SetEngineThreads(options_.threads);
   const int64_t layer = next_layer_;
   CARE_ASSIGN_OR_RETURN(RopeFrequencies freqs, ComputeRopeFrequencies(config_));
   const RopeTable rope(freqs, windows_.seq_len);
@@ -188,6 +190,7 @@ absl::StatusOr<NllSum> LayerwiseForward::ScoreTargets(
         absl::StrCat("ScoreTargets needs all ", num_layers(), " layers run; ",
                      next_layer_, " have"));
   }
+  SetEngineThreads(options_.threads);
   return ScoreHiddenStates(config_, weights_, hidden_, targets,
                            options_.logits_block_elements);
 }
@@ -198,6 +201,7 @@ absl::StatusOr<MatrixRM> LayerwiseForward::Logits() {
         absl::StrCat("Logits needs all ", num_layers(), " layers run; ",
                      next_layer_, " have"));
   }
+  SetEngineThreads(options_.threads);
   return ComputeLogits(config_, weights_, hidden_);
 }
 

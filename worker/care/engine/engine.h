@@ -26,7 +26,8 @@
 namespace care::engine {
 
 struct EngineOptions {
-  // OpenMP and Eigen threads; 0 = all cores. Set process-wide on Create.
+  // OpenMP and Eigen threads; 0 = all cores. Applied by Create, RunLayer
+  // and the scoring calls (Eigen's count is process-wide).
   int threads = 0;
   // Upper bound on the float32 elements of one logits block (rows × vocab
   // chunk) when scoring; the vocabulary is processed in chunks below it.
