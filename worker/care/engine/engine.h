@@ -44,7 +44,7 @@ struct EngineOptions {
 struct TokenWindows {
   int64_t num_windows = 0;
   int64_t seq_len = 0;
-  std::vector<int32_t> ids;  // [num_windows * seq_len]
+  std::vector<int32_t> ids = {};  // [num_windows * seq_len]
 
   int64_t tokens() const { return num_windows * seq_len; }
 };

@@ -23,10 +23,10 @@
 namespace care::engine {
 
 struct WindowOptions {
-  int64_t seq_len = 0;         // T >= 2
-  int64_t max_windows = 0;     // 0: every full window of the stream
-  int64_t start = 0;           // first stream position used
-  std::optional<int32_t> bos;  // set: P2 form with this BOS id
+  int64_t seq_len = 0;      // T >= 2
+  int64_t max_windows = 0;  // 0: every full window of the stream
+  int64_t start = 0;        // first stream position used
+  std::optional<int32_t> bos = std::nullopt;  // set: P2 form with this BOS id
 };
 
 // Inputs (T-1 tokens per window) and their targets, one per input token.
