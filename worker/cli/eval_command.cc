@@ -9,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
 #include "care/data/dataset.h"
 #include "care/engine/engine.h"
@@ -100,7 +101,12 @@ absl::Status Run(const EvalArgs& a) {
   if (a.tokens.has_value()) {
     CARE_ASSIGN_OR_RETURN(stream, data::ReadTokenFile(*a.tokens));
   } else {
-    CARE_ASSIGN_OR_RETURN(tokenizer, tok::LoadTokenizer(dir));
+    // Id files need no tokenizer (synthetic models have none).
+    const bool ids =
+        absl::EndsWith(*a.data, ".u16") || absl::EndsWith(*a.data, ".u32");
+    if (!ids) {
+      CARE_ASSIGN_OR_RETURN(tokenizer, tok::LoadTokenizer(dir));
+    }
     CARE_ASSIGN_OR_RETURN(stream,
                           data::LoadTokenStream(*a.data, tokenizer.get()));
   }
