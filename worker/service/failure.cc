@@ -50,7 +50,7 @@ ClassifiedFailure ClassifyFailure(const absl::Status& status,
       out.failure.set_reason(care::v1::FAILURE_REASON_INTERNAL);
   }
   std::string prefix = StageWord(where.stage());
-  if (!prefix.empty() && where.layer_count() > 0) {
+  if (!prefix.empty() && where.layer_count() > 1) {
     // The model's 0-based layer index, as in its tensor names.
     absl::StrAppend(&prefix, " at layer ", where.layer(), " (layers 0-",
                     where.layer_count() - 1, ")");

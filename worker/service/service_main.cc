@@ -26,13 +26,17 @@ int main(int argc, char** argv) {
     status = absl::InvalidArgumentError("unexpected argument '" +
                                         flags->positionals()[0] + "'");
   }
-  absl::StatusOr<care::worker::ServiceOptions> options = status;
+  absl::StatusOr<care::worker::ServiceOptions> options =
+      status.ok() ? care::worker::ServiceOptionsFromFlags(*flags)
+                  : absl::StatusOr<care::worker::ServiceOptions>(status);
   std::string pipeline;
-  if (status.ok()) {
-    options = care::worker::ServiceOptionsFromFlags(*flags);
+  if (options.ok()) {
     auto exe = flags->Required("pipeline-exe");
-    if (!exe.ok()) options = exe.status();
-    if (exe.ok()) pipeline = *exe;
+    if (exe.ok()) {
+      pipeline = *exe;
+    } else {
+      options = exe.status();
+    }
   }
   if (!options.ok()) {
     std::cerr << "care-worker serve: " << options.status().message()
