@@ -3,8 +3,8 @@
 //     against the float32 GEMM ceiling measured in the same run (a full
 //     Xᵀ·X with Eigen on all threads; the accumulator does half the flops);
 //  2. one layer's factorization (K and V) at a real model's shape: Cholesky
-//     whitening, S·W, SVD of [D, g·d_h], truncation, against the float64
-//     GEMM ceiling.
+//     whitening, S·W, the spectrum of S·W (eigenpairs of its Gram), and
+//     truncation, against the float64 GEMM ceiling.
 //   convert_bench [--dim D] [--kv-width W] [--tokens N] [--threads T]
 #include <omp.h>
 
@@ -106,7 +106,7 @@ int main(int argc, char** argv) {
       2 * (2.0 * d * d * out + 4.0 * d * out * out + 8.0 * out * out * out);
   const double layer_s = chol_s + svd_s + trunc_s;
   std::printf(
-      "factorize one layer (K+V): %.2f s (Cholesky %.2f, S·W + SVD %.2f, "
+      "factorize one layer (K+V): %.2f s (Cholesky %.2f, S·W + spectrum %.2f, "
       "truncate %.3f); ~%.1f GFLOP/s model flops = %.0f%% of the %.1f "
       "GFLOP/s fp64 GEMM ceiling\n",
       layer_s, chol_s, svd_s, trunc_s, flops / layer_s / 1e9,

@@ -191,13 +191,38 @@ absl::StatusOr<Decomposition> Decompose(const Scaling& scaling,
         "projection weight has a non-finite value");
   }
   const Eigen::MatrixXd m = scaling.Apply(w.cast<double>());  // [D, out]
-  Eigen::BDCSVD<Eigen::MatrixXd> svd(m, Eigen::ComputeThinV);
-  if (svd.info() != Eigen::Success) {
-    return absl::InternalError("SVD of the scaled projection did not converge");
-  }
   Decomposition out;
-  out.singular_values = svd.singularValues();  // [min(D, out)]
-  out.right_vectors = svd.matrixV();           // [out, min(D, out)]
+  if (m.cols() > m.rows()) {
+    // Wider than tall (g·d_h > D, not seen in practice): plain thin SVD.
+    Eigen::BDCSVD<Eigen::MatrixXd> svd(m, Eigen::ComputeThinV);
+    if (svd.info() != Eigen::Success) {
+      return absl::InternalError(
+          "SVD of the scaled projection did not converge");
+    }
+    out.singular_values = svd.singularValues();  // [D]
+    out.right_vectors = svd.matrixV();           // [out, D]
+    return out;
+  }
+  // The right singular vectors and values of M are the eigenpairs of its
+  // [out, out] Gram MᵀM (σ² = λ): a GEMM and an out×out eigenproblem instead
+  // of a thin SVD of [D, out] (~5x faster at D = 4096, out = 1024). Squaring
+  // costs relative accuracy only for σ below ~1e-8·σ_max, whose energy is
+  // far below the float32 factors' rounding.
+  // Full GEMM (Eigen parallelises it; its SYRK is single-threaded).
+  const Eigen::MatrixXd gram = m.transpose() * m;  // [out, out] MᵀM
+  Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(gram);
+  if (eig.info() != Eigen::Success) {
+    return absl::InternalError(
+        "eigendecomposition of the scaled projection's Gram did not converge");
+  }
+  const int64_t n = m.cols();
+  out.singular_values.resize(n);
+  out.right_vectors.resize(n, n);
+  for (int64_t i = 0; i < n; ++i) {  // ascending -> descending
+    out.singular_values(i) =
+        std::sqrt(std::max(eig.eigenvalues()(n - 1 - i), 0.0));
+    out.right_vectors.col(i) = eig.eigenvectors().col(n - 1 - i);
+  }
   return out;
 }
 
