@@ -50,8 +50,8 @@ class EndToEndTest : public ClusterTest {
 
   // care-worker convert with the same parameters, one thread like the
   // workers: the same code on the same inputs gives the same numbers.
-  nlohmann::json OfflineReport() {
-    const std::string out = dir_ + "/offline";
+  nlohmann::json OfflineReport(const std::string& samples = "64") {
+    const std::string out = dir_ + "/offline-" + samples;
     CommandResult r = RunCommand({BinaryPath("worker/cli/care-worker"),
                                   "convert",
                                   "--model",
@@ -63,7 +63,7 @@ class EndToEndTest : public ClusterTest {
                                   "--calib",
                                   text_,
                                   "--calib-samples",
-                                  "64",
+                                  samples,
                                   "--calib-seq-len",
                                   "32",
                                   "--eval",
@@ -75,12 +75,12 @@ class EndToEndTest : public ClusterTest {
                                   "--threads",
                                   "1",
                                   "--report",
-                                  dir_ + "/offline.json",
+                                  out + ".json",
                                   "--quiet"},
                                  logs_, absl::Seconds(120));
     EXPECT_EQ(r.exit_code, 0) << r.err;
-    return nlohmann::json::parse(ReadFileOrEmpty(dir_ + "/offline.json"),
-                                 nullptr, false);
+    return nlohmann::json::parse(ReadFileOrEmpty(out + ".json"), nullptr,
+                                 false);
   }
 
   std::string text_;
@@ -226,6 +226,11 @@ TEST_F(EndToEndTest, KillDashNineMidConversionFinishesOnTheOtherWorker) {
       << job.failure().message();
   EXPECT_EQ(job.attempt(), 2);
   EXPECT_TRUE(std::filesystem::exists(out + "/config.json"));
+  // Attempt 2 started afresh: the same result as an uninterrupted run.
+  nlohmann::json offline = OfflineReport("10000");
+  ASSERT_FALSE(offline.is_discarded());
+  EXPECT_NEAR(job.report().converted().ppl(),
+              offline["converted"]["ppl"].get<double>(), 1e-9);
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "service/job_options.h"
 
 #include <filesystem>
+#include <map>
 
 #include "absl/strings/str_cat.h"
 #include "care/io/uri.h"
@@ -220,11 +221,18 @@ absl::StatusOr<care::v1::Report> ReportFromPipelineJson(
   }
   if (auto timings = r.find("timings_s");
       timings != r.end() && timings->is_object()) {
+    // A JSON object has no order: list the stages in pipeline order, summing
+    // allocate into decomposing.
+    std::map<care::v1::Stage, double> by_stage;
     for (const auto& [stage, seconds] : timings->items()) {
-      if (!seconds.is_number()) continue;
+      if (seconds.is_number()) {
+        by_stage[StageFromPipeline(stage)] += seconds.get<double>();
+      }
+    }
+    for (const auto& [stage, seconds] : by_stage) {
       auto* dest = out.add_timings();
-      dest->set_stage(StageFromPipeline(stage));
-      dest->set_seconds(seconds.get<double>());
+      dest->set_stage(stage);
+      dest->set_seconds(seconds);
     }
   }
   CARE_ASSIGN_OR_RETURN(std::string method, Field<std::string>(r, "method"));

@@ -1,0 +1,177 @@
+// The worker service's pure mappings: JobSpec -> pipeline options, the
+// pipeline's JSON report -> Report, and runner errors -> failure classes.
+#include "service/job_options.h"
+
+#include <filesystem>
+#include <fstream>
+
+#include "gmock/gmock.h"
+#include "google/protobuf/text_format.h"
+#include "gtest/gtest.h"
+#include "service/failure.h"
+#include "support/fixtures.h"
+
+namespace care::worker {
+namespace {
+
+using ::testing::HasSubstr;
+
+care::v1::Job JobFrom(const std::string& spec_text) {
+  care::v1::Job job;
+  EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(
+      spec_text, job.mutable_spec()));
+  job.set_attempt(1);
+  return job;
+}
+
+constexpr char kSpec[] = R"pb(
+  model_uri: "hf://org/model@v2"
+  output_uri: "file:///tmp/care-nonexistent-out"
+  kv_budget { rank_per_matrix: 12 }
+  method: METHOD_ASVD
+  rank_allocation: RANK_ALLOCATION_AUTO
+  calibration {
+    dataset_uri: "/data/c.jsonl"
+    samples: 64
+    sequence_length: 16
+    seed: 9
+  }
+  evaluation {
+    dataset_uri: "file:///data/e.u16"
+    window_length: 128
+    max_windows: 4
+  }
+  damping: 0
+)pb";
+
+TEST(JobOptions, EveryFieldReachesThePipeline) {
+  auto o = PipelineOptionsFromJob(JobFrom(kSpec), 3);
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ((*o)["model"], "hf://org/model@v2");
+  EXPECT_EQ((*o)["output_dir"], "/tmp/care-nonexistent-out");
+  EXPECT_EQ((*o)["budget"]["rank"], 12);
+  EXPECT_FALSE((*o)["budget"].contains("kv_save"));
+  EXPECT_EQ((*o)["method"], "asvd");
+  EXPECT_EQ((*o)["allocation"], "auto");
+  EXPECT_EQ((*o)["damping"], 0.0);  // Explicit zero, not the default.
+  EXPECT_EQ((*o)["calib_data"], "/data/c.jsonl");
+  EXPECT_EQ((*o)["calib_samples"], 64);
+  EXPECT_EQ((*o)["calib_seq_len"], 16);
+  EXPECT_EQ((*o)["seed"], 9);
+  EXPECT_EQ((*o)["eval_data"], "/data/e.u16");
+  EXPECT_EQ((*o)["eval_seq_len"], 128);
+  EXPECT_EQ((*o)["eval_windows"], 4);
+  EXPECT_EQ((*o)["threads"], 3);
+  EXPECT_EQ((*o)["overwrite"], false);
+}
+
+TEST(JobOptions, UnsupportedFieldsAreUserErrorsNamingTheField) {
+  for (const auto& [extra, field] :
+       std::vector<std::pair<std::string, std::string>>{
+           {"calibration { sequential: true }", "calibration.sequential"},
+           {"evaluation { dataset_uri: \"/e.txt\" prepend_bos: true }",
+            "evaluation.prepend_bos"},
+           {"output_dtype: OUTPUT_DTYPE_BF16", "output_dtype"},
+           {"calibration { text_field: \"body\" }", "calibration.text_field"},
+       }) {
+    care::v1::Job job = JobFrom(kSpec);
+    ASSERT_TRUE(google::protobuf::TextFormat::MergeFromString(
+        extra, job.mutable_spec()));
+    auto o = PipelineOptionsFromJob(job, 0);
+    ASSERT_FALSE(o.ok()) << extra;
+    EXPECT_EQ(o.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(o.status().message(), HasSubstr(field));
+  }
+}
+
+TEST(JobOptions, OverwriteOnlyEmptyOrOwnEarlierOutput) {
+  const std::string dir = care::testing::MakeTempDir("job-options");
+  care::v1::Job job = JobFrom(kSpec);
+  job.mutable_spec()->set_output_uri(dir + "/out");
+  std::filesystem::create_directories(dir + "/out");
+  EXPECT_EQ((*PipelineOptionsFromJob(job, 0))["overwrite"], true);  // Empty.
+  std::ofstream(dir + "/out/care_report.json") << "{}";
+  EXPECT_EQ((*PipelineOptionsFromJob(job, 0))["overwrite"], false);
+  job.set_attempt(2);  // A retry may replace its earlier attempt's output.
+  EXPECT_EQ((*PipelineOptionsFromJob(job, 0))["overwrite"], true);
+  std::filesystem::remove(dir + "/out/care_report.json");
+  std::ofstream(dir + "/out/user-file") << "x";
+  EXPECT_EQ((*PipelineOptionsFromJob(job, 0))["overwrite"], false);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(JobOptions, ReportFromPipelineJson) {
+  nlohmann::json r = {
+      {"original", {{"ppl", 3.5}, {"mean_nll", 1.25}, {"predictions", 4080}}},
+      {"converted", {{"ppl", 3.75}, {"mean_nll", 1.32}, {"predictions", 4080}}},
+      {"kv_width_before", 640},
+      {"kv_width_after", 320},
+      {"layers",
+       {{{"layer", 0},
+         {"rank_k", 16},
+         {"rank_v", 12},
+         {"heldout_error_k", 0.01},
+         {"heldout_error_v", 0.2},
+         {"retained_energy_k", 0.99},
+         {"retained_energy_v", 0.8}}}},
+      {"timings_s",
+       {{"write", 0.5}, {"load", 1.0}, {"decompose", 2.0}, {"allocate", 0.25}}},
+      {"method", "care-c"},
+      {"damping", 0.01},
+      {"output_dir", "/out/x"}};
+  care::v1::JobSpec spec;
+  spec.set_rank_allocation(care::v1::RANK_ALLOCATION_ADJUSTED);
+  auto report = ReportFromPipelineJson(r, spec);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->original().predictions(), 4080);
+  EXPECT_DOUBLE_EQ(report->converted().ppl(), 3.75);
+  EXPECT_EQ(report->kv_width_after(), 320);
+  ASSERT_EQ(report->layers_size(), 1);
+  EXPECT_EQ(report->layers(0).rank_v(), 12);
+  EXPECT_DOUBLE_EQ(report->layers(0).v_relative_error(), 0.2);
+  // Pipeline order; allocate folded into decomposing.
+  ASSERT_EQ(report->timings_size(), 3);
+  EXPECT_EQ(report->timings(0).stage(), care::v1::STAGE_LOADING);
+  EXPECT_EQ(report->timings(1).stage(), care::v1::STAGE_DECOMPOSING);
+  EXPECT_DOUBLE_EQ(report->timings(1).seconds(), 2.25);
+  EXPECT_EQ(report->timings(2).stage(), care::v1::STAGE_WRITING);
+  EXPECT_EQ(report->method(), care::v1::METHOD_CARE_C);
+  EXPECT_EQ(report->rank_allocation(), care::v1::RANK_ALLOCATION_ADJUSTED);
+  EXPECT_EQ(report->output_uri(), "/out/x");
+
+  r.erase("kv_width_after");
+  auto broken = ReportFromPipelineJson(r, spec);
+  ASSERT_FALSE(broken.ok());
+  EXPECT_THAT(broken.status().message(), HasSubstr("kv_width_after"));
+}
+
+TEST(Failure, ClassesByStatusCode) {
+  care::v1::Progress where;
+  where.set_stage(care::v1::STAGE_CALIBRATING);
+  where.set_layer(3);
+  where.set_layer_count(8);
+  auto user = ClassifyFailure(
+      absl::NotFoundError("/m/model.safetensors: no such file"), where);
+  EXPECT_EQ(user.failure.reason(), care::v1::FAILURE_REASON_USER_INPUT);
+  EXPECT_FALSE(user.retryable);
+  EXPECT_EQ(user.failure.message(),
+            "calibrating at layer 3 (layers 0-7): /m/model.safetensors: no "
+            "such file");
+  auto infra = ClassifyFailure(absl::UnavailableError("hub down"), {});
+  EXPECT_EQ(infra.failure.reason(), care::v1::FAILURE_REASON_INFRASTRUCTURE);
+  EXPECT_TRUE(infra.retryable);
+  EXPECT_EQ(infra.failure.message(), "hub down");
+  auto internal = ClassifyFailure(absl::InternalError("bug"), {});
+  EXPECT_EQ(internal.failure.reason(), care::v1::FAILURE_REASON_INTERNAL);
+  EXPECT_FALSE(internal.retryable);
+  for (auto code :
+       {absl::StatusCode::kInvalidArgument,
+        absl::StatusCode::kFailedPrecondition, absl::StatusCode::kOutOfRange,
+        absl::StatusCode::kUnimplemented, absl::StatusCode::kDataLoss}) {
+    EXPECT_EQ(ClassifyFailure(absl::Status(code, "x"), {}).failure.reason(),
+              care::v1::FAILURE_REASON_USER_INPUT);
+  }
+}
+
+}  // namespace
+}  // namespace care::worker
