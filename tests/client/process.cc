@@ -2,10 +2,12 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -37,16 +39,6 @@ absl::StatusOr<std::unique_ptr<Process>> Process::Start(
   p->stdout_path_ = base + ".out";
   p->stderr_path_ = base + ".err";
 
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null",
-                                   O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO,
-                                   p->stdout_path_.c_str(),
-                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO,
-                                   p->stderr_path_.c_str(),
-                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
   std::vector<std::string> env_strings;
   for (char** e = environ; *e != nullptr; ++e) {
     std::string entry(*e);
@@ -61,13 +53,30 @@ absl::StatusOr<std::unique_ptr<Process>> Process::Start(
   c_argv.push_back(nullptr);
   for (auto& e : env_strings) c_env.push_back(e.data());
   c_env.push_back(nullptr);
-  int rc = posix_spawn(&p->pid_, argv[0].c_str(), &actions, nullptr,
-                       c_argv.data(), c_env.data());
-  posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0) {
+  // fork + exec rather than posix_spawn: the child must die with the test
+  // (PR_SET_PDEATHSIG) even when the test binary is killed by a timeout, or
+  // servers and workers would outlive it holding ports.
+  const pid_t parent = getpid();
+  const std::string out_path = p->stdout_path_, err_path = p->stderr_path_;
+  pid_t pid = fork();
+  if (pid < 0) {
     return absl::InternalError(
-        absl::StrCat("posix_spawn ", argv[0], ": ", strerror(rc)));
+        absl::StrCat("fork for ", argv[0], ": ", strerror(errno)));
   }
+  if (pid == 0) {  // Only async-signal-safe calls until exec.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);
+    int in = open("/dev/null", O_RDONLY);
+    int out = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int err = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (in < 0 || out < 0 || err < 0) _exit(127);
+    dup2(in, STDIN_FILENO);
+    dup2(out, STDOUT_FILENO);
+    dup2(err, STDERR_FILENO);
+    execve(c_argv[0], c_argv.data(), c_env.data());
+    _exit(127);
+  }
+  p->pid_ = pid;
   return p;
 }
 
