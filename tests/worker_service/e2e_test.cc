@@ -26,7 +26,9 @@ class EndToEndTest : public ClusterTest {
   }
 
   std::vector<std::string> Serve() {
-    return {BinaryPath("worker/cli/care-worker"), "serve"};
+    // Scratch space shared by the workers: one directory per job attempt.
+    return {BinaryPath("worker/cli/care-worker"), "serve", "--work-dir",
+            dir_ + "/work"};
   }
 
   // The conversion's parameters, as carectl flags; the offline run below
@@ -129,6 +131,9 @@ TEST_F(EndToEndTest, TwoWorkersConvertLikeTheOfflineTool) {
   // 50% KV on this model stays within 2x (a broken conversion explodes).
   EXPECT_GT(r.converted().ppl(), r.original().ppl());
   EXPECT_LT(r.converted().ppl(), 2 * r.original().ppl());
+  // The job's scratch directory was removed when it ended.
+  EXPECT_TRUE(std::filesystem::is_directory(dir_ + "/work"));
+  EXPECT_TRUE(std::filesystem::is_empty(dir_ + "/work"));
   CommandResult events = Carectl({"events", id});
   // Progress and per-layer results reached the job's event log.
   EXPECT_THAT(events.out, HasSubstr("writing layer 5/5"));
@@ -211,7 +216,7 @@ TEST_F(EndToEndTest, CancelMidRunLeavesNothingAtTheOutput) {
 TEST_F(EndToEndTest, KillDashNineMidConversionFinishesOnTheOtherWorker) {
   WorkerProcess& first = StartWorker("w1", Serve());
   const std::string out = dir_ + "/outputs/killed";
-  std::string id = Submit(ConvertFlags(out, "10000"));
+  std::string id = Submit(ConvertFlags(out, "5000"));
   care::v1::Job running = WaitFor(id, [](const care::v1::Job& j) {
     return j.progress().stage() == care::v1::STAGE_CALIBRATING;
   });
@@ -227,7 +232,7 @@ TEST_F(EndToEndTest, KillDashNineMidConversionFinishesOnTheOtherWorker) {
   EXPECT_EQ(job.attempt(), 2);
   EXPECT_TRUE(std::filesystem::exists(out + "/config.json"));
   // Attempt 2 started afresh: the same result as an uninterrupted run.
-  nlohmann::json offline = OfflineReport("10000");
+  nlohmann::json offline = OfflineReport("5000");
   ASSERT_FALSE(offline.is_discarded());
   EXPECT_NEAR(job.report().converted().ppl(),
               offline["converted"]["ppl"].get<double>(), 1e-9);

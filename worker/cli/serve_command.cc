@@ -33,7 +33,8 @@ namespace {
 
 constexpr char kUsage[] =
     "usage: care-worker serve --server HOST:PORT --token-file FILE\n"
-    "         [--worker-id ID] [--threads N] [--metrics-listen HOST:PORT]\n"
+    "         [--worker-id ID] [--threads N] [--work-dir DIR]\n"
+    "         [--metrics-listen HOST:PORT]\n"
     "         [--device cpu|cuda] [--tls | --tls-ca FILE] [--heartbeat-ms N]\n"
     "         [--lease-wait-ms N] [--backoff-max-ms N] [--max-jobs N]\n"
     "\n"
@@ -44,6 +45,9 @@ constexpr char kUsage[] =
     "  --token-file FILE       worker bearer token\n"
     "  --worker-id ID          identity in leases (default hostname:pid)\n"
     "  --threads N             OpenMP/Eigen threads (default: all cores)\n"
+    "  --work-dir DIR          scratch space: each job runs in its own\n"
+    "                          directory below it (cwd, TMPDIR), removed "
+    "after\n"
     "  --metrics-listen A      serve Prometheus /metrics here (port 0 = any)\n"
     "  --device cpu|cuda       device this worker offers (default cpu)\n"
     "  --tls, --tls-ca FILE    TLS (system roots, or these PEM roots)\n"

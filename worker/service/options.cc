@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -40,9 +41,9 @@ absl::StatusOr<int64_t> IntInRange(const Flags& flags, const char* name,
 
 const std::set<std::string>& ServiceFlagNames() {
   static const auto* names = new std::set<std::string>{
-      "server",        "token-file", "tls-ca",         "worker-id",
-      "device",        "threads",    "metrics-listen", "heartbeat-ms",
-      "lease-wait-ms", "max-jobs",   "backoff-max-ms"};
+      "server",       "token-file",    "tls-ca",   "worker-id",
+      "device",       "work-dir",      "threads",  "metrics-listen",
+      "heartbeat-ms", "lease-wait-ms", "max-jobs", "backoff-max-ms"};
   return *names;
 }
 
@@ -79,6 +80,16 @@ absl::StatusOr<ServiceOptions> ServiceOptionsFromFlags(const Flags& flags) {
   } else {
     return absl::InvalidArgumentError(absl::StrCat(
         "flag --device: expected cpu or cuda, got '", device, "'"));
+  }
+  o.work_dir = flags.StringOr("work-dir", "");
+  if (!o.work_dir.empty()) {
+    std::error_code error;
+    std::filesystem::create_directories(o.work_dir, error);
+    if (error || access(o.work_dir.c_str(), W_OK) != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "flag --work-dir: '", o.work_dir, "' is not a writable directory",
+          error ? ": " + error.message() : std::string()));
+    }
   }
   CARE_ASSIGN_OR_RETURN(int64_t threads,
                         IntInRange(flags, "threads", 0, 0, 4096));

@@ -24,6 +24,10 @@ struct ServiceOptions {
   std::string tls_ca_file;  // PEM roots; empty = system roots.
   std::string worker_id;    // Default "<hostname>:<pid>".
   care::v1::Device device = care::v1::DEVICE_CPU;
+  // Scratch space: each job's pipeline process runs in its own directory
+  // below it (cwd and TMPDIR), removed when the job ends. "" = the
+  // service's cwd and the inherited TMPDIR.
+  std::string work_dir;
   int threads = 0;             // Engine threads; 0 = all cores.
   std::string metrics_listen;  // "" = no /metrics endpoint.
   // Upper bound between heartbeats; also capped at a third of the lease.

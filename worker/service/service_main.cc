@@ -43,6 +43,7 @@ int main(int argc, char** argv) {
               << "\n(see care-worker help serve)\n";
     return 2;
   }
-  care::worker::SubprocessRunner runner(pipeline, options->threads);
+  care::worker::SubprocessRunner runner(pipeline, options->threads,
+                                        options->work_dir);
   return care::worker::Serve(*options, runner);
 }

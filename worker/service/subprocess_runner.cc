@@ -10,10 +10,14 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "care/util/status_macros.h"
 #include "service/job_options.h"
+
+extern char** environ;
 
 namespace care::worker {
 
@@ -70,6 +74,30 @@ absl::StatusOr<care::v1::Report> SubprocessRunner::Run(
   }
   Fd out_read(out_pipe[0]), out_write(out_pipe[1]);
 
+  // Per-job scratch directory and the child's environment, prepared before
+  // fork (only async-signal-safe calls are allowed after it).
+  std::string scratch;
+  if (!work_dir_.empty()) {
+    scratch =
+        absl::StrCat(work_dir_, "/", job.id(), "/attempt-", job.attempt());
+    std::error_code error;
+    std::filesystem::create_directories(scratch, error);
+    if (error) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "--work-dir: cannot create ", scratch, ": ", error.message()));
+    }
+  }
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e != nullptr; ++e) {
+    if (scratch.empty() || std::strncmp(*e, "TMPDIR=", 7) != 0) {
+      env_strings.push_back(*e);
+    }
+  }
+  if (!scratch.empty()) env_strings.push_back("TMPDIR=" + scratch);
+  std::vector<char*> envp;
+  for (auto& e : env_strings) envp.push_back(e.data());
+  envp.push_back(nullptr);
+
   const pid_t parent = getpid();
   pid_t pid = fork();
   if (pid < 0) {
@@ -82,12 +110,13 @@ absl::StatusOr<care::v1::Report> SubprocessRunner::Run(
     if (getppid() != parent) _exit(127);  // The parent already died.
     dup2(in_read.get(), STDIN_FILENO);
     dup2(out_write.get(), STDOUT_FILENO);
+    if (!scratch.empty() && chdir(scratch.c_str()) != 0) _exit(127);
     // The service blocks SIGTERM for sigwait; the pipeline must receive it.
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
     const char* argv[] = {pipeline_exe_.c_str(), "serve", "--run-job", nullptr};
-    execv(pipeline_exe_.c_str(), const_cast<char* const*>(argv));
+    execve(pipeline_exe_.c_str(), const_cast<char* const*>(argv), envp.data());
     _exit(127);
   }
   in_read.Reset();
@@ -147,6 +176,12 @@ absl::StatusOr<care::v1::Report> SubprocessRunner::Run(
   }
   int status = 0;
   while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (!scratch.empty()) {
+    std::error_code ignored;  // Best effort: scratch space only.
+    std::filesystem::remove_all(scratch, ignored);
+    std::filesystem::remove(std::filesystem::path(scratch).parent_path(),
+                            ignored);  // Only when empty.
   }
   if (!written.ok() && !outcome) return written;
   if (outcome) {

@@ -26,9 +26,14 @@ namespace care::worker {
 
 class SubprocessRunner : public JobRunner {
  public:
-  // `pipeline_exe`: the care-worker binary.
-  SubprocessRunner(std::string pipeline_exe, int threads)
-      : pipeline_exe_(std::move(pipeline_exe)), threads_(threads) {}
+  // `pipeline_exe`: the care-worker binary. `work_dir` (may be empty): each
+  // job's process runs in <work_dir>/<job id>/attempt-<n> (cwd and TMPDIR),
+  // removed afterwards.
+  SubprocessRunner(std::string pipeline_exe, int threads,
+                   std::string work_dir = "")
+      : pipeline_exe_(std::move(pipeline_exe)),
+        threads_(threads),
+        work_dir_(std::move(work_dir)) {}
 
   absl::StatusOr<care::v1::Report> Run(const care::v1::Job& job,
                                        ProgressSink& progress,
@@ -37,6 +42,7 @@ class SubprocessRunner : public JobRunner {
  private:
   std::string pipeline_exe_;
   int threads_;
+  std::string work_dir_;
 };
 
 }  // namespace care::worker
