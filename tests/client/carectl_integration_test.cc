@@ -5,11 +5,13 @@
 #include <arpa/inet.h>
 #include <grpcpp/grpcpp.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -335,6 +337,29 @@ TEST_F(CarectlTest, CancelRunningJobReachesWorkerAndWatchExitsTwo) {
   auto code = (*watch)->Wait(absl::Seconds(20));
   ASSERT_TRUE(code.ok());
   EXPECT_EQ(*code, 2) << (*watch)->Stderr();
+}
+
+TEST_F(CarectlTest, WatchSurvivesAServerRestart) {
+  std::string id = Submit();
+  auto watch = Process::Start(Argv({"watch", id}), logs_);
+  ASSERT_TRUE(watch.ok());
+  const std::string address = server_->address();
+  const int port = std::stoi(address.substr(address.rfind(':') + 1));
+  server_->process().Signal(SIGKILL);
+  ASSERT_TRUE(server_->process().Wait(absl::Seconds(5)).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_TRUE((*watch)->Running());  // Retrying, not failed.
+  // Same address, same database: the job is still there.
+  ServerProcess::Options options;
+  options.port = port;
+  auto restarted = ServerProcess::Start(dir_, options);
+  ASSERT_TRUE(restarted.ok()) << restarted.status();
+  server_ = std::move(*restarted);
+  EXPECT_EQ(Carectl({"cancel", id}).exit_code, 0);
+  auto code = (*watch)->Wait(absl::Seconds(20));
+  ASSERT_TRUE(code.ok());
+  EXPECT_EQ(*code, 2) << (*watch)->Stderr();
+  EXPECT_THAT((*watch)->Stdout(), HasSubstr(id + " CANCELLED"));
 }
 
 TEST_F(CarectlTest, UnreachableServerNamesTheAddress) {
