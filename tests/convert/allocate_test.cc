@@ -78,7 +78,8 @@ TEST(AllocateTest, GreedyAllocatorsMeetTheBudgetExactlyWithinBounds) {
     absl::StatusOr<std::vector<Allocation>> all =
         CandidateAllocations(s, total, kShape);
     ASSERT_TRUE(all.ok()) << all.status();
-    ASSERT_EQ(all->size(), 5u);
+    // pooled-relative-floor joins once half the uniform rank exceeds 1.
+    ASSERT_EQ(all->size(), total / 10 / 2 > 1 ? 6u : 5u) << total;
     for (const Allocation& a : *all) {
       ExpectBounds(a, kShape);
       if (a.name == "uniform") {
@@ -172,13 +173,16 @@ TEST(AllocateTest, AdjustedFactorsChangeTheScore) {
 TEST(AllocateTest, ChooseAllocationPicksTheLowestFiniteScore) {
   const LayerSpectra s = Spectra(kShape, 3);
   std::vector<Allocation> c = *CandidateAllocations(s, 80, kShape);
-  const std::vector<double> scores = {2.0, NAN, 1.5, 1.5, 3.0};
+  ASSERT_EQ(c.size(), 6u);
+  EXPECT_EQ(c[5].name, "pooled-relative-floor");
+  for (int64_t r : c[5].rank_k) EXPECT_GE(r, 4);  // floor: ⌊80/10⌋/2
+  const std::vector<double> scores = {2.0, NAN, 1.5, 1.5, 3.0, 1.6};
   int64_t calls = 0;
   const AutoChoice choice =
       *ChooseAllocation(c, [&](const Allocation&) -> absl::StatusOr<double> {
         return scores[calls++];
       });
-  EXPECT_EQ(calls, 5);
+  EXPECT_EQ(calls, 6);
   EXPECT_EQ(choice.best, 2);  // first of the tied 1.5s; NaN never wins
   EXPECT_EQ(choice.candidates[2].allocation.name, "adjusted-code");
   const absl::Status err =

@@ -173,7 +173,7 @@ TEST(PipelineTest, AutoKeepsTheBestCandidateWithinTheBudget) {
   o.allocation = AllocationStrategy::kAuto;
   absl::StatusOr<ConversionReport> r = ConvertModel(o);
   ASSERT_TRUE(r.ok()) << r.status();
-  ASSERT_EQ(r->candidates.size(), 5u);
+  ASSERT_EQ(r->candidates.size(), 6u);
   double best = 1e300;
   for (const CandidateReport& c : r->candidates)
     best = std::min(best, c.heldout_nll);

@@ -232,14 +232,17 @@ absl::StatusOr<Allocation> AllocateAdjusted(const LayerSpectra& spectra,
 absl::StatusOr<Allocation> AllocatePooled(const LayerSpectra& spectra,
                                           int64_t total,
                                           const ModelShape& shape,
-                                          bool relative) {
+                                          bool relative, int64_t floor) {
   if (absl::Status s = CheckTotal(total, shape); !s.ok()) return s;
   if (absl::Status s = CheckSpectra(spectra, shape); !s.ok()) return s;
+  // Never more than the budget can pay for in every matrix.
+  floor = std::clamp<int64_t>(
+      floor, 1, std::min(shape.max_rank, total / (2 * shape.layers)));
   std::vector<Slot> slots;
   for (int64_t l = 0; l < shape.layers; ++l) {
     for (const bool is_v : {false, true}) {
       slots.push_back(MakeSlot(l, is_v, is_v ? spectra.v[l] : spectra.k[l]));
-      slots.back().floor = 1;
+      slots.back().floor = floor;
       slots.back().ceiling = shape.max_rank;
     }
   }
@@ -248,8 +251,9 @@ absl::StatusOr<Allocation> AllocatePooled(const LayerSpectra& spectra,
     return denom > 0 ? s.Next() / denom : 0.0;
   };
   Greedy(slots, total, score);
-  return FromSlots(relative ? "pooled-relative" : "pooled-tail", slots,
-                   shape.layers);
+  std::string name = relative ? "pooled-relative" : "pooled-tail";
+  if (floor > 1) name += "-floor";
+  return FromSlots(std::move(name), slots, shape.layers);
 }
 
 absl::StatusOr<std::vector<Allocation>> CandidateAllocations(
@@ -268,6 +272,10 @@ absl::StatusOr<std::vector<Allocation>> CandidateAllocations(
   }
   if (s.ok()) s = add(AllocatePooled(spectra, total, shape, true));
   if (s.ok()) s = add(AllocatePooled(spectra, total, shape, false));
+  const int64_t half_uniform = total / (2 * shape.layers) / 2;
+  if (s.ok() && half_uniform > 1) {
+    s = add(AllocatePooled(spectra, total, shape, true, half_uniform));
+  }
   if (!s.ok()) return s;
   return out;
 }

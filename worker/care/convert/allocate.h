@@ -85,13 +85,17 @@ absl::StatusOr<Allocation> AllocateAdjusted(const LayerSpectra& spectra,
 // matrix's energy gained); otherwise the paper score σ²_{r+1} / tail.
 // With fixed bounds the result is a prefix of one greedy sequence, so every
 // rank is monotone in the budget.
+// `floor` > 1 starts every matrix there (clamped to ceiling and budget):
+// "pooled-relative-floor" uses half the uniform rank, hedging between
+// uniform and a free pool.
 absl::StatusOr<Allocation> AllocatePooled(const LayerSpectra& spectra,
                                           int64_t total,
                                           const ModelShape& shape,
-                                          bool relative);
+                                          bool relative, int64_t floor = 1);
 
 // The candidates `auto` compares, in a fixed order: uniform, adjusted,
-// adjusted-code (both factors), pooled-relative, pooled-tail.
+// adjusted-code (both factors), pooled-relative, pooled-tail,
+// pooled-relative-floor (floor = half the uniform rank).
 absl::StatusOr<std::vector<Allocation>> CandidateAllocations(
     const LayerSpectra& spectra, int64_t total, const ModelShape& shape);
 
