@@ -11,7 +11,8 @@ base="libc6 libgcc-s1 libstdc++6"
 extra_allowed="ca-certificates"
 
 binaries=()
-for b in server/care-server worker/cli/care-worker client/carectl; do
+for b in server/care-server worker/cli/care-worker \
+         worker/service/care-worker-service client/carectl; do
   [ -x "$build_dir/$b" ] && binaries+=("$build_dir/$b")
 done
 if [ ${#binaries[@]} -eq 0 ]; then
