@@ -42,6 +42,9 @@ WORKDIR /var/lib/care
 FROM runtime AS server
 EXPOSE 50051 9464
 VOLUME ["/var/lib/care"]
+# The standard gRPC health service, through carectl (in the same image).
+HEALTHCHECK --interval=10s --timeout=5s --retries=5 \
+  CMD ["carectl", "health", "--server=127.0.0.1:50051"]
 ENTRYPOINT ["care-server"]
 CMD ["--listen=0.0.0.0:50051", "--metrics-listen=0.0.0.0:9464", \
      "--db=/var/lib/care/jobs.db"]
