@@ -2,8 +2,10 @@
 // weights of realistic scale) for benchmarks and demos.
 //
 //   care-synth --preset llama-3.2-1b [--layers N] [--dtype bf16|f16|f32]
-//              [--seed S] [--shard-bytes B] --out DIR
+//              [--seed S] [--shard-bytes B] [--structure on|off]
+//              [--tokenizer DIR] --out DIR
 #include <cstdint>
+#include <filesystem>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -19,15 +21,20 @@ namespace {
 constexpr char kUsage[] =
     "usage: care-synth --preset NAME --out DIR [--layers N] [--dtype "
     "bf16|f16|f32]\n"
-    "                  [--seed S] [--shard-bytes B]\n"
-    "presets: llama-3.2-1b, llama-3.1-8b, qwen3-4b. Weights N(0, 0.02²), "
-    "norms ~1;\n"
-    "the tokenizer is not written (use --tokens with care-worker eval).\n";
+    "                  [--seed S] [--shard-bytes B] [--structure on|off]\n"
+    "                  [--tokenizer DIR]\n"
+    "presets: llama-3.2-1b, llama-3.1-8b, qwen3-4b, qwen3-30b-a3b.\n"
+    "Weights N(0, 0.02²), norms ~1; --structure on (default) adds a shared\n"
+    "low-rank residual subspace and outlier channels (docs/scale.md).\n"
+    "--tokenizer copies tokenizer.json/tokenizer_config.json from DIR (its\n"
+    "vocabulary must fit the preset's); otherwise none is written (use id\n"
+    "files, e.g. from scale_tokens).\n";
 
 absl::Status Run(const std::vector<std::string>& args) {
   CARE_ASSIGN_OR_RETURN(care::Flags flags, care::Flags::Parse(args, {}));
-  CARE_RETURN_IF_ERROR(flags.CheckKnown(
-      {"preset", "out", "layers", "dtype", "seed", "shard-bytes"}));
+  CARE_RETURN_IF_ERROR(
+      flags.CheckKnown({"preset", "out", "layers", "dtype", "seed",
+                        "shard-bytes", "structure", "tokenizer"}));
   CARE_ASSIGN_OR_RETURN(std::string preset, flags.Required("preset"));
   CARE_ASSIGN_OR_RETURN(std::string out, flags.Required("out"));
   CARE_ASSIGN_OR_RETURN(int64_t layers, flags.IntOr("layers", 0));
@@ -48,11 +55,32 @@ absl::Status Run(const std::vector<std::string>& args) {
     return absl::InvalidArgumentError(
         "--layers must be >= 0 and --shard-bytes > 0");
   }
+  const std::string structure = flags.StringOr("structure", "on");
+  if (structure != "on" && structure != "off") {
+    return absl::InvalidArgumentError("--structure must be on or off, got '" +
+                                      structure + "'");
+  }
   CARE_ASSIGN_OR_RETURN(nlohmann::json config,
                         care::engine::PresetConfigJson(preset, layers));
-  return care::engine::WriteSyntheticModel(
-      config, out, *dtype, {.seed = static_cast<uint64_t>(seed)},
-      static_cast<uint64_t>(shard));
+  CARE_RETURN_IF_ERROR(care::engine::WriteSyntheticModel(
+      config, out, *dtype,
+      {.seed = static_cast<uint64_t>(seed), .structured = structure == "on"},
+      static_cast<uint64_t>(shard)));
+  const std::string tok = flags.StringOr("tokenizer", "");
+  if (tok.empty()) return absl::OkStatus();
+  for (const char* name : {"tokenizer.json", "tokenizer_config.json"}) {
+    std::error_code ec;
+    const std::filesystem::path src = std::filesystem::path(tok) / name;
+    if (!std::filesystem::exists(src, ec)) continue;
+    std::filesystem::copy_file(
+        src, std::filesystem::path(out) / name,
+        std::filesystem::copy_options::overwrite_existing, ec);
+    if (ec) {
+      return absl::InternalError("cannot copy " + src.string() + " into " +
+                                 out + ": " + ec.message());
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace

@@ -120,4 +120,11 @@ void ReleaseMappedPages(const TensorSource& source, const std::string& prefix) {
   }
 }
 
+void ReleaseMappedTensor(const TensorSource& source, const std::string& name) {
+  const auto* ckpt = dynamic_cast<const io::Checkpoint*>(&source);
+  if (ckpt == nullptr) return;
+  auto raw = ckpt->Raw(name);
+  if (raw.ok()) DropPages(raw->bytes.data(), raw->bytes.size());
+}
+
 }  // namespace care::engine

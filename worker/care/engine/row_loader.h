@@ -36,6 +36,10 @@ absl::StatusOr<MatrixRM> GatherRows(const TensorSource& source,
 // io::Checkpoint.
 void ReleaseMappedPages(const TensorSource& source, const std::string& prefix);
 
+// The same for the one tensor `name` (O(1); used after copying a tensor's
+// raw bytes, so copying a whole checkpoint keeps one tensor resident).
+void ReleaseMappedTensor(const TensorSource& source, const std::string& name);
+
 }  // namespace care::engine
 
 #endif  // CARE_ENGINE_ROW_LOADER_H_

@@ -1,8 +1,10 @@
 #include "care/engine/synthetic_model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <numbers>
+#include <set>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -60,7 +62,62 @@ bool EndsWith(const std::string& s, absl::string_view suffix) {
                    suffix.size()) == 0;
 }
 
+// Writes into the residual stream: their output (row) dimension is D.
+bool IsResidualWrite(const std::string& n) {
+  return EndsWith(n, "o_proj.weight") || EndsWith(n, "down_proj.weight");
+}
+
+// The norms whose gains feed the attention and MLP inputs.
+bool IsBlockNorm(const std::string& n) {
+  return EndsWith(n, "input_layernorm.weight") ||
+         EndsWith(n, "post_attention_layernorm.weight");
+}
+
+// The model-wide residual basis U [D, rank], entries N(0, 1).
+MatrixRM ResidualBasis(int64_t d, const SyntheticOptions& o) {
+  std::vector<float> u(d * o.structure_rank);
+  FillNormal(HashName("__residual_basis__", o.seed), 0.0f, 1.0f, &u);
+  return Eigen::Map<MatrixRM>(u.data(), d, o.structure_rank);
+}
+
+// t (already N(0, std²)) becomes sqrt(1-ε)·structured + sqrt(ε)·t, where the
+// structured part has the same per-entry variance std².
+void MixStructure(const std::string& name, float std, const SyntheticOptions& o,
+                  Tensor* t) {
+  const int64_t rank = o.structure_rank;
+  const bool embed = !IsResidualWrite(name);  // [V, D] vs [D, in]
+  const int64_t d = embed ? t->shape[1] : t->shape[0];
+  const int64_t other = embed ? t->shape[0] : t->shape[1];
+  const MatrixRM u = ResidualBasis(d, o);  // [D, rank]
+  std::vector<float> coef(rank * other);
+  FillNormal(HashName(name + "#coef", o.seed), 0.0f,
+             std / std::sqrt(static_cast<float>(rank)), &coef);
+  const float a = std::sqrt(1.0f - o.structure_noise);
+  const float b = std::sqrt(o.structure_noise);
+  auto w = t->matrix();
+  w *= b;
+  if (embed) {
+    // [V, D] += a · Z [V, rank] · Uᵀ [rank, D]
+    w.noalias() += a * Eigen::Map<const MatrixRM>(coef.data(), other, rank) *
+                   u.transpose();
+  } else {
+    // [D, in] += a · U [D, rank] · B [rank, in]
+    w.noalias() += a * u * Eigen::Map<const MatrixRM>(coef.data(), rank, other);
+  }
+}
+
 }  // namespace
+
+std::vector<int64_t> SyntheticOutlierChannels(int64_t hidden_size,
+                                              const SyntheticOptions& o) {
+  std::set<int64_t> picked;
+  uint64_t state = HashName("__outlier_channels__", o.seed);
+  const int64_t n = std::min<int64_t>(o.outlier_channels, hidden_size);
+  while (static_cast<int64_t>(picked.size()) < n) {
+    picked.insert(static_cast<int64_t>(SplitMix64(state) % hidden_size));
+  }
+  return {picked.begin(), picked.end()};
+}
 
 std::vector<SyntheticTensorSpec> SyntheticTensorSpecs(
     const ModelConfig& config) {
@@ -89,14 +146,27 @@ Tensor SyntheticTensor(const SyntheticTensorSpec& spec,
       FillNormal(seed, 0.0f, o.bias_std, &t.data);
     } else {  // norm weights
       FillNormal(seed, 1.0f, o.norm_jitter, &t.data);
+      if (o.structured && IsBlockNorm(n)) {
+        for (int64_t c : SyntheticOutlierChannels(spec.shape[0], o)) {
+          t.data[c] *= o.outlier_norm_gain;
+        }
+      }
     }
   } else if (n == io::names::Embed()) {
     FillNormal(seed, 0.0f, o.embedding_std, &t.data);
+    if (o.structured) {
+      MixStructure(n, o.embedding_std, o, &t);
+      auto e = t.matrix();  // [V, D]
+      for (int64_t c : SyntheticOutlierChannels(spec.shape[1], o)) {
+        e.col(c) *= o.outlier_embedding_scale;
+      }
+    }
   } else {
     const float std = o.fan_in_scaling
                           ? static_cast<float>(1.0 / std::sqrt(spec.shape[1]))
                           : o.weight_std;
     FillNormal(seed, 0.0f, std, &t.data);
+    if (o.structured && IsResidualWrite(n)) MixStructure(n, std, o, &t);
   }
   return t;
 }
@@ -179,10 +249,35 @@ absl::StatusOr<nlohmann::json> PresetConfigJson(absl::string_view preset,
          {"bos_token_id", 151643},
          {"eos_token_id", 151645},
          {"torch_dtype", "bfloat16"}};
+  } else if (preset == "qwen3-30b-a3b") {
+    j = {{"architectures", {"Qwen3MoeForCausalLM"}},
+         {"model_type", "qwen3_moe"},
+         {"hidden_size", 2048},
+         {"intermediate_size", 6144},
+         {"moe_intermediate_size", 768},
+         {"num_experts", 128},
+         {"num_experts_per_tok", 8},
+         {"norm_topk_prob", true},
+         {"decoder_sparse_step", 1},
+         {"mlp_only_layers", nlohmann::json::array()},
+         {"num_hidden_layers", 48},
+         {"num_attention_heads", 32},
+         {"num_key_value_heads", 4},
+         {"head_dim", 128},
+         {"vocab_size", 151936},
+         {"max_position_embeddings", 40960},
+         {"rms_norm_eps", 1e-6},
+         {"rope_theta", 1000000.0},
+         {"tie_word_embeddings", false},
+         {"attention_bias", false},
+         {"hidden_act", "silu"},
+         {"bos_token_id", 151643},
+         {"eos_token_id", 151645},
+         {"torch_dtype", "bfloat16"}};
   } else {
-    return absl::NotFoundError(
-        absl::StrCat("unknown synthetic preset '", preset,
-                     "' (known: llama-3.2-1b, llama-3.1-8b, qwen3-4b)"));
+    return absl::NotFoundError(absl::StrCat(
+        "unknown synthetic preset '", preset,
+        "' (known: llama-3.2-1b, llama-3.1-8b, qwen3-4b, qwen3-30b-a3b)"));
   }
   if (num_layers > 0) j["num_hidden_layers"] = num_layers;
   return j;

@@ -32,6 +32,23 @@ struct SyntheticOptions {
   // Norm weights 1 + N(0, norm_jitter²); biases N(0, bias_std²).
   float norm_jitter = 0.05f;
   float bias_std = 0.02f;
+  // Realistic activation structure (docs/scale.md), off by default so the
+  // engine tests keep their i.i.d. weights:
+  // - every write into the residual stream (embedding rows, o_proj and
+  //   down_proj columns, experts included) lies mostly in one model-wide
+  //   subspace of `structure_rank` dimensions: W = sqrt(1-ε)·U·B + sqrt(ε)·N
+  //   with U [D, rank] shared by all tensors, ε = structure_noise, so hidden
+  //   dimensions are correlated and the k/v input covariance is far from
+  //   identity;
+  // - `outlier_channels` fixed channels (the same in every layer, as the
+  //   "massive activation" channels of real LLMs) carry embedding columns
+  //   scaled by outlier_embedding_scale and norm gains of outlier_norm_gain.
+  bool structured = false;
+  int64_t structure_rank = 64;
+  float structure_noise = 0.1f;
+  int64_t outlier_channels = 6;
+  float outlier_embedding_scale = 8.0f;
+  float outlier_norm_gain = 6.0f;
 };
 
 // The names and shapes of every tensor of a checkpoint with `config`
@@ -59,8 +76,14 @@ absl::Status WriteSyntheticModel(const nlohmann::json& config_json,
                                  const SyntheticOptions& options,
                                  uint64_t max_shard_bytes = 5'000'000'000);
 
+// The outlier channels of a structured model of width `hidden_size`
+// (sorted, distinct; a function of the seed only).
+std::vector<int64_t> SyntheticOutlierChannels(int64_t hidden_size,
+                                              const SyntheticOptions& options);
+
 // config.json of a real model's shape: "llama-3.2-1b", "llama-3.1-8b",
-// "qwen3-4b" (NotFound lists the presets). num_layers > 0 overrides the
+// "qwen3-4b", "qwen3-30b-a3b" (MoE: 128 experts, 8 per token; NotFound lists
+// the presets). num_layers > 0 overrides the
 // layer count (benchmarks that run a few layers).
 absl::StatusOr<nlohmann::json> PresetConfigJson(absl::string_view preset,
                                                 int64_t num_layers = 0);
