@@ -39,8 +39,9 @@ wait_line() {
   fail "no '$2' in $1"
 }
 
-echo "client-$RANDOM$RANDOM" > "$dir/client.tokens"
-echo "worker-$RANDOM$RANDOM" > "$dir/worker.tokens"
+token() { head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+token > "$dir/client.tokens"
+token > "$dir/worker.tokens"
 mkdir -p "$dir/out"
 
 "$build/server/care-server" --listen=127.0.0.1:0 --metrics-listen=127.0.0.1:0 \

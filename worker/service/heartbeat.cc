@@ -35,9 +35,8 @@ void Heartbeat::Finish(bool completed) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
-    if (completed && metrics_ != nullptr && progress_.layer_count() > 0) {
-      metrics_->LayerProcessed(progress_.stage());
-    }
+    // A completed job finished every layer of its last stage.
+    if (completed) CountLayers(progress_.layer_count());
     // The last stage's time ends now.
     if (metrics_ != nullptr) {
       metrics_->AddStageSeconds(
@@ -52,12 +51,11 @@ void Heartbeat::Finish(bool completed) {
 
 void Heartbeat::AccountStage(const care::v1::Progress& next, absl::Time now) {
   const bool new_stage = next.stage() != progress_.stage();
-  const bool new_layer = new_stage || next.layer() != progress_.layer();
-  if (metrics_ != nullptr && progress_.layer_count() > 0 && new_layer) {
-    // Leaving a layer (or the stage) means that layer's work is done.
-    metrics_->LayerProcessed(progress_.stage());
-  }
+  // The pipeline leaves a stage only when all of its layers are done; within
+  // a stage, every layer before the reported one is done.
+  CountLayers(new_stage ? progress_.layer_count() : next.layer());
   if (new_stage) {
+    layers_counted_ = 0;
     if (metrics_ != nullptr &&
         progress_.stage() != care::v1::STAGE_UNSPECIFIED) {
       metrics_->AddStageSeconds(progress_.stage(),
@@ -68,11 +66,18 @@ void Heartbeat::AccountStage(const care::v1::Progress& next, absl::Time now) {
   }
 }
 
+void Heartbeat::CountLayers(int64_t done) {
+  for (; layers_counted_ < done; ++layers_counted_) {
+    if (metrics_ != nullptr) metrics_->LayerProcessed(progress_.stage());
+  }
+}
+
 void Heartbeat::Report(const care::v1::Progress& progress) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     AccountStage(progress, absl::Now());
     progress_ = progress;
+    CountLayers(progress_.layer());
   }
   wake_.notify_all();
 }

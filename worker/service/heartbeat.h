@@ -53,6 +53,8 @@ class Heartbeat : public ProgressSink {
   void SendOnce();
   // Metrics of a progress change; mu_ held.
   void AccountStage(const care::v1::Progress& next, absl::Time now);
+  // Counts layers [layers_counted_, done) of the current stage (mu_ held).
+  void CountLayers(int64_t done);
 
   care::v1::WorkerService::Stub& stub_;
   const LeaseIdentity lease_;
@@ -65,6 +67,8 @@ class Heartbeat : public ProgressSink {
   mutable std::mutex mu_;
   std::condition_variable wake_;
   care::v1::Progress progress_;
+  // Layers of progress_.stage() already counted in the layers metric.
+  int64_t layers_counted_ = 0;
   std::vector<care::v1::LayerReport> pending_layers_;
   bool urgent_ = false;  // Stage changed or layers pending.
   bool stop_ = false;
