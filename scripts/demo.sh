@@ -16,8 +16,9 @@
 # by the project's own generator (care-synth --preset demo): random weights
 # with structure (a few outlier hidden channels and correlated directions),
 # so CARE's covariance-aware factorization and plain SVD differ visibly, and
-# a token stream sampled from it. It is not a trained model: its perplexity
-# numbers show the pipeline working, not language quality.
+# a seeded Markov token stream over its vocabulary. It is not a trained
+# model: its perplexities show the pipeline working, not language quality;
+# compare the activation errors.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -111,10 +112,33 @@ status=0
 
 say "report"
 "$build/client/carectl" get "$job"
-if [ $status -eq 0 ]; then
-  echo
-  echo "converted checkpoint: $out"
-  echo "report JSON: $out/care_report.json"
-fi
+[ $status -eq 0 ] || { echo "work directory (kept): $dir"; exit $status; }
+
+say "the same budget with plain SVD of the weights (no calibration data)"
+svd_job=$("$build/client/carectl" submit --quiet --model="$model" \
+  --out="$out-svd" --kv-save="$kv_save" --method=svd --allocation=uniform \
+  --calib="$calib" --calib-samples=256 --calib-seq-len=32 --eval="$calib" \
+  --eval-seq-len=256 --eval-windows=8 --label=source=demo)
+"$build/client/carectl" watch --plain "$svd_job" >/dev/null || true
+for j in "$job" "$svd_job"; do
+  "$build/client/carectl" get --output json "$j" >"$dir/$j.json"
+done
+python3 - "$dir/$job.json" "$dir/$svd_job.json" <<'PY'
+import json, sys
+print(f"{'method':<8} {'ppl before':>11} {'ppl after':>11} "
+      f"{'mean K err':>11} {'mean V err':>11}")
+for path in sys.argv[1:]:
+    job = json.load(open(path))
+    r = job.get("report", {})
+    layers = r.get("layers", [])
+    def mean(key):
+        return sum(l.get(key, 0) for l in layers) / max(len(layers), 1)
+    method = job["spec"]["method"].replace("METHOD_", "").lower()
+    print(f"{method:<8} {r['original']['ppl']:>11.2f} "
+          f"{r['converted']['ppl']:>11.2f} {mean('kRelativeError'):>11.5f} "
+          f"{mean('vRelativeError'):>11.5f}")
+PY
+echo
+echo "converted checkpoint: $out"
+echo "report JSON: $out/care_report.json"
 echo "work directory (kept): $dir"
-exit $status

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "care/data/synthetic_tokens.h"
 #include "care/engine/synthetic_model.h"
 #include "care/io/dtype.h"
 #include "care/util/flags.h"
@@ -22,19 +23,22 @@ constexpr char kUsage[] =
     "usage: care-synth --preset NAME --out DIR [--layers N] [--dtype "
     "bf16|f16|f32]\n"
     "                  [--seed S] [--shard-bytes B] [--structure on|off]\n"
-    "                  [--tokenizer DIR]\n"
-    "presets: llama-3.2-1b, llama-3.1-8b, qwen3-4b, qwen3-30b-a3b.\n"
+    "                  [--tokenizer DIR] [--tokens-out FILE.u32 --tokens N]\n"
+    "presets: demo, llama-3.2-1b, llama-3.1-8b, qwen3-4b, qwen3-30b-a3b.\n"
     "Weights N(0, 0.02²), norms ~1; --structure on (default) adds a shared\n"
     "low-rank residual subspace and outlier channels (docs/scale.md).\n"
     "--tokenizer copies tokenizer.json/tokenizer_config.json from DIR (its\n"
     "vocabulary must fit the preset's); otherwise none is written (use id\n"
-    "files, e.g. from scale_tokens).\n";
+    "files, e.g. from scale_tokens).\n"
+    "--tokens-out writes N ids (default 200000) of a seeded Markov stream\n"
+    "over the preset's vocabulary (Zipf unigrams, predictable bigrams) as\n"
+    "calibration/evaluation data for models without real text.\n";
 
 absl::Status Run(const std::vector<std::string>& args) {
   CARE_ASSIGN_OR_RETURN(care::Flags flags, care::Flags::Parse(args, {}));
-  CARE_RETURN_IF_ERROR(
-      flags.CheckKnown({"preset", "out", "layers", "dtype", "seed",
-                        "shard-bytes", "structure", "tokenizer"}));
+  CARE_RETURN_IF_ERROR(flags.CheckKnown({"preset", "out", "layers", "dtype",
+                                         "seed", "shard-bytes", "structure",
+                                         "tokenizer", "tokens-out", "tokens"}));
   CARE_ASSIGN_OR_RETURN(std::string preset, flags.Required("preset"));
   CARE_ASSIGN_OR_RETURN(std::string out, flags.Required("out"));
   CARE_ASSIGN_OR_RETURN(int64_t layers, flags.IntOr("layers", 0));
@@ -66,6 +70,17 @@ absl::Status Run(const std::vector<std::string>& args) {
       config, out, *dtype,
       {.seed = static_cast<uint64_t>(seed), .structured = structure == "on"},
       static_cast<uint64_t>(shard)));
+  if (const std::string ids_out = flags.StringOr("tokens-out", "");
+      !ids_out.empty()) {
+    CARE_ASSIGN_OR_RETURN(int64_t count, flags.IntOr("tokens", 200000));
+    CARE_ASSIGN_OR_RETURN(
+        std::vector<int32_t> ids,
+        care::data::SyntheticTokenStream(
+            {.vocab_size = config.value("vocab_size", int64_t{0}),
+             .count = count,
+             .seed = static_cast<uint64_t>(seed)}));
+    CARE_RETURN_IF_ERROR(care::data::WriteTokenFileU32(ids_out, ids));
+  }
   const std::string tok = flags.StringOr("tokenizer", "");
   if (tok.empty()) return absl::OkStatus();
   for (const char* name : {"tokenizer.json", "tokenizer_config.json"}) {

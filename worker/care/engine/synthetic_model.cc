@@ -204,7 +204,27 @@ absl::Status WriteSyntheticModel(const nlohmann::json& config_json,
 absl::StatusOr<nlohmann::json> PresetConfigJson(absl::string_view preset,
                                                 int64_t num_layers) {
   nlohmann::json j;
-  if (preset == "llama-3.2-1b" || preset == "llama-3.1-8b") {
+  if (preset == "demo") {
+    // A small Llama (GQA 8/4, ~3M parameters) that converts in seconds.
+    j = {{"architectures", {"LlamaForCausalLM"}},
+         {"model_type", "llama"},
+         {"hidden_size", 256},
+         {"intermediate_size", 688},
+         {"num_hidden_layers", 4},
+         {"num_attention_heads", 8},
+         {"num_key_value_heads", 4},
+         {"head_dim", 32},
+         {"vocab_size", 4096},
+         {"max_position_embeddings", 2048},
+         {"rms_norm_eps", 1e-5},
+         {"rope_theta", 10000.0},
+         {"tie_word_embeddings", true},
+         {"attention_bias", false},
+         {"hidden_act", "silu"},
+         {"bos_token_id", 1},
+         {"eos_token_id", 2},
+         {"torch_dtype", "bfloat16"}};
+  } else if (preset == "llama-3.2-1b" || preset == "llama-3.1-8b") {
     const bool small = preset == "llama-3.2-1b";
     j = {{"architectures", {"LlamaForCausalLM"}},
          {"model_type", "llama"},
@@ -275,9 +295,10 @@ absl::StatusOr<nlohmann::json> PresetConfigJson(absl::string_view preset,
          {"eos_token_id", 151645},
          {"torch_dtype", "bfloat16"}};
   } else {
-    return absl::NotFoundError(absl::StrCat(
-        "unknown synthetic preset '", preset,
-        "' (known: llama-3.2-1b, llama-3.1-8b, qwen3-4b, qwen3-30b-a3b)"));
+    return absl::NotFoundError(
+        absl::StrCat("unknown synthetic preset '", preset,
+                     "' (known: demo, llama-3.2-1b, llama-3.1-8b, qwen3-4b, "
+                     "qwen3-30b-a3b)"));
   }
   if (num_layers > 0) j["num_hidden_layers"] = num_layers;
   return j;
