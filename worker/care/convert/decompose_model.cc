@@ -16,6 +16,25 @@ Eigen::MatrixXd Gram(const MatrixRM& w, const Eigen::MatrixXd& c) {
   return wd.transpose() * c * wd;               // [out, out]
 }
 
+// Wᵀ·C_h·W with C_h = (1/N)·Σ xᵀx over the N rows of x, computed as
+// (X·W)ᵀ(X·W)/N in float64: for N below D this is far cheaper than forming
+// C_h (D²·N) and then Wᵀ·C_h·W (two [out, D]·[D, D]-sized products), and
+// it rounds less. The held-out covariance is needed for nothing else.
+absl::StatusOr<std::pair<Eigen::MatrixXd, Eigen::MatrixXd>> RowGrams(
+    const Eigen::Ref<const MatrixRM>& x, const MatrixRM& w_k,
+    const MatrixRM& w_v) {
+  if (!x.allFinite()) {
+    return absl::InvalidArgumentError(
+        "held-out activations contain NaN or inf");
+  }
+  const Eigen::MatrixXd xd = x.cast<double>();  // [N, D]
+  const double n = std::max<Eigen::Index>(1, x.rows());
+  const Eigen::MatrixXd pk = xd * w_k.cast<double>();  // [N, g·d_h]
+  const Eigen::MatrixXd pv = xd * w_v.cast<double>();  // [N, g·d_h]
+  return std::make_pair(Eigen::MatrixXd(pk.transpose() * pk / n),
+                        Eigen::MatrixXd(pv.transpose() * pv / n));
+}
+
 // Calibration rows first, held-out rows after, as one engine batch.
 engine::TokenWindows Batch(const CalibrationWindows& windows) {
   engine::TokenWindows all = windows.calib;
@@ -45,17 +64,17 @@ absl::StatusOr<FittedLayer> FitLayer(const ModelConfig& config,
                                      const FactorizeOptions& options) {
   // x: [tokens, D], calibration rows first.
   const int64_t d = config.hidden_size;
-  CovarianceAccumulator cal(d), held(d);
+  CovarianceAccumulator cal(d);
   CARE_RETURN_IF_ERROR(cal.Add(x.topRows(cal_tokens)));
-  CARE_RETURN_IF_ERROR(held.Add(x.bottomRows(x.rows() - cal_tokens)));
   const LayerStatistics stats{cal.Covariance(), cal.MeanAbs(), cal.tokens()};
-  const Eigen::MatrixXd c_held = held.Covariance();
   CARE_ASSIGN_OR_RETURN(LayerWeights w, LoadLayerWeights(config, weights, l));
   FittedLayer out;
   out.grams.calib_k = Gram(w.w_k, stats.covariance);
   out.grams.calib_v = Gram(w.w_v, stats.covariance);
-  out.grams.heldout_k = Gram(w.w_k, c_held);
-  out.grams.heldout_v = Gram(w.w_v, c_held);
+  CARE_ASSIGN_OR_RETURN(
+      auto held, RowGrams(x.bottomRows(x.rows() - cal_tokens), w.w_k, w.w_v));
+  out.grams.heldout_k = std::move(held.first);
+  out.grams.heldout_v = std::move(held.second);
   absl::StatusOr<LayerDecomposition> dec =
       DecomposeLayer(std::move(w), stats, options);
   if (!dec.ok()) {
