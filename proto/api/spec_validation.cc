@@ -2,9 +2,9 @@
 
 #include <cmath>
 #include <string>
-#include "absl/strings/string_view.h"
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "care/io/uri.h"
 
 namespace care::api {
@@ -19,8 +19,8 @@ absl::Status Invalid(absl::string_view field, absl::string_view message) {
 absl::Status CheckRange(absl::string_view field, int64_t value, int64_t lo,
                         int64_t hi) {
   if (value < lo || value > hi) {
-    return Invalid(field, absl::StrCat("must be in [", lo, ", ", hi,
-                                       "], got ", value));
+    return Invalid(
+        field, absl::StrCat("must be in [", lo, ", ", hi, "], got ", value));
   }
   return absl::OkStatus();
 }
@@ -76,8 +76,7 @@ absl::Status ValidateBudget(const JobSpec& spec) {
     case care::v1::KvBudget::BUDGET_NOT_SET:
       break;
   }
-  return Invalid("kv_budget",
-                 "set one of kv_save_fraction or rank_per_matrix");
+  return Invalid("kv_budget", "set one of kv_save_fraction or rank_per_matrix");
 }
 
 absl::Status ValidateEnums(const JobSpec& spec) {
@@ -118,8 +117,8 @@ absl::Status ValidateCalibration(const JobSpec& spec) {
   if (!s.ok()) return s;
   s = CheckOptionalRange("calibration.samples", c.samples(), 1, 1 << 20);
   if (!s.ok()) return s;
-  s = CheckOptionalRange("calibration.sequence_length", c.sequence_length(),
-                         2, 131072);
+  s = CheckOptionalRange("calibration.sequence_length", c.sequence_length(), 2,
+                         131072);
   if (!s.ok()) return s;
   return CheckTextField("calibration.text_field", c.text_field());
 }
@@ -175,23 +174,21 @@ absl::Status ValidateRequestId(const std::string& id) {
 }  // namespace
 
 absl::Status ValidateJobSpec(const JobSpec& spec) {
-  for (auto check : {+[](const JobSpec& s) {
-                       return CheckUri("model_uri", s.model_uri(), true);
-                     },
-                     +[](const JobSpec& s) {
-                       return CheckUri("output_uri", s.output_uri(), false);
-                     },
-                     &ValidateBudget, &ValidateEnums, &ValidateCalibration,
-                     &ValidateEvaluation, &ValidateLabels,
-                     +[](const JobSpec& s) {
-                       return ValidateRequestId(s.request_id());
-                     }}) {
+  for (auto check :
+       {+[](const JobSpec& s) {
+          return CheckUri("model_uri", s.model_uri(), true);
+        },
+        +[](const JobSpec& s) {
+          return CheckUri("output_uri", s.output_uri(), false);
+        },
+        &ValidateBudget, &ValidateEnums, &ValidateCalibration,
+        &ValidateEvaluation, &ValidateLabels,
+        +[](const JobSpec& s) { return ValidateRequestId(s.request_id()); }}) {
     absl::Status s = check(spec);
     if (!s.ok()) return s;
   }
-  if (spec.has_damping() &&
-      (!std::isfinite(spec.damping()) || spec.damping() < 0.0 ||
-       spec.damping() > 1.0)) {
+  if (spec.has_damping() && (!std::isfinite(spec.damping()) ||
+                             spec.damping() < 0.0 || spec.damping() > 1.0)) {
     return Invalid("damping",
                    absl::StrCat("must be in [0, 1], got ", spec.damping()));
   }

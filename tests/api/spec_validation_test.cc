@@ -68,8 +68,8 @@ const Case kCases[] = {
      "output_uri"},
     // kv_budget
     {"budget_missing", [](JobSpec& s) { s.clear_kv_budget(); }, "kv_budget"},
-    {"budget_unset",
-     [](JobSpec& s) { s.mutable_kv_budget()->clear_budget(); }, "kv_budget"},
+    {"budget_unset", [](JobSpec& s) { s.mutable_kv_budget()->clear_budget(); },
+     "kv_budget"},
     {"budget_fraction_one",
      [](JobSpec& s) { s.mutable_kv_budget()->set_kv_save_fraction(1.0); },
      "kv_budget.kv_save_fraction"},
@@ -176,8 +176,7 @@ const Case kCases[] = {
     {"labels_uppercase",
      [](JobSpec& s) { (*s.mutable_labels())["Team"] = "a"; }, "labels[Team]"},
     {"labels_trailing_dash",
-     [](JobSpec& s) { (*s.mutable_labels())["team-"] = "a"; },
-     "labels[team-]"},
+     [](JobSpec& s) { (*s.mutable_labels())["team-"] = "a"; }, "labels[team-]"},
     {"labels_value_long",
      [](JobSpec& s) { (*s.mutable_labels())["k"] = std::string(257, 'v'); },
      "labels[k]"},
@@ -194,8 +193,7 @@ const Case kCases[] = {
     {"request_id_space", [](JobSpec& s) { s.set_request_id("a b"); },
      "request_id"},
     {"request_id_long",
-     [](JobSpec& s) { s.set_request_id(std::string(129, 'r')); },
-     "request_id"},
+     [](JobSpec& s) { s.set_request_id(std::string(129, 'r')); }, "request_id"},
     {"request_id_ok", [](JobSpec& s) { s.set_request_id("ci-run-42"); }, ""},
     {"max_attempts_high", [](JobSpec& s) { s.set_max_attempts(21); },
      "max_attempts"},
@@ -203,8 +201,7 @@ const Case kCases[] = {
      "max_attempts"},
 };
 
-INSTANTIATE_TEST_SUITE_P(Rules, SpecValidationTest,
-                         ::testing::ValuesIn(kCases),
+INSTANTIATE_TEST_SUITE_P(Rules, SpecValidationTest, ::testing::ValuesIn(kCases),
                          [](const auto& info) { return info.param.name; });
 
 TEST(ApplyJobSpecDefaultsTest, FillsUnsetFieldsOnly) {

@@ -34,8 +34,8 @@ std::string BinaryPath(const std::string& relative) {
 
 std::string MakeTempDir(const std::string& prefix) {
   const char* tmp = std::getenv("TMPDIR");
-  std::string pattern = std::string(tmp && *tmp ? tmp : "/tmp") + "/" +
-                        prefix + "-XXXXXX";
+  std::string pattern =
+      std::string(tmp && *tmp ? tmp : "/tmp") + "/" + prefix + "-XXXXXX";
   char* made = mkdtemp(pattern.data());
   return made ? std::string(made) : std::string();
 }

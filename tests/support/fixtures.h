@@ -18,7 +18,8 @@ std::string FixturePath(const std::string& relative);
 bool FixturesAvailable();
 bool FixturesRequired();
 
-// Path of a binary built by this project, e.g. BinaryPath("server/care-server").
+// Path of a binary built by this project, e.g.
+// BinaryPath("server/care-server").
 std::string BinaryPath(const std::string& relative);
 
 // A fresh, empty directory under $TMPDIR removed by the caller (or left for
@@ -27,18 +28,17 @@ std::string MakeTempDir(const std::string& prefix);
 
 }  // namespace care::testing
 
-#define CARE_REQUIRE_FIXTURES()                                         \
-  do {                                                                  \
-    if (!::care::testing::FixturesAvailable()) {                        \
-      if (::care::testing::FixturesRequired()) {                        \
-        FAIL() << "fixtures not found at "                              \
-               << ::care::testing::FixturesRoot()                       \
-               << " (set CARE_FIXTURES)";                               \
-      }                                                                 \
-      GTEST_SKIP() << "fixtures not found at "                          \
-                   << ::care::testing::FixturesRoot()                   \
-                   << "; set CARE_FIXTURES to run this test";           \
-    }                                                                   \
+#define CARE_REQUIRE_FIXTURES()                                               \
+  do {                                                                        \
+    if (!::care::testing::FixturesAvailable()) {                              \
+      if (::care::testing::FixturesRequired()) {                              \
+        FAIL() << "fixtures not found at " << ::care::testing::FixturesRoot() \
+               << " (set CARE_FIXTURES)";                                     \
+      }                                                                       \
+      GTEST_SKIP() << "fixtures not found at "                                \
+                   << ::care::testing::FixturesRoot()                         \
+                   << "; set CARE_FIXTURES to run this test";                 \
+    }                                                                         \
   } while (false)
 
 #endif  // CARE_TESTS_SUPPORT_FIXTURES_H_

@@ -25,7 +25,7 @@ const std::vector<Command>& Commands();
 
 }  // namespace care::cli
 
-#define CARE_REGISTER_COMMAND(ident, ...) \
+#define CARE_REGISTER_COMMAND(ident, ...)             \
   static const bool care_command_registered_##ident = \
       ::care::cli::RegisterCommand(::care::cli::Command{__VA_ARGS__})
 

@@ -36,8 +36,16 @@ absl::StatusOr<MatrixRM> GatherRows(const TensorSource& source,
 // io::Checkpoint.
 void ReleaseMappedPages(const TensorSource& source, const std::string& prefix);
 
-// The same for the one tensor `name` (O(1); used after copying a tensor's
-// raw bytes, so copying a whole checkpoint keeps one tensor resident).
+// Asks the kernel to read the stored bytes of every tensor whose name starts
+// with `prefix` in the background (madvise MADV_WILLNEED), so the next
+// layer's reads from disk overlap this layer's compute. Does not add to the
+// resident set (the pages go to the page cache, not this mapping). No-op
+// for sources other than io::Checkpoint.
+void PrefetchMappedPages(const TensorSource& source, const std::string& prefix);
+
+// The same as ReleaseMappedPages for the one tensor `name` (O(1); used after
+// copying a tensor's raw bytes, so copying a whole checkpoint keeps one tensor
+// resident).
 void ReleaseMappedTensor(const TensorSource& source, const std::string& name);
 
 }  // namespace care::engine

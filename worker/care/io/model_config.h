@@ -5,11 +5,10 @@
 #define CARE_IO_MODEL_CONFIG_H_
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -32,22 +31,23 @@ struct RopeScaling {
   std::optional<double> attention_factor;  // yarn mscale override
 };
 
-// Per-layer latent ranks of a CARE-converted checkpoint (docs/checkpoint-format.md).
+// Per-layer latent ranks of a CARE-converted checkpoint
+// (docs/checkpoint-format.md).
 struct LatentAttentionConfig {
   std::vector<int> rank_k;  // [num_hidden_layers]
   std::vector<int> rank_v;  // [num_hidden_layers]
 };
 
 struct ModelConfig {
-  std::string model_type;    // "llama", "mistral", "qwen2", "qwen3", "qwen3_moe"
+  std::string model_type;  // "llama", "mistral", "qwen2", "qwen3", "qwen3_moe"
   std::string architecture;  // architectures[0], e.g. "LlamaForCausalLM"
 
-  int64_t hidden_size = 0;                // D
-  int64_t intermediate_size = 0;          // dense MLP width
-  int64_t num_hidden_layers = 0;          // L
-  int64_t num_attention_heads = 0;        // n_h
-  int64_t num_key_value_heads = 0;        // g
-  int64_t head_dim = 0;                   // d_h (explicit or D / n_h)
+  int64_t hidden_size = 0;          // D
+  int64_t intermediate_size = 0;    // dense MLP width
+  int64_t num_hidden_layers = 0;    // L
+  int64_t num_attention_heads = 0;  // n_h
+  int64_t num_key_value_heads = 0;  // g
+  int64_t head_dim = 0;             // d_h (explicit or D / n_h)
   int64_t vocab_size = 0;
   int64_t max_position_embeddings = 0;
   double rms_norm_eps = 1e-6;

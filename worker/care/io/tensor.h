@@ -4,11 +4,10 @@
 #ifndef CARE_IO_TENSOR_H_
 #define CARE_IO_TENSOR_H_
 
+#include <Eigen/Core>
 #include <cstdint>
 #include <string>
 #include <vector>
-
-#include <Eigen/Core>
 
 namespace care {
 

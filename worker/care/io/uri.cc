@@ -19,15 +19,14 @@ bool IsRepoChar(char c) {
 absl::Status CheckRepoPart(absl::string_view part, absl::string_view uri) {
   if (part.empty() || part.size() > 96 || part == "." || part == ".." ||
       part.front() == '-' || part.front() == '.') {
-    return absl::InvalidArgumentError(
-        absl::StrCat("invalid Hugging Face repo component '", part, "' in '",
-                     uri, "'"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "invalid Hugging Face repo component '", part, "' in '", uri, "'"));
   }
   for (char c : part) {
     if (!IsRepoChar(c)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "invalid character '", std::string(1, c), "' in '", uri,
-          "' (repo ids use letters, digits, '-', '_', '.')"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("invalid character '", std::string(1, c), "' in '", uri,
+                       "' (repo ids use letters, digits, '-', '_', '.')"));
     }
   }
   return absl::OkStatus();

@@ -35,8 +35,8 @@ absl::StatusOr<Flags> Flags::Parse(const std::vector<std::string>& args,
       value = args[++i];
     }
     if (name.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat("malformed flag '", arg,
-                                                     "'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("malformed flag '", arg, "'"));
     }
     flags.values_[name] = value;
   }
@@ -95,8 +95,7 @@ absl::StatusOr<std::string> Flags::Required(absl::string_view name) const {
 absl::Status Flags::CheckKnown(const std::set<std::string>& known) const {
   for (const auto& [name, value] : values_) {
     if (known.count(name) == 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("unknown flag --", name));
+      return absl::InvalidArgumentError(absl::StrCat("unknown flag --", name));
     }
   }
   return absl::OkStatus();

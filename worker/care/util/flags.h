@@ -20,8 +20,9 @@ namespace care {
 class Flags {
  public:
   // `boolean_flags` never take a value ("--json"); every other flag does.
-  static absl::StatusOr<Flags> Parse(const std::vector<std::string>& args,
-                                     const std::set<std::string>& boolean_flags);
+  static absl::StatusOr<Flags> Parse(
+      const std::vector<std::string>& args,
+      const std::set<std::string>& boolean_flags);
 
   bool Has(absl::string_view name) const;
   bool Bool(absl::string_view name) const { return Has(name); }
