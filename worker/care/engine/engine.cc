@@ -155,6 +155,10 @@ absl::Status LayerwiseForward::RunLayer(const LayerHooks& hooks) {
                          windows_.num_windows,
                          windows_.seq_len,
                          std::max<int64_t>(1, options_.group_tokens)};
+  // Layer l+1's (or the head's) bytes are read from disk while l computes.
+  PrefetchMappedPages(weights_, layer + 1 < num_layers()
+                                    ? io::names::Layer(layer + 1, "")
+                                    : std::string("lm_head."));
   absl::Status status = family_->RunLayer(ctx, layer, &hidden_);
   if (!status.ok()) {
     return absl::Status(status.code(),

@@ -51,6 +51,18 @@ void DropPages(const char* data, size_t size) {
   }
 }
 
+// madvise(MADV_WILLNEED) on the pages covering [data, data + size): the
+// kernel starts reading them from disk in the background.
+void WillNeedPages(const char* data, size_t size) {
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const auto begin = reinterpret_cast<uintptr_t>(data);
+  const uintptr_t first = begin / page * page;
+  if (size > 0) {
+    (void)madvise(reinterpret_cast<void*>(first), begin + size - first,
+                  MADV_WILLNEED);
+  }
+}
+
 }  // namespace
 
 absl::StatusOr<MatrixRM> LoadRows(const TensorSource& source,
@@ -117,6 +129,17 @@ void ReleaseMappedPages(const TensorSource& source, const std::string& prefix) {
     if (name.compare(0, prefix.size(), prefix) != 0) continue;
     auto raw = ckpt->Raw(name);
     if (raw.ok()) DropPages(raw->bytes.data(), raw->bytes.size());
+  }
+}
+
+void PrefetchMappedPages(const TensorSource& source,
+                         const std::string& prefix) {
+  const auto* ckpt = dynamic_cast<const io::Checkpoint*>(&source);
+  if (ckpt == nullptr) return;
+  for (const std::string& name : ckpt->Names()) {
+    if (name.compare(0, prefix.size(), prefix) != 0) continue;
+    auto raw = ckpt->Raw(name);
+    if (raw.ok()) WillNeedPages(raw->bytes.data(), raw->bytes.size());
   }
 }
 
