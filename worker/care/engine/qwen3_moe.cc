@@ -14,10 +14,13 @@
 #include "care/engine/attention_block.h"
 #include "care/engine/decoder_family.h"
 #include "care/engine/mlp.h"
+#include "care/engine/parallel.h"
 #include "care/io/tensor_names.h"
 #include "care/util/status_macros.h"
 
 namespace care::engine {
+
+using internal::kParallelMin;
 
 namespace {
 
@@ -73,23 +76,50 @@ absl::Status SparseMoe(const LayerContext& ctx, int64_t layer,
     logits.noalias() = x * gate.matrix().transpose();  // [tokens, E]
   }
   const std::vector<Route> routes = RouteTokens(c, logits);
-  y->setZero(x.rows(), D);
-  MatrixRM xe, ye;
+  const int64_t T = x.rows(), k = c.num_experts_per_tok;
+  // Each (token, expert) product goes to its own row of `out`, token t's k
+  // rows ordered by expert id; summing them in that order afterwards is the
+  // sequential loop's sum (same order), whatever the thread count.
+  std::vector<std::vector<int64_t>> slot(E);
+  std::vector<int64_t> used(T, 0);
   for (int64_t e = 0; e < E; ++e) {
-    const Route& r = routes[e];
-    if (r.tokens.empty()) continue;
-    CARE_ASSIGN_OR_RETURN(
-        SwiGluWeights w,
-        LoadSwiGlu(
-            ctx.weights,
-            io::names::Layer(layer, absl::StrCat("mlp.experts.", e, ".")), D,
-            c.moe_intermediate_size));
-    const int64_t n = r.tokens.size();
-    xe.resize(n, D);  // [routed tokens, D]
-    for (int64_t i = 0; i < n; ++i) xe.row(i) = x.row(r.tokens[i]);
-    SwiGlu(w, xe, &ye);  // [routed tokens, D]
-    for (int64_t i = 0; i < n; ++i)
-      y->row(r.tokens[i]) += r.weights[i] * ye.row(i);
+    for (int64_t t : routes[e].tokens) slot[e].push_back(t * k + used[t]++);
+  }
+  MatrixRM out(T * k, D);  // [tokens · k, D]
+  std::vector<absl::Status> status(E);
+  // One expert per thread: the per-expert GEMMs are small (tokens/E·k rows),
+  // where a GEMM split over threads spends most of its time synchronizing;
+  // experts side by side keep every core on useful work. Unused experts are
+  // never read.
+#pragma omp parallel
+  {
+    MatrixRM xe, ye;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t e = 0; e < E; ++e) {
+      const Route& r = routes[e];
+      if (r.tokens.empty()) continue;
+      absl::StatusOr<SwiGluWeights> w = LoadSwiGlu(
+          ctx.weights,
+          io::names::Layer(layer, absl::StrCat("mlp.experts.", e, ".")), D,
+          c.moe_intermediate_size);
+      if (!w.ok()) {
+        status[e] = w.status();
+        continue;
+      }
+      const int64_t n = r.tokens.size();
+      xe.resize(n, D);  // [routed tokens, D]
+      for (int64_t i = 0; i < n; ++i) xe.row(i) = x.row(r.tokens[i]);
+      SwiGlu(*w, xe, &ye);  // [routed tokens, D]
+      for (int64_t i = 0; i < n; ++i) {
+        out.row(slot[e][i]) = r.weights[i] * ye.row(i);
+      }
+    }
+  }
+  for (const absl::Status& st : status) CARE_RETURN_IF_ERROR(st);
+  y->setZero(T, D);
+#pragma omp parallel for schedule(static) if (T * D >= kParallelMin)
+  for (int64_t t = 0; t < T; ++t) {
+    for (int64_t j = 0; j < k; ++j) y->row(t) += out.row(t * k + j);
   }
   return absl::OkStatus();
 }
