@@ -31,6 +31,7 @@ RUN apt-get update \
       libprotobuf32 \
       libsentencepiece0 \
       libsqlite3-0 \
+      libssl3 \
       libutf8proc2 \
  && rm -rf /var/lib/apt/lists/*
 # runtime-packages-end

@@ -9,11 +9,17 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "api/names.h"
 #include "client/table.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/time_util.h"
 
 namespace care::client {
+// carectl shows "-" for an unset stage.
+std::string StageName(care::v1::Stage stage) {
+  absl::string_view word = care::api::StageWord(stage);
+  return word.empty() ? "-" : std::string(word);
+}
 
 using care::v1::Job;
 using care::v1::JobEvent;
@@ -40,23 +46,6 @@ std::string StateName(care::v1::JobState state) {
       return "FAILED";
     case care::v1::JOB_STATE_CANCELLED:
       return "CANCELLED";
-    default:
-      return "-";
-  }
-}
-
-std::string StageName(care::v1::Stage stage) {
-  switch (stage) {
-    case care::v1::STAGE_LOADING:
-      return "loading";
-    case care::v1::STAGE_CALIBRATING:
-      return "calibrating";
-    case care::v1::STAGE_DECOMPOSING:
-      return "decomposing";
-    case care::v1::STAGE_EVALUATING:
-      return "evaluating";
-    case care::v1::STAGE_WRITING:
-      return "writing";
     default:
       return "-";
   }
@@ -166,7 +155,7 @@ std::string HumanDuration(absl::Duration duration) {
 
 std::string FormatProgress(const Progress& progress) {
   if (progress.stage() == care::v1::STAGE_UNSPECIFIED) return "-";
-  std::string out = StageName(progress.stage());
+  std::string out(StageName(progress.stage()));
   if (progress.layer_count() > 0) {
     absl::StrAppend(&out, " layer ", progress.layer() + 1, "/",
                     progress.layer_count());

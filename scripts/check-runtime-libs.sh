@@ -24,6 +24,8 @@ needed_pkgs=$(
   for bin in "${binaries[@]}"; do
     ldd_out=$(ldd "$bin")
     for soname in $(readelf -d "$bin" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
+      # The dynamic loader belongs to libc6, always present.
+      [[ $soname == ld-linux* ]] && continue
       path=$(awk -v s="$soname" '$1 == s && $3 ~ /^\// {print $3}' <<<"$ldd_out")
       if [ -z "$path" ]; then
         echo "check-runtime-libs: $bin needs $soname, which ldd cannot resolve" >&2

@@ -1,29 +1,9 @@
 #include "service/failure.h"
 
 #include "absl/strings/str_cat.h"
+#include "api/names.h"
 
 namespace care::worker {
-
-namespace {
-
-const char* StageWord(care::v1::Stage stage) {
-  switch (stage) {
-    case care::v1::STAGE_LOADING:
-      return "loading";
-    case care::v1::STAGE_CALIBRATING:
-      return "calibrating";
-    case care::v1::STAGE_DECOMPOSING:
-      return "decomposing";
-    case care::v1::STAGE_EVALUATING:
-      return "evaluating";
-    case care::v1::STAGE_WRITING:
-      return "writing";
-    default:
-      return "";
-  }
-}
-
-}  // namespace
 
 ClassifiedFailure ClassifyFailure(const absl::Status& status,
                                   const care::v1::Progress& where) {
@@ -49,7 +29,7 @@ ClassifiedFailure ClassifyFailure(const absl::Status& status,
     default:
       out.failure.set_reason(care::v1::FAILURE_REASON_INTERNAL);
   }
-  std::string prefix = StageWord(where.stage());
+  std::string prefix(care::api::StageWord(where.stage()));
   if (!prefix.empty() && where.layer_count() > 1) {
     // The model's 0-based layer index, as in its tensor names.
     absl::StrAppend(&prefix, " at layer ", where.layer(), " (layers 0-",

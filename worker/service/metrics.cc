@@ -5,26 +5,16 @@
 #include <exception>
 
 #include "absl/strings/str_cat.h"
+#include "api/names.h"
 
 namespace care::worker {
 
 namespace {
 
+// Metric label of a stage ("unspecified" rather than an empty value).
 std::string StageLabel(care::v1::Stage stage) {
-  switch (stage) {
-    case care::v1::STAGE_LOADING:
-      return "loading";
-    case care::v1::STAGE_CALIBRATING:
-      return "calibrating";
-    case care::v1::STAGE_DECOMPOSING:
-      return "decomposing";
-    case care::v1::STAGE_EVALUATING:
-      return "evaluating";
-    case care::v1::STAGE_WRITING:
-      return "writing";
-    default:
-      return "unspecified";
-  }
+  absl::string_view word = care::api::StageWord(stage);
+  return word.empty() ? "unspecified" : std::string(word);
 }
 
 }  // namespace
