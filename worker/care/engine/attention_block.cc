@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "care/engine/attention.h"
 #include "care/engine/kv_projector.h"
+#include "care/engine/mlp.h"
 #include "care/engine/rms_norm.h"
 #include "care/io/tensor_names.h"
 #include "care/util/status_macros.h"
@@ -168,6 +169,21 @@ absl::Status RunMlpBlock(const LayerContext& ctx, int64_t layer,
     hidden->middleRows(r0, n) += y;
   }
   return absl::OkStatus();
+}
+
+absl::Status RunDenseMlpBlock(const LayerContext& ctx, int64_t layer,
+                              MatrixRM* hidden) {
+  CARE_ASSIGN_OR_RETURN(
+      SwiGluWeights mlp,
+      LoadSwiGlu(ctx.weights, io::names::Layer(layer, "mlp."),
+                 ctx.config.hidden_size, ctx.config.intermediate_size));
+  return RunMlpBlock(
+      ctx, layer,
+      [&](const MatrixRM& x, MatrixRM* y) {
+        SwiGlu(mlp, x, y);
+        return absl::OkStatus();
+      },
+      /*blocked=*/true, hidden);
 }
 
 }  // namespace care::engine

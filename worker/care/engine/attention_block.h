@@ -35,6 +35,11 @@ using MlpFn = std::function<absl::Status(const MatrixRM& x, MatrixRM* y)>;
 absl::Status RunMlpBlock(const LayerContext& ctx, int64_t layer,
                          const MlpFn& mlp, bool blocked, MatrixRM* hidden);
 
+// RunMlpBlock with the layer's dense SwiGLU MLP (mlp.{gate,up,down}_proj of
+// width config.intermediate_size), in row blocks.
+absl::Status RunDenseMlpBlock(const LayerContext& ctx, int64_t layer,
+                              MatrixRM* hidden);
+
 // Loads a 1-D norm weight [n] as a row vector.
 absl::StatusOr<Eigen::RowVectorXf> LoadNormWeight(const TensorSource& source,
                                                   const std::string& name,

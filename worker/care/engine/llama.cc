@@ -25,17 +25,7 @@ class LlamaFamily : public DecoderFamily {
                            .q_bias = c.attention_bias,
                            .o_bias = c.attention_bias && !qwen2},
                           hidden));
-    CARE_ASSIGN_OR_RETURN(
-        SwiGluWeights mlp,
-        LoadSwiGlu(ctx.weights, io::names::Layer(layer, "mlp."), c.hidden_size,
-                   c.intermediate_size));
-    return RunMlpBlock(
-        ctx, layer,
-        [&](const MatrixRM& x, MatrixRM* y) {
-          SwiGlu(mlp, x, y);
-          return absl::OkStatus();
-        },
-        /*blocked=*/true, hidden);
+    return RunDenseMlpBlock(ctx, layer, hidden);
   }
 };
 

@@ -142,17 +142,7 @@ class Qwen3MoeFamily : public DecoderFamily {
           },
           /*blocked=*/false, hidden);
     }
-    CARE_ASSIGN_OR_RETURN(
-        SwiGluWeights mlp,
-        LoadSwiGlu(ctx.weights, io::names::Layer(layer, "mlp."), c.hidden_size,
-                   c.intermediate_size));
-    return RunMlpBlock(
-        ctx, layer,
-        [&](const MatrixRM& x, MatrixRM* y) {
-          SwiGlu(mlp, x, y);
-          return absl::OkStatus();
-        },
-        /*blocked=*/true, hidden);
+    return RunDenseMlpBlock(ctx, layer, hidden);
   }
 };
 
