@@ -46,9 +46,9 @@ absl::StatusOr<LayerDecomposition> DecomposeLayer(
   CARE_ASSIGN_OR_RETURN(Scaling s, BuildScaling(stats, options));
   // K and V side by side, one thread each: their GEMMs then run single-
   // threaded (nested regions are serial) at the same total rate, while the
-  // symmetric eigensolvers, which are mostly serial, overlap instead of
-  // leaving a core idle (1.26x at the 8B shape on 2 shared cores,
-  // bench/scale/decompose_bench).
+  // symmetric eigensolvers, which are mostly serial, overlap. Measured at the
+  // 8B shape (bench/scale/decompose_bench): 1.26x with the cores shared with
+  // other work, 1.03x on an idle machine.
   absl::StatusOr<Decomposition> k, v;
 #pragma omp parallel sections num_threads(2)
   {
