@@ -127,10 +127,16 @@ TEST(ModelConfigTest, MistralAndQwen2) {
   EXPECT_FALSE(c->qk_norm);
 }
 
-TEST(ModelConfigTest, Qwen3NeedsExplicitHeadDim) {
+TEST(ModelConfigTest, Qwen3HeadDimIsExplicitOrTransformersDefault) {
   json j = Llama();
   j["model_type"] = "qwen3";
-  ExpectError(j, {"head_dim", "qwen3"});
+  {
+    // Absent: 128 as in transformers, not hidden_size / heads.
+    absl::StatusOr<ModelConfig> d = Parse(j);
+    ASSERT_TRUE(d.ok()) << d.status();
+    EXPECT_EQ(d->head_dim, 128);
+    EXPECT_NE(d->head_dim, d->hidden_size / d->num_attention_heads);
+  }
   j["head_dim"] = 32;  // Not hidden / heads: Qwen3 decouples them.
   absl::StatusOr<ModelConfig> c = Parse(j);
   ASSERT_TRUE(c.ok()) << c.status();

@@ -273,7 +273,9 @@ absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json_text,
   if (r.Present("head_dim")) {
     CARE_ASSIGN_OR_RETURN(c.head_dim, r.PositiveInt("head_dim"));
   } else if (qwen3) {
-    return r.Error("head_dim", absl::StrCat("is required for ", c.model_type));
+    // transformers' Qwen3Config/Qwen3MoeConfig default: decoupled from
+    // hidden_size / num_attention_heads.
+    c.head_dim = 128;
   } else {
     if (c.hidden_size % c.num_attention_heads != 0) {
       return r.Error(
