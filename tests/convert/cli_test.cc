@@ -13,25 +13,8 @@
 
 namespace {
 
-struct Result {
-  int exit_code = -1;
-  std::string output;  // stdout + stderr
-};
-
-Result RunWorker(const std::string& args) {
-  const std::string cmd =
-      absl::StrCat(::care::testing::BinaryPath("worker/cli/care-worker"), " ",
-                   args, " 2>&1");
-  Result r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) r.output.append(buf, n);
-  const int status = pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+using Result = ::care::testing::ShellResult;
+using ::care::testing::RunCareWorker;
 
 nlohmann::json ReadJson(const std::string& path) {
   std::ifstream f(path);
@@ -45,7 +28,7 @@ TEST(ConvertCliTest, ConvertThenEvalReproducesTheConvertedPerplexity) {
   const std::string model = ::care::testing::FixturePath("stories260K-hf");
   const std::string text =
       ::care::testing::FixturePath("tinystories/tinystories_val_head.txt");
-  const Result conv = RunWorker(absl::StrCat(
+  const Result conv = RunCareWorker(absl::StrCat(
       "convert --model ", model, " --out ", dir, "/out --kv-save 0.5 --calib ",
       text, " --calib-samples 64 --eval ", text,
       " --eval-windows 4 --eval-seq-len 128 --allocation adjusted --report ",
@@ -63,7 +46,7 @@ TEST(ConvertCliTest, ConvertThenEvalReproducesTheConvertedPerplexity) {
   EXPECT_EQ(ReadJson(dir + "/out/care_report.json")["converted"],
             report["converted"]);
 
-  const Result eval = RunWorker(absl::StrCat(
+  const Result eval = RunCareWorker(absl::StrCat(
       "eval --model ", dir, "/out --data ", text,
       " --seq-len 128 --max-windows 4 --json --start ", eval_begin));
   ASSERT_EQ(eval.exit_code, 0) << eval.output;
@@ -81,19 +64,19 @@ TEST(ConvertCliTest, BadArgumentsAreUsageErrors) {
   const std::string model = ::care::testing::FixturePath("stories260K-hf");
   const std::string text =
       ::care::testing::FixturePath("tinystories/tinystories_val_head.txt");
-  Result r = RunWorker(
+  Result r = RunCareWorker(
       absl::StrCat("convert --model ", model, " --out /tmp/x --calib ", text));
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.output.find("exactly one of --kv-save"), std::string::npos)
       << r.output;
-  r = RunWorker(absl::StrCat("convert --model ", model,
-                             " --out /tmp/x --kv-save 1.5 --calib ", text));
+  r = RunCareWorker(absl::StrCat("convert --model ", model,
+                                 " --out /tmp/x --kv-save 1.5 --calib ", text));
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.output.find("allowed 0 <= F <= 0.96875"), std::string::npos)
       << r.output;
-  r = RunWorker(absl::StrCat("convert --model ", model,
-                             " --out /tmp/x --rank 8 --method pca --calib ",
-                             text));
+  r = RunCareWorker(absl::StrCat("convert --model ", model,
+                                 " --out /tmp/x --rank 8 --method pca --calib ",
+                                 text));
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.output.find("care, care-c, asvd or svd"), std::string::npos);
 }

@@ -12,24 +12,11 @@ namespace {
 
 using ::care::testing::BinaryPath;
 using ::care::testing::FixturePath;
+using Result = ::care::testing::ShellResult;
 
-struct Result {
-  int status = -1;
-  std::string out;
-};
-
+// stderr discarded: the tests parse stdout.
 Result RunWorker(const std::string& args) {
-  const std::string cmd =
-      BinaryPath("worker/cli/care-worker") + " " + args + " 2>/dev/null";
-  Result r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) r.out.append(buf, n);
-  const int st = pclose(p);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
+  return ::care::testing::RunCareWorker(args, /*with_stderr=*/false);
 }
 
 std::string Model() { return FixturePath("stories260K-hf"); }
@@ -42,9 +29,9 @@ TEST(EvalCommandTest, JsonMatchesReferencePerplexity) {
   const Result r =
       RunWorker("eval --model " + Model() + " --tokens " + Tokens() +
                 " --seq-len 256 --max-windows 16 --json");
-  ASSERT_EQ(r.status, 0) << r.out;
-  const auto j = nlohmann::json::parse(r.out, nullptr, false);
-  ASSERT_FALSE(j.is_discarded()) << r.out;
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto j = nlohmann::json::parse(r.output, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << r.output;
   EXPECT_EQ(j["windows"], 16);
   EXPECT_EQ(j["predictions"], 4080);
   // stories260K_reference/SOURCE.md, P1 T=256: 1.353581, ppl 3.871264.
@@ -60,8 +47,8 @@ TEST(EvalCommandTest, BosFormAndTextData) {
       RunWorker("eval --model " + Model() + " --tokens " + Tokens() +
                 " --seq-len 256 --max-windows 8 "
                 "--bos --json --threads 1");
-  ASSERT_EQ(bos.status, 0);
-  const auto j = nlohmann::json::parse(bos.out, nullptr, false);
+  ASSERT_EQ(bos.exit_code, 0);
+  const auto j = nlohmann::json::parse(bos.output, nullptr, false);
   EXPECT_EQ(j["predictions"], 2040);
   EXPECT_NEAR(j["mean_nll"].get<double>(), 1.471694, 1e-4);  // P2 reference
   // Text through the model's tokenizer gives the same stream as the .u16.
@@ -69,21 +56,21 @@ TEST(EvalCommandTest, BosFormAndTextData) {
       RunWorker("eval --model " + Model() + " --data " +
                 FixturePath("tinystories/tinystories_val_head.txt") +
                 " --seq-len 256 --max-windows 16");
-  ASSERT_EQ(text.status, 0);
-  EXPECT_NE(text.out.find("mean_nll     1.35358"), std::string::npos)
-      << text.out;
+  ASSERT_EQ(text.exit_code, 0);
+  EXPECT_NE(text.output.find("mean_nll     1.35358"), std::string::npos)
+      << text.output;
 }
 
 TEST(EvalCommandTest, UsageErrorsExitTwo) {
-  EXPECT_EQ(RunWorker("eval --seq-len 256").status, 2);  // no --model
-  EXPECT_EQ(RunWorker("eval --model x --tokens y --data z --seq-len 8").status,
-            2);
-  EXPECT_EQ(RunWorker("eval --model x --tokens y --seq-len 1").status, 2);
-  EXPECT_EQ(RunWorker("eval --model x --tokens y --seq-len 8 --bogus").status,
-            2);
+  EXPECT_EQ(RunWorker("eval --seq-len 256").exit_code, 2);  // no --model
+  EXPECT_EQ(
+      RunWorker("eval --model x --tokens y --data z --seq-len 8").exit_code, 2);
+  EXPECT_EQ(RunWorker("eval --model x --tokens y --seq-len 1").exit_code, 2);
+  EXPECT_EQ(
+      RunWorker("eval --model x --tokens y --seq-len 8 --bogus").exit_code, 2);
   // A model directory that does not exist: the evaluation fails (1).
   EXPECT_EQ(RunWorker("eval --model /nonexistent/model --tokens y --seq-len 8")
-                .status,
+                .exit_code,
             1);
 }
 

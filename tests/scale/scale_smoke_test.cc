@@ -21,28 +21,11 @@
 
 namespace {
 
+using Result = ::care::testing::ShellResult;
+using ::care::testing::RunCareWorker;
+
 namespace fs = std::filesystem;
 using nlohmann::json;
-
-struct Result {
-  int exit_code = -1;
-  std::string output;  // stdout + stderr
-};
-
-Result RunWorker(const std::string& args) {
-  const std::string cmd =
-      absl::StrCat(::care::testing::BinaryPath("worker/cli/care-worker"), " ",
-                   args, " 2>&1");
-  Result r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) r.output.append(buf, n);
-  const int status = pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
 
 json ReadJson(const std::string& path) {
   std::ifstream f(path);
@@ -77,7 +60,7 @@ json ConvertAndReload(const std::string& dir, const std::string& model,
                       const std::string& ids, const std::string& name,
                       const std::string& extra, int64_t layers) {
   const std::string out = absl::StrCat(dir, "/", name);
-  const Result conv = RunWorker(absl::StrCat(
+  const Result conv = RunCareWorker(absl::StrCat(
       "convert --model ", model, " --out ", out, " --kv-save 0.5 --calib ", ids,
       " --eval ", ids, " --eval-seq-len 16 --eval-windows 2 --quiet ", extra));
   EXPECT_EQ(conv.exit_code, 0) << conv.output;
@@ -96,10 +79,10 @@ json ConvertAndReload(const std::string& dir, const std::string& model,
   }
   EXPECT_TRUE(std::isfinite(r["original"]["ppl"].get<double>()));
   EXPECT_TRUE(std::isfinite(r["converted"]["ppl"].get<double>()));
-  const Result eval =
-      RunWorker(absl::StrCat("eval --model ", out, " --data ", ids,
-                             " --seq-len 16 --max-windows 2 --json --start ",
-                             r["evaluation"]["range"][0].get<int64_t>()));
+  const Result eval = RunCareWorker(
+      absl::StrCat("eval --model ", out, " --data ", ids,
+                   " --seq-len 16 --max-windows 2 --json --start ",
+                   r["evaluation"]["range"][0].get<int64_t>()));
   EXPECT_EQ(eval.exit_code, 0) << eval.output;
   const json e = json::parse(eval.output, nullptr, false);
   EXPECT_FALSE(e.is_discarded()) << eval.output;

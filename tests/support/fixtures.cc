@@ -1,5 +1,8 @@
 #include "support/fixtures.h"
 
+#include <sys/wait.h>
+
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
@@ -30,6 +33,22 @@ bool FixturesRequired() {
 
 std::string BinaryPath(const std::string& relative) {
   return std::string(CARE_BINARY_DIR) + "/" + relative;
+}
+
+ShellResult RunCareWorker(const std::string& args, bool with_stderr) {
+  const std::string command = BinaryPath("worker/cli/care-worker") + " " +
+                              args + (with_stderr ? " 2>&1" : " 2>/dev/null");
+  ShellResult result;
+  FILE* pipe = popen(command.c_str(), "r");
+  if (pipe == nullptr) return result;
+  char buffer[4096];
+  size_t n;
+  while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0) {
+    result.output.append(buffer, n);
+  }
+  const int status = pclose(pipe);
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return result;
 }
 
 std::string MakeTempDir(const std::string& prefix) {

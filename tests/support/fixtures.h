@@ -22,6 +22,15 @@ bool FixturesRequired();
 // BinaryPath("server/care-server").
 std::string BinaryPath(const std::string& relative);
 
+struct ShellResult {
+  int exit_code = -1;  // -1 when the process did not exit normally.
+  std::string output;  // stdout, plus stderr when asked for.
+};
+
+// Runs the built care-worker with `args` (shell syntax) and captures its
+// output; stderr is merged into it or discarded.
+ShellResult RunCareWorker(const std::string& args, bool with_stderr = true);
+
 // A fresh, empty directory under $TMPDIR removed by the caller (or left for
 // inspection when a test fails).
 std::string MakeTempDir(const std::string& prefix);
