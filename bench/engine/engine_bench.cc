@@ -22,29 +22,21 @@
 #include "care/io/model.h"
 #include "care/util/flags.h"
 #include "care/util/status_macros.h"
+#include "gemm_ceiling.h"
 
 namespace {
+
+using care::bench::CpuSeconds;
+
+care::bench::GemmCeiling GemmCeiling() {
+  return care::bench::MeasureGemmCeiling({2048, 3072, 4096}, /*verbose=*/true);
+}
 
 using Clock = std::chrono::steady_clock;
 
 double Seconds(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
-
-// User + system CPU seconds of this process (all threads). On a shared
-// machine, FLOPs per CPU-second is the fair efficiency measure: time slices
-// lost to other processes do not count, spinning and serial parts do.
-double CpuSeconds() {
-  rusage u;
-  getrusage(RUSAGE_SELF, &u);
-  return u.ru_utime.tv_sec + u.ru_utime.tv_usec * 1e-6 + u.ru_stime.tv_sec +
-         u.ru_stime.tv_usec * 1e-6;
-}
-
-struct Ceiling {
-  double wall_gflops = 0;  // GFLOP per wall second
-  double cpu_gflops = 0;   // GFLOP per CPU second (all threads)
-};
 
 // Peak resident set (VmHWM) in MiB.
 double PeakRssMiB() {
@@ -54,29 +46,6 @@ double PeakRssMiB() {
     if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024;
   }
   return 0;
-}
-
-// Best GFLOP/s of C = A·B over square float32 sizes (the shapes the engine
-// feeds Eigen are large and similar), per wall second and per CPU second.
-Ceiling GemmCeiling() {
-  Ceiling best;
-  for (int n : {2048, 3072, 4096}) {
-    care::MatrixRM a = care::MatrixRM::Random(n, n);
-    care::MatrixRM b = care::MatrixRM::Random(n, n);
-    care::MatrixRM c(n, n);
-    c.noalias() = a * b;  // warm-up
-    for (int rep = 0; rep < 3; ++rep) {
-      const auto t0 = Clock::now();
-      const double c0 = CpuSeconds();
-      c.noalias() = a * b;
-      const double flop = 2.0 * n * n * n / 1e9;
-      best.wall_gflops = std::max(best.wall_gflops, flop / Seconds(t0));
-      best.cpu_gflops = std::max(best.cpu_gflops, flop / (CpuSeconds() - c0));
-    }
-    std::printf("  gemm %d^3: best so far %.1f GFLOP/s wall, %.1f per CPU-s\n",
-                n, best.wall_gflops, best.cpu_gflops);
-  }
-  return best;
 }
 
 absl::Status Run(const std::vector<std::string>& args) {
@@ -92,7 +61,7 @@ absl::Status Run(const std::vector<std::string>& args) {
   std::printf("threads %d\n", n_threads);
   // Measured before and after the forward; the better of the two is the
   // ceiling (on a shared machine either may be disturbed).
-  const Ceiling before = GemmCeiling();
+  const care::bench::GemmCeiling before = GemmCeiling();
   // Resets VmHWM (Linux >= 4.0) so the peak below is the engine's own.
   std::ofstream("/proc/self/clear_refs") << "5";
 
@@ -129,7 +98,7 @@ absl::Status Run(const std::vector<std::string>& args) {
   const double total = Seconds(t0);
   const double cpu_total = CpuSeconds() - cpu0;
   const double peak_rss = PeakRssMiB();  // before the ceiling's matrices
-  const Ceiling after = GemmCeiling();
+  const care::bench::GemmCeiling after = GemmCeiling();
   const double ceiling = std::max(before.wall_gflops, after.wall_gflops);
   const double cpu_ceiling = std::max(before.cpu_gflops, after.cpu_gflops);
   std::printf(

@@ -28,43 +28,13 @@
 #include "care/util/flags.h"
 #include "care/util/status_macros.h"
 #include "flop_model.h"
+#include "gemm_ceiling.h"
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
+using care::bench::CpuSeconds;
 using nlohmann::json;
-
-double CpuSeconds() {
-  rusage u;
-  getrusage(RUSAGE_SELF, &u);
-  return u.ru_utime.tv_sec + u.ru_utime.tv_usec * 1e-6 + u.ru_stime.tv_sec +
-         u.ru_stime.tv_usec * 1e-6;
-}
-
-struct Ceiling {
-  double wall = 0, cpu = 0;  // GFLOP per wall / per CPU second
-};
-
-// Best of Eigen C = A·B on square float32 matrices (as bench/engine).
-Ceiling GemmCeiling() {
-  Ceiling best;
-  for (int n : {2048, 3072}) {
-    care::MatrixRM a = care::MatrixRM::Random(n, n);
-    care::MatrixRM b = care::MatrixRM::Random(n, n);
-    care::MatrixRM c(n, n);
-    c.noalias() = a * b;  // warm-up
-    for (int rep = 0; rep < 3; ++rep) {
-      const auto t0 = Clock::now();
-      const double c0 = CpuSeconds();
-      c.noalias() = a * b;
-      const double flop = 2.0 * n * n * n / 1e9;
-      const double s = std::chrono::duration<double>(Clock::now() - t0).count();
-      best.wall = std::max(best.wall, flop / s);
-      best.cpu = std::max(best.cpu, flop / (CpuSeconds() - c0));
-    }
-  }
-  return best;
-}
 
 // "User time (seconds): 12.3" etc. from /usr/bin/time -v.
 double TimeField(const std::string& text, const std::string& key) {
@@ -148,7 +118,8 @@ absl::Status Run(const std::vector<std::string>& args) {
   stages.push_back({"load", Num(t, "load"), 0});
   stages.push_back({"write", Num(t, "write"), 0});
 
-  const Ceiling ceil = GemmCeiling();
+  const care::bench::GemmCeiling ceil =
+      care::bench::MeasureGemmCeiling({2048, 3072}, /*verbose=*/false);
   double total_s = 0, total_f = 0;
   std::printf(
       "%s: %lld layers, D %lld, calibration %lld x %lld + %lld "
@@ -159,7 +130,7 @@ absl::Status Run(const std::vector<std::string>& args) {
   std::printf(
       "fp32 GEMM ceiling (now): %.1f GFLOP/s wall, %.1f GFLOP per "
       "CPU-s\n\n",
-      ceil.wall, ceil.cpu);
+      ceil.wall_gflops, ceil.cpu_gflops);
   std::printf("| stage | wall s | GFLOP | GFLOP/s | of ceiling |\n");
   std::printf("|---|---|---|---|---|\n");
   for (const Stage& s : stages) {
@@ -168,14 +139,14 @@ absl::Status Run(const std::vector<std::string>& args) {
     if (s.flops > 0 && s.seconds > 0) {
       std::printf("| %s | %.2f | %.0f | %.1f | %.0f%% |\n", s.name.c_str(),
                   s.seconds, s.flops / 1e9, s.flops / 1e9 / s.seconds,
-                  100 * s.flops / 1e9 / s.seconds / ceil.wall);
+                  100 * s.flops / 1e9 / s.seconds / ceil.wall_gflops);
     } else {
       std::printf("| %s | %.2f | | | |\n", s.name.c_str(), s.seconds);
     }
   }
   std::printf("| **total** | %.2f | %.0f | %.1f | %.0f%% |\n", total_s,
               total_f / 1e9, total_f / 1e9 / total_s,
-              100 * total_f / 1e9 / total_s / ceil.wall);
+              100 * total_f / 1e9 / total_s / ceil.wall_gflops);
   if (flags.Has("time")) {
     CARE_ASSIGN_OR_RETURN(std::string tv,
                           care::io::ReadFileToString(*flags.String("time")));
@@ -185,7 +156,7 @@ absl::Status Run(const std::vector<std::string>& args) {
     std::printf(
         "\nCPU %.1f s (user + sys): %.1f GFLOP per CPU-s = %.0f%% of "
         "the GEMM's; peak RSS %.2f GiB\n",
-        cpu, total_f / 1e9 / cpu, 100 * total_f / 1e9 / cpu / ceil.cpu,
+        cpu, total_f / 1e9 / cpu, 100 * total_f / 1e9 / cpu / ceil.cpu_gflops,
         rss_kb / (1024.0 * 1024.0));
   }
   return absl::OkStatus();
