@@ -1,0 +1,306 @@
+// The compute backend: every piece of tensor math the forward engine and the
+// calibration run, behind one interface with one implementation per device
+// kind (cpu_backend.h: Eigen/OpenMP on the host; cuda/: the CUDA plugin
+// loaded by registry.h). The model logic (engine/) exists once and calls
+// only these ops, so a backend sees plain row-major fp32 activations, weights
+// in its own format, and float64 second-moment accumulators. See
+// docs/compute.md.
+//
+// Conventions for every op below:
+// - Matrices are row-major fp32 [rows, cols] in the backend's memory
+//   (host memory for cpu, device memory for cuda). Shapes are in the
+//   comments; a shape mismatch is InvalidArgumentError naming the op and
+//   both shapes (checked before any work is issued).
+// - Outputs are allocated by the caller (Allocate) with the exact shape the
+//   op writes; an op never resizes. "accumulate" means y += result, else
+//   y = result (y's old contents ignored; NaNs in y do not leak through).
+// - Unless an op says "may alias", outputs must not overlap inputs.
+// - Ops are issued in order on one stream per backend; results are visible
+//   to later ops without Synchronize(). Download() and the host-returning
+//   ops (RouteTopK, ScoreFinish, GramDownload, the dense linear algebra)
+//   wait for prior work. A device fault may surface at a later op; it is
+//   then returned there (InternalError naming the device and the CUDA error).
+// - Out of memory: ResourceExhaustedError naming the device and the bytes
+//   asked for. Nothing is thrown.
+// - Threading: a Backend is used by one thread at a time, with two
+//   exceptions: LoadWeight may run on one other thread concurrently with ops
+//   (the engine's prefetch of the next layer), and every op may be called
+//   from inside ForEach's function on disjoint outputs.
+#ifndef CARE_COMPUTE_BACKEND_H_
+#define CARE_COMPUTE_BACKEND_H_
+
+#include <Eigen/Core>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace care::compute {
+
+enum class DeviceKind { kCpu, kCuda };
+
+// Element types of the host tensors LoadWeight accepts (safetensors' F32,
+// F16, BF16) and of Weight storage.
+enum class DType { kF32, kF16, kBF16 };
+
+// Bytes per element of `dtype` (4, 2, 2).
+size_t DTypeBytes(DType dtype);
+
+// A row-major fp32 [rows, cols] matrix in a backend's memory. Copies share
+// the allocation (storage); views made by RowsView share it too, so a view
+// keeps its parent's memory alive. data is 64-byte aligned for a fresh
+// allocation (a view is aligned to its first row). Never mix matrices of
+// two backends.
+struct Matrix {
+  float* data = nullptr;
+  int64_t rows = 0;
+  int64_t cols = 0;
+  std::shared_ptr<void> storage = nullptr;
+
+  int64_t size() const { return rows * cols; }
+  bool empty() const { return rows * cols == 0; }
+};
+
+// Rows [row0, row0 + n) of m as a matrix sharing m's memory (rows are
+// contiguous, so a row range is itself a dense row-major matrix). The caller
+// guarantees 0 <= row0 <= row0 + n <= m.rows.
+Matrix RowsView(const Matrix& m, int64_t row0, int64_t n);
+
+// A read-only host tensor to be turned into a Weight: row-major [rows, cols]
+// elements of `dtype` at `data` (a 1-D tensor of n is [1, n]). data may be
+// unaligned (it usually points into an mmapped safetensors file) and must
+// stay valid until LoadWeight returns.
+struct HostTensor {
+  DType dtype = DType::kF32;
+  int64_t rows = 0;
+  int64_t cols = 0;
+  const void* data = nullptr;
+};
+
+// A projection weight [out = rows, in = cols] (the HF layout) in the format
+// the backend computes with: cpu holds fp32 in a buffer from its weight pool
+// (returned to the pool when the last copy of the Weight is destroyed);
+// cuda holds bf16 (or f16 / f32 as loaded) in device memory. `data` is
+// opaque outside the backend that made it.
+struct Weight {
+  void* data = nullptr;
+  DType dtype = DType::kF32;
+  int64_t rows = 0;
+  int64_t cols = 0;
+  std::shared_ptr<void> storage = nullptr;
+};
+
+// A float64 second-moment accumulator of dimension D in backend memory:
+// sum = Σ xᵀx over every row x added ([D, D], lower triangle authoritative),
+// abs_sum = Σ |x| per channel ([D]), and the number of rows added.
+struct Gram {
+  int64_t dim = 0;
+  int64_t tokens = 0;  // rows added so far (kept on the host)
+  std::shared_ptr<void> storage = nullptr;
+};
+
+// A Gram brought back to the host.
+struct GramHost {
+  Eigen::MatrixXd sum;      // [D, D] Σ xᵀx, full symmetric (both triangles)
+  Eigen::VectorXd abs_sum;  // [D] Σ |x|
+  int64_t tokens = 0;
+};
+
+struct AttentionShape {
+  int64_t windows = 0;
+  int64_t seq_len = 0;
+  int64_t heads = 0;     // n_h
+  int64_t kv_heads = 0;  // g, divides n_h
+  int64_t head_dim = 0;  // d_h
+};
+
+// Mixture-of-experts routing of T tokens to k of E experts, on the host.
+struct Routing {
+  int64_t tokens = 0;
+  int64_t k = 0;
+  std::vector<int32_t> experts;  // [T * k], token t's choices at t*k..t*k+k-1
+  std::vector<float> weights;    // [T * k], the routing weights
+};
+
+// Running per-row log-sum-exp over vocabulary chunks (scoring), in backend
+// memory: for row s, max m_s (fp32), Σ exp(logit - m_s) (fp64) and the
+// target's logit (fp64). Made by ScoreBegin.
+struct ScoreState {
+  int64_t rows = 0;
+  std::shared_ptr<void> storage = nullptr;
+};
+
+// Results of the dense float64 linear algebra (host in, host out).
+struct SymmetricEigenResult {
+  Eigen::VectorXd values;   // [n] ascending
+  Eigen::MatrixXd vectors;  // [n, n] column i belongs to values[i]
+};
+struct SvdResult {
+  Eigen::VectorXd values;  // [min(m, n)] descending, >= 0
+  Eigen::MatrixXd u;       // [m, min(m, n)] thin; empty unless asked for
+  Eigen::MatrixXd v;       // [n, min(m, n)] thin; empty unless asked for
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  // ---- identity
+  // "cpu", or "cuda:0 (NVIDIA H100 80GB HBM3)".
+  virtual std::string name() const = 0;
+  virtual DeviceKind kind() const = 0;
+
+  // ---- memory
+  // An uninitialized [rows, cols] matrix (rows, cols >= 0; 0 elements give
+  // an empty matrix with data == nullptr).
+  virtual absl::StatusOr<Matrix> Allocate(int64_t rows, int64_t cols) = 0;
+  // A [rows, cols] matrix holding host[0 .. rows*cols) (row-major).
+  virtual absl::StatusOr<Matrix> Upload(const float* host, int64_t rows,
+                                        int64_t cols) = 0;
+  // Copies m to host[0 .. m.size()) (row-major); waits for prior work.
+  virtual absl::Status Download(const Matrix& m, float* host) = 0;
+  // dst = src (same shape; may not overlap).
+  virtual absl::Status Copy(const Matrix& src, Matrix* dst) = 0;
+  // m = 0.
+  virtual absl::Status SetZero(Matrix* m) = 0;
+  // A Weight of t (converted to the backend's format). InvalidArgument for
+  // rows or cols < 1 or a null data pointer. May run concurrently with ops
+  // from one other thread (see the threading note above); on cuda the copy
+  // goes through pinned staging on a copy stream and the Weight is ready for
+  // every op issued after LoadWeight returns.
+  virtual absl::StatusOr<Weight> LoadWeight(const HostTensor& t) = 0;
+  // Waits until all issued work is done; returns a pending device error.
+  virtual absl::Status Synchronize() = 0;
+  // Runs fn(0) .. fn(n-1), possibly concurrently (cpu: OpenMP, one index at
+  // a time per thread, dynamic schedule, and every op called inside runs
+  // single-threaded; cuda: in order). fn may call any op as long as
+  // concurrent calls write disjoint outputs. Returns the error of the lowest
+  // failing index (all indices still run).
+  virtual absl::Status ForEach(
+      int64_t n, const std::function<absl::Status(int64_t)>& fn) = 0;
+
+  // ---- GEMM (cpu: fp32 Eigen; cuda: bf16/tf32 tensor cores, fp32 accum)
+  // y [n, out] (+)= x [n, in] · wᵀ (w: [out, in]) (+ bias [1, out] when
+  // bias != nullptr, added once, also when accumulating).
+  virtual absl::Status Linear(const Matrix& x, const Weight& w,
+                              const Matrix* bias, Matrix* y,
+                              bool accumulate) = 0;
+  // c (+)= a · b (a [n, k]; b [k, m], or b [m, k] used as bᵀ when
+  // transpose_b); c [n, m]. For activation × activation products.
+  virtual absl::Status MatMul(const Matrix& a, const Matrix& b,
+                              bool transpose_b, Matrix* c, bool accumulate) = 0;
+
+  // ---- elementwise and norms
+  // y [rows, n] = x / sqrt(mean(x²) + eps) · weight, row-wise; weight
+  // [1, n]; the mean of squares is summed in float64. y may alias x (the
+  // same data pointer), not partially overlap it.
+  virtual absl::Status RmsNorm(const Matrix& x, const Matrix& weight,
+                               double eps, Matrix* y) = 0;
+  // In place on x [rows, groups * width], the same norm applied to each
+  // `width`-column group (Qwen3's per-head q_norm / k_norm); weight
+  // [1, width]; x.cols must be a multiple of width.
+  virtual absl::Status RmsNormGroups(const Matrix& weight, double eps,
+                                     int64_t width, Matrix* x) = 0;
+  // Rotary embedding in place, HF rotate_half convention. cos, sin:
+  // [seq_len, r/2] with r the rotary width (even, <= head_dim), already
+  // scaled by the attention factor. x: [rows, heads * head_dim]; the position
+  // of row t is t mod seq_len. In each head, for i < r/2:
+  //   a = x[i], b = x[i + r/2];
+  //   x[i] = a·cos[p][i] - b·sin[p][i]; x[i + r/2] = b·cos[p][i] + a·sin[p][i]
+  // and entries r .. head_dim-1 pass through.
+  virtual absl::Status ApplyRope(const Matrix& cos, const Matrix& sin,
+                                 int64_t head_dim, Matrix* x) = 0;
+  // gate = silu(gate) · up = gate / (1 + exp(-gate)) · up, elementwise
+  // (same shape).
+  virtual absl::Status SiluMul(const Matrix& up, Matrix* gate) = 0;
+  // y += x (same shape).
+  virtual absl::Status Add(const Matrix& x, Matrix* y) = 0;
+  // y.row(i) += b for every row; b [1, y.cols].
+  virtual absl::Status AddRow(const Matrix& b, Matrix* y) = 0;
+
+  // ---- attention
+  // Causal GQA self-attention per window and head, after RoPE:
+  // q [W*T, n_h*d_h]; k, v [W*T, g*d_h]; out [W*T, n_h*d_h] = softmax(q kᵀ /
+  // sqrt(d_h) + causal mask) v. Query head h reads KV head h / (n_h / g);
+  // rows of window w are w*T .. w*T+T-1 and attend within their window only.
+  // cpu: exact softmax per 128-query block; cuda: flash-style tiles with an
+  // online softmax (memory O(tile), so T = 4096 fits).
+  virtual absl::Status CausalAttention(const AttentionShape& shape,
+                                       const Matrix& q, const Matrix& k,
+                                       const Matrix& v, Matrix* out) = 0;
+
+  // ---- mixture of experts
+  // Softmax over each row of logits [T, E] (in float64, max-subtracted),
+  // the top k experts per token, highest probability first, the lower index
+  // winning ties; weights are the probabilities, divided by their sum over
+  // the k kept when renormalize (Qwen3-MoE norm_topk_prob). 1 <= k <= E.
+  // The result is on the host.
+  virtual absl::StatusOr<Routing> RouteTopK(const Matrix& logits, int64_t k,
+                                            bool renormalize) = 0;
+  // out.row(i) = x.row(rows[i]) for i < rows.size(); out [rows.size(),
+  // x.cols]. Every id must be in [0, x.rows) (InvalidArgument otherwise).
+  virtual absl::Status GatherRows(const Matrix& x,
+                                  const std::vector<int64_t>& rows,
+                                  Matrix* out) = 0;
+  // out.row(rows[i]) (+)= scale[i] · x.row(i) for i < rows.size() (scale
+  // empty means 1). x [rows.size(), C], out [*, C]. The ids must be distinct
+  // (each output row written once per call, so the result does not depend
+  // on the order of execution) and in [0, out.rows).
+  virtual absl::Status ScatterRows(const Matrix& x,
+                                   const std::vector<int64_t>& rows,
+                                   const std::vector<float>& scale, Matrix* out,
+                                   bool accumulate) = 0;
+  // y.row(t) = Σ_{j<k} x.row(t*k + j), summed in order j = 0, 1, .. (fp32,
+  // left to right); x [T*k, C], y [T, C]. With ScatterRows this combines
+  // each token's expert outputs in a fixed order whatever the schedule.
+  virtual absl::Status SumRowGroups(const Matrix& x, int64_t k, Matrix* y) = 0;
+
+  // ---- scoring (log-softmax over the vocabulary in chunks)
+  // A state for targets.size() rows; targets[s] is row s's target id
+  // (>= 0; the caller drops unscored rows beforehand).
+  virtual absl::StatusOr<ScoreState> ScoreBegin(
+      const std::vector<int32_t>& targets) = 0;
+  // Folds logits [n, nv] (rows row0 .. row0+n-1 of the state, vocabulary
+  // entries v0 .. v0+nv-1) into the running state: m' = max(m, max_j l_j),
+  // sum' = sum·exp(m - m') + Σ_j exp(l_j - m') (exp in fp32, summed in
+  // fp64 in order j), and the target's logit when it falls in the chunk.
+  virtual absl::Status ScoreChunk(const Matrix& logits, int64_t row0,
+                                  int64_t v0, ScoreState* state) = 0;
+  // Per row s, NLL_s = m_s + log(sum_s) - target_logit_s, on the host.
+  virtual absl::StatusOr<std::vector<double>> ScoreFinish(
+      const ScoreState& state) = 0;
+
+  // ---- calibration statistics
+  // A zeroed accumulator of dimension dim >= 1.
+  virtual absl::StatusOr<Gram> NewGram(int64_t dim) = 0;
+  // Adds the rows of x [n, D] to g: sum += xᵀx, abs_sum += |x|, tokens += n.
+  // Products are formed in fp32 over blocks of at most 256 rows and each
+  // block's partial sum is added to the fp64 total (relative error of a
+  // block ~256·2⁻²⁴ worst case). InvalidArgument when x.cols != D or x holds
+  // a NaN/inf (nothing is added then).
+  virtual absl::Status GramAdd(const Matrix& x, Gram* g) = 0;
+  // The accumulator on the host (sum made fully symmetric).
+  virtual absl::StatusOr<GramHost> GramDownload(const Gram& g) = 0;
+
+  // ---- dense float64 linear algebra (host in, host out)
+  // Eigen-decomposition of the symmetric a [n, n] (only the lower triangle
+  // is read). InternalError when the solver does not converge.
+  virtual absl::StatusOr<SymmetricEigenResult> SymmetricEigen(
+      const Eigen::MatrixXd& a) = 0;
+  // Thin SVD of a [m, n]; u / v computed only when asked for.
+  virtual absl::StatusOr<SvdResult> Svd(const Eigen::MatrixXd& a,
+                                        bool compute_u, bool compute_v) = 0;
+};
+
+// Shape checks shared by the backends: InvalidArgument "<op>: <what> is
+// [r, c], expected [er, ec]" when m is not [rows, cols].
+absl::Status CheckShape(const char* op, const char* what, const Matrix& m,
+                        int64_t rows, int64_t cols);
+
+}  // namespace care::compute
+
+#endif  // CARE_COMPUTE_BACKEND_H_

@@ -1,0 +1,44 @@
+// Opening a compute backend by device name. "cpu" is built in; "cuda" and
+// "cuda:N" load the CUDA plugin libcare_cuda_backend.so with dlopen() and
+// call its entry point
+//   extern "C" care::compute::Backend* CareCudaBackendCreate(int ordinal,
+//                                                            std::string*
+//                                                            error);
+// which returns a new backend (owned by the caller) or nullptr with *error
+// set (no driver, no device N, ...). The plugin is searched, in order, at
+//   1. $CARE_CUDA_BACKEND (a file path), when set;
+//   2. <dir of /proc/self/exe>/../lib/care/libcare_cuda_backend.so
+//      (the installed layout);
+//   3. <build tree>/lib/libcare_cuda_backend.so (compiled in).
+// The first path that exists is loaded; a plugin that fails to load or
+// create a backend is an error (later paths are not tried). The main
+// binaries never link CUDA: only the plugin does. See docs/compute.md.
+#ifndef CARE_COMPUTE_REGISTRY_H_
+#define CARE_COMPUTE_REGISTRY_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "care/compute/backend.h"
+
+namespace care::compute {
+
+// The entry point's name and type in the plugin.
+inline constexpr char kCudaEntryPoint[] = "CareCudaBackendCreate";
+using CudaBackendCreateFn = Backend* (*)(int ordinal, std::string* error);
+
+// "cpu", "cuda" (= cuda:0) or "cuda:N". InvalidArgument for any other name
+// (listing the accepted ones); Unavailable when the plugin is missing or
+// fails (listing every path tried and the plugin's / dlopen's message).
+absl::StatusOr<std::unique_ptr<Backend>> OpenBackend(absl::string_view device);
+
+// The plugin paths OpenBackend("cuda") tries, in order (for messages and
+// tests).
+std::vector<std::string> CudaPluginSearchPaths();
+
+}  // namespace care::compute
+
+#endif  // CARE_COMPUTE_REGISTRY_H_
