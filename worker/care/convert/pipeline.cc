@@ -97,7 +97,7 @@ bool IsIdFile(const std::string& path) {
 
 absl::StatusOr<std::vector<int32_t>> LoadStream(
     const std::string& path, const std::string& model_dir,
-    std::unique_ptr<tok::Tokenizer>& tokenizer) {
+    std::unique_ptr<tok::Tokenizer>& tokenizer, const std::string& text_field) {
   if (!tokenizer) {
     absl::StatusOr<std::unique_ptr<tok::Tokenizer>> t =
         tok::LoadTokenizer(model_dir);
@@ -109,7 +109,37 @@ absl::StatusOr<std::vector<int32_t>> LoadStream(
           absl::StrCat("tokenizing ", path, ": ", t.status().message()));
     }
   }
-  return data::LoadTokenStream(path, tokenizer.get());
+  data::TextOptions text;
+  text.text_field = text_field;
+  return data::LoadTokenStream(path, tokenizer.get(), text);
+}
+
+// The BOS id for eval_prepend_bos: config.json's bos_token_id, else the
+// tokenizer's; an error when the model has neither or it is out of range.
+absl::StatusOr<int32_t> BosId(const ModelConfig& config,
+                              const std::string& model_dir,
+                              std::unique_ptr<tok::Tokenizer>& tokenizer) {
+  std::optional<int64_t> bos = config.bos_token_id;
+  if (!bos) {
+    if (!tokenizer) {
+      absl::StatusOr<std::unique_ptr<tok::Tokenizer>> t =
+          tok::LoadTokenizer(model_dir);
+      if (t.ok()) tokenizer = *std::move(t);
+    }
+    if (tokenizer && tokenizer->bos_id()) bos = *tokenizer->bos_id();
+  }
+  if (!bos) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "evaluation.prepend_bos: ", model_dir,
+        " has no BOS token (no bos_token_id in config.json, none in its "
+        "tokenizer)"));
+  }
+  if (*bos < 0 || *bos >= config.vocab_size) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "evaluation.prepend_bos: ", model_dir, " bos_token_id ", *bos,
+        " is outside the vocabulary [0, ", config.vocab_size, ")"));
+  }
+  return static_cast<int32_t>(*bos);
 }
 
 absl::StatusOr<data::TokenRange> Range(int64_t n, const StreamFraction& f,
@@ -203,11 +233,13 @@ absl::StatusOr<ConversionReport> ConvertModel(const ConvertOptions& options,
   if (options.calib_data.empty()) {
     return absl::InvalidArgumentError("calibration data (--calib) is required");
   }
-  CARE_ASSIGN_OR_RETURN(std::vector<int32_t> calib_stream,
-                        LoadStream(options.calib_data, dir, tokenizer));
+  CARE_ASSIGN_OR_RETURN(
+      std::vector<int32_t> calib_stream,
+      LoadStream(options.calib_data, dir, tokenizer, options.calib_text_field));
   const bool shared = !options.eval_data.empty() &&
                       std::filesystem::path(options.eval_data) ==
-                          std::filesystem::path(options.calib_data);
+                          std::filesystem::path(options.calib_data) &&
+                      options.eval_text_field == options.calib_text_field;
   const StreamFraction calib_fraction = options.calib_range.value_or(
       shared ? StreamFraction{0, 0.9} : StreamFraction{0, 1});
   CARE_ASSIGN_OR_RETURN(
@@ -240,7 +272,8 @@ absl::StatusOr<ConversionReport> ConvertModel(const ConvertOptions& options,
       eval_stream = calib_stream;
     } else {
       CARE_ASSIGN_OR_RETURN(eval_stream,
-                            LoadStream(options.eval_data, dir, tokenizer));
+                            LoadStream(options.eval_data, dir, tokenizer,
+                                       options.eval_text_field));
     }
     const StreamFraction eval_fraction = options.eval_range.value_or(
         shared ? StreamFraction{0.9, 1} : StreamFraction{0, 1});
@@ -252,6 +285,9 @@ absl::StatusOr<ConversionReport> ConvertModel(const ConvertOptions& options,
     wo.seq_len = options.eval_seq_len;
     wo.max_windows = options.eval_windows;
     wo.start = er.begin;
+    if (options.eval_prepend_bos) {
+      CARE_ASSIGN_OR_RETURN(wo.bos, BosId(config, dir, tokenizer));
+    }
     absl::StatusOr<engine::EvalWindows> ew =
         engine::MakeEvalWindows(eval_stream, wo);
     if (!ew.ok()) {
@@ -412,6 +448,7 @@ absl::StatusOr<ConversionReport> ConvertModel(const ConvertOptions& options,
                             report.budget, report.damping};
   WriteOptions wopt;
   wopt.overwrite = options.overwrite;
+  wopt.dtype = options.output_dtype;
   wopt.report_json = ReportToJson(report).dump(2);
   CARE_RETURN_IF_ERROR(WriteConvertedCheckpoint(
       *model.weights, config, layers, ConvertedConfigJson(config, layers, meta),

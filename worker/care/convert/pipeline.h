@@ -16,6 +16,7 @@
 #include "care/convert/allocate.h"
 #include "care/convert/factorize.h"
 #include "care/convert/report.h"
+#include "care/io/dtype.h"
 
 namespace care::convert {
 
@@ -42,6 +43,7 @@ struct ConvertOptions {
 
   // Calibration text/ids (.txt, .jsonl, .u16, .u32).
   std::string calib_data;
+  std::string calib_text_field = "text";  // .jsonl field read
   int64_t calib_samples = 256;
   int64_t calib_seq_len = 32;
   uint64_t seed = 0;
@@ -53,11 +55,22 @@ struct ConvertOptions {
   // Evaluation (skipped when eval_data is empty): plain windows (P1).
   std::string eval_data;
   int64_t eval_seq_len = 256;
-  int64_t eval_windows = 32;  // 0 = every full window in range
+  int64_t eval_windows = 32;             // 0 = every full window in range
+  std::string eval_text_field = "text";  // .jsonl field read
+  // BOS-prefixed windows (P2, perplexity.h) with the model's BOS id; the
+  // BOS position is an input only, never a target.
+  bool eval_prepend_bos = false;
   // Default: the whole stream, or [0.9, 1) when it is the calibration file.
   std::optional<StreamFraction> eval_range;
 
+  // dtype of the written latent factors and copied floating-point weights
+  // (F32, F16 or BF16); nullopt: copies keep the source's, factors F32.
+  std::optional<io::DType> output_dtype;
+
   int threads = 0;  // 0 = all cores
+  // Compute device of the engine: "cpu", "cuda" or "cuda:N"
+  // (care::compute::OpenBackend; docs/worker.md "Devices").
+  std::string device = "cpu";
 };
 
 struct ConvertProgress {

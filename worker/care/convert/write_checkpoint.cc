@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "care/engine/row_loader.h"
 #include "care/io/checkpoint_writer.h"
+#include "care/io/dtype.h"
 #include "care/io/tensor_names.h"
 #include "care/util/status_macros.h"
 
@@ -29,17 +30,30 @@ Tensor ToTensor(const Eigen::RowVectorXf& v) {
   return t;
 }
 
-absl::Status WriteLatent(io::CheckpointWriter& w, const std::string& a_name,
-                         const MatrixRM& a, const std::string& b_name,
-                         const MatrixRM& b, const std::string& bias_name,
+absl::Status WriteLatent(io::CheckpointWriter& w, io::DType dtype,
+                         const std::string& a_name, const MatrixRM& a,
+                         const std::string& b_name, const MatrixRM& b,
+                         const std::string& bias_name,
                          const std::optional<Eigen::RowVectorXf>& bias) {
-  CARE_RETURN_IF_ERROR(w.AddTensorF32(a_name, ToTensor(a), io::DType::kF32));
-  CARE_RETURN_IF_ERROR(w.AddTensorF32(b_name, ToTensor(b), io::DType::kF32));
+  CARE_RETURN_IF_ERROR(w.AddTensorF32(a_name, ToTensor(a), dtype));
+  CARE_RETURN_IF_ERROR(w.AddTensorF32(b_name, ToTensor(b), dtype));
   if (bias) {
-    CARE_RETURN_IF_ERROR(
-        w.AddTensorF32(bias_name, ToTensor(*bias), io::DType::kF32));
+    CARE_RETURN_IF_ERROR(w.AddTensorF32(bias_name, ToTensor(*bias), dtype));
   }
   return absl::OkStatus();
+}
+
+// A source tensor as it is, or converted to `dtype` when it is a floating
+// type other than `dtype`.
+absl::Status CopyTensor(io::CheckpointWriter& w, const io::Checkpoint& source,
+                        const std::string& name,
+                        const std::optional<io::DType>& dtype) {
+  CARE_ASSIGN_OR_RETURN(io::RawTensor raw, source.Raw(name));
+  if (!dtype || raw.dtype == *dtype || !io::IsConvertibleToF32(raw.dtype)) {
+    return w.AddTensorRaw(name, raw.dtype, raw.shape, raw.bytes);
+  }
+  CARE_ASSIGN_OR_RETURN(Tensor t, source.LoadF32(name));
+  return w.AddTensorF32(name, t, *dtype);
 }
 
 }  // namespace
@@ -95,6 +109,12 @@ absl::Status WriteConvertedCheckpoint(const io::Checkpoint& source,
     special[io::names::KBias(l)] = {Action::kDrop, l};
     special[io::names::VBias(l)] = {Action::kDrop, l};
   }
+  if (options.dtype && !io::IsWritableFromF32(*options.dtype)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("output dtype ", io::DTypeName(*options.dtype),
+                     " is not writable (allowed: F32, F16, BF16)"));
+  }
+  const io::DType latent_dtype = options.dtype.value_or(io::DType::kF32);
   io::WriterOptions wo;
   wo.overwrite = options.overwrite;
   CARE_ASSIGN_OR_RETURN(auto writer, io::CheckpointWriter::Create(out_dir, wo));
@@ -102,9 +122,7 @@ absl::Status WriteConvertedCheckpoint(const io::Checkpoint& source,
   for (const std::string& name : source.Names()) {
     auto it = special.find(name);
     if (it == special.end()) {
-      CARE_ASSIGN_OR_RETURN(io::RawTensor raw, source.Raw(name));
-      CARE_RETURN_IF_ERROR(
-          writer->AddTensorRaw(name, raw.dtype, raw.shape, raw.bytes));
+      CARE_RETURN_IF_ERROR(CopyTensor(*writer, source, name, options.dtype));
       // The copied pages would otherwise stay mapped: the whole source
       // checkpoint (16 GB at 8B) in the resident set.
       engine::ReleaseMappedTensor(source, name);
@@ -114,18 +132,28 @@ absl::Status WriteConvertedCheckpoint(const io::Checkpoint& source,
     const LatentLayer& layer = layers[l];
     if (action == Action::kWriteK) {
       CARE_RETURN_IF_ERROR(WriteLatent(
-          *writer, io::names::KAProj(l), layer.KA(), io::names::KBProj(l),
-          layer.KB(), io::names::KBBias(l), layer.b_k));
+          *writer, latent_dtype, io::names::KAProj(l), layer.KA(),
+          io::names::KBProj(l), layer.KB(), io::names::KBBias(l), layer.b_k));
     } else if (action == Action::kWriteV) {
       CARE_RETURN_IF_ERROR(WriteLatent(
-          *writer, io::names::VAProj(l), layer.VA(), io::names::VBProj(l),
-          layer.VB(), io::names::VBBias(l), layer.b_v));
+          *writer, latent_dtype, io::names::VAProj(l), layer.VA(),
+          io::names::VBProj(l), layer.VB(), io::names::VBBias(l), layer.b_v));
       // v_proj sorts after k_proj in the same layer: the layer is complete.
       ++written_layers;
       if (after_layer) CARE_RETURN_IF_ERROR(after_layer(written_layers - 1));
     }
   }
-  CARE_RETURN_IF_ERROR(writer->SetConfig(config_json));
+  if (options.dtype) {
+    nlohmann::json config_out = config_json;
+    const std::string torch_name(io::TorchDTypeName(*options.dtype));
+    config_out["torch_dtype"] = torch_name;
+    if (config_out.contains("care") && config_out["care"].is_object()) {
+      config_out["care"]["dtype"] = torch_name;
+    }
+    CARE_RETURN_IF_ERROR(writer->SetConfig(config_out));
+  } else {
+    CARE_RETURN_IF_ERROR(writer->SetConfig(config_json));
+  }
   CARE_RETURN_IF_ERROR(writer->CopyAuxiliaryFiles(source.dir()));
   if (!options.report_json.empty()) {
     CARE_RETURN_IF_ERROR(

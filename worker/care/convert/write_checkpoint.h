@@ -2,11 +2,15 @@
 // tensor except k_proj / v_proj (and their biases) copied bit-exact, the
 // latent factors as F32, config.json with a "care" block, tokenizer and other
 // auxiliary files, and the report — all committed atomically by io's writer.
+// With WriteOptions::dtype the factors and every floating-point copy are
+// written in that dtype instead (rounded to nearest even), and config.json's
+// torch_dtype and care.dtype say so.
 #ifndef CARE_CONVERT_WRITE_CHECKPOINT_H_
 #define CARE_CONVERT_WRITE_CHECKPOINT_H_
 
 #include <cstdint>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -37,6 +41,10 @@ nlohmann::json ConvertedConfigJson(const ModelConfig& source,
 struct WriteOptions {
   bool overwrite = false;
   std::string report_json;  // written as care_report.json when non-empty
+  // F32, F16 or BF16 for factors and floating-point copies; nullopt keeps
+  // the source's dtype for copies and F32 for factors. Integer tensors are
+  // always copied as they are.
+  std::optional<io::DType> dtype;
 };
 
 // `layers` has one entry per decoder layer. `after_layer` reports progress
