@@ -2,6 +2,7 @@
 
 #include <prometheus/metric_family.h>
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -82,7 +83,22 @@ class Metrics::StateGauges : public prometheus::Collectable {
                      .Help("Workers that leased or heartbeat within the "
                            "--worker-seen-seconds window")
                      .Register(*registry_)
-                     .Add({})) {}
+                     .Add({})),
+        queued_by_device_(BuildGauge()
+                              .Name("care_jobs_queued_by_device")
+                              .Help("Jobs in QUEUED by the device they "
+                                    "require (any, cpu, cuda)")
+                              .Register(*registry_)),
+        running_by_device_(BuildGauge()
+                               .Name("care_jobs_running_by_device")
+                               .Help("Leased jobs by the device of the "
+                                     "worker running them")
+                               .Register(*registry_)),
+        workers_by_device_(BuildGauge()
+                               .Name("care_workers_connected_by_device")
+                               .Help("Connected workers (as "
+                                     "care_workers_connected) by device")
+                               .Register(*registry_)) {}
 
   std::vector<prometheus::MetricFamily> Collect() const override {
     absl::StatusOr<StateCounts> counts = counts_();
@@ -91,6 +107,9 @@ class Metrics::StateGauges : public prometheus::Collectable {
       queued_.Set(static_cast<double>(counts->queued));
       running_.Set(static_cast<double>(counts->running));
       workers_.Set(static_cast<double>(counts->workers_seen));
+      SetAll(queued_by_device_, counts->queued_by_device);
+      SetAll(running_by_device_, counts->running_by_device);
+      SetAll(workers_by_device_, counts->workers_by_device);
     }
     return registry_->Collect();
   }
@@ -101,6 +120,16 @@ class Metrics::StateGauges : public prometheus::Collectable {
   prometheus::Gauge& queued_;
   prometheus::Gauge& running_;
   prometheus::Gauge& workers_;
+  prometheus::Family<prometheus::Gauge>& queued_by_device_;
+  prometheus::Family<prometheus::Gauge>& running_by_device_;
+  prometheus::Family<prometheus::Gauge>& workers_by_device_;
+
+  static void SetAll(prometheus::Family<prometheus::Gauge>& family,
+                     const std::map<std::string, int64_t>& values) {
+    for (const auto& [device, n] : values) {
+      family.Add({{"device", device}}).Set(static_cast<double>(n));
+    }
+  }
 };
 
 Metrics::Metrics(CountsFn counts)
@@ -123,6 +152,11 @@ Metrics::Metrics(CountsFn counts)
                   .Name("care_leases_granted_total")
                   .Help("Leases handed to workers (one per attempt)")
                   .Register(*registry_)),
+      leases_by_device_(BuildCounter()
+                            .Name("care_leases_granted_by_device_total")
+                            .Help("Leases handed to workers, by the "
+                                  "worker's device (cpu, cuda)")
+                            .Register(*registry_)),
       lease_expiries_(BuildCounter()
                           .Name("care_lease_expiries_total")
                           .Help("Leases that ran past their deadline")
@@ -201,8 +235,9 @@ void Metrics::JobFinished(const v1::Job& job) {
   }
 }
 
-void Metrics::LeaseGranted(const v1::Job& job) {
+void Metrics::LeaseGranted(const v1::Job& job, v1::Device device) {
   leases_.Add({}).Increment();
+  leases_by_device_.Add({{"device", DeviceLabel(device)}}).Increment();
   if (job.attempt() == 1 && job.has_start_time()) {
     queue_wait_.Add({}, JobSecondsBuckets())
         .Observe(Seconds(job.create_time(), job.start_time()));

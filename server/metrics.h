@@ -36,8 +36,9 @@ class Metrics {
   // A job reached a terminal state: outcome, failure reason, run time,
   // stage timings and quality (successful jobs with a report).
   void JobFinished(const v1::Job& job);
-  // A lease was granted; the first attempt records the queue wait.
-  void LeaseGranted(const v1::Job& job);
+  // A lease was granted to a worker computing on `device`; the first
+  // attempt records the queue wait.
+  void LeaseGranted(const v1::Job& job, v1::Device device);
   void LeasesExpired(int count);
   // A job went back to QUEUED; cause is "lease_expired" or "worker_failure".
   void JobRetried(absl::string_view cause, int count = 1);
@@ -52,6 +53,7 @@ class Metrics {
   prometheus::Family<prometheus::Counter>& finished_;
   prometheus::Family<prometheus::Counter>& failed_;
   prometheus::Family<prometheus::Counter>& leases_;
+  prometheus::Family<prometheus::Counter>& leases_by_device_;
   prometheus::Family<prometheus::Counter>& lease_expiries_;
   prometheus::Family<prometheus::Counter>& retries_;
   prometheus::Family<prometheus::Counter>& rpcs_;

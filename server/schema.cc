@@ -63,6 +63,22 @@ CREATE TABLE workers (
   last_seen_us INTEGER NOT NULL
 ) WITHOUT ROWID;
 )sql",
+      // 2: device routing (issue 11). `lease_device` is the device kind of
+      // the worker holding the current or last lease; `attempts` is a
+      // serialized care.v1.Job carrying only `attempts`, appended to by
+      // concatenation (protobuf merges repeated fields), one per lease.
+      // `avoid_worker` failed the last attempt (or let its lease expire):
+      // other workers get the job first until `avoid_until_us`. Workers
+      // record the ordinal and name they advertise.
+      R"sql(
+ALTER TABLE jobs ADD COLUMN lease_device INTEGER;
+ALTER TABLE jobs ADD COLUMN attempts BLOB;
+ALTER TABLE jobs ADD COLUMN avoid_worker TEXT;
+ALTER TABLE jobs ADD COLUMN avoid_until_us INTEGER;
+ALTER TABLE workers ADD COLUMN device_ordinal INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE workers ADD COLUMN device_name TEXT NOT NULL DEFAULT '';
+CREATE INDEX workers_seen ON workers(device, last_seen_us);
+)sql",
   };
   return kMigrations;
 }

@@ -77,6 +77,7 @@ absl::StatusOr<std::unique_ptr<CareServer>> CareServer::Start(
   store_options.path = config.db;
   store_options.busy_timeout_ms = config.busy_timeout_ms;
   store_options.lease_duration = config.lease_duration;
+  store_options.worker_window = config.worker_window;
   CARE_ASSIGN_OR_RETURN(s->store_,
                         Store::Open(store_options, &s->clock_, &s->notifier_));
 

@@ -28,6 +28,24 @@ bool IsTerminal(v1::JobState state) {
          state == v1::JOB_STATE_CANCELLED;
 }
 
+std::string DeviceLabel(v1::Device device) {
+  switch (device) {
+    case v1::DEVICE_ANY:
+      return "any";
+    case v1::DEVICE_CPU:
+      return "cpu";
+    case v1::DEVICE_CUDA:
+      return "cuda";
+    default:
+      return "unspecified";
+  }
+}
+
+std::string DefaultDeviceName(v1::Device kind, int ordinal) {
+  if (kind == v1::DEVICE_CUDA) return absl::StrCat("cuda:", ordinal);
+  return DeviceLabel(kind);
+}
+
 namespace {
 
 // "job-" + 26 Crockford base32 digits: 48 bits of milliseconds (so ids sort
@@ -174,6 +192,7 @@ absl::StatusOr<SubmitResult> Store::Submit(const v1::JobSpec& spec) {
             " with a different spec"));
       }
       CARE_ASSIGN_OR_RETURN(JobRow row, LoadJob(db, id));
+      CARE_RETURN_IF_ERROR(AnnotateQueued(db, {&row.job}));
       return SubmitResult{std::move(row.job), false};
     }
   }
@@ -212,6 +231,7 @@ absl::StatusOr<SubmitResult> Store::Submit(const v1::JobSpec& spec) {
   event.message = "submitted";
   CARE_RETURN_IF_ERROR(AppendEvent(db, id, event, now));
   CARE_ASSIGN_OR_RETURN(JobRow row, LoadJob(db, id));
+  CARE_RETURN_IF_ERROR(AnnotateQueued(db, {&row.job}));
   CARE_RETURN_IF_ERROR(tx.Commit());
   Notify();
   return SubmitResult{std::move(row.job), true};
@@ -221,6 +241,7 @@ absl::StatusOr<v1::Job> Store::GetJob(absl::string_view job_id) {
   CARE_ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn, AcquireReader());
   ReaderLease db(this, std::move(conn));
   CARE_ASSIGN_OR_RETURN(JobRow row, LoadJob(*db, job_id));
+  CARE_RETURN_IF_ERROR(AnnotateQueued(*db, {&row.job}));
   return std::move(row.job);
 }
 
@@ -269,8 +290,11 @@ absl::StatusOr<ListResult> Store::ListJobs(const ListQuery& query) {
     }
     CARE_ASSIGN_OR_RETURN(JobRow job, internal::ReadJobRow(stmt));
     result.jobs.push_back(std::move(job.job));
-    last_rowid = stmt.Int(15);
+    last_rowid = stmt.Int(internal::kJobColumnCount);
   }
+  std::vector<v1::Job*> jobs;
+  for (v1::Job& job : result.jobs) jobs.push_back(&job);
+  CARE_RETURN_IF_ERROR(AnnotateQueued(*db, jobs));
   return result;
 }
 
@@ -368,7 +392,76 @@ absl::StatusOr<StateCounts> Store::CountStates(absl::Duration worker_window) {
       .Bind(4, ToMicros(clock_->Now() - worker_window));
   CARE_ASSIGN_OR_RETURN(bool row, stmt.Step());
   if (!row) return absl::InternalError("count query returned no row");
-  return StateCounts{stmt.Int(0), stmt.Int(1), stmt.Int(2)};
+  StateCounts counts{stmt.Int(0), stmt.Int(1), stmt.Int(2)};
+  // Every known label present (0 included), so a gauge drops back to 0.
+  for (v1::Device d : {v1::DEVICE_ANY, v1::DEVICE_CPU, v1::DEVICE_CUDA}) {
+    counts.queued_by_device[DeviceLabel(d)] = 0;
+    if (d == v1::DEVICE_ANY) continue;
+    counts.running_by_device[DeviceLabel(d)] = 0;
+    counts.workers_by_device[DeviceLabel(d)] = 0;
+  }
+  CARE_ASSIGN_OR_RETURN(
+      Statement by_device,
+      (*db).Prepare(
+          "SELECT 0, device, count(*) FROM jobs WHERE state = ? GROUP BY "
+          "device UNION ALL SELECT 1, lease_device, count(*) FROM jobs WHERE "
+          "state IN (?, ?) GROUP BY lease_device UNION ALL SELECT 2, device, "
+          "count(*) FROM workers WHERE last_seen_us >= ? GROUP BY device"));
+  by_device.Bind(1, int64_t{v1::JOB_STATE_QUEUED})
+      .Bind(2, int64_t{v1::JOB_STATE_RUNNING})
+      .Bind(3, int64_t{v1::JOB_STATE_CANCELLING})
+      .Bind(4, ToMicros(clock_->Now() - worker_window));
+  while (true) {
+    CARE_ASSIGN_OR_RETURN(bool more, by_device.Step());
+    if (!more) break;
+    const v1::Device device = by_device.IsNull(1)
+                                  ? v1::DEVICE_UNSPECIFIED
+                                  : static_cast<v1::Device>(by_device.Int(1));
+    std::map<std::string, int64_t>* target[] = {&counts.queued_by_device,
+                                                &counts.running_by_device,
+                                                &counts.workers_by_device};
+    (*target[by_device.Int(0)])[DeviceLabel(device)] += by_device.Int(2);
+  }
+  return counts;
+}
+
+absl::Status Store::AnnotateQueued(Connection& db,
+                                   const std::vector<v1::Job*>& jobs) {
+  bool any_queued = false;
+  for (const v1::Job* job : jobs) {
+    any_queued |= job->state() == v1::JOB_STATE_QUEUED;
+  }
+  if (!any_queued) return absl::OkStatus();
+  CARE_ASSIGN_OR_RETURN(
+      Statement stmt,
+      db.Prepare("SELECT device, count(*) FROM workers WHERE last_seen_us >= "
+                 "? GROUP BY device"));
+  stmt.Bind(1, ToMicros(clock_->Now() - options_.worker_window));
+  std::map<int64_t, int64_t> seen;
+  int64_t total = 0;
+  while (true) {
+    CARE_ASSIGN_OR_RETURN(bool row, stmt.Step());
+    if (!row) break;
+    seen[stmt.Int(0)] = stmt.Int(1);
+    total += stmt.Int(1);
+  }
+  const std::string window = absl::FormatDuration(options_.worker_window);
+  for (v1::Job* job : jobs) {
+    if (job->state() != v1::JOB_STATE_QUEUED) continue;
+    const v1::Device need = job->spec().device();
+    if (need == v1::DEVICE_CPU || need == v1::DEVICE_CUDA) {
+      if (seen[int64_t{need}] == 0) {
+        job->set_queue_reason(absl::StrCat("waiting for a ", DeviceLabel(need),
+                                           " worker: none seen in the "
+                                           "last ",
+                                           window));
+      }
+    } else if (total == 0) {
+      job->set_queue_reason(
+          absl::StrCat("waiting for a worker: none seen in the last ", window));
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace care::server

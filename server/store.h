@@ -33,7 +33,26 @@ struct StoreOptions {
   absl::Duration lease_duration = absl::Seconds(60);
   // Idle read connections kept open.
   int max_idle_readers = 8;
+  // A worker counts as connected when it leased or heartbeat within this
+  // window (Job.queue_reason and the per-device gauges).
+  absl::Duration worker_window = absl::Seconds(60);
+  // After a retryable failure or an expired lease, the job goes to another
+  // worker if one asks within this time; past it, the same worker may retry
+  // it (a one-worker cluster still makes progress).
+  absl::Duration retry_elsewhere_grace = absl::Seconds(30);
 };
+
+// The device a worker advertises in LeaseJob.
+struct WorkerDevice {
+  v1::Device kind = v1::DEVICE_UNSPECIFIED;  // DEVICE_CPU or DEVICE_CUDA.
+  int ordinal = 0;                           // cuda:N.
+  std::string name;  // "" = DefaultDeviceName(kind, ordinal).
+};
+
+// "cpu", "cuda:N", or "unspecified".
+std::string DefaultDeviceName(v1::Device kind, int ordinal);
+// Lower-case label of a device: "any", "cpu", "cuda", "unspecified".
+std::string DeviceLabel(v1::Device device);
 
 struct SubmitResult {
   v1::Job job;
@@ -87,6 +106,11 @@ struct StateCounts {
   int64_t queued = 0;
   int64_t running = 0;  // RUNNING + CANCELLING.
   int64_t workers_seen = 0;
+  // By DeviceLabel: queued jobs by the device they require, running jobs by
+  // the device of the worker running them, workers seen by their device.
+  std::map<std::string, int64_t> queued_by_device;
+  std::map<std::string, int64_t> running_by_device;
+  std::map<std::string, int64_t> workers_by_device;
 };
 
 // True for SUCCEEDED, FAILED and CANCELLED.
@@ -113,10 +137,18 @@ class Store {
   // returned unchanged; SUCCEEDED/FAILED are FAILED_PRECONDITION.
   absl::StatusOr<CancelResult> Cancel(absl::string_view job_id);
 
-  // Highest priority, then oldest QUEUED job this device may run (DEVICE_ANY
-  // jobs run anywhere); nullopt when none. Records the worker as seen.
+  // Highest priority, then oldest QUEUED job this device may run: a CPU
+  // worker takes DEVICE_CPU and DEVICE_ANY jobs, a CUDA worker DEVICE_CUDA
+  // and DEVICE_ANY jobs, a worker naming no device only DEVICE_ANY jobs. A
+  // job this worker just failed (or lost the lease of) is left to others for
+  // `retry_elsewhere_grace`. nullopt when none. Records the worker and its
+  // device as seen, and the attempt's device in Job.attempts.
   absl::StatusOr<std::optional<Lease>> LeaseJob(absl::string_view worker_id,
-                                                v1::Device device);
+                                                const WorkerDevice& device);
+  absl::StatusOr<std::optional<Lease>> LeaseJob(absl::string_view worker_id,
+                                                v1::Device device) {
+    return LeaseJob(worker_id, WorkerDevice{device, 0, ""});
+  }
   // Renews the lease of (job, attempt) held by worker; stores progress,
   // appends STAGE_CHANGED / PROGRESS / LAYER_DONE events.
   // A null `progress` keeps the stored one. Writes from the current attempt
@@ -140,6 +172,9 @@ class Store {
 
   // For the gauges: queued, running and workers seen within `worker_window`.
   absl::StatusOr<StateCounts> CountStates(absl::Duration worker_window);
+  absl::StatusOr<StateCounts> CountStates() {
+    return CountStates(options_.worker_window);
+  }
 
   absl::Duration lease_duration() const { return options_.lease_duration; }
 
@@ -150,6 +185,9 @@ class Store {
   absl::StatusOr<std::unique_ptr<Connection>> AcquireReader();
   void ReleaseReader(std::unique_ptr<Connection> conn);
   void Notify();
+  // Sets queue_reason on the QUEUED jobs among `jobs`.
+  absl::Status AnnotateQueued(Connection& db,
+                              const std::vector<v1::Job*>& jobs);
 
   StoreOptions options_;
   const Clock* clock_;

@@ -58,6 +58,11 @@ absl::StatusOr<JobRow> ReadJobRow(const Statement& stmt) {
   CARE_RETURN_IF_ERROR(ParseColumn(stmt, 12, "report", job.id(),
                                    [&] { return job.mutable_report(); }));
   row.max_attempts = static_cast<int>(stmt.Int(14));
+  // A Job carrying only `attempts`: parsing merges them into `job`.
+  if (!stmt.IsNull(15) && !job.MergeFromString(stmt.Blob(15))) {
+    return absl::DataLossError(
+        absl::StrCat("stored attempts of ", job.id(), " do not parse"));
+  }
   return row;
 }
 

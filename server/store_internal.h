@@ -20,7 +20,9 @@ namespace care::server::internal {
 inline constexpr char kJobColumns[] =
     "id, spec, state, attempt, progress, worker_id, lease_deadline_us, "
     "create_us, start_us, update_us, end_us, failure, report, seq, "
-    "max_attempts";
+    "max_attempts, attempts";
+// Number of columns in kJobColumns (the index of a column appended to it).
+inline constexpr int kJobColumnCount = 16;
 
 struct JobRow {
   v1::Job job;

@@ -20,14 +20,27 @@ using internal::ToMicros;
 
 namespace {
 
+// Records the worker as seen. A heartbeat passes no device
+// (DEVICE_UNSPECIFIED): the one from its last LeaseJob stays.
 absl::Status TouchWorker(Connection& db, absl::string_view worker_id,
-                         v1::Device device, int64_t now) {
+                         const WorkerDevice& device, int64_t now) {
   CARE_ASSIGN_OR_RETURN(
       Statement stmt,
-      db.Prepare("INSERT INTO workers (worker_id, device, last_seen_us) "
-                 "VALUES (?, ?, ?) ON CONFLICT (worker_id) DO UPDATE SET "
-                 "last_seen_us = excluded.last_seen_us"));
-  stmt.Bind(1, worker_id).Bind(2, int64_t{device}).Bind(3, now);
+      db.Prepare("INSERT INTO workers (worker_id, device, last_seen_us, "
+                 "device_ordinal, device_name) VALUES (?, ?, ?, ?, ?) "
+                 "ON CONFLICT (worker_id) DO UPDATE SET "
+                 "last_seen_us = excluded.last_seen_us, "
+                 "device = CASE WHEN excluded.device = 0 THEN device "
+                 "ELSE excluded.device END, "
+                 "device_ordinal = CASE WHEN excluded.device = 0 THEN "
+                 "device_ordinal ELSE excluded.device_ordinal END, "
+                 "device_name = CASE WHEN excluded.device = 0 THEN "
+                 "device_name ELSE excluded.device_name END"));
+  stmt.Bind(1, worker_id)
+      .Bind(2, int64_t{device.kind})
+      .Bind(3, now)
+      .Bind(4, int64_t{device.ordinal})
+      .Bind(5, device.name);
   return stmt.Run();
 }
 
@@ -72,7 +85,14 @@ absl::Status ValidateProgress(const v1::Progress& p) {
 }  // namespace
 
 absl::StatusOr<std::optional<Lease>> Store::LeaseJob(
-    absl::string_view worker_id, v1::Device device) {
+    absl::string_view worker_id, const WorkerDevice& worker_device) {
+  WorkerDevice device = worker_device;
+  if (device.kind != v1::DEVICE_CPU && device.kind != v1::DEVICE_CUDA) {
+    device.kind = v1::DEVICE_UNSPECIFIED;
+  }
+  if (device.name.empty()) {
+    device.name = DefaultDeviceName(device.kind, device.ordinal);
+  }
   std::lock_guard<std::mutex> lock(writer_mu_);
   Connection& db = *writer_;
   const absl::Time now_time = clock_->Now();
@@ -81,20 +101,23 @@ absl::StatusOr<std::optional<Lease>> Store::LeaseJob(
   CARE_RETURN_IF_ERROR(TouchWorker(db, worker_id, device, now));
   // A CPU or CUDA worker takes its own device's jobs and DEVICE_ANY ones;
   // a worker that names no device takes only DEVICE_ANY jobs.
-  const int64_t own = (device == v1::DEVICE_CPU || device == v1::DEVICE_CUDA)
-                          ? int64_t{device}
-                          : int64_t{v1::DEVICE_ANY};
+  const int64_t own = device.kind == v1::DEVICE_UNSPECIFIED
+                          ? int64_t{v1::DEVICE_ANY}
+                          : int64_t{device.kind};
   std::string id;
   int64_t attempt = 0;
   {  // Scoped: a statement still holding a row would block the COMMIT.
     CARE_ASSIGN_OR_RETURN(
         Statement pick,
         db.Prepare("SELECT id, attempt FROM jobs WHERE state = ? AND device "
-                   "IN (?, ?) ORDER BY priority DESC, create_us, rowid "
-                   "LIMIT 1"));
+                   "IN (?, ?) AND (avoid_worker IS NULL OR avoid_worker != ? "
+                   "OR avoid_until_us <= ?) ORDER BY priority DESC, "
+                   "create_us, rowid LIMIT 1"));
     pick.Bind(1, int64_t{v1::JOB_STATE_QUEUED})
         .Bind(2, int64_t{v1::DEVICE_ANY})
-        .Bind(3, own);
+        .Bind(3, own)
+        .Bind(4, worker_id)
+        .Bind(5, now);
     CARE_ASSIGN_OR_RETURN(bool found, pick.Step());
     if (found) {
       id = pick.Text(0);
@@ -106,26 +129,42 @@ absl::StatusOr<std::optional<Lease>> Store::LeaseJob(
     return std::optional<Lease>();
   }
   const absl::Time deadline = now_time + options_.lease_duration;
+  // Appending a serialized Job that holds one Attempt to the stored ones is
+  // a protobuf merge: the list grows by one.
+  v1::Job record;
+  v1::Attempt* a = record.add_attempts();
+  a->set_attempt(static_cast<int32_t>(attempt + 1));
+  a->set_worker_id(std::string(worker_id));
+  a->set_device(device.kind);
+  a->set_device_name(device.name);
+  a->mutable_lease_time()->set_seconds(now / 1000000);
+  a->mutable_lease_time()->set_nanos(static_cast<int32_t>(now % 1000000) *
+                                     1000);
   CARE_ASSIGN_OR_RETURN(
       Statement update,
       db.Prepare("UPDATE jobs SET state = ?, attempt = attempt + 1, "
                  "worker_id = ?, lease_deadline_us = ?, "
                  "start_us = COALESCE(start_us, ?), update_us = ?4, "
-                 "progress = NULL WHERE id = ? AND state = ? AND attempt = ?"));
+                 "progress = NULL, lease_device = ?, "
+                 "attempts = COALESCE(attempts, X'') || ?, "
+                 "avoid_worker = NULL, avoid_until_us = NULL "
+                 "WHERE id = ? AND state = ? AND attempt = ?"));
   update.Bind(1, int64_t{v1::JOB_STATE_RUNNING})
       .Bind(2, worker_id)
       .Bind(3, ToMicros(deadline))
       .Bind(4, now)
-      .Bind(5, id)
-      .Bind(6, int64_t{v1::JOB_STATE_QUEUED})
-      .Bind(7, attempt);
+      .Bind(5, int64_t{device.kind})
+      .BindBlob(6, record.SerializeAsString())
+      .Bind(7, id)
+      .Bind(8, int64_t{v1::JOB_STATE_QUEUED})
+      .Bind(9, attempt);
   CARE_RETURN_IF_ERROR(update.Run());
   CARE_RETURN_IF_ERROR(ExpectOneChange(db, "lease"));
   EventInit event;
   event.type = v1::EVENT_TYPE_STATE_CHANGED;
   event.state = v1::JOB_STATE_RUNNING;
   event.attempt = static_cast<int>(attempt + 1);
-  event.message = absl::StrCat("leased by ", worker_id);
+  event.message = absl::StrCat("leased by ", worker_id, " on ", device.name);
   CARE_RETURN_IF_ERROR(AppendEvent(db, id, event, now));
   CARE_ASSIGN_OR_RETURN(JobRow row, LoadJob(db, id));
   CARE_RETURN_IF_ERROR(tx.Commit());
@@ -190,7 +229,7 @@ absl::StatusOr<HeartbeatResult> Store::Heartbeat(
     CARE_RETURN_IF_ERROR(AppendEvent(db, job_id, done, now));
     appended = true;
   }
-  CARE_RETURN_IF_ERROR(TouchWorker(db, worker_id, v1::DEVICE_UNSPECIFIED, now));
+  CARE_RETURN_IF_ERROR(TouchWorker(db, worker_id, WorkerDevice{}, now));
   CARE_RETURN_IF_ERROR(tx.Commit());
   if (appended) Notify();
   return HeartbeatResult{deadline, row.job.state() == v1::JOB_STATE_CANCELLING};
@@ -271,9 +310,12 @@ absl::StatusOr<FailResult> Store::Fail(absl::string_view worker_id,
     event.state = v1::JOB_STATE_QUEUED;
     event.message = absl::StrCat("attempt ", attempt, " of ", row.max_attempts,
                                  " failed, retrying: ", failure.message());
+    // The next attempt goes to another worker first: the failure may be
+    // this worker's (its device ran out of memory, its disk filled).
     sql =
         "UPDATE jobs SET state = ?, worker_id = NULL, lease_deadline_us = "
-        "NULL, update_us = ? WHERE id = ? AND state = ? AND attempt = ?";
+        "NULL, update_us = ?, avoid_worker = worker_id, avoid_until_us = ? "
+        "WHERE id = ? AND state = ? AND attempt = ?";
   } else {
     event.state = v1::JOB_STATE_FAILED;
     if (retryable && attempt >= row.max_attempts) {
@@ -290,7 +332,11 @@ absl::StatusOr<FailResult> Store::Fail(absl::string_view worker_id,
   int i = 1;
   update.Bind(i++, int64_t{event.state});
   update.Bind(i++, now);
-  if (!requeue) update.BindBlob(i++, stored.SerializeAsString());
+  if (requeue) {
+    update.Bind(i++, ToMicros(clock_->Now() + options_.retry_elsewhere_grace));
+  } else {
+    update.BindBlob(i++, stored.SerializeAsString());
+  }
   update.Bind(i++, job_id);
   update.Bind(i++, int64_t{row.job.state()});
   update.Bind(i++, int64_t{attempt});
@@ -350,7 +396,8 @@ absl::StatusOr<ReapResult> Store::ReapExpiredLeases() {
         Statement update,
         db.Prepare("UPDATE jobs SET state = ?, worker_id = NULL, "
                    "lease_deadline_us = NULL, update_us = ?, "
-                   "end_us = CASE WHEN ? THEN ?2 ELSE NULL END, failure = ? "
+                   "end_us = CASE WHEN ? THEN ?2 ELSE NULL END, failure = ?, "
+                   "avoid_worker = worker_id, avoid_until_us = ? "
                    "WHERE id = ? AND state = ? AND attempt = ?"));
     update.Bind(1, int64_t{event.state})
         .Bind(2, now)
@@ -360,9 +407,12 @@ absl::StatusOr<ReapResult> Store::ReapExpiredLeases() {
     } else {
       update.BindNull(4);
     }
-    update.Bind(5, job.id())
-        .Bind(6, int64_t{job.state()})
-        .Bind(7, int64_t{job.attempt()});
+    update
+        .Bind(5,
+              now + absl::ToInt64Microseconds(options_.retry_elsewhere_grace))
+        .Bind(6, job.id())
+        .Bind(7, int64_t{job.state()})
+        .Bind(8, int64_t{job.attempt()});
     CARE_RETURN_IF_ERROR(update.Run());
     CARE_RETURN_IF_ERROR(ExpectOneChange(db, "reap"));
     CARE_RETURN_IF_ERROR(AppendEvent(db, job.id(), event, now));

@@ -51,10 +51,20 @@ absl::Status WorkerServiceImpl::Lease(grpc::ServerContext* ctx,
   if (req.worker_id().empty() || req.worker_id().size() > 256) {
     return absl::InvalidArgumentError("worker_id: required, at most 256 bytes");
   }
-  if (!v1::Device_IsValid(req.device())) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("device: unknown value ", req.device()));
+  if (!v1::Device_IsValid(req.device()) || req.device() == v1::DEVICE_ANY) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "device: must be DEVICE_CPU or DEVICE_CUDA (a worker's device), got ",
+        req.device()));
   }
+  if (req.device_ordinal() < 0 || req.device_ordinal() > 1023) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "device_ordinal: must be in [0, 1023], got ", req.device_ordinal()));
+  }
+  if (req.device_name().size() > 256) {
+    return absl::InvalidArgumentError("device_name: longer than 256 bytes");
+  }
+  const WorkerDevice device{req.device(), req.device_ordinal(),
+                            req.device_name()};
   if (req.wait_ms() < 0 || req.wait_ms() > kMaxWaitMs) {
     return absl::InvalidArgumentError(absl::StrCat(
         "wait_ms: must be in [0, ", kMaxWaitMs, "], got ", req.wait_ms()));
@@ -70,13 +80,16 @@ absl::Status WorkerServiceImpl::Lease(grpc::ServerContext* ctx,
   while (true) {
     const uint64_t generation = deps_.notifier->generation();
     CARE_ASSIGN_OR_RETURN(std::optional<struct Lease> lease,
-                          deps_.store->LeaseJob(req.worker_id(), req.device()));
+                          deps_.store->LeaseJob(req.worker_id(), device));
     if (lease.has_value()) {
-      deps_.metrics->LeaseGranted(lease->job);
+      deps_.metrics->LeaseGranted(lease->job, req.device());
       Log(LogLevel::kInfo, "job leased",
           {{"job", lease->job.id()},
            {"attempt", absl::StrCat(lease->job.attempt())},
-           {"worker", req.worker_id()}});
+           {"worker", req.worker_id()},
+           {"device", lease->job.attempts().empty()
+                          ? std::string()
+                          : lease->job.attempts().rbegin()->device_name()}});
       resp->set_attempt(lease->job.attempt());
       *resp->mutable_lease_deadline() = ToTimestamp(lease->deadline);
       *resp->mutable_job() = std::move(lease->job);

@@ -92,7 +92,10 @@ absl::Status ValidateEnums(const JobSpec& spec) {
                    absl::StrCat("unknown value ", spec.output_dtype()));
   }
   if (!care::v1::Device_IsValid(spec.device())) {
-    return Invalid("device", absl::StrCat("unknown value ", spec.device()));
+    return Invalid("device",
+                   absl::StrCat("unknown value ", spec.device(),
+                                " (allowed: DEVICE_ANY, DEVICE_CPU, "
+                                "DEVICE_CUDA; unset means DEVICE_ANY)"));
   }
   return absl::OkStatus();
 }

@@ -105,6 +105,14 @@ const Case kCases[] = {
     {"device_unknown",
      [](JobSpec& s) { s.set_device(static_cast<care::v1::Device>(9)); },
      "device"},
+    {"device_negative",
+     [](JobSpec& s) { s.set_device(static_cast<care::v1::Device>(-1)); },
+     "device"},
+    {"device_unset", [](JobSpec& s) { s.clear_device(); }, ""},
+    {"device_any", [](JobSpec& s) { s.set_device(care::v1::DEVICE_ANY); }, ""},
+    {"device_cpu", [](JobSpec& s) { s.set_device(care::v1::DEVICE_CPU); }, ""},
+    {"device_cuda", [](JobSpec& s) { s.set_device(care::v1::DEVICE_CUDA); },
+     ""},
     // calibration
     {"calib_missing", [](JobSpec& s) { s.clear_calibration(); },
      "calibration.dataset_uri"},
@@ -224,6 +232,16 @@ TEST(ApplyJobSpecDefaultsTest, FillsUnsetFieldsOnly) {
   JobSpec again = spec;
   ApplyJobSpecDefaults(again);
   EXPECT_EQ(again.SerializeAsString(), spec.SerializeAsString());
+}
+
+TEST(ApplyJobSpecDefaultsTest, KeepsARequiredDevice) {
+  for (care::v1::Device device :
+       {care::v1::DEVICE_CPU, care::v1::DEVICE_CUDA, care::v1::DEVICE_ANY}) {
+    JobSpec spec = ValidSpec();
+    spec.set_device(device);
+    ApplyJobSpecDefaults(spec);
+    EXPECT_EQ(spec.device(), device);
+  }
 }
 
 TEST(ApplyJobSpecDefaultsTest, KeepsExplicitZeroDamping) {

@@ -355,6 +355,12 @@ TEST_F(ServerStoreTest, FailRetriesWhileAttemptsRemain) {
   EXPECT_TRUE(r->requeued);
   EXPECT_EQ(r->job.state(), v1::JOB_STATE_QUEUED);
   EXPECT_FALSE(r->job.has_failure());
+  // The failing worker is passed over for the grace period (another worker
+  // would get the job), then takes it itself.
+  auto again = store_->LeaseJob("w", v1::DEVICE_CPU);
+  ASSERT_TRUE(again.ok());
+  EXPECT_FALSE(again->has_value());
+  clock_.Advance(absl::Seconds(30));
   EXPECT_EQ(MustLease("w").job.attempt(), 2);
   r = store_->Fail("w", id, 2, f, true);
   ASSERT_TRUE(r.ok());
