@@ -1,0 +1,110 @@
+// Host-side launchers of the CUDA backend's kernels (*.cu). Raw device
+// pointers, row-major fp32 activations; every launcher enqueues on `stream`
+// and returns the launch's cudaError_t (cudaGetLastError), which the backend
+// turns into a status naming the op, the shapes and the device. Shapes are
+// validated by the caller (cuda_backend.cc), not here.
+#ifndef CARE_COMPUTE_CUDA_KERNELS_H_
+#define CARE_COMPUTE_CUDA_KERNELS_H_
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+namespace care::compute::cuda {
+
+// Stored as raw 16-bit patterns so this header needs no cuda_bf16.h.
+using Bf16Bits = uint16_t;
+
+// y[r, g*width + i] = x[r, g*width + i] * rsqrt(mean_g(x²) + eps) * w[i]
+// for each row r and group g of `width` columns (width = cols for a plain
+// RMSNorm); sum of squares in double like the CPU kernel. y may alias x.
+cudaError_t LaunchRmsNorm(const float* x, const float* w, float* y,
+                          int64_t rows, int64_t cols, int64_t width, double eps,
+                          cudaStream_t stream);
+
+// HF rotate_half RoPE in place on x [rows, heads * head_dim]: row t uses
+// position t mod seq_len; cos/sin are [seq_len, rotary_dim / 2] (already
+// scaled by the attention factor); columns rotary_dim..head_dim-1 of each
+// head pass through.
+cudaError_t LaunchRope(const float* cos, const float* sin, int64_t seq_len,
+                       int64_t rotary_dim, int64_t head_dim, float* x,
+                       int64_t rows, int64_t cols, cudaStream_t stream);
+
+// gate[i] = silu(gate[i]) * up[i], n elements.
+cudaError_t LaunchSiluMul(float* gate, const float* up, int64_t n,
+                          cudaStream_t stream);
+// y[i] += x[i], n elements.
+cudaError_t LaunchAdd(const float* x, float* y, int64_t n, cudaStream_t stream);
+// y[r, c] += b[c] for y [rows, cols].
+cudaError_t LaunchAddRow(const float* b, float* y, int64_t rows, int64_t cols,
+                         cudaStream_t stream);
+// y[i] *= s, n elements.
+cudaError_t LaunchScale(float* y, float s, int64_t n, cudaStream_t stream);
+
+// Round-to-nearest-even fp32 -> bf16 and the exact widening back.
+cudaError_t LaunchF32ToBf16(const float* x, Bf16Bits* y, int64_t n,
+                            cudaStream_t stream);
+cudaError_t LaunchBf16ToF32(const Bf16Bits* x, float* y, int64_t n,
+                            cudaStream_t stream);
+
+// Causal grouped-query attention, flash style (online softmax over key tiles
+// in fp32, no [T, T] score matrix). q, out: [windows * seq_len, heads *
+// head_dim]; k, v: [windows * seq_len, kv_heads * head_dim]; query head h
+// reads kv head h / (heads / kv_heads); scale 1/sqrt(head_dim).
+// head_dim <= kMaxAttentionHeadDim.
+inline constexpr int64_t kMaxAttentionHeadDim = 256;
+cudaError_t LaunchCausalAttention(const float* q, const float* k,
+                                  const float* v, float* out, int64_t windows,
+                                  int64_t seq_len, int64_t heads,
+                                  int64_t kv_heads, int64_t head_dim,
+                                  cudaStream_t stream);
+
+// Router: logits [tokens, experts] -> softmax (double) -> top k (higher
+// probability first, the lower expert index on ties) -> ids [tokens, k]
+// and weights [tokens, k], renormalized to sum 1 when `renormalize`.
+// experts <= kMaxRouterExperts.
+inline constexpr int64_t kMaxRouterExperts = 1024;
+cudaError_t LaunchRouterTopK(const float* logits, int64_t tokens,
+                             int64_t experts, int64_t k, bool renormalize,
+                             int32_t* ids, float* weights, cudaStream_t stream);
+
+// out[i, :] = x[ids[i], :] for i < n; x [*, cols], out [n, cols].
+cudaError_t LaunchGatherRows(const float* x, const int64_t* ids, int64_t n,
+                             int64_t cols, float* out, cudaStream_t stream);
+// out[ids[i], :] (+)= weights[i] * y[i, :] (weights may be null = 1). The
+// ids of one launch must be distinct (checked by the backend), so each
+// output row is written by one block and the result is deterministic.
+cudaError_t LaunchScatterRows(const float* y, const int64_t* ids,
+                              const float* weights, int64_t n, int64_t cols,
+                              float* out, bool accumulate, cudaStream_t stream);
+// y[t, :] = Σ_{j<k} x[t*k + j, :], summed in order j = 0, 1, ...
+cudaError_t LaunchSumRowGroups(const float* x, int64_t groups, int64_t k,
+                               int64_t cols, float* y, cudaStream_t stream);
+
+// One vocabulary chunk of a running log-sum-exp: logits [rows, chunk] hold
+// vocabulary entries [v0, v0 + chunk). Per row r: run_max[r] / run_sum[r]
+// (sum of exp(logit - run_max), double) are updated, and target_logit[r] is
+// set when targets[r] falls in the chunk (targets < 0 are ignored).
+cudaError_t LaunchLogSumExpChunk(const float* logits, int64_t rows,
+                                 int64_t chunk, int64_t v0,
+                                 const int32_t* targets, float* run_max,
+                                 double* run_sum, double* target_logit,
+                                 cudaStream_t stream);
+
+// sum[i] += block[i] for the lower triangle (column-major, i >= j) of a
+// [dim, dim] fp32 SYRK block into the fp64 accumulator.
+cudaError_t LaunchAccumulateLower(const float* block, int64_t dim, double* sum,
+                                  cudaStream_t stream);
+// abs_sum[c] += Σ_r |x[r, c]| (double) for x [rows, cols].
+cudaError_t LaunchAbsColumnSums(const float* x, int64_t rows, int64_t cols,
+                                double* abs_sum, cudaStream_t stream);
+// *count += number of NaN/inf among x[0..n).
+cudaError_t LaunchCountNonFinite(const float* x, int64_t n,
+                                 unsigned long long* count,
+                                 cudaStream_t stream);
+// x[i] = value, n floats (e.g. -inf for a running max).
+cudaError_t LaunchFill(float* x, float value, int64_t n, cudaStream_t stream);
+
+}  // namespace care::compute::cuda
+
+#endif  // CARE_COMPUTE_CUDA_KERNELS_H_
