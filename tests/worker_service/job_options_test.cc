@@ -65,23 +65,53 @@ TEST(JobOptions, EveryFieldReachesThePipeline) {
   EXPECT_EQ((*o)["overwrite"], false);
 }
 
-TEST(JobOptions, UnsupportedFieldsAreUserErrorsNamingTheField) {
-  for (const auto& [extra, field] :
-       std::vector<std::pair<std::string, std::string>>{
-           {"calibration { sequential: true }", "calibration.sequential"},
-           {"evaluation { dataset_uri: \"/e.txt\" prepend_bos: true }",
-            "evaluation.prepend_bos"},
-           {"output_dtype: OUTPUT_DTYPE_BF16", "output_dtype"},
-           {"calibration { text_field: \"body\" }", "calibration.text_field"},
-       }) {
-    care::v1::Job job = JobFrom(kSpec);
-    ASSERT_TRUE(google::protobuf::TextFormat::MergeFromString(
-        extra, job.mutable_spec()));
-    auto o = PipelineOptionsFromJob(job, 0);
-    ASSERT_FALSE(o.ok()) << extra;
-    EXPECT_EQ(o.status().code(), absl::StatusCode::kInvalidArgument);
-    EXPECT_THAT(o.status().message(), HasSubstr(field));
+TEST(JobOptions, DefaultsOfTheOptionalFields) {
+  auto o = PipelineOptionsFromJob(JobFrom(kSpec), 0);
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ((*o)["sequential"], false);
+  EXPECT_EQ((*o)["calib_text_field"], "text");
+  EXPECT_EQ((*o)["eval_text_field"], "text");
+  EXPECT_EQ((*o)["eval_prepend_bos"], false);
+  EXPECT_EQ((*o)["output_dtype"], "source");
+}
+
+// The fields this worker used to refuse: each now reaches the pipeline.
+TEST(JobOptions, SequentialTextFieldsBosAndDtypeReachThePipeline) {
+  care::v1::Job job = JobFrom(kSpec);
+  ASSERT_TRUE(google::protobuf::TextFormat::MergeFromString(
+      R"pb(
+        calibration { sequential: true text_field: "body" }
+        evaluation { prepend_bos: true text_field: "story" }
+        output_dtype: OUTPUT_DTYPE_BF16
+      )pb",
+      job.mutable_spec()));
+  auto o = PipelineOptionsFromJob(job, 0);
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ((*o)["sequential"], true);
+  EXPECT_EQ((*o)["calib_text_field"], "body");
+  EXPECT_EQ((*o)["eval_text_field"], "story");
+  EXPECT_EQ((*o)["eval_prepend_bos"], true);
+  EXPECT_EQ((*o)["output_dtype"], "bf16");
+  for (const auto& [dtype, name] :
+       std::vector<std::pair<care::v1::OutputDtype, std::string>>{
+           {care::v1::OUTPUT_DTYPE_F32, "f32"},
+           {care::v1::OUTPUT_DTYPE_F16, "f16"}}) {
+    job.mutable_spec()->set_output_dtype(dtype);
+    auto d = PipelineOptionsFromJob(job, 0);
+    ASSERT_TRUE(d.ok()) << d.status();
+    EXPECT_EQ((*d)["output_dtype"], name);
   }
+}
+
+TEST(JobOptions, UnknownDtypeValueIsAUserErrorNamingTheField) {
+  care::v1::Job job = JobFrom(kSpec);
+  // An enum value from a newer API version than this worker knows.
+  job.mutable_spec()->set_output_dtype(static_cast<care::v1::OutputDtype>(42));
+  auto o = PipelineOptionsFromJob(job, 0);
+  ASSERT_FALSE(o.ok());
+  EXPECT_EQ(o.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(o.status().message(), HasSubstr("output_dtype"));
+  EXPECT_THAT(o.status().message(), HasSubstr("42"));
 }
 
 TEST(JobOptions, OverwriteOnlyEmptyOrOwnEarlierOutput) {

@@ -16,6 +16,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "care/convert/pipeline.h"
+#include "care/convert/write_checkpoint.h"
 #include "care/util/flags.h"
 #include "care/util/status_macros.h"
 #include "cli/command.h"
@@ -31,9 +32,11 @@ constexpr char kUsage[] =
     "         [--sequential]\n"
     "         [--calib-samples N] [--calib-seq-len T] [--seed S] [--damping "
     "A]\n"
-    "         [--calib-range A:B] [--heldout-windows W]\n"
+    "         [--calib-range A:B] [--heldout-windows W] [--calib-text-field "
+    "F]\n"
     "         [--eval DATA] [--eval-seq-len T] [--eval-windows W] "
     "[--eval-range A:B]\n"
+    "         [--eval-text-field F] [--eval-bos] [--dtype D]\n"
     "         [--report FILE] [--overwrite] [--threads N] [--quiet]\n"
     "\n"
     "Converts K/V projections to low-rank latent factors (docs/conversion.md)"
@@ -60,6 +63,7 @@ constexpr char kUsage[] =
     "                     0:1, or 0:0.9 when --eval is the same file)\n"
     "  --heldout-windows W  held-out calibration windows (default 64; the\n"
     "                     last 10% of the calibration range)\n"
+    "  --calib-text-field F  JSONL field holding the text (default text)\n"
     "  --eval DATA        evaluation text; perplexity of original and "
     "converted\n"
     "  --eval-seq-len T   evaluation window length (default 256)\n"
@@ -67,6 +71,12 @@ constexpr char kUsage[] =
     "  --eval-range A:B   fractions of the evaluation stream used (default "
     "0:1,\n"
     "                     or 0.9:1 when it is the calibration file)\n"
+    "  --eval-text-field F  JSONL field of the evaluation data (default text)\n"
+    "  --eval-bos         prepend the model's BOS id to every evaluation\n"
+    "                     window (T-1 stream tokens each; BOS not scored)\n"
+    "  --dtype D          dtype of the written factors and floating-point\n"
+    "                     weights: source (default; factors F32), f32, f16,\n"
+    "                     bf16\n"
     "  --report FILE      also write the JSON report here\n"
     "  --threads N        OpenMP/Eigen threads (default: all cores)\n"
     "  --quiet            no progress bar or summary\n";
@@ -90,7 +100,7 @@ absl::StatusOr<convert::ConvertOptions> ParseArgs(
     std::string* report_file) {
   CARE_ASSIGN_OR_RETURN(
       Flags flags, Flags::Parse(args, {"overwrite", "quiet", "adjusted-factors",
-                                       "sequential"}));
+                                       "sequential", "eval-bos"}));
   CARE_RETURN_IF_ERROR(flags.CheckKnown({"model",
                                          "out",
                                          "kv-save",
@@ -110,6 +120,10 @@ absl::StatusOr<convert::ConvertOptions> ParseArgs(
                                          "eval-seq-len",
                                          "eval-windows",
                                          "eval-range",
+                                         "calib-text-field",
+                                         "eval-text-field",
+                                         "eval-bos",
+                                         "dtype",
                                          "report",
                                          "overwrite",
                                          "threads",
@@ -157,6 +171,11 @@ absl::StatusOr<convert::ConvertOptions> ParseArgs(
   if (flags.Has("eval-range")) {
     CARE_ASSIGN_OR_RETURN(o.eval_range, ParseFraction(flags, "eval-range"));
   }
+  o.calib_text_field = flags.StringOr("calib-text-field", "text");
+  o.eval_text_field = flags.StringOr("eval-text-field", "text");
+  o.eval_prepend_bos = flags.Bool("eval-bos");
+  CARE_ASSIGN_OR_RETURN(o.output_dtype,
+                        convert::ParseOutputDType(flags.StringOr("dtype", "")));
   CARE_ASSIGN_OR_RETURN(int64_t threads, flags.IntOr("threads", 0));
   if (threads < 0 || threads > 4096) {
     return absl::InvalidArgumentError("--threads must be in [0, 4096]");

@@ -25,6 +25,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "care/convert/pipeline.h"
+#include "care/convert/write_checkpoint.h"
 #include "care/util/status_macros.h"
 #include "cli/command.h"
 
@@ -117,6 +118,13 @@ absl::StatusOr<convert::ConvertOptions> OptionsFromJson(
   CARE_RETURN_IF_ERROR(Read(o, "eval_seq_len", &c.eval_seq_len));
   CARE_RETURN_IF_ERROR(Read(o, "eval_windows", &c.eval_windows));
   CARE_RETURN_IF_ERROR(Read(o, "threads", &c.threads));
+  CARE_RETURN_IF_ERROR(Read(o, "sequential", &c.sequential));
+  CARE_RETURN_IF_ERROR(Read(o, "calib_text_field", &c.calib_text_field));
+  CARE_RETURN_IF_ERROR(Read(o, "eval_text_field", &c.eval_text_field));
+  CARE_RETURN_IF_ERROR(Read(o, "eval_prepend_bos", &c.eval_prepend_bos));
+  std::string dtype = "source";
+  CARE_RETURN_IF_ERROR(Read(o, "output_dtype", &dtype));
+  CARE_ASSIGN_OR_RETURN(c.output_dtype, convert::ParseOutputDType(dtype));
   return c;
 }
 

@@ -21,11 +21,6 @@ absl::StatusOr<std::string> LocalPath(const std::string& uri,
   return parsed->path;
 }
 
-absl::Status Unsupported(absl::string_view field, absl::string_view why) {
-  return absl::InvalidArgumentError(
-      absl::StrCat(field, ": not supported by this worker (", why, ")"));
-}
-
 care::v1::Method ApiMethod(const std::string& name) {
   if (name == "care-c") return care::v1::METHOD_CARE_C;
   if (name == "asvd") return care::v1::METHOD_ASVD;
@@ -118,19 +113,11 @@ absl::StatusOr<nlohmann::json> PipelineOptionsFromJob(const care::v1::Job& job,
   o["damping"] = spec.has_damping() ? spec.damping() : 0.01;
 
   const auto& calib = spec.calibration();
-  if (calib.sequential()) {
-    return Unsupported("calibration.sequential",
-                       "every layer is calibrated on the original model");
-  }
   const auto& eval = spec.evaluation();
-  if (!calib.text_field().empty() && calib.text_field() != "text") {
-    return Unsupported("calibration.text_field",
-                       "JSONL datasets are read from the \"text\" field");
-  }
-  if (!eval.text_field().empty() && eval.text_field() != "text") {
-    return Unsupported("evaluation.text_field",
-                       "JSONL datasets are read from the \"text\" field");
-  }
+  o["sequential"] = calib.sequential();
+  o["calib_text_field"] =
+      calib.text_field().empty() ? "text" : calib.text_field();
+  o["eval_text_field"] = eval.text_field().empty() ? "text" : eval.text_field();
   std::string calib_data;
   if (!calib.dataset_uri().empty()) {
     CARE_ASSIGN_OR_RETURN(
@@ -145,17 +132,28 @@ absl::StatusOr<nlohmann::json> PipelineOptionsFromJob(const care::v1::Job& job,
   if (!eval.dataset_uri().empty()) {
     CARE_ASSIGN_OR_RETURN(
         eval_data, LocalPath(eval.dataset_uri(), "evaluation.dataset_uri"));
-    if (eval.prepend_bos()) {
-      return Unsupported("evaluation.prepend_bos",
-                         "perplexity uses plain windows");
-    }
   }
+  o["eval_prepend_bos"] = eval.prepend_bos();
   o["eval_data"] = eval_data;
   o["eval_seq_len"] = eval.window_length() > 0 ? eval.window_length() : 2048;
   o["eval_windows"] = eval.max_windows();  // 0 = all, as in the pipeline.
-  if (spec.output_dtype() != care::v1::OUTPUT_DTYPE_UNSPECIFIED) {
-    return Unsupported("output_dtype",
-                       "the checkpoint keeps the source's dtype");
+  switch (spec.output_dtype()) {
+    case care::v1::OUTPUT_DTYPE_UNSPECIFIED:
+      o["output_dtype"] = "source";
+      break;
+    case care::v1::OUTPUT_DTYPE_F32:
+      o["output_dtype"] = "f32";
+      break;
+    case care::v1::OUTPUT_DTYPE_F16:
+      o["output_dtype"] = "f16";
+      break;
+    case care::v1::OUTPUT_DTYPE_BF16:
+      o["output_dtype"] = "bf16";
+      break;
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("output_dtype: unknown value ", spec.output_dtype(),
+                       " (allowed: unspecified, F32, F16, BF16)"));
   }
   o["threads"] = threads;
 

@@ -14,12 +14,13 @@
 namespace care::worker {
 
 // {"model", "output_dir", "overwrite", "budget": {"kv_save"| "rank"},
-//  "method", "allocation", "damping", "calib_data", "calib_samples",
-//  "calib_seq_len", "seed", "eval_data", "eval_seq_len", "eval_windows",
-//  "threads"}: the fields of care::convert::ConvertOptions.
-// InvalidArgument naming the spec field for what the pipeline cannot do
-// (prepend_bos, sequential calibration, an output dtype other than the
-// source's, a JSONL text field other than "text").
+//  "method", "allocation", "damping", "sequential", "calib_data",
+//  "calib_text_field", "calib_samples", "calib_seq_len", "seed",
+//  "eval_data", "eval_text_field", "eval_prepend_bos", "eval_seq_len",
+//  "eval_windows", "output_dtype" ("source"|"f32"|"f16"|"bf16"),
+//  "threads"}: the fields of care::convert::ConvertOptions. Every JobSpec
+// field the pipeline reads is mapped; InvalidArgument naming the field for
+// a URI that is not local or an enum value this build does not know.
 absl::StatusOr<nlohmann::json> PipelineOptionsFromJob(const care::v1::Job& job,
                                                       int threads);
 

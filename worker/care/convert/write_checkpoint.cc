@@ -3,6 +3,7 @@
 #include <map>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "care/engine/row_loader.h"
 #include "care/io/checkpoint_writer.h"
@@ -57,6 +58,17 @@ absl::Status CopyTensor(io::CheckpointWriter& w, const io::Checkpoint& source,
 }
 
 }  // namespace
+
+absl::StatusOr<std::optional<io::DType>> ParseOutputDType(
+    absl::string_view name) {
+  const std::string lower = absl::AsciiStrToLower(name);
+  if (lower.empty() || lower == "source") return std::nullopt;
+  if (lower == "f32") return io::DType::kF32;
+  if (lower == "f16") return io::DType::kF16;
+  if (lower == "bf16") return io::DType::kBF16;
+  return absl::InvalidArgumentError(absl::StrCat(
+      "output dtype '", name, "': expected source, f32, f16 or bf16"));
+}
 
 std::string LatentArchitectureName(const std::string& source_architecture) {
   if (source_architecture.rfind("Care", 0) == 0) return source_architecture;

@@ -15,6 +15,8 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "care/convert/calibrate.h"
 #include "care/convert/latent_layer.h"
 #include "care/io/checkpoint.h"
@@ -37,6 +39,11 @@ std::string LatentArchitectureName(const std::string& source_architecture);
 nlohmann::json ConvertedConfigJson(const ModelConfig& source,
                                    const std::vector<LatentLayer>& layers,
                                    const LatentMetadata& meta);
+
+// "source" (or "") -> nullopt, "f32"/"f16"/"bf16" (any case) -> the dtype;
+// InvalidArgument listing the allowed names otherwise.
+absl::StatusOr<std::optional<io::DType>> ParseOutputDType(
+    absl::string_view name);
 
 struct WriteOptions {
   bool overwrite = false;
