@@ -6,7 +6,8 @@
 namespace care::worker {
 
 ClassifiedFailure ClassifyFailure(const absl::Status& status,
-                                  const care::v1::Progress& where) {
+                                  const care::v1::Progress& where,
+                                  absl::string_view device) {
   ClassifiedFailure out;
   switch (status.code()) {
     case absl::StatusCode::kInvalidArgument:
@@ -38,6 +39,16 @@ ClassifiedFailure ClassifyFailure(const absl::Status& status,
   out.failure.set_message(prefix.empty()
                               ? std::string(status.message())
                               : absl::StrCat(prefix, ": ", status.message()));
+  const bool gpu = !device.empty() && device != "cpu";
+  if (gpu && (status.code() == absl::StatusCode::kResourceExhausted ||
+              status.code() == absl::StatusCode::kUnavailable)) {
+    out.failure.set_message(absl::StrCat(
+        "device ", device, ": ",
+        status.code() == absl::StatusCode::kResourceExhausted ? "out of memory"
+                                                              : "unavailable",
+        ": ", out.failure.message(),
+        " (a device failure, not the job's: retried on another worker)"));
+  }
   return out;
 }
 

@@ -8,6 +8,8 @@
 #include <sstream>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "care/util/status_macros.h"
 
@@ -39,11 +41,35 @@ absl::StatusOr<int64_t> IntInRange(const Flags& flags, const char* name,
 
 }  // namespace
 
+absl::StatusOr<ParsedDevice> ParseWorkerDevice(absl::string_view text) {
+  ParsedDevice d;
+  if (text == "cpu") return d;
+  d.kind = care::v1::DEVICE_CUDA;
+  if (text == "cuda") return d;
+  int ordinal = -1;
+  if (absl::StartsWith(text, "cuda:") &&
+      absl::SimpleAtoi(text.substr(5), &ordinal) && ordinal >= 0 &&
+      ordinal <= 1023 && absl::StrCat("cuda:", ordinal) == text) {
+    d.ordinal = ordinal;
+    return d;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("flag --device: expected cpu, cuda or cuda:N (N in [0, "
+                   "1023]), got '",
+                   text, "'"));
+}
+
+std::string ServiceOptions::DeviceString() const {
+  return device == care::v1::DEVICE_CUDA ? absl::StrCat("cuda:", device_ordinal)
+                                         : std::string("cpu");
+}
+
 const std::set<std::string>& ServiceFlagNames() {
   static const auto* names = new std::set<std::string>{
-      "server",       "token-file",    "tls-ca",   "worker-id",
-      "device",       "work-dir",      "threads",  "metrics-listen",
-      "heartbeat-ms", "lease-wait-ms", "max-jobs", "backoff-max-ms"};
+      "server",         "token-file",   "tls-ca",        "worker-id",
+      "device",         "device-name",  "work-dir",      "threads",
+      "metrics-listen", "heartbeat-ms", "lease-wait-ms", "max-jobs",
+      "backoff-max-ms"};
   return *names;
 }
 
@@ -72,14 +98,14 @@ absl::StatusOr<ServiceOptions> ServiceOptionsFromFlags(const Flags& flags) {
     return absl::InvalidArgumentError(
         "flag --worker-id: must be 1 to 256 bytes");
   }
-  const std::string device = flags.StringOr("device", "cpu");
-  if (device == "cpu") {
-    o.device = care::v1::DEVICE_CPU;
-  } else if (device == "cuda") {
-    o.device = care::v1::DEVICE_CUDA;
-  } else {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "flag --device: expected cpu or cuda, got '", device, "'"));
+  CARE_ASSIGN_OR_RETURN(ParsedDevice device,
+                        ParseWorkerDevice(flags.StringOr("device", "cpu")));
+  o.device = device.kind;
+  o.device_ordinal = device.ordinal;
+  o.device_name = flags.StringOr("device-name", o.DeviceString());
+  if (o.device_name.empty() || o.device_name.size() > 256) {
+    return absl::InvalidArgumentError(
+        "flag --device-name: must be 1 to 256 bytes");
   }
   o.work_dir = flags.StringOr("work-dir", "");
   if (!o.work_dir.empty()) {

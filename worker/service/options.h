@@ -10,6 +10,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "care/util/flags.h"
 #include "care/v1/job.pb.h"
@@ -23,7 +24,16 @@ struct ServiceOptions {
   bool tls = false;
   std::string tls_ca_file;  // PEM roots; empty = system roots.
   std::string worker_id;    // Default "<hostname>:<pid>".
+  // --device cpu | cuda | cuda:N: advertised in every LeaseJob (the server
+  // routes jobs by it) and handed to each job's pipeline.
   care::v1::Device device = care::v1::DEVICE_CPU;
+  int device_ordinal = 0;  // N of cuda:N.
+  // What the backend calls itself, e.g. "cuda:0 (NVIDIA H100 80GB HBM3)":
+  // `care-worker serve` opens the backend before starting the service and
+  // passes its name as --device-name. Default: DeviceString().
+  std::string device_name;
+  // "cpu" or "cuda:N": the device the pipeline computes on.
+  std::string DeviceString() const;
   // Scratch space: each job's pipeline process runs in its own directory
   // below it (cwd and TMPDIR), removed when the job ends. "" = the
   // service's cwd and the inherited TMPDIR.
@@ -39,6 +49,14 @@ struct ServiceOptions {
   absl::Duration backoff_max = absl::Seconds(30);
   int max_jobs = 0;  // Exit after this many jobs; 0 = never.
 };
+
+struct ParsedDevice {
+  care::v1::Device kind = care::v1::DEVICE_CPU;
+  int ordinal = 0;
+};
+// "cpu", "cuda" (= cuda:0) or "cuda:N" with N in [0, 1023]; InvalidArgument
+// naming --device and the accepted forms otherwise.
+absl::StatusOr<ParsedDevice> ParseWorkerDevice(absl::string_view text);
 
 // Flags of `care-worker serve` (valued and boolean).
 const std::set<std::string>& ServiceFlagNames();

@@ -45,5 +45,6 @@ int main(int argc, char** argv) {
   }
   care::worker::SubprocessRunner runner(pipeline, options->threads,
                                         options->work_dir);
+  runner.set_device(options->DeviceString());
   return care::worker::Serve(*options, runner);
 }

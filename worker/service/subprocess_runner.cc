@@ -62,6 +62,7 @@ absl::StatusOr<care::v1::Report> SubprocessRunner::Run(
     const CancelToken& cancel) {
   CARE_ASSIGN_OR_RETURN(nlohmann::json options,
                         PipelineOptionsFromJob(job, threads_));
+  options["device"] = device_;  // This worker's, whatever the spec allowed.
   int in_pipe[2], out_pipe[2];
   if (pipe2(in_pipe, O_CLOEXEC) != 0) {
     return absl::ResourceExhaustedError(

@@ -39,7 +39,11 @@ class SubprocessRunner : public JobRunner {
                                        ProgressSink& progress,
                                        const CancelToken& cancel) override;
 
+  // The pipeline's compute device, "cpu" or "cuda:N" (the options' "device").
+  void set_device(std::string device) { device_ = std::move(device); }
+
  private:
+  std::string device_ = "cpu";
   std::string pipeline_exe_;
   int threads_;
   std::string work_dir_;

@@ -64,13 +64,15 @@ void Worker::SleepUnlessStopped(absl::Duration duration) {
 absl::Status Worker::Serve() {
   std::mt19937_64 random(std::random_device{}());
   absl::Duration backoff = options_.backoff_initial;
-  Log(absl::StrCat("worker ", options_.worker_id, " serving ",
-                   options_.server));
+  Log(absl::StrCat("worker ", options_.worker_id, " on ", options_.device_name,
+                   " serving ", options_.server));
   while (true) {
     if (options_.max_jobs > 0 && jobs_run_.load() >= options_.max_jobs) break;
     care::v1::LeaseJobRequest request;
     request.set_worker_id(options_.worker_id);
     request.set_device(options_.device);
+    request.set_device_ordinal(options_.device_ordinal);
+    request.set_device_name(options_.device_name);
     request.set_wait_ms(options_.lease_wait_ms);
     // The server bounds the wait; leave it room to answer.
     auto context =
@@ -208,7 +210,8 @@ void Worker::Finish(const std::string& job_id, int attempt,
     fail.set_retryable(true);
     outcome = "released";
   } else {
-    ClassifiedFailure classified = ClassifyFailure(result.status(), where);
+    ClassifiedFailure classified =
+        ClassifyFailure(result.status(), where, options_.device_name);
     *fail.mutable_failure() = classified.failure;
     fail.set_retryable(classified.retryable);
     outcome = "failed";
