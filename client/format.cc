@@ -275,6 +275,14 @@ std::string FormatJobTable(const Job& job) {
     kv.Add("attempt", absl::StrCat(job.attempt(), " of ", spec.max_attempts()));
   }
   kv.Add("worker", job.worker_id());
+  if (job.state() == care::v1::JOB_STATE_QUEUED) {
+    kv.Add("queued", job.queue_reason());
+  }
+  for (const care::v1::Attempt& a : job.attempts()) {
+    kv.Add(absl::StrCat("attempt ", a.attempt()),
+           absl::StrCat(a.worker_id(), " on ", a.device_name(), ", ",
+                        FormatTimestamp(a.lease_time())));
+  }
   if (job.has_failure()) {
     kv.Add("failure", absl::StrCat(ReasonName(job.failure().reason()), ": ",
                                    job.failure().message()));
@@ -305,15 +313,26 @@ std::string FormatJobTable(const Job& job) {
   return out;
 }
 
+// The device the job requires, and where its last attempt ran: "cuda"
+// (never leased), "cuda:0" (a cuda job on cuda:0), "any on cpu".
+std::string FormatJobDevice(const Job& job) {
+  const std::string required = DeviceName(job.spec().device());
+  if (job.attempts().empty()) return required;
+  const std::string& name = job.attempts().rbegin()->device_name();
+  const std::string ran = name.substr(0, name.find(' '));
+  if (ran.substr(0, ran.find(':')) == required) return ran;
+  return absl::StrCat(required, " on ", ran);
+}
+
 std::string FormatJobListTable(const care::v1::ListJobsResponse& response) {
-  Table table({"ID", "STATE", "PROGRESS", "ATTEMPT", "PRIORITY", "CREATED",
-               "MODEL", "LABELS"});
+  Table table({"ID", "STATE", "PROGRESS", "ATTEMPT", "DEVICE", "PRIORITY",
+               "CREATED", "MODEL", "LABELS"});
   for (const Job& job : response.jobs()) {
     bool active = job.state() == care::v1::JOB_STATE_RUNNING ||
                   job.state() == care::v1::JOB_STATE_CANCELLING;
     table.AddRow({job.id(), StateName(job.state()),
                   active ? FormatProgress(job.progress()) : "-",
-                  absl::StrCat(job.attempt()),
+                  absl::StrCat(job.attempt()), FormatJobDevice(job),
                   absl::StrCat(job.spec().priority()),
                   FormatTimestamp(job.create_time()), job.spec().model_uri(),
                   FormatLabels(job.spec().labels())});

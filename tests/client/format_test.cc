@@ -74,6 +74,20 @@ constexpr char kSucceededJob[] = R"pb(
   start_time { seconds: 1795860005 }
   update_time { seconds: 1795860190 }
   end_time { seconds: 1795860190 }
+  attempts {
+    attempt: 1
+    worker_id: "worker-b:77"
+    device: DEVICE_CPU
+    device_name: "cpu"
+    lease_time { seconds: 1795860005 }
+  }
+  attempts {
+    attempt: 2
+    worker_id: "worker-a:1234"
+    device: DEVICE_CPU
+    device_name: "cpu"
+    lease_time { seconds: 1795860100 }
+  }
   report {
     original { ppl: 3.83212 mean_nll: 1.34342 predictions: 2040 }
     converted { ppl: 3.95105 mean_nll: 1.37398 predictions: 2040 }
@@ -124,6 +138,30 @@ constexpr char kRunningJob[] = R"pb(
   create_time { seconds: 1795860100 }
   start_time { seconds: 1795860101 }
   update_time { seconds: 1795860150 }
+  attempts {
+    attempt: 1
+    worker_id: "worker-a:1234"
+    device: DEVICE_CUDA
+    device_name: "cuda:0 (NVIDIA H100 80GB HBM3)"
+    lease_time { seconds: 1795860101 }
+  }
+)pb";
+
+// Waiting for a device no connected worker offers.
+constexpr char kQueuedJob[] = R"pb(
+  id: "job-01HZX3K0000000000000000004"
+  spec {
+    model_uri: "/models/m"
+    output_uri: "/outputs/d"
+    kv_budget { kv_save_fraction: 0.5 }
+    method: METHOD_SVD
+    device: DEVICE_CUDA
+    max_attempts: 3
+  }
+  state: JOB_STATE_QUEUED
+  create_time { seconds: 1795860300 }
+  update_time { seconds: 1795860300 }
+  queue_reason: "waiting for a cuda worker: none seen in the last 1m"
 )pb";
 
 constexpr char kFailedJob[] = R"pb(
@@ -161,6 +199,11 @@ TEST(FormatGolden, RunningJobTable) {
                FormatJobTable(Parse<care::v1::Job>(kRunningJob)));
 }
 
+TEST(FormatGolden, QueuedJobTableSaysWhy) {
+  ExpectGolden("job_queued.txt",
+               FormatJobTable(Parse<care::v1::Job>(kQueuedJob)));
+}
+
 TEST(FormatGolden, FailedJobTableAndJson) {
   auto job = Parse<care::v1::Job>(kFailedJob);
   ExpectGolden("job_failed.txt", FormatJobTable(job));
@@ -181,7 +224,8 @@ TEST(FormatGolden, JobList) {
 
 TEST(FormatGolden, EmptyListStillHasHeader) {
   EXPECT_EQ(FormatJobListTable({}),
-            "ID  STATE  PROGRESS  ATTEMPT  PRIORITY  CREATED  MODEL  LABELS\n");
+            "ID  STATE  PROGRESS  ATTEMPT  DEVICE  PRIORITY  CREATED  MODEL  "
+            "LABELS\n");
 }
 
 constexpr char kEvents[] = R"pb(
