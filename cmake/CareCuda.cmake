@@ -75,11 +75,11 @@ if(NOT _care_cuda_mode STREQUAL "OFF")
   endif()
 endif()
 
-# Defined after the whole tree is configured (care_compute, care_add_test and
+# Defined after the whole tree is configured (care_compute_core, care_add_test and
 # GoogleTest exist by then): the plugin and its tests.
 function(care_cuda_add_targets)
-  if(NOT TARGET care_compute)
-    message(WARNING "CUDA backend: target care_compute (worker/care/compute) "
+  if(NOT TARGET care_compute_core)
+    message(WARNING "CUDA backend: target care_compute_core (worker/care/compute) "
                     "does not exist; the plugin is not built")
     return()
   endif()
@@ -113,9 +113,12 @@ function(care_cuda_add_targets)
   # Only the plugin links the CUDA libraries (scripts/check-runtime-libs.sh
   # keeps them out of the binaries).
   target_link_libraries(care_cuda_backend PRIVATE
-    care_compute CUDA::cudart CUDA::cublas CUDA::cusolver Threads::Threads)
-  # No undefined symbols left for the loading binary to provide.
-  target_link_options(care_cuda_backend PRIVATE "LINKER:--no-undefined")
+    care_compute_core CUDA::cudart CUDA::cublas CUDA::cusolver
+    OpenMP::OpenMP_CXX Threads::Threads)
+  # No undefined symbols left for the loading binary to provide, and only
+  # the entry points exported (not the static libraries' symbols).
+  target_link_options(care_cuda_backend PRIVATE "LINKER:--no-undefined"
+                      "LINKER:--exclude-libs,ALL")
   if(CARE_BUILD_TESTS AND EXISTS "${PROJECT_SOURCE_DIR}/tests/compute/cuda/CMakeLists.txt")
     add_subdirectory("${PROJECT_SOURCE_DIR}/tests/compute/cuda"
                      "${CMAKE_BINARY_DIR}/tests/compute/cuda")
