@@ -33,6 +33,7 @@ RUN apt-get update \
       libsqlite3-0 \
       libssl3 \
       libutf8proc2 \
+      libyaml-cpp0.7 \
  && rm -rf /var/lib/apt/lists/*
 # runtime-packages-end
 RUN useradd --system --uid 10001 --home-dir /var/lib/care --create-home care

@@ -31,8 +31,8 @@ constexpr char kConnectionFlags[] =
 
 const Subcommand kSubcommands[] = {
     {"submit", "submit a conversion job",
-     "usage: carectl submit [--spec FILE] [spec flags] [--wait] [--quiet]\n"
-     "spec flags (override the fields of --spec FILE, a JSON JobSpec):\n"
+     "usage: carectl submit [-f|--spec FILE] [spec flags] [--wait] [--quiet]\n"
+     "spec flags (override the fields of FILE, a YAML or JSON JobSpec):\n"
      "  --model URI           source checkpoint (path, file://, hf://)\n"
      "  --out PATH            output directory (must not exist)\n"
      "  --kv-save F | --rank R  KV budget: fraction saved in [0,1) or "

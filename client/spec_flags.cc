@@ -3,8 +3,6 @@
 #include <climits>
 #include <cstdint>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -12,7 +10,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "care/util/status_macros.h"
-#include "google/protobuf/util/json_util.h"
 
 namespace care::client {
 
@@ -147,25 +144,11 @@ absl::StatusOr<care::v1::JobState> ParseState(absl::string_view text) {
        {"cancelled", care::v1::JOB_STATE_CANCELLED}});
 }
 
-absl::StatusOr<care::v1::JobSpec> ReadSpecFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return absl::NotFoundError(
-        absl::StrCat("--spec: cannot read spec file '", path, "'"));
+void ExpandShortFlags(std::vector<std::string>& args) {
+  for (std::string& arg : args) {
+    if (arg == "--") break;
+    if (arg == "-f") arg = "--spec";
   }
-  std::stringstream text;
-  text << in.rdbuf();
-  care::v1::JobSpec spec;
-  google::protobuf::util::JsonParseOptions options;
-  options.ignore_unknown_fields = false;  // A typo must not pass silently.
-  auto status =
-      google::protobuf::util::JsonStringToMessage(text.str(), &spec, options);
-  if (!status.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--spec: '", path,
-        "' is not a JSON JobSpec: ", std::string(status.message())));
-  }
-  return spec;
 }
 
 absl::StatusOr<care::v1::JobSpec> SpecFromFlags(

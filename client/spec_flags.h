@@ -1,5 +1,5 @@
-// Building a care.v1.JobSpec from `carectl submit` flags and/or a JSON spec
-// file (protobuf's JSON mapping; flags override the file's fields).
+// Building a care.v1.JobSpec from `carectl submit` flags and/or a spec file
+// (JSON or YAML, spec_file.h; flags override the file's fields).
 #ifndef CARE_CLIENT_SPEC_FLAGS_H_
 #define CARE_CLIENT_SPEC_FLAGS_H_
 
@@ -12,6 +12,7 @@
 #include "absl/strings/string_view.h"
 #include "care/util/flags.h"
 #include "care/v1/job.pb.h"
+#include "client/spec_file.h"
 
 namespace care::client {
 
@@ -37,12 +38,13 @@ absl::StatusOr<care::v1::Device> ParseDevice(absl::string_view text);
 // "queued", "RUNNING", "job_state_failed" ... (case-insensitive).
 absl::StatusOr<care::v1::JobState> ParseState(absl::string_view text);
 
-// Parses a JSON spec file; errors name the file and protobuf's complaint.
-absl::StatusOr<care::v1::JobSpec> ReadSpecFile(const std::string& path);
+// Rewrites the short "-f FILE" to "--spec FILE" (before "--").
+void ExpandShortFlags(std::vector<std::string>& args);
 
-// The spec from --spec (if given) overridden by the field flags and
-// `labels` ("k=v"). Relative local paths in --model/--out/--calib/--eval are
-// made absolute against the current directory. Not validated.
+// The spec from --spec / -f (if given) overridden by the field flags and
+// `labels` ("k=v"; merged into the file's labels, a flag wins per key).
+// Relative local paths in --model/--out/--calib/--eval are made absolute
+// against the current directory. Not validated.
 absl::StatusOr<care::v1::JobSpec> SpecFromFlags(
     const Flags& flags, const std::vector<std::string>& labels);
 

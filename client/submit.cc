@@ -13,6 +13,7 @@ namespace care::client {
 
 int RunSubmit(const std::vector<std::string>& args) {
   std::vector<std::string> rest = args;
+  ExpandShortFlags(rest);
   auto labels = ExtractRepeated(rest, "label");
   if (!labels.ok()) return UsageError("submit", labels.status());
   std::set<std::string> bools = SpecBoolFlagNames();
