@@ -75,14 +75,10 @@ if(NOT _care_cuda_mode STREQUAL "OFF")
   endif()
 endif()
 
-# Defined after the whole tree is configured (care_compute_core, care_add_test and
-# GoogleTest exist by then): the plugin and its tests.
-function(care_cuda_add_targets)
-  if(NOT TARGET care_compute_core)
-    message(WARNING "CUDA backend: target care_compute_core (worker/care/compute) "
-                    "does not exist; the plugin is not built")
-    return()
-  endif()
+# The plugin. Its sources are only ours; care_compute_core (the Backend
+# interface's helpers, worker/care/compute/) is linked by name, which CMake
+# resolves once the whole tree is configured.
+function(care_cuda_add_plugin)
   set(dir "${PROJECT_SOURCE_DIR}/worker/care/compute/cuda")
   file(GLOB cu_sources CONFIGURE_DEPENDS "${dir}/*.cu")
   file(GLOB cc_sources CONFIGURE_DEPENDS "${dir}/*.cc")
@@ -119,12 +115,27 @@ function(care_cuda_add_targets)
   # the entry points exported (not the static libraries' symbols).
   target_link_options(care_cuda_backend PRIVATE "LINKER:--no-undefined"
                       "LINKER:--exclude-libs,ALL")
-  if(CARE_BUILD_TESTS AND EXISTS "${PROJECT_SOURCE_DIR}/tests/compute/cuda/CMakeLists.txt")
-    add_subdirectory("${PROJECT_SOURCE_DIR}/tests/compute/cuda"
-                     "${CMAKE_BINARY_DIR}/tests/compute/cuda")
+endfunction()
+
+# The plugin's tests need care_add_test (tests/CMakeLists.txt) and the
+# registry: included once the tree is configured. (A deferred call may not
+# add_subdirectory(), so the file is included; it uses absolute paths.)
+function(care_cuda_add_tests)
+  set(file "${PROJECT_SOURCE_DIR}/tests/compute/cuda/CMakeLists.txt")
+  get_property(done GLOBAL PROPERTY CARE_CUDA_TESTS_ADDED)
+  if(CARE_BUILD_TESTS AND NOT done AND EXISTS "${file}"
+     AND COMMAND care_add_test)
+    include("${file}")
   endif()
 endfunction()
 
 if(CARE_CUDA_ENABLED)
-  cmake_language(DEFER CALL care_cuda_add_targets)
+  if(EXISTS "${PROJECT_SOURCE_DIR}/worker/care/compute/backend.h")
+    care_cuda_add_plugin()
+    cmake_language(DEFER CALL care_cuda_add_tests)
+  else()
+    message(WARNING "CUDA backend: worker/care/compute/backend.h is missing; "
+                    "the plugin is not built")
+    set(CARE_CUDA_ENABLED OFF)
+  endif()
 endif()
