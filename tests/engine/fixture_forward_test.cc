@@ -18,6 +18,7 @@ namespace care::engine {
 namespace {
 
 using ::care::testing::FixturePath;
+using ::care::testing::TestDevice;
 
 std::vector<int32_t> ReadU16(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -54,7 +55,9 @@ double MaxLogitError(const std::string& model_dir, int64_t start,
   TokenWindows w{.num_windows = 1, .seq_len = 64, .ids = {1}};
   w.ids.insert(w.ids.end(), stream.begin() + start,
                stream.begin() + start + 63);
-  auto fwd = LayerwiseForward::Create(model.config, *model.weights, w);
+  EngineOptions options;
+  options.device = TestDevice();
+  auto fwd = LayerwiseForward::Create(model.config, *model.weights, w, options);
   EXPECT_TRUE(fwd.ok()) << fwd.status();
   EXPECT_TRUE((*fwd)->RunLayers((*fwd)->num_layers()).ok());
   auto logits = (*fwd)->Logits();
@@ -76,7 +79,8 @@ double MeanNll(const std::string& model_dir, int64_t seq_len, int64_t windows,
       Stream(),
       {.seq_len = seq_len, .max_windows = windows, .start = start, .bos = bos});
   EXPECT_TRUE(eval.ok()) << eval.status();
-  auto result = EvaluatePerplexity(model.config, *model.weights, *eval);
+  auto result = EvaluatePerplexity(model.config, *model.weights, *eval,
+                                   {.device = TestDevice()});
   EXPECT_TRUE(result.ok()) << result.status();
   EXPECT_EQ(result->windows, windows);
   if (predictions != nullptr) *predictions = result->predictions;
@@ -181,12 +185,13 @@ TEST(FixtureForwardTest, ResultIsIndependentOfBlocking) {
   auto eval =
       MakeEvalWindows(Stream(), {.seq_len = 128, .max_windows = 4, .bos = {}});
   ASSERT_TRUE(eval.ok());
-  auto big = EvaluatePerplexity(model.config, *model.weights, *eval);
+  auto big = EvaluatePerplexity(model.config, *model.weights, *eval,
+                                {.device = TestDevice()});
   // Also: attention one window at a time, MLP in 100-row blocks.
-  auto small =
-      EvaluatePerplexity(model.config, *model.weights, *eval,
-                         {.logits_block_elements = 1, .group_tokens = 100},
-                         /*hooks=*/{}, /*windows_per_pass=*/3);
+  auto small = EvaluatePerplexity(
+      model.config, *model.weights, *eval,
+      {.device = TestDevice(), .logits_block_elements = 1, .group_tokens = 100},
+      /*hooks=*/{}, /*windows_per_pass=*/3);
   ASSERT_TRUE(big.ok() && small.ok());
   EXPECT_EQ(big->predictions, small->predictions);
   EXPECT_NEAR(big->mean_nll, small->mean_nll, 1e-6);

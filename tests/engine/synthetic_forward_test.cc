@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "care/compute/registry.h"
 #include "care/engine/engine.h"
 #include "care/engine/kv_projector.h"
 #include "care/engine/perplexity.h"
@@ -110,6 +111,22 @@ Written Write(const json& config, const SyntheticOptions& options,
   return {dir, std::move(model).value()};
 }
 
+// The engine on the test device (CARE_TEST_DEVICE, default cpu).
+EngineOptions Options() {
+  EngineOptions o;
+  o.device = care::testing::TestDevice();
+  return o;
+}
+
+// Activations a hook received, copied to the host.
+MatrixRM Host(const compute::Matrix& m) {
+  auto backend = compute::SharedBackend(care::testing::TestDevice());
+  EXPECT_TRUE(backend.ok()) << backend.status();
+  auto host = DownloadMatrix(**backend, m);
+  EXPECT_TRUE(host.ok()) << host.status();
+  return *std::move(host);
+}
+
 TokenWindows Windows(int64_t vocab) {
   TokenWindows w{.num_windows = kWindows, .seq_len = kSeqLen, .ids = {}};
   for (int64_t i = 0; i < kWindows * kSeqLen; ++i) {
@@ -120,7 +137,7 @@ TokenWindows Windows(int64_t vocab) {
 
 MatrixRM EngineLogits(const ModelConfig& c, const TensorSource& s,
                       const LayerHooks& hooks = {}) {
-  auto fwd = LayerwiseForward::Create(c, s, Windows(c.vocab_size));
+  auto fwd = LayerwiseForward::Create(c, s, Windows(c.vocab_size), Options());
   EXPECT_TRUE(fwd.ok()) << fwd.status();
   const absl::Status st = (*fwd)->RunLayers((*fwd)->num_layers(), hooks);
   EXPECT_TRUE(st.ok()) << st;
@@ -190,8 +207,9 @@ TEST(SyntheticForwardTest, MistralMatchesNaiveAndRefusesPastSlidingWindow) {
             kTolerance);
   j["sliding_window"] = kSeqLen - 1;  // windows of kSeqLen exceed it
   Written w = Write(j, TestWeights(), "mistral_sw");
-  auto fwd = LayerwiseForward::Create(w.model.config, *w.model.weights,
-                                      Windows(w.model.config.vocab_size));
+  auto fwd =
+      LayerwiseForward::Create(w.model.config, *w.model.weights,
+                               Windows(w.model.config.vocab_size), Options());
   EXPECT_EQ(fwd.status().code(), absl::StatusCode::kUnimplemented);
 }
 
@@ -285,9 +303,9 @@ TEST(SyntheticForwardTest, HooksSeeKvInputsAndReplaceProjection) {
   const TensorSource& s = *w.model.weights;
   std::vector<MatrixRM> seen;
   LayerHooks hooks;
-  hooks.on_kv_input = [&](int64_t layer, const MatrixRM& x) {
+  hooks.on_kv_input = [&](int64_t layer, const compute::Matrix& x) {
     EXPECT_EQ(layer, static_cast<int64_t>(seen.size()));
-    seen.push_back(x);
+    seen.push_back(Host(x));
     return absl::OkStatus();
   };
   // Full-rank latent factors K = (x·W_Kᵀ)·Iᵀ + b reproduce the dense layer.
@@ -328,7 +346,7 @@ TEST(SyntheticForwardTest, HooksSeeKvInputsAndReplaceProjection) {
     if (layer == 1) return absl::InternalError("boom");
     return nullptr;
   };
-  auto fwd = LayerwiseForward::Create(c, s, Windows(c.vocab_size));
+  auto fwd = LayerwiseForward::Create(c, s, Windows(c.vocab_size), Options());
   ASSERT_TRUE(fwd.ok());
   const absl::Status st = (*fwd)->RunLayers(2, hooks);
   EXPECT_FALSE(st.ok());
@@ -349,18 +367,18 @@ TEST(SyntheticForwardTest, PartialRunAndLayerOutputHook) {
   const ModelConfig& c = w.model.config;
   std::vector<MatrixRM> outputs;
   LayerHooks hooks;
-  hooks.on_layer_output = [&](int64_t, const MatrixRM& h) {
-    outputs.push_back(h);
+  hooks.on_layer_output = [&](int64_t, const compute::Matrix& h) {
+    outputs.push_back(Host(h));
     return absl::OkStatus();
   };
-  auto fwd =
-      LayerwiseForward::Create(c, *w.model.weights, Windows(c.vocab_size));
+  auto fwd = LayerwiseForward::Create(c, *w.model.weights,
+                                      Windows(c.vocab_size), Options());
   ASSERT_TRUE(fwd.ok());
   EXPECT_FALSE((*fwd)->Logits().ok());  // layers not run yet
   ASSERT_TRUE((*fwd)->RunLayers(1, hooks).ok());
   EXPECT_EQ((*fwd)->next_layer(), 1);
   ASSERT_EQ(outputs.size(), 1u);
-  EXPECT_EQ(MaxDiff(outputs[0], (*fwd)->hidden()), 0.0);
+  EXPECT_EQ(MaxDiff(outputs[0], *(*fwd)->HiddenHost()), 0.0);
   ASSERT_TRUE((*fwd)->RunLayers(2, hooks).ok());
   EXPECT_FALSE((*fwd)->RunLayer().ok());  // past the last layer
   EXPECT_EQ(outputs.size(), 2u);
@@ -371,7 +389,7 @@ TEST(SyntheticForwardTest, ErrorsNameTheProblem) {
   ModelConfig c = w.model.config;
   TokenWindows bad = Windows(c.vocab_size);
   bad.ids[5] = static_cast<int32_t>(c.vocab_size);
-  auto fwd = LayerwiseForward::Create(c, *w.model.weights, bad);
+  auto fwd = LayerwiseForward::Create(c, *w.model.weights, bad, Options());
   ASSERT_FALSE(fwd.ok());
   EXPECT_NE(fwd.status().message().find("position 5"), std::string::npos);
 
@@ -379,7 +397,8 @@ TEST(SyntheticForwardTest, ErrorsNameTheProblem) {
   for (const std::string& n : w.model.weights->Names()) {
     if (n != io::names::OProj(1)) partial.Add(n, *w.model.weights->LoadF32(n));
   }
-  auto f2 = LayerwiseForward::Create(c, partial, Windows(c.vocab_size));
+  auto f2 =
+      LayerwiseForward::Create(c, partial, Windows(c.vocab_size), Options());
   ASSERT_TRUE(f2.ok());
   const absl::Status st = (*f2)->RunLayers(2);
   EXPECT_EQ(st.code(), absl::StatusCode::kNotFound);
@@ -388,7 +407,9 @@ TEST(SyntheticForwardTest, ErrorsNameTheProblem) {
       << st;
 
   c.model_type = "gpt2";
-  EXPECT_FALSE(LayerwiseForward::Create(c, *w.model.weights, Windows(64)).ok());
+  EXPECT_FALSE(
+      LayerwiseForward::Create(c, *w.model.weights, Windows(64), Options())
+          .ok());
 }
 
 TEST(PerplexityWindowsTest, PlainAndBosLayouts) {

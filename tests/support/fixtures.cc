@@ -31,6 +31,11 @@ bool FixturesRequired() {
   return env != nullptr && std::string(env) == "1";
 }
 
+std::string TestDevice() {
+  const char* env = std::getenv("CARE_TEST_DEVICE");
+  return env != nullptr && *env != '\0' ? std::string(env) : "cpu";
+}
+
 std::string BinaryPath(const std::string& relative) {
   return std::string(CARE_BINARY_DIR) + "/" + relative;
 }

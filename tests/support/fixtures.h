@@ -18,6 +18,11 @@ std::string FixturePath(const std::string& relative);
 bool FixturesAvailable();
 bool FixturesRequired();
 
+// The compute device the engine and conversion tests run on:
+// $CARE_TEST_DEVICE ("cpu", "cuda", "cuda:N"), default "cpu"
+// (scripts/gpu-check.sh reruns the fixture tests with cuda).
+std::string TestDevice();
+
 // Path of a binary built by this project, e.g.
 // BinaryPath("server/care-server").
 std::string BinaryPath(const std::string& relative);

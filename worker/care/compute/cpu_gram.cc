@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "care/compute/cpu_backend.h"
+#include "care/compute/gram_update.h"
 #include "care/util/status_macros.h"
 
 namespace care::compute::cpu {
@@ -42,40 +43,12 @@ absl::StatusOr<Gram> CpuBackend::NewGram(int64_t dim) {
 
 absl::Status CpuBackend::GramAdd(const Matrix& x, Gram* g) {
   auto* h = static_cast<HostGram*>(g->storage.get());
-  const int64_t dim = g->dim;
-  if (h == nullptr || x.cols != dim) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("covariance: activation block has width ", x.cols,
-                     ", expected the hidden size ", dim));
+  if (h == nullptr) {
+    return absl::InvalidArgumentError("GramAdd: Gram was not made");
   }
-  if (x.size() > 0 && !Map(x).allFinite()) {
-    return absl::InvalidArgumentError(
-        "covariance: activation block contains a non-finite value (NaN/inf)");
-  }
-  const int64_t tiles = (dim + kTile - 1) / kTile;
-  // (i, j) tile pairs of the lower triangle, i >= j.
-  std::vector<std::pair<int64_t, int64_t>> pairs;
-  for (int64_t i = 0; i < tiles; ++i) {
-    for (int64_t j = 0; j <= i; ++j) pairs.emplace_back(i, j);
-  }
-  const ConstMapRM all = Map(x);
-  for (int64_t r0 = 0; r0 < x.rows; r0 += kBlockRows) {
-    const int64_t rows = std::min(kBlockRows, x.rows - r0);
-    // Column-major copy: tiles slice contiguous columns.
-    const Eigen::MatrixXf block = all.middleRows(r0, rows);  // [rows, D]
-#pragma omp parallel for schedule(dynamic)
-    for (int64_t p = 0; p < static_cast<int64_t>(pairs.size()); ++p) {
-      const int64_t i0 = pairs[p].first * kTile;
-      const int64_t j0 = pairs[p].second * kTile;
-      const int64_t ni = std::min(kTile, dim - i0);
-      const int64_t nj = std::min(kTile, dim - j0);
-      // [ni, nj] float32 product, accumulated in float64.
-      const Eigen::MatrixXf tile =
-          block.middleCols(i0, ni).transpose() * block.middleCols(j0, nj);
-      h->sum.block(i0, j0, ni, nj) += tile.cast<double>();
-    }
-    h->abs_sum += block.cwiseAbs().colwise().sum().transpose().cast<double>();
-  }
+  CARE_RETURN_IF_ERROR(
+      AccumulateGram(x.data, x.rows, x.cols,
+                     &h->sum, &h->abs_sum));
   g->tokens += x.rows;
   return absl::OkStatus();
 }
@@ -95,3 +68,48 @@ absl::StatusOr<GramHost> CpuBackend::GramDownload(const Gram& g) {
 }
 
 }  // namespace care::compute::cpu
+
+namespace care::compute {
+
+absl::Status AccumulateGram(const float* x, int64_t rows, int64_t dim,
+                            Eigen::MatrixXd* sum, Eigen::VectorXd* abs_sum) {
+  using cpu::kBlockRows;
+  using cpu::kTile;
+  if (dim != sum->rows() || rows < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("covariance: activation block has width ", dim,
+                     ", expected the hidden size ", sum->rows()));
+  }
+  if (rows == 0) return absl::OkStatus();
+  const cpu::ConstMapRM all(x, rows, dim);
+  if (!all.allFinite()) {
+    return absl::InvalidArgumentError(
+        "covariance: activation block contains a non-finite value (NaN/inf)");
+  }
+  const int64_t tiles = (dim + kTile - 1) / kTile;
+  // (i, j) tile pairs of the lower triangle, i >= j.
+  std::vector<std::pair<int64_t, int64_t>> pairs;
+  for (int64_t i = 0; i < tiles; ++i) {
+    for (int64_t j = 0; j <= i; ++j) pairs.emplace_back(i, j);
+  }
+  for (int64_t r0 = 0; r0 < rows; r0 += kBlockRows) {
+    const int64_t n = std::min(kBlockRows, rows - r0);
+    // Column-major copy: tiles slice contiguous columns.
+    const Eigen::MatrixXf block = all.middleRows(r0, n);  // [n, D]
+#pragma omp parallel for schedule(dynamic)
+    for (int64_t p = 0; p < static_cast<int64_t>(pairs.size()); ++p) {
+      const int64_t i0 = pairs[p].first * kTile;
+      const int64_t j0 = pairs[p].second * kTile;
+      const int64_t ni = std::min(kTile, dim - i0);
+      const int64_t nj = std::min(kTile, dim - j0);
+      // [ni, nj] float32 product, accumulated in float64.
+      const Eigen::MatrixXf tile =
+          block.middleCols(i0, ni).transpose() * block.middleCols(j0, nj);
+      sum->block(i0, j0, ni, nj) += tile.cast<double>();
+    }
+    *abs_sum += block.cwiseAbs().colwise().sum().transpose().cast<double>();
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace care::compute

@@ -7,6 +7,7 @@
 #include <climits>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <mutex>
 #include <system_error>
 
@@ -93,6 +94,21 @@ absl::StatusOr<std::unique_ptr<Backend>> OpenCuda(absl::string_view device,
 }
 
 }  // namespace
+
+absl::StatusOr<Backend*> SharedBackend(absl::string_view device) {
+  static std::mutex mu;
+  // Leaked on purpose: backends from a plugin must not be destroyed after
+  // the plugin's static state during process exit.
+  static auto* backends = new std::map<std::string, std::unique_ptr<Backend>>;
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = backends->find(std::string(device));
+  if (it != backends->end()) return it->second.get();
+  absl::StatusOr<std::unique_ptr<Backend>> opened = OpenBackend(device);
+  if (!opened.ok()) return opened.status();
+  Backend* b = opened->get();
+  backends->emplace(std::string(device), *std::move(opened));
+  return b;
+}
 
 std::vector<std::string> CudaPluginSearchPaths() {
   if (const char* env = std::getenv(kEnvVar); env != nullptr) {

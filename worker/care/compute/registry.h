@@ -35,6 +35,13 @@ using CudaBackendCreateFn = Backend* (*)(int ordinal, std::string* error);
 // fails (listing every path tried and the plugin's / dlopen's message).
 absl::StatusOr<std::unique_ptr<Backend>> OpenBackend(absl::string_view device);
 
+// A process-wide backend per device name, opened on first use and kept for
+// the life of the process (so its buffer pool / device context stay warm
+// across engines and passes). Thread-safe to obtain; the Backend itself is
+// used by one thread at a time (backend.h). Errors as OpenBackend (not
+// cached: a later call tries again).
+absl::StatusOr<Backend*> SharedBackend(absl::string_view device);
+
 // The plugin paths OpenBackend("cuda") tries, in order (for messages and
 // tests).
 std::vector<std::string> CudaPluginSearchPaths();

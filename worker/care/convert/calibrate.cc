@@ -113,20 +113,31 @@ absl::StatusOr<CalibrationStatistics> CollectStatistics(
       windows.calib.seq_len);
   const int64_t layers = config.num_hidden_layers;
   const int64_t d = config.hidden_size;
-  std::vector<CovarianceAccumulator> cal(layers, CovarianceAccumulator(d));
-  std::vector<CovarianceAccumulator> held(layers, CovarianceAccumulator(d));
+  std::vector<LayerStatistics> cal(layers), held(layers);
 
   CARE_ASSIGN_OR_RETURN(
       auto forward, engine::LayerwiseForward::Create(config, weights,
                                                      std::move(all), options));
+  compute::Backend& be = forward->backend();
+  // The rows [row0, row0 + n) of x summed on the backend (GramAdd: no copy
+  // of the activations to the host), then the [D, D] statistics brought back.
+  auto stats = [&](const compute::Matrix& x, int64_t row0,
+                   int64_t n) -> absl::StatusOr<LayerStatistics> {
+    CARE_ASSIGN_OR_RETURN(compute::Gram g, be.NewGram(d));
+    CARE_RETURN_IF_ERROR(be.GramAdd(compute::RowsView(x, row0, n), &g));
+    CARE_ASSIGN_OR_RETURN(compute::GramHost host, be.GramDownload(g));
+    return ToStatistics(CovarianceAccumulator::FromGram(host));
+  };
   engine::LayerHooks hooks;
-  hooks.on_kv_input = [&](int64_t l, const MatrixRM& x) -> absl::Status {
-    // x: [tokens, D]
-    CARE_RETURN_IF_ERROR(cal[l].Add(x.topRows(cal_tokens)));
-    return held[l].Add(x.bottomRows(x.rows() - cal_tokens));
+  hooks.on_kv_input = [&](int64_t l,
+                          const compute::Matrix& x) -> absl::Status {
+    // x: [tokens, D], calibration rows first
+    CARE_ASSIGN_OR_RETURN(cal[l], stats(x, 0, cal_tokens));
+    CARE_ASSIGN_OR_RETURN(held[l], stats(x, cal_tokens, x.rows - cal_tokens));
+    return absl::OkStatus();
   };
   if (after_layer) {
-    hooks.on_layer_output = [&](int64_t l, const MatrixRM&) {
+    hooks.on_layer_output = [&](int64_t l, const compute::Matrix&) {
       return after_layer(l);
     };
   }
@@ -136,10 +147,8 @@ absl::StatusOr<CalibrationStatistics> CollectStatistics(
                  windows.heldout_targets.end());
   CalibrationStatistics out;
   CARE_ASSIGN_OR_RETURN(out.heldout_original, forward->ScoreTargets(targets));
-  for (int64_t l = 0; l < layers; ++l) {
-    out.calib.push_back(ToStatistics(cal[l]));
-    out.heldout.push_back(ToStatistics(held[l]));
-  }
+  out.calib = std::move(cal);
+  out.heldout = std::move(held);
   return out;
 }
 
@@ -160,7 +169,7 @@ absl::StatusOr<engine::NllSum> WindowNll(const ModelConfig& config,
     };
   }
   if (after_layer) {
-    hooks.on_layer_output = [&](int64_t l, const MatrixRM&) {
+    hooks.on_layer_output = [&](int64_t l, const compute::Matrix&) {
       return after_layer(l);
     };
   }

@@ -1,7 +1,9 @@
 // Per-layer second-moment statistics of the k/v-projection input X
 // ([tokens, D], post-norm hidden states): C = (1/N) Σ xᵀx (uncentred,
 // method.md §2) and mean |x| per channel (for ASVD). Accumulated in float64
-// from float32 blocks, using the symmetry of xᵀx (lower triangle only).
+// from float32 blocks, using the symmetry of xᵀx (lower triangle only), by
+// the same code as the CPU backend's GramAdd (compute/gram_update.h); a
+// backend's Gram converts with FromGram.
 #ifndef CARE_CONVERT_COVARIANCE_H_
 #define CARE_CONVERT_COVARIANCE_H_
 
@@ -9,6 +11,7 @@
 #include <cstdint>
 
 #include "absl/status/status.h"
+#include "care/compute/backend.h"
 #include "care/io/tensor.h"
 
 namespace care::convert {
@@ -20,6 +23,8 @@ class CovarianceAccumulator {
   // Adds the rows of `x` ([tokens, D]). InvalidArgument when the width is not
   // D or a value is not finite (a NaN would poison every rank decision).
   absl::Status Add(const Eigen::Ref<const MatrixRM>& x);
+  // The statistics a backend accumulated (Backend::GramAdd / GramDownload).
+  static CovarianceAccumulator FromGram(const compute::GramHost& gram);
   // Adds another accumulator's statistics (same D), e.g. from another thread.
   absl::Status Merge(const CovarianceAccumulator& other);
 

@@ -1,6 +1,7 @@
 // The attention half of a decoder layer, shared by every family:
 // hidden += o_proj(Attention(RoPE(q), RoPE(k), v)) with x = input_layernorm(
-// hidden), q = x·W_Qᵀ (+ b_Q), and K/V from the layer's KvProjector.
+// hidden), q = x·W_Qᵀ (+ b_Q), and K/V from the layer's KvProjector. All
+// tensor math runs on ctx.backend.
 #ifndef CARE_ENGINE_ATTENTION_BLOCK_H_
 #define CARE_ENGINE_ATTENTION_BLOCK_H_
 
@@ -9,8 +10,8 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "care/compute/backend.h"
 #include "care/engine/decoder_family.h"
-#include "care/io/tensor.h"
 
 namespace care::engine {
 
@@ -24,26 +25,24 @@ struct AttentionBlockOptions {
 // back to LoadKvProjector), in that order.
 absl::Status RunAttentionBlock(const LayerContext& ctx, int64_t layer,
                                const AttentionBlockOptions& options,
-                               MatrixRM* hidden);
+                               compute::Matrix* hidden);
 
-// Maps x [tokens, D] to y [tokens, D]; y does not alias x.
-using MlpFn = std::function<absl::Status(const MatrixRM& x, MatrixRM* y)>;
+// Maps x [tokens, D] to y [tokens, D] (allocated by the caller); y does not
+// alias x.
+using MlpFn =
+    std::function<absl::Status(const compute::Matrix& x, compute::Matrix* y)>;
 
 // hidden += mlp(post_attention_layernorm(hidden)); `blocked`: in row blocks
 // of ctx.group_tokens (dense MLPs), else all rows in one call (MoE, which
 // must read each expert once).
 absl::Status RunMlpBlock(const LayerContext& ctx, int64_t layer,
-                         const MlpFn& mlp, bool blocked, MatrixRM* hidden);
+                         const MlpFn& mlp, bool blocked,
+                         compute::Matrix* hidden);
 
 // RunMlpBlock with the layer's dense SwiGLU MLP (mlp.{gate,up,down}_proj of
 // width config.intermediate_size), in row blocks.
 absl::Status RunDenseMlpBlock(const LayerContext& ctx, int64_t layer,
-                              MatrixRM* hidden);
-
-// Loads a 1-D norm weight [n] as a row vector.
-absl::StatusOr<Eigen::RowVectorXf> LoadNormWeight(const TensorSource& source,
-                                                  const std::string& name,
-                                                  int64_t n);
+                              compute::Matrix* hidden);
 
 }  // namespace care::engine
 

@@ -6,11 +6,14 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "care/compute/backend.h"
 #include "care/engine/engine.h"
-#include "care/engine/rope.h"
+#include "care/engine/weight_loader.h"
 #include "care/io/model_config.h"
 #include "care/io/tensor.h"
 #include "care/io/tensor_source.h"
@@ -21,11 +24,26 @@ struct LayerContext {
   const ModelConfig& config;
   const TensorSource& weights;
   const LayerHooks& hooks;
-  const RopeTable& rope;
+  compute::Backend& backend;
+  const compute::Matrix& rope_cos;  // [seq_len, rotary_dim / 2]
+  const compute::Matrix& rope_sin;  // [seq_len, rotary_dim / 2]
   int64_t windows;
   int64_t seq_len;
-  int64_t group_tokens;  // EngineOptions::group_tokens
+  int64_t group_tokens;      // EngineOptions::group_tokens
+  WeightPrefetch* prefetch;  // this layer's weights loaded ahead, or null
 };
+
+// Projection weight `name` [rows, cols] of the layer: from ctx.prefetch when
+// it was loaded ahead, else loaded now.
+absl::StatusOr<compute::Weight> LayerWeight(const LayerContext& ctx,
+                                            const std::string& name,
+                                            int64_t rows, int64_t cols);
+
+// The 2-D weights of `layer` that are known before it runs (attention and
+// dense MLP projections), for WeightPrefetch. MoE experts are not listed:
+// which ones run depends on the routing.
+std::vector<WeightRequest> LayerWeightRequests(const ModelConfig& config,
+                                               int64_t layer);
 
 class DecoderFamily {
  public:
@@ -33,7 +51,7 @@ class DecoderFamily {
   // Loads layer `layer`'s weights, runs every token of hidden [tokens, D]
   // through the layer in place, and drops the weights.
   virtual absl::Status RunLayer(const LayerContext& ctx, int64_t layer,
-                                MatrixRM* hidden) const = 0;
+                                compute::Matrix* hidden) const = 0;
 };
 
 // llama, mistral and qwen2 (biases via config.attention_bias).

@@ -27,18 +27,34 @@ absl::StatusOr<Eigen::RowVectorXf> LoadVector(const TensorSource& source,
       Eigen::Map<const Eigen::RowVectorXf>(t.data.data(), n));
 }
 
-// out = x·Wᵀ (+ bias): [tokens, out].
-void Linear(const MatrixRM& x, const MatrixRM& w,
-            const std::optional<Eigen::RowVectorXf>& bias, MatrixRM* out) {
-  out->resize(x.rows(), w.rows());
-  out->noalias() = x * w.transpose();
-  if (bias.has_value()) out->rowwise() += *bias;
+// out = x·Wᵀ (+ bias): [tokens, w.rows], allocated here.
+absl::Status LinearNew(compute::Backend& be, const compute::Matrix& x,
+                       const compute::Weight& w,
+                       const std::optional<compute::Matrix>& bias,
+                       compute::Matrix* out) {
+  CARE_ASSIGN_OR_RETURN(*out, be.Allocate(x.rows, w.rows));
+  return be.Linear(x, w, bias.has_value() ? &*bias : nullptr, out, false);
 }
 
-absl::Status CheckInput(const MatrixRM& x, int64_t d, const char* what) {
-  if (x.cols() != d) {
+absl::StatusOr<compute::Weight> HostWeight(compute::Backend& be,
+                                           const MatrixRM& m) {
+  return be.LoadWeight({.dtype = compute::DType::kF32,
+                        .rows = m.rows(),
+                        .cols = m.cols(),
+                        .data = m.data()});
+}
+
+absl::StatusOr<std::optional<compute::Matrix>> HostRow(
+    compute::Backend& be, const std::optional<Eigen::RowVectorXf>& v) {
+  if (!v.has_value()) return std::optional<compute::Matrix>();
+  CARE_ASSIGN_OR_RETURN(compute::Matrix m, be.Upload(v->data(), 1, v->size()));
+  return std::optional<compute::Matrix>(std::move(m));
+}
+
+absl::Status CheckInput(const compute::Matrix& x, int64_t d, const char* what) {
+  if (x.cols != d) {
     return absl::InvalidArgumentError(absl::StrCat(
-        what, " K/V projector input has ", x.cols(), " columns, expected ", d));
+        what, " K/V projector input has ", x.cols, " columns, expected ", d));
   }
   return absl::OkStatus();
 }
@@ -61,20 +77,22 @@ absl::StatusOr<int64_t> LatentRank(const std::vector<int>& ranks, int64_t layer,
 
 }  // namespace
 
-DenseKvProjector::DenseKvProjector(MatrixRM w_k, MatrixRM w_v,
-                                   std::optional<Eigen::RowVectorXf> b_k,
-                                   std::optional<Eigen::RowVectorXf> b_v)
+DenseKvProjector::DenseKvProjector(compute::Weight w_k, compute::Weight w_v,
+                                   std::optional<compute::Matrix> b_k,
+                                   std::optional<compute::Matrix> b_v)
     : w_k_(std::move(w_k)),
       w_v_(std::move(w_v)),
       b_k_(std::move(b_k)),
       b_v_(std::move(b_v)) {}
 
-absl::Status DenseKvProjector::Project(const MatrixRM& x, MatrixRM* k,
-                                       MatrixRM* v) const {
-  CARE_RETURN_IF_ERROR(CheckInput(x, w_k_.cols(), "dense"));
-  Linear(x, w_k_, b_k_, k);  // [tokens, g * d_h]
-  Linear(x, w_v_, b_v_, v);  // [tokens, g * d_h]
-  return absl::OkStatus();
+absl::Status DenseKvProjector::Project(compute::Backend& backend,
+                                       const compute::Matrix& x,
+                                       compute::Matrix* k,
+                                       compute::Matrix* v) const {
+  CARE_RETURN_IF_ERROR(CheckInput(x, w_k_.cols, "dense"));
+  CARE_RETURN_IF_ERROR(
+      LinearNew(backend, x, w_k_, b_k_, k));    // [tokens, g*d_h]
+  return LinearNew(backend, x, w_v_, b_v_, v);  // [tokens, g*d_h]
 }
 
 LatentKvProjector::LatentKvProjector(MatrixRM a_k, MatrixRM b_k, MatrixRM a_v,
@@ -88,19 +106,42 @@ LatentKvProjector::LatentKvProjector(MatrixRM a_k, MatrixRM b_k, MatrixRM a_v,
       bias_k_(std::move(bias_k)),
       bias_v_(std::move(bias_v)) {}
 
-absl::Status LatentKvProjector::Project(const MatrixRM& x, MatrixRM* k,
-                                        MatrixRM* v) const {
+absl::StatusOr<const LatentKvProjector::OnBackend*> LatentKvProjector::Loaded(
+    compute::Backend& be) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (loaded_for_ == &be) return &loaded_;
+  OnBackend o;
+  CARE_ASSIGN_OR_RETURN(o.a_k, HostWeight(be, a_k_));
+  CARE_ASSIGN_OR_RETURN(o.b_k, HostWeight(be, b_k_));
+  CARE_ASSIGN_OR_RETURN(o.a_v, HostWeight(be, a_v_));
+  CARE_ASSIGN_OR_RETURN(o.b_v, HostWeight(be, b_v_));
+  CARE_ASSIGN_OR_RETURN(o.bias_k, HostRow(be, bias_k_));
+  CARE_ASSIGN_OR_RETURN(o.bias_v, HostRow(be, bias_v_));
+  loaded_ = std::move(o);
+  loaded_for_ = &be;
+  return &loaded_;
+}
+
+absl::Status LatentKvProjector::Project(compute::Backend& backend,
+                                        const compute::Matrix& x,
+                                        compute::Matrix* k,
+                                        compute::Matrix* v) const {
   CARE_RETURN_IF_ERROR(CheckInput(x, a_k_.cols(), "latent"));
-  MatrixRM latent;
-  latent.noalias() = x * a_k_.transpose();  // c_K: [tokens, r_K]
-  Linear(latent, b_k_, bias_k_, k);         // [tokens, g * d_h]
-  latent.noalias() = x * a_v_.transpose();  // c_V: [tokens, r_V]
-  Linear(latent, b_v_, bias_v_, v);         // [tokens, g * d_h]
-  return absl::OkStatus();
+  CARE_ASSIGN_OR_RETURN(const OnBackend* w, Loaded(backend));
+  const std::optional<compute::Matrix> none;
+  compute::Matrix latent;
+  CARE_RETURN_IF_ERROR(
+      LinearNew(backend, x, w->a_k, none, &latent));  // c_K: [tokens, r_K]
+  CARE_RETURN_IF_ERROR(
+      LinearNew(backend, latent, w->b_k, w->bias_k, k));  // [tokens, g*d_h]
+  CARE_RETURN_IF_ERROR(
+      LinearNew(backend, x, w->a_v, none, &latent));  // c_V: [tokens, r_V]
+  return LinearNew(backend, latent, w->b_v, w->bias_v, v);  // [tokens, g*d_h]
 }
 
 absl::StatusOr<std::unique_ptr<KvProjector>> LoadKvProjector(
-    const ModelConfig& config, const TensorSource& source, int64_t layer) {
+    const ModelConfig& config, const TensorSource& source, int64_t layer,
+    compute::Backend& backend, WeightPrefetch* prefetch) {
   const int64_t D = config.hidden_size, kv = config.kv_width();
   namespace n = io::names;
   if (config.latent.has_value()) {
@@ -127,14 +168,19 @@ absl::StatusOr<std::unique_ptr<KvProjector>> LoadKvProjector(
         std::move(a_k), std::move(b_k), std::move(a_v), std::move(b_v),
         std::move(bias_k), std::move(bias_v));
   }
-  CARE_ASSIGN_OR_RETURN(MatrixRM w_k,
-                        LoadMatrix(source, n::KProj(layer), kv, D));
-  CARE_ASSIGN_OR_RETURN(MatrixRM w_v,
-                        LoadMatrix(source, n::VProj(layer), kv, D));
-  std::optional<Eigen::RowVectorXf> b_k, b_v;
+  auto get = [&](const std::string& name) -> absl::StatusOr<compute::Weight> {
+    if (prefetch != nullptr) {
+      auto w = prefetch->Take(name, kv, D);
+      if (w.ok()) return w;
+    }
+    return LoadWeightOn(backend, source, name, kv, D);
+  };
+  CARE_ASSIGN_OR_RETURN(compute::Weight w_k, get(n::KProj(layer)));
+  CARE_ASSIGN_OR_RETURN(compute::Weight w_v, get(n::VProj(layer)));
+  std::optional<compute::Matrix> b_k, b_v;
   if (config.attention_bias) {
-    CARE_ASSIGN_OR_RETURN(b_k, LoadVector(source, n::KBias(layer), kv));
-    CARE_ASSIGN_OR_RETURN(b_v, LoadVector(source, n::VBias(layer), kv));
+    CARE_ASSIGN_OR_RETURN(b_k, LoadRowOn(backend, source, n::KBias(layer), kv));
+    CARE_ASSIGN_OR_RETURN(b_v, LoadRowOn(backend, source, n::VBias(layer), kv));
   }
   return std::make_unique<DenseKvProjector>(std::move(w_k), std::move(w_v),
                                             std::move(b_k), std::move(b_v));

@@ -16,7 +16,7 @@ namespace {
 class LlamaFamily : public DecoderFamily {
  public:
   absl::Status RunLayer(const LayerContext& ctx, int64_t layer,
-                        MatrixRM* hidden) const override {
+                        compute::Matrix* hidden) const override {
     const ModelConfig& c = ctx.config;
     const bool qwen2 = c.model_type == "qwen2";
     CARE_RETURN_IF_ERROR(

@@ -16,7 +16,7 @@ namespace {
 class Qwen3Family : public DecoderFamily {
  public:
   absl::Status RunLayer(const LayerContext& ctx, int64_t layer,
-                        MatrixRM* hidden) const override {
+                        compute::Matrix* hidden) const override {
     const ModelConfig& c = ctx.config;
     CARE_RETURN_IF_ERROR(RunAttentionBlock(ctx, layer,
                                            {.qk_norm = true,

@@ -6,11 +6,8 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "care/engine/parallel.h"
 
 namespace care::engine {
-
-using internal::kParallelMin;
 
 namespace {
 
@@ -129,25 +126,6 @@ RopeTable::RopeTable(const RopeFrequencies& freqs, int64_t seq_len)
           static_cast<float>(std::cos(angle) * freqs.attention_factor);
       sin_[p * half + i] =
           static_cast<float>(std::sin(angle) * freqs.attention_factor);
-    }
-  }
-}
-
-void RopeTable::Apply(int64_t head_dim, MatrixRM* x) const {
-  const int64_t rows = x->rows(), heads = x->cols() / head_dim;
-  const int64_t half = rotary_dim_ / 2;
-#pragma omp parallel for schedule(static) if (x->size() >= kParallelMin)
-  for (int64_t t = 0; t < rows; ++t) {
-    const int64_t p = t % seq_len_;
-    const float* c = cos_.data() + p * half;
-    const float* s = sin_.data() + p * half;
-    for (int64_t h = 0; h < heads; ++h) {
-      float* v = x->data() + t * x->cols() + h * head_dim;
-      for (int64_t i = 0; i < half; ++i) {
-        const float a = v[i], b = v[i + half];
-        v[i] = a * c[i] - b * s[i];
-        v[i + half] = b * c[i] + a * s[i];
-      }
     }
   }
 }

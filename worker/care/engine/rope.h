@@ -33,9 +33,10 @@ class RopeTable {
  public:
   RopeTable(const RopeFrequencies& freqs, int64_t seq_len);
 
-  // Rotates every head of x [windows * seq_len, heads * head_dim] in place;
-  // the position of row t is t mod seq_len.
-  void Apply(int64_t head_dim, MatrixRM* x) const;
+  // Host tables, [seq_len, rotary_dim / 2] row-major each; the engine
+  // uploads them once and applies them with compute::Backend::ApplyRope.
+  const std::vector<float>& cos() const { return cos_; }
+  const std::vector<float>& sin() const { return sin_; }
 
   int64_t seq_len() const { return seq_len_; }
   int64_t rotary_dim() const { return rotary_dim_; }

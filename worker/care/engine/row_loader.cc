@@ -122,6 +122,10 @@ absl::StatusOr<MatrixRM> GatherRows(const TensorSource& source,
   return out;
 }
 
+void ReleaseMappedRange(const char* data, size_t size) {
+  DropPages(data, size);
+}
+
 void ReleaseMappedPages(const TensorSource& source, const std::string& prefix) {
   const auto* ckpt = dynamic_cast<const io::Checkpoint*>(&source);
   if (ckpt == nullptr) return;

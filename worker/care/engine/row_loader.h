@@ -43,6 +43,10 @@ void ReleaseMappedPages(const TensorSource& source, const std::string& prefix);
 // for sources other than io::Checkpoint.
 void PrefetchMappedPages(const TensorSource& source, const std::string& prefix);
 
+// madvise(MADV_DONTNEED) on the whole pages inside [data, data + size) of a
+// mapped checkpoint (advisory).
+void ReleaseMappedRange(const char* data, size_t size);
+
 // The same as ReleaseMappedPages for the one tensor `name` (O(1); used after
 // copying a tensor's raw bytes, so copying a whole checkpoint keeps one tensor
 // resident).
