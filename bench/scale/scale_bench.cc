@@ -21,13 +21,13 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "care/convert/flop_model.h"
 #include "care/engine/engine.h"
 #include "care/io/file_util.h"
 #include "care/io/model_config.h"
 #include "care/io/tensor.h"
 #include "care/util/flags.h"
 #include "care/util/status_macros.h"
-#include "flop_model.h"
 #include "gemm_ceiling.h"
 
 namespace {
@@ -103,17 +103,17 @@ absl::Status Run(const std::vector<std::string>& args) {
   // The engine part of "calibrate" (the pass minus the per-layer fits).
   stages.push_back(
       {"calibrate (forward)", Num(t, "calibrate") - decompose,
-       care::bench::ForwardFlops(c, (cal + held) / T, T, held_scored)});
+       care::convert::ForwardFlops(c, (cal + held) / T, T, held_scored)});
   stages.push_back({"decompose (cov + Grams + factorization)", decompose, 0});
   stages.push_back({"allocate", Num(t, "allocate"),
-                    candidates * care::bench::ForwardFlops(c, held_windows, T,
-                                                           held_scored)});
+                    candidates * care::convert::ForwardFlops(c, held_windows, T,
+                                                             held_scored)});
   if (r.contains("original")) {
     const int64_t w = static_cast<int64_t>(Num(r, "original", "windows"));
     const int64_t p = static_cast<int64_t>(Num(r, "original", "predictions"));
     stages.push_back(
         {"evaluate (original + converted)", Num(t, "evaluate"),
-         w > 0 ? 2 * care::bench::ForwardFlops(c, w, p / w, p) : 0});
+         w > 0 ? 2 * care::convert::ForwardFlops(c, w, p / w, p) : 0});
   }
   stages.push_back({"load", Num(t, "load"), 0});
   stages.push_back({"write", Num(t, "write"), 0});

@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "care/convert/covariance.h"
+#include "care/convert/resume_state.h"
 #include "care/util/status_macros.h"
 
 namespace care::convert {
@@ -86,6 +88,103 @@ absl::StatusOr<FittedLayer> FitLayer(const ModelConfig& config,
   return out;
 }
 
+// Restores saved calibration state: the whole pass (all layers and the
+// held-out score; returns true), or layers 0..k-1 and the hidden states at
+// layer k (`start`). Anything missing or unusable means starting over.
+bool Restore(const ResumeState& state, const ModelConfig& config,
+             int64_t tokens, DecomposedModel* out,
+             std::optional<SavedHidden>* start) {
+  const int64_t layers = config.num_hidden_layers;
+  auto load_prefix = [&](int64_t n) {
+    for (int64_t l = 0; l < n; ++l) {
+      std::optional<SavedLayer> saved = state.LoadLayer(l, config.kv_width());
+      if (!saved) {
+        out->layers.clear();
+        out->grams.clear();
+        return false;
+      }
+      out->layers.push_back(std::move(saved->decomposition));
+      out->grams.push_back(std::move(saved->grams));
+    }
+    return true;
+  };
+  if (std::optional<std::vector<double>> done =
+          state.LoadValues("calibrated", 2)) {
+    if (load_prefix(layers)) {
+      out->heldout_original = {(*done)[0], static_cast<int64_t>((*done)[1])};
+      out->resumed_layers = layers;
+      ResumeLog(absl::StrCat("calibration of all ", layers,
+                             " layers restored from ", state.dir()));
+      return true;
+    }
+  }
+  std::optional<SavedHidden> hidden =
+      state.LoadHidden(tokens, config.hidden_size);
+  if (!hidden || hidden->next_layer < 1 || hidden->next_layer > layers) {
+    return false;
+  }
+  if (!load_prefix(hidden->next_layer)) {
+    ResumeLog(absl::StrCat("a layer below the snapshot at layer ",
+                           hidden->next_layer, " is unusable; starting over"));
+    return false;
+  }
+  out->resumed_layers = hidden->next_layer;
+  ResumeLog(absl::StrCat("resuming calibration at layer ", hidden->next_layer,
+                         " of ", layers, " from ", state.dir()));
+  *start = std::move(hidden);
+  return false;
+}
+
+// Wraps the pass's hooks: each fitted layer drops its weights (and is saved
+// with `resume`); with `resume`, the hidden states are snapshotted when the
+// time since the last snapshot is at least 10x what that one cost (bounded
+// overhead and bounded loss), and always when the pass is being stopped.
+void PersistAndDropWeights(engine::LayerHooks& hooks, DecomposedModel& out,
+                           ResumeState* resume, int64_t layers) {
+  hooks.on_kv_input = [inner = std::move(hooks.on_kv_input), &out, resume](
+                          int64_t l, const auto& x) -> absl::Status {
+    CARE_RETURN_IF_ERROR(inner(l, x));
+    out.layers.back().weights = {};
+    if (resume != nullptr) {
+      absl::Status saved =
+          resume->SaveLayer(l, out.layers.back(), out.grams.back());
+      if (!saved.ok()) {
+        ResumeLog(absl::StrCat("cannot save layer ", l, ": ", saved.message()));
+      }
+    }
+    return absl::OkStatus();
+  };
+  if (resume == nullptr) return;
+  using Clock = std::chrono::steady_clock;
+  struct Snapshots {
+    bool any = false;
+    Clock::time_point last_end;
+    Clock::duration last_cost{};
+  };
+  hooks.on_layer_output =
+      [inner = std::move(hooks.on_layer_output), resume, layers,
+       policy = Snapshots()](int64_t l, const auto& h) mutable -> absl::Status {
+    absl::Status status = inner ? inner(l, h) : absl::OkStatus();
+    const auto now = Clock::now();
+    const bool due =
+        l + 1 < layers &&
+        (!policy.any || now - policy.last_end >= 10 * policy.last_cost);
+    if ((status.ok() && due) || absl::IsCancelled(status)) {
+      absl::StatusOr<MatrixRM> host = h;
+      absl::Status saved =
+          host.ok() ? resume->SaveHidden(l + 1, *host) : host.status();
+      if (!saved.ok()) {
+        ResumeLog(absl::StrCat("cannot snapshot the hidden states after layer ",
+                               l, ": ", saved.message()));
+      }
+      policy.any = true;
+      policy.last_end = Clock::now();
+      policy.last_cost = policy.last_end - now;
+    }
+    return status;
+  };
+}
+
 }  // namespace
 
 double RelativeErrorFromGram(const Eigen::MatrixXd& gram,
@@ -102,16 +201,27 @@ absl::StatusOr<DecomposedModel> CalibrateAndDecompose(
     const ModelConfig& config, const TensorSource& weights,
     const CalibrationWindows& windows, const FactorizeOptions& options,
     const engine::EngineOptions& engine_options,
-    const LayerCallback& after_layer) {
+    const LayerCallback& after_layer, ResumeState* resume) {
   if (windows.calib.seq_len != windows.heldout.seq_len) {
     return absl::InvalidArgumentError(
         "calibration and held-out windows differ in length");
   }
   const int64_t cal_tokens = windows.calib.tokens();
   DecomposedModel out;
+  std::optional<SavedHidden> start;
+  if (resume != nullptr &&
+      Restore(*resume, config,
+              windows.calib.tokens() + windows.heldout.tokens(), &out,
+              &start)) {
+    return out;
+  }
   CARE_ASSIGN_OR_RETURN(auto forward,
                         engine::LayerwiseForward::Create(
                             config, weights, Batch(windows), engine_options));
+  if (start) {
+    CARE_RETURN_IF_ERROR(forward->SeekLayer(start->next_layer, start->hidden));
+    start.reset();
+  }
   engine::LayerHooks hooks;
   hooks.on_kv_input = [&](int64_t l, const MatrixRM& x) -> absl::Status {
     const auto t0 = std::chrono::steady_clock::now();
@@ -129,9 +239,17 @@ absl::StatusOr<DecomposedModel> CalibrateAndDecompose(
       return after_layer(l);
     };
   }
+  PersistAndDropWeights(hooks, out, resume, config.num_hidden_layers);
   CARE_RETURN_IF_ERROR(forward->RunLayers(config.num_hidden_layers, hooks));
   const std::vector<int32_t> targets = BatchTargets(windows);
   CARE_ASSIGN_OR_RETURN(out.heldout_original, forward->ScoreTargets(targets));
+  if (resume != nullptr) {
+    absl::Status saved = resume->SaveValues(
+        "calibrated", {out.heldout_original.sum,
+                       static_cast<double>(out.heldout_original.count)});
+    if (!saved.ok()) ResumeLog(saved.message());
+    resume->DropHidden();  // the pass is complete: the layers suffice
+  }
   return out;
 }
 

@@ -25,18 +25,29 @@ struct LayerGrams {
 };
 
 struct DecomposedModel {
-  std::vector<LayerDecomposition> layers;  // [L]
-  std::vector<LayerGrams> grams;           // [L]
-  engine::NllSum heldout_original;         // original model, held-out windows
-  double decompose_seconds = 0;            // of the pass, spent factorizing
+  // [L], without the weights: LoadLayerWeights re-reads them for
+  // TruncateLayer, so W_K and W_V of every layer do not stay in memory.
+  std::vector<LayerDecomposition> layers;
+  std::vector<LayerGrams> grams;    // [L]
+  engine::NllSum heldout_original;  // original model, held-out windows
+  double decompose_seconds = 0;     // of the pass, spent factorizing
+  // Layers taken from resume state instead of being run (L when the whole
+  // pass, held-out score included, was restored).
+  int64_t resumed_layers = 0;
 };
 
+class ResumeState;
+
 // One engine pass over calibration + held-out windows (the ORIGINAL model).
+// With `resume` (may be null), the pass starts from the saved layers and
+// hidden-state snapshot when there are any, saves every fitted layer, and
+// snapshots the hidden states when due (at most ~10% of the pass's time,
+// and always when `after_layer` stops it) and the held-out score at the end.
 absl::StatusOr<DecomposedModel> CalibrateAndDecompose(
     const ModelConfig& config, const TensorSource& weights,
     const CalibrationWindows& windows, const FactorizeOptions& options,
     const engine::EngineOptions& engine_options,
-    const LayerCallback& after_layer);
+    const LayerCallback& after_layer, ResumeState* resume = nullptr);
 
 // The "sequential" variant (GPTQ-style, method.md §2): with the ranks fixed,
 // a second pass re-fits layer l on the k/v input produced by the already

@@ -67,13 +67,30 @@ absl::StatusOr<LayerDecomposition> DecomposeLayer(
 }
 
 absl::StatusOr<LatentLayer> TruncateLayer(const LayerDecomposition& layer,
+                                          const LayerWeights& weights,
                                           int64_t rank_k, int64_t rank_v) {
+  if (weights.w_k.rows() == 0 ||
+      weights.w_k.cols() != layer.k.right_vectors.rows() ||
+      weights.w_v.rows() != weights.w_k.rows() ||
+      weights.w_v.cols() != layer.v.right_vectors.rows()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "latent factors: weights W_K [", weights.w_k.rows(), ", ",
+        weights.w_k.cols(), "], W_V [", weights.w_v.rows(), ", ",
+        weights.w_v.cols(), "] do not fit the decomposition (",
+        layer.k.right_vectors.rows(), " and ", layer.v.right_vectors.rows(),
+        " outputs); dropped weights are re-read with LoadLayerWeights"));
+  }
   LatentLayer out;
-  CARE_ASSIGN_OR_RETURN(out.k, Truncate(layer.k, layer.weights.w_k, rank_k));
-  CARE_ASSIGN_OR_RETURN(out.v, Truncate(layer.v, layer.weights.w_v, rank_v));
-  out.b_k = layer.weights.b_k;
-  out.b_v = layer.weights.b_v;
+  CARE_ASSIGN_OR_RETURN(out.k, Truncate(layer.k, weights.w_k, rank_k));
+  CARE_ASSIGN_OR_RETURN(out.v, Truncate(layer.v, weights.w_v, rank_v));
+  out.b_k = weights.b_k;
+  out.b_v = weights.b_v;
   return out;
+}
+
+absl::StatusOr<LatentLayer> TruncateLayer(const LayerDecomposition& layer,
+                                          int64_t rank_k, int64_t rank_v) {
+  return TruncateLayer(layer, layer.weights, rank_k, rank_v);
 }
 
 std::unique_ptr<engine::KvProjector> LatentLayer::MakeProjector() const {

@@ -54,6 +54,14 @@ struct LatentLayer {
   std::unique_ptr<engine::KvProjector> MakeProjector() const;
 };
 
+// The rank-(r_K, r_V) factors from `layer` and the original projections
+// `weights` (LoadLayerWeights): the pipeline drops each layer's weights after
+// its decomposition and re-reads them here, so no layer's W_K, W_V stay in
+// memory between calibration and allocation (docs/scale.md).
+absl::StatusOr<LatentLayer> TruncateLayer(const LayerDecomposition& layer,
+                                          const LayerWeights& weights,
+                                          int64_t rank_k, int64_t rank_v);
+// The same with the weights the decomposition still holds.
 absl::StatusOr<LatentLayer> TruncateLayer(const LayerDecomposition& layer,
                                           int64_t rank_k, int64_t rank_v);
 

@@ -3,20 +3,26 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
 #include "care/convert/calibrate.h"
 #include "care/convert/decompose_model.h"
+#include "care/convert/fingerprint.h"
+#include "care/convert/flop_model.h"
 #include "care/convert/latent_layer.h"
+#include "care/convert/resume_state.h"
 #include "care/convert/write_checkpoint.h"
 #include "care/data/dataset.h"
 #include "care/engine/perplexity.h"
 #include "care/io/model.h"
 #include "care/io/model_source.h"
+#include "care/io/sha256.h"
 #include "care/tokenizer/tokenizer.h"
 #include "care/util/status_macros.h"
 
@@ -40,6 +46,17 @@ class Reporter {
   Reporter(const ProgressCallback& progress, const CancelCheck& cancelled)
       : progress_(progress), cancelled_(cancelled) {}
 
+  // Starts the clock of a stage's achieved rate (ConvertProgress::seconds).
+  void Begin(const std::string& stage) { started_[stage] = Clock::now(); }
+  void AddFlops(const std::string& stage, double flops) {
+    flops_[stage] += flops;
+  }
+  double Flops(const std::string& stage) const {
+    auto it = flops_.find(stage);
+    return it == flops_.end() ? 0 : it->second;
+  }
+  void set_resumed_layers(int64_t n) { resumed_layers_ = n; }
+
   // Emits progress, then checks cancellation.
   absl::Status Step(absl::string_view stage, int64_t step, int64_t total) {
     if (progress_) {
@@ -47,6 +64,11 @@ class Reporter {
       p.stage = std::string(stage);
       p.step = step;
       p.total = total;
+      p.flops = Flops(p.stage);
+      auto started = started_.try_emplace(p.stage, Clock::now()).first;
+      p.seconds =
+          std::chrono::duration<double>(Clock::now() - started->second).count();
+      p.resumed_layers = resumed_layers_;
       for (const StageWeight& s : kStages) {
         if (stage == s.name) {
           p.overall =
@@ -62,10 +84,12 @@ class Reporter {
     return absl::OkStatus();
   }
   // A LayerCallback for a pass of `total` layers that is pass `pass` of
-  // `passes` in the stage.
+  // `passes` in the stage; `flops(l)` is layer l's share of the pass.
   LayerCallback Layers(std::string stage, int64_t total, int64_t pass = 0,
-                       int64_t passes = 1) {
-    return [this, stage, total, pass, passes](int64_t l) {
+                       int64_t passes = 1,
+                       std::function<double(int64_t)> flops = nullptr) {
+    return [this, stage, total, pass, passes, flops](int64_t l) {
+      if (flops) AddFlops(stage, flops(l));
       return Step(stage, pass * total + l + 1, passes * total);
     };
   }
@@ -73,15 +97,18 @@ class Reporter {
  private:
   const ProgressCallback& progress_;
   const CancelCheck& cancelled_;
+  std::map<std::string, Clock::time_point> started_;
+  std::map<std::string, double> flops_;
+  int64_t resumed_layers_ = 0;
 };
 
 class StageTimer {
  public:
   explicit StageTimer(ConversionReport& r) : report_(r) {}
-  void Done(const char* stage) {
+  void Done(const char* stage, double flops = 0) {
     const auto now = Clock::now();
     report_.timings.push_back(
-        {stage, std::chrono::duration<double>(now - start_).count()});
+        {stage, std::chrono::duration<double>(now - start_).count(), flops});
     start_ = now;
   }
 
@@ -172,6 +199,51 @@ absl::Status CheckConvertible(const ModelConfig& c, const std::string& dir) {
 
 PerplexityReport ToReport(const engine::PerplexityResult& r) {
   return {r.ppl, r.mean_nll, r.windows, r.predictions};
+}
+
+// Layer l of one forward over `tokens` tokens in windows of seq_len.
+std::function<double(int64_t)> ForwardLayerFlops(const ModelConfig& c,
+                                                 int64_t tokens,
+                                                 int64_t seq_len,
+                                                 double extra = 0) {
+  return [&c, tokens, seq_len, extra](int64_t l) {
+    return static_cast<double>(tokens) * LayerFlopsPerToken(c, seq_len, l) +
+           extra;
+  };
+}
+
+// The resume state of this conversion, or null (no work dir, or the state
+// cannot be used: logged, and the conversion runs without it).
+std::unique_ptr<ResumeState> OpenResume(const ConvertOptions& options,
+                                        const std::string& model_dir,
+                                        const CalibrationWindows& windows) {
+  if (options.work_dir.empty()) return nullptr;
+  absl::StatusOr<std::string> fingerprint =
+      ResumeFingerprint(model_dir, windows, options);
+  absl::StatusOr<std::unique_ptr<ResumeState>> state =
+      fingerprint.ok() ? ResumeState::Open(options.work_dir, *fingerprint)
+                       : fingerprint.status();
+  if (!state.ok()) {
+    ResumeLog(
+        absl::StrCat("not saving or resuming: ", state.status().message()));
+    return nullptr;
+  }
+  return *std::move(state);
+}
+
+void SaveOrLog(ResumeState* state, const std::string& name,
+               const std::vector<double>& values) {
+  if (state == nullptr) return;
+  absl::Status saved = state->SaveValues(name, values);
+  if (!saved.ok()) ResumeLog(saved.message());
+}
+
+// The cache key of one allocation's held-out score: its ranks.
+std::string CandidateKey(const Allocation& a) {
+  return "candidate-" +
+         io::Sha256Hex(absl::StrCat(absl::StrJoin(a.rank_k, ","), ";",
+                                    absl::StrJoin(a.rank_v, ",")))
+             .substr(0, 16);
 }
 
 }  // namespace
@@ -304,14 +376,37 @@ absl::StatusOr<ConversionReport> ConvertModel(const ConvertOptions& options,
   }
   engine::EngineOptions eo;
   eo.threads = options.threads;
+  std::unique_ptr<ResumeState> resume = OpenResume(options, dir, windows);
   timer.Done("load");
 
   // ---- calibrate + decompose: one pass of the original model ----
   const FactorizeOptions fo{options.method, options.damping, options.solver};
-  CARE_ASSIGN_OR_RETURN(
-      DecomposedModel dm,
-      CalibrateAndDecompose(config, *model.weights, windows, fo, eo,
-                            rep.Layers("calibrate", L)));
+  const int64_t pass_tokens = windows.calib.tokens() + windows.heldout.tokens();
+  const double fit_flops = FitFlopsPerLayer(config, windows.calib.tokens(),
+                                            windows.heldout.tokens());
+  rep.Begin("calibrate");
+  // The first layer the pass reports after k restored ones is layer k.
+  bool first_layer = true;
+  LayerCallback calibrate_layer = rep.Layers(
+      "calibrate", L, 0, 1,
+      ForwardLayerFlops(config, pass_tokens, plan.seq_len, fit_flops));
+  CARE_ASSIGN_OR_RETURN(DecomposedModel dm,
+                        CalibrateAndDecompose(
+                            config, *model.weights, windows, fo, eo,
+                            [&](int64_t l) {
+                              if (first_layer) rep.set_resumed_layers(l);
+                              first_layer = false;
+                              return calibrate_layer(l);
+                            },
+                            resume.get()));
+  report.resumed_layers = dm.resumed_layers;
+  rep.set_resumed_layers(dm.resumed_layers);
+  if (dm.resumed_layers < L) {
+    rep.AddFlops("calibrate", static_cast<double>(dm.heldout_original.count) *
+                                  HeadFlopsPerToken(config));
+  } else {
+    CARE_RETURN_IF_ERROR(rep.Step("calibrate", L, L));
+  }
   report.heldout_nll_original = dm.heldout_original.mean();
   std::vector<LayerDecomposition>& decomp = dm.layers;
   LayerSpectra spectra;
@@ -319,16 +414,21 @@ absl::StatusOr<ConversionReport> ConvertModel(const ConvertOptions& options,
     spectra.k.push_back(d.k.singular_values);
     spectra.v.push_back(d.v.singular_values);
   }
-  timer.Done("calibrate");
-  report.timings.push_back({"decompose", dm.decompose_seconds});
+  timer.Done("calibrate", rep.Flops("calibrate"));
+  report.timings.push_back(
+      {"decompose", dm.decompose_seconds,
+       static_cast<double>(L - dm.resumed_layers) * fit_flops});
 
   // ---- allocate ----
   auto build =
       [&](const Allocation& a) -> absl::StatusOr<std::vector<LatentLayer>> {
     std::vector<LatentLayer> layers;
     for (int64_t l = 0; l < L; ++l) {
-      CARE_ASSIGN_OR_RETURN(LatentLayer x,
-                            TruncateLayer(decomp[l], a.rank_k[l], a.rank_v[l]));
+      // Re-read from the checkpoint: the pass dropped them (docs/scale.md).
+      CARE_ASSIGN_OR_RETURN(LayerWeights w,
+                            LoadLayerWeights(config, *model.weights, l));
+      CARE_ASSIGN_OR_RETURN(
+          LatentLayer x, TruncateLayer(decomp[l], w, a.rank_k[l], a.rank_v[l]));
       layers.push_back(std::move(x));
     }
     return layers;
@@ -361,15 +461,31 @@ absl::StatusOr<ConversionReport> ConvertModel(const ConvertOptions& options,
   }
   const int64_t n_cand = static_cast<int64_t>(candidates.size());
   int64_t scored = 0;
+  rep.Begin("allocate");
   CARE_ASSIGN_OR_RETURN(
       AutoChoice choice,
       ChooseAllocation(
           candidates, [&](const Allocation& a) -> absl::StatusOr<double> {
+            // A score saved by an earlier attempt (same fingerprint, ranks).
+            const std::string key = CandidateKey(a);
+            if (resume) {
+              if (auto saved = resume->LoadValues(key, 1)) {
+                ++scored;
+                return (*saved)[0];
+              }
+            }
             CARE_ASSIGN_OR_RETURN(auto layers, build(a));
             CARE_ASSIGN_OR_RETURN(
                 engine::NllSum nll,
-                heldout_nll(layers, rep.Layers("allocate", L, scored, n_cand)));
+                heldout_nll(layers,
+                            rep.Layers("allocate", L, scored, n_cand,
+                                       ForwardLayerFlops(
+                                           config, windows.heldout.tokens(),
+                                           plan.seq_len))));
+            rep.AddFlops("allocate", static_cast<double>(nll.count) *
+                                         HeadFlopsPerToken(config));
             ++scored;
+            SaveOrLog(resume.get(), key, {nll.mean()});
             return nll.mean();
           }));
   const Allocation& chosen = choice.candidates[choice.best].allocation;
@@ -382,20 +498,28 @@ absl::StatusOr<ConversionReport> ConvertModel(const ConvertOptions& options,
   }
   CARE_ASSIGN_OR_RETURN(std::vector<LatentLayer> layers, build(chosen));
   report.kv_width_after = chosen.Total();
-  timer.Done("allocate");
+  timer.Done("allocate", rep.Flops("allocate"));
 
   // ---- sequential (optional): re-fit each layer on converted inputs ----
   std::vector<LayerGrams>* grams = &dm.grams;
   SequentialModel seq;
   if (options.sequential) {
+    rep.Begin("sequential");
     CARE_ASSIGN_OR_RETURN(
-        seq, SequentialRefit(config, *model.weights, windows, fo, chosen.rank_k,
-                             chosen.rank_v, eo, rep.Layers("sequential", L)));
+        seq, SequentialRefit(
+                 config, *model.weights, windows, fo, chosen.rank_k,
+                 chosen.rank_v, eo,
+                 rep.Layers("sequential", L, 0, 1,
+                            ForwardLayerFlops(config, pass_tokens, plan.seq_len,
+                                              fit_flops))));
+    rep.AddFlops("sequential",
+                 static_cast<double>(seq.heldout_converted.count) *
+                     HeadFlopsPerToken(config));
     layers = std::move(seq.layers);
     decomp = std::move(seq.decompositions);
     grams = &seq.grams;
     report.heldout_nll_converted = seq.heldout_converted.mean();
-    timer.Done("sequential");
+    timer.Done("sequential", rep.Flops("sequential"));
   }
   for (int64_t l = 0; l < L; ++l) {
     const LayerDecomposition& d = decomp[l];
@@ -416,17 +540,41 @@ absl::StatusOr<ConversionReport> ConvertModel(const ConvertOptions& options,
 
   // ---- evaluate: original and converted on the same windows ----
   if (eval) {
-    engine::LayerHooks original_hooks;
-    LayerCallback cb0 = rep.Layers("evaluate", L, 0, 2);
-    original_hooks.on_layer_output = [&](int64_t l, const MatrixRM&) {
-      return cb0(l);
+    rep.Begin("evaluate");
+    const auto eval_flops =
+        ForwardLayerFlops(config, eval->inputs.tokens(), eval->inputs.seq_len);
+    const auto add_head = [&](const engine::PerplexityResult& r) {
+      rep.AddFlops("evaluate", static_cast<double>(r.predictions) *
+                                   HeadFlopsPerToken(config));
     };
-    CARE_ASSIGN_OR_RETURN(
-        engine::PerplexityResult orig,
-        engine::EvaluatePerplexity(config, *model.weights, *eval, eo,
-                                   original_hooks));
+    // The original model's score does not depend on the conversion: an
+    // earlier attempt's is reused (keyed by the evaluation windows).
+    const std::string orig_key = "eval-original-" + EvalWindowsKey(*eval);
+    std::optional<engine::PerplexityResult> orig;
+    if (resume) {
+      if (auto saved = resume->LoadValues(orig_key, 4)) {
+        orig = engine::PerplexityResult{static_cast<int64_t>((*saved)[0]),
+                                        static_cast<int64_t>((*saved)[1]),
+                                        (*saved)[2], (*saved)[3]};
+      }
+    }
+    if (!orig) {
+      engine::LayerHooks original_hooks;
+      LayerCallback cb0 = rep.Layers("evaluate", L, 0, 2, eval_flops);
+      original_hooks.on_layer_output = [&](int64_t l, const MatrixRM&) {
+        return cb0(l);
+      };
+      CARE_ASSIGN_OR_RETURN(
+          orig, engine::EvaluatePerplexity(config, *model.weights, *eval, eo,
+                                           original_hooks));
+      add_head(*orig);
+      SaveOrLog(
+          resume.get(), orig_key,
+          {static_cast<double>(orig->windows),
+           static_cast<double>(orig->predictions), orig->mean_nll, orig->ppl});
+    }
     engine::LayerHooks converted_hooks;
-    LayerCallback cb1 = rep.Layers("evaluate", L, 1, 2);
+    LayerCallback cb1 = rep.Layers("evaluate", L, 1, 2, eval_flops);
     converted_hooks.on_layer_output = [&](int64_t l, const MatrixRM&) {
       return cb1(l);
     };
@@ -438,10 +586,11 @@ absl::StatusOr<ConversionReport> ConvertModel(const ConvertOptions& options,
         engine::PerplexityResult conv,
         engine::EvaluatePerplexity(config, *model.weights, *eval, eo,
                                    converted_hooks));
-    report.original = ToReport(orig);
+    add_head(conv);
+    report.original = ToReport(*orig);
     report.converted = ToReport(conv);
   }
-  timer.Done("evaluate");
+  timer.Done("evaluate", rep.Flops("evaluate"));
 
   // ---- write ----
   const LatentMetadata meta{report.method, report.allocation_chosen,
@@ -454,6 +603,8 @@ absl::StatusOr<ConversionReport> ConvertModel(const ConvertOptions& options,
       *model.weights, config, layers, ConvertedConfigJson(config, layers, meta),
       options.output_dir, wopt, rep.Layers("write", L)));
   timer.Done("write");
+  // The output is in place: the state has served its purpose.
+  if (resume) resume->Remove();
   return report;
 }
 

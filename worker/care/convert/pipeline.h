@@ -67,6 +67,12 @@ struct ConvertOptions {
   // (F32, F16 or BF16); nullopt: copies keep the source's, factors F32.
   std::optional<io::DType> output_dtype;
 
+  // Resume state root (docs/worker.md "Resume"); "" = none. Calibration
+  // results and small stage results are kept in <work_dir>/<fingerprint>/
+  // (fingerprint.h) and removed after the output is written; a rerun with
+  // the same fingerprint continues where the last one stopped.
+  std::string work_dir;
+
   int threads = 0;  // 0 = all cores
   // Compute device of the engine: "cpu", "cuda" or "cuda:N"
   // (care::compute::OpenBackend; docs/worker.md "Devices").
@@ -80,6 +86,12 @@ struct ConvertProgress {
   int64_t step = 0;  // layers (or candidates) done in this stage
   int64_t total = 0;
   double overall = 0;  // 0..1 over the whole conversion
+  // Useful FLOPs (flop_model.h) done in this stage so far and the stage's
+  // wall seconds: flops / seconds is the achieved rate.
+  double flops = 0;
+  double seconds = 0;
+  // Calibration layers restored from the work dir instead of being run.
+  int64_t resumed_layers = 0;
 };
 using ProgressCallback = std::function<void(const ConvertProgress&)>;
 // Returns true to stop; checked at layer boundaries (CancelledError).

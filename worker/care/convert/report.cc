@@ -79,8 +79,14 @@ nlohmann::json ReportToJson(const ConversionReport& r) {
   }
   j["candidates"] = std::move(cands);
   nlohmann::json timings = nlohmann::json::object();
-  for (const StageTiming& t : r.timings) timings[t.stage] = t.seconds;
+  nlohmann::json flops = nlohmann::json::object();
+  for (const StageTiming& t : r.timings) {
+    timings[t.stage] = t.seconds;
+    flops[t.stage] = t.flops;
+  }
   j["timings_s"] = std::move(timings);
+  j["flops"] = std::move(flops);
+  j["resumed_layers"] = r.resumed_layers;
   return j;
 }
 
@@ -114,9 +120,18 @@ std::string ReportSummary(const ConversionReport& r) {
   }
   std::vector<std::string> t;
   for (const StageTiming& x : r.timings) {
-    t.push_back(absl::StrFormat("%s %.2fs", x.stage, x.seconds));
+    if (x.flops > 0 && x.seconds > 0) {
+      t.push_back(absl::StrFormat("%s %.2fs (%.1f GFLOP/s)", x.stage, x.seconds,
+                                  x.flops / x.seconds / 1e9));
+    } else {
+      t.push_back(absl::StrFormat("%s %.2fs", x.stage, x.seconds));
+    }
   }
   absl::StrAppend(&s, "  time: ", absl::StrJoin(t, ", "), "\n");
+  if (r.resumed_layers > 0) {
+    absl::StrAppendFormat(&s, "  resumed: %d of %d calibration layers\n",
+                          r.resumed_layers, r.num_layers);
+  }
   return s;
 }
 

@@ -44,6 +44,7 @@ struct CandidateReport {
 struct StageTiming {
   std::string stage;
   double seconds = 0;
+  double flops = 0;  // useful FLOPs (flop_model.h); 0 for load and write
 };
 
 struct ConversionReport {
@@ -78,6 +79,9 @@ struct ConversionReport {
   std::vector<LayerReport> layers;
   std::vector<CandidateReport> candidates;
   std::vector<StageTiming> timings;
+  // Calibration layers restored from the work dir (ConvertOptions::work_dir)
+  // instead of being run; num_layers when the whole pass was.
+  int64_t resumed_layers = 0;
 };
 
 nlohmann::json ReportToJson(const ConversionReport& report);
