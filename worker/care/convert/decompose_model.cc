@@ -140,7 +140,8 @@ bool Restore(const ResumeState& state, const ModelConfig& config,
 // time since the last snapshot is at least 10x what that one cost (bounded
 // overhead and bounded loss), and always when the pass is being stopped.
 void PersistAndDropWeights(engine::LayerHooks& hooks, DecomposedModel& out,
-                           ResumeState* resume, int64_t layers) {
+                           ResumeState* resume, int64_t layers,
+                           compute::Backend& backend) {
   hooks.on_kv_input = [inner = std::move(hooks.on_kv_input), &out, resume](
                           int64_t l, const auto& x) -> absl::Status {
     CARE_RETURN_IF_ERROR(inner(l, x));
@@ -161,16 +162,17 @@ void PersistAndDropWeights(engine::LayerHooks& hooks, DecomposedModel& out,
     Clock::time_point last_end;
     Clock::duration last_cost{};
   };
-  hooks.on_layer_output =
-      [inner = std::move(hooks.on_layer_output), resume, layers,
-       policy = Snapshots()](int64_t l, const auto& h) mutable -> absl::Status {
+  hooks.on_layer_output = [inner = std::move(hooks.on_layer_output), resume,
+                           layers, &backend, policy = Snapshots()](
+                              int64_t l, const auto& h) mutable
+      -> absl::Status {
     absl::Status status = inner ? inner(l, h) : absl::OkStatus();
     const auto now = Clock::now();
     const bool due =
         l + 1 < layers &&
         (!policy.any || now - policy.last_end >= 10 * policy.last_cost);
     if ((status.ok() && due) || absl::IsCancelled(status)) {
-      absl::StatusOr<MatrixRM> host = h;
+      absl::StatusOr<MatrixRM> host = engine::DownloadMatrix(backend, h);
       absl::Status saved =
           host.ok() ? resume->SaveHidden(l + 1, *host) : host.status();
       if (!saved.ok()) {
@@ -223,7 +225,11 @@ absl::StatusOr<DecomposedModel> CalibrateAndDecompose(
     start.reset();
   }
   engine::LayerHooks hooks;
-  hooks.on_kv_input = [&](int64_t l, const MatrixRM& x) -> absl::Status {
+  hooks.on_kv_input = [&](int64_t l,
+                          const compute::Matrix& xb) -> absl::Status {
+    // FitLayer's held-out Grams need the rows on the host.
+    CARE_ASSIGN_OR_RETURN(MatrixRM x,
+                          engine::DownloadMatrix(forward->backend(), xb));
     const auto t0 = std::chrono::steady_clock::now();
     CARE_ASSIGN_OR_RETURN(FittedLayer f,
                           FitLayer(config, weights, l, x, cal_tokens, options));
@@ -235,11 +241,12 @@ absl::StatusOr<DecomposedModel> CalibrateAndDecompose(
     return absl::OkStatus();
   };
   if (after_layer) {
-    hooks.on_layer_output = [&](int64_t l, const MatrixRM&) {
+    hooks.on_layer_output = [&](int64_t l, const compute::Matrix&) {
       return after_layer(l);
     };
   }
-  PersistAndDropWeights(hooks, out, resume, config.num_hidden_layers);
+  PersistAndDropWeights(hooks, out, resume, config.num_hidden_layers,
+                        forward->backend());
   CARE_RETURN_IF_ERROR(forward->RunLayers(config.num_hidden_layers, hooks));
   const std::vector<int32_t> targets = BatchTargets(windows);
   CARE_ASSIGN_OR_RETURN(out.heldout_original, forward->ScoreTargets(targets));
@@ -272,7 +279,11 @@ absl::StatusOr<SequentialModel> SequentialRefit(
                         engine::LayerwiseForward::Create(
                             config, weights, Batch(windows), engine_options));
   engine::LayerHooks hooks;
-  hooks.on_kv_input = [&](int64_t l, const MatrixRM& x) -> absl::Status {
+  hooks.on_kv_input = [&](int64_t l,
+                          const compute::Matrix& xb) -> absl::Status {
+    // FitLayer's held-out Grams need the rows on the host.
+    CARE_ASSIGN_OR_RETURN(MatrixRM x,
+                          engine::DownloadMatrix(forward->backend(), xb));
     CARE_ASSIGN_OR_RETURN(FittedLayer f,
                           FitLayer(config, weights, l, x, cal_tokens, options));
     CARE_ASSIGN_OR_RETURN(LatentLayer layer,
@@ -290,7 +301,7 @@ absl::StatusOr<SequentialModel> SequentialRefit(
     return out.layers[l].MakeProjector();
   };
   if (after_layer) {
-    hooks.on_layer_output = [&](int64_t l, const MatrixRM&) {
+    hooks.on_layer_output = [&](int64_t l, const compute::Matrix&) {
       return after_layer(l);
     };
   }

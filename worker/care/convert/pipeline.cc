@@ -561,7 +561,7 @@ absl::StatusOr<ConversionReport> ConvertModel(const ConvertOptions& options,
     if (!orig) {
       engine::LayerHooks original_hooks;
       LayerCallback cb0 = rep.Layers("evaluate", L, 0, 2, eval_flops);
-      original_hooks.on_layer_output = [&](int64_t l, const MatrixRM&) {
+      original_hooks.on_layer_output = [&](int64_t l, const compute::Matrix&) {
         return cb0(l);
       };
       CARE_ASSIGN_OR_RETURN(
@@ -575,7 +575,7 @@ absl::StatusOr<ConversionReport> ConvertModel(const ConvertOptions& options,
     }
     engine::LayerHooks converted_hooks;
     LayerCallback cb1 = rep.Layers("evaluate", L, 1, 2, eval_flops);
-    converted_hooks.on_layer_output = [&](int64_t l, const MatrixRM&) {
+    converted_hooks.on_layer_output = [&](int64_t l, const compute::Matrix&) {
       return cb1(l);
     };
     converted_hooks.make_kv_projector =

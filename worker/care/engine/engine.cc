@@ -10,6 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "care/compute/registry.h"
 #include "care/engine/decoder_family.h"
 #include "care/engine/logits.h"
 #include "care/engine/rope.h"
@@ -78,6 +79,37 @@ int SetEngineThreads(int threads) {
   return n;
 }
 
+absl::StatusOr<compute::Weight> LayerWeight(const LayerContext& ctx,
+                                            const std::string& name,
+                                            int64_t rows, int64_t cols) {
+  if (ctx.prefetch != nullptr) {
+    auto w = ctx.prefetch->Take(name, rows, cols);
+    if (w.ok()) return w;
+  }
+  return LoadWeightOn(ctx.backend, ctx.weights, name, rows, cols);
+}
+
+std::vector<WeightRequest> LayerWeightRequests(const ModelConfig& c,
+                                               int64_t layer) {
+  namespace n = io::names;
+  const int64_t D = c.hidden_size, q = c.num_attention_heads * c.head_dim;
+  const int64_t kv = c.kv_width(), I = c.intermediate_size;
+  std::vector<WeightRequest> r = {{n::QProj(layer), q, D},
+                                  {n::OProj(layer), D, q}};
+  if (!c.latent.has_value()) {
+    r.push_back({n::KProj(layer), kv, D});
+    r.push_back({n::VProj(layer), kv, D});
+  }
+  const bool moe = c.model_type == "qwen3_moe" && c.IsMoeLayer(layer);
+  if (!moe && I > 0) {
+    const std::string mlp = n::Layer(layer, "mlp.");
+    r.push_back({mlp + "gate_proj.weight", I, D});
+    r.push_back({mlp + "up_proj.weight", I, D});
+    r.push_back({mlp + "down_proj.weight", D, I});
+  }
+  return r;
+}
+
 absl::StatusOr<std::unique_ptr<DecoderFamily>> MakeDecoderFamily(
     const ModelConfig& config) {
   const std::string& t = config.model_type;
@@ -123,19 +155,51 @@ absl::StatusOr<std::unique_ptr<LayerwiseForward>> LayerwiseForward::Create(
   SetEngineThreads(options.threads);
   std::unique_ptr<LayerwiseForward> fwd(
       new LayerwiseForward(config, weights, std::move(windows), options));
+  if (options.backend != nullptr) {
+    fwd->backend_ = options.backend;
+  } else {
+    CARE_ASSIGN_OR_RETURN(fwd->backend_,
+                          compute::SharedBackend(options.device));
+  }
+  compute::Backend& be = *fwd->backend_;
   CARE_ASSIGN_OR_RETURN(fwd->family_, MakeDecoderFamily(config));
+  CARE_ASSIGN_OR_RETURN(RopeFrequencies freqs, ComputeRopeFrequencies(config));
+  const RopeTable rope(freqs, fwd->windows_.seq_len);
+  const int64_t half = rope.rotary_dim() / 2;
+  CARE_ASSIGN_OR_RETURN(fwd->rope_cos_,
+                        be.Upload(rope.cos().data(), rope.seq_len(), half));
+  CARE_ASSIGN_OR_RETURN(fwd->rope_sin_,
+                        be.Upload(rope.sin().data(), rope.seq_len(), half));
   // Only the rows of the ids present are read (all rows for a non-checkpoint
   // source, once).
   CARE_ASSIGN_OR_RETURN(
-      fwd->hidden_,
+      MatrixRM embedded,
       GatherRows(weights, io::names::Embed(), config.vocab_size,
                  config.hidden_size, fwd->windows_.ids));  // [tokens, D]
   ReleaseMappedPages(weights, io::names::Embed());
+  CARE_ASSIGN_OR_RETURN(
+      fwd->hidden_,
+      be.Upload(embedded.data(), embedded.rows(), embedded.cols()));
+  if (options.prefetch_weights) {
+    fwd->current_ = std::make_unique<WeightPrefetch>();
+    fwd->next_ = std::make_unique<WeightPrefetch>();
+  }
   return fwd;
 }
 
 int64_t LayerwiseForward::num_layers() const {
   return config_.num_hidden_layers;
+}
+
+absl::StatusOr<MatrixRM> DownloadMatrix(compute::Backend& backend,
+                                        const compute::Matrix& m) {
+  MatrixRM h(m.rows, m.cols);
+  CARE_RETURN_IF_ERROR(backend.Download(m, h.data()));
+  return h;
+}
+
+absl::StatusOr<MatrixRM> LayerwiseForward::HiddenHost() const {
+  return DownloadMatrix(*backend_, hidden_);
 }
 
 absl::Status LayerwiseForward::SeekLayer(int64_t next_layer,
@@ -152,7 +216,13 @@ absl::Status LayerwiseForward::SeekLayer(int64_t next_layer,
         hidden.cols(), "], the windows need [", windows_.tokens(), ", ",
         config_.hidden_size, "]"));
   }
-  hidden_ = hidden;  // [tokens, D]
+  CARE_ASSIGN_OR_RETURN(hidden_,
+                        backend_->Upload(hidden.data(), hidden.rows(),
+                                         hidden.cols()));  // [tokens, D]
+  if (current_ != nullptr) {  // batches prefetched for the old position
+    current_->Clear();
+    next_->Clear();
+  }
   next_layer_ = next_layer;
   return absl::OkStatus();
 }
@@ -165,20 +235,32 @@ absl::Status LayerwiseForward::RunLayer(const LayerHooks& hooks) {
   // OpenMP's thread count is per calling thread: apply it on every entry.
   SetEngineThreads(options_.threads);
   const int64_t layer = next_layer_;
-  CARE_ASSIGN_OR_RETURN(RopeFrequencies freqs, ComputeRopeFrequencies(config_));
-  const RopeTable rope(freqs, windows_.seq_len);
+  if (current_ != nullptr) {
+    // current_ takes the batch started during the previous layer (empty for
+    // the first: its weights load synchronously); the next layer's starts.
+    std::swap(current_, next_);
+    next_->Clear();
+    if (layer + 1 < num_layers()) {
+      next_->Start(*backend_, weights_,
+                   LayerWeightRequests(config_, layer + 1));
+    }
+  }
   const LayerContext ctx{config_,
                          weights_,
                          hooks,
-                         rope,
+                         *backend_,
+                         rope_cos_,
+                         rope_sin_,
                          windows_.num_windows,
                          windows_.seq_len,
-                         std::max<int64_t>(1, options_.group_tokens)};
+                         std::max<int64_t>(1, options_.group_tokens),
+                         current_.get()};
   // Layer l+1's (or the head's) bytes are read from disk while l computes.
   PrefetchMappedPages(weights_, layer + 1 < num_layers()
                                     ? io::names::Layer(layer + 1, "")
                                     : std::string("lm_head."));
   absl::Status status = family_->RunLayer(ctx, layer, &hidden_);
+  if (current_ != nullptr) current_->Clear();
   if (!status.ok()) {
     return absl::Status(status.code(),
                         absl::StrCat("layer ", layer, ": ", status.message()));
@@ -214,7 +296,7 @@ absl::StatusOr<NllSum> LayerwiseForward::ScoreTargets(
                      next_layer_, " have"));
   }
   SetEngineThreads(options_.threads);
-  return ScoreHiddenStates(config_, weights_, hidden_, targets,
+  return ScoreHiddenStates(config_, weights_, *backend_, hidden_, targets,
                            options_.logits_block_elements);
 }
 
@@ -225,7 +307,7 @@ absl::StatusOr<MatrixRM> LayerwiseForward::Logits() {
                      next_layer_, " have"));
   }
   SetEngineThreads(options_.threads);
-  return ComputeLogits(config_, weights_, hidden_);
+  return ComputeLogits(config_, weights_, *backend_, hidden_);
 }
 
 }  // namespace care::engine

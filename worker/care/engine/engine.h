@@ -1,9 +1,11 @@
 // The layer-by-layer forward engine. A batch of equal-length token windows
 // passes through the model one decoder layer at a time: layer l's weights are
-// loaded (as float32), every window goes through it, the weights are dropped,
-// and layer l+1 follows. Only the hidden states of all windows, [tokens, D]
-// with tokens = windows * seq_len, stay in memory between layers, so a model
-// never has to fit in memory as a whole. See docs/engine.md.
+// loaded into the compute backend (compute/backend.h; cpu or cuda, picked by
+// EngineOptions::device), every window goes through it, the weights are
+// dropped, and layer l+1 follows. Only the hidden states of all windows,
+// [tokens, D] with tokens = windows * seq_len, stay in (backend) memory
+// between layers, so a model never has to fit in memory as a whole. See
+// docs/engine.md and docs/compute.md.
 //
 //   auto fwd = LayerwiseForward::Create(config, weights, windows, {});
 //   CARE_RETURN_IF_ERROR((*fwd)->RunLayers(config.num_hidden_layers, hooks));
@@ -14,11 +16,14 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "care/compute/backend.h"
 #include "care/engine/kv_projector.h"
+#include "care/engine/weight_loader.h"
 #include "care/io/model_config.h"
 #include "care/io/tensor.h"
 #include "care/io/tensor_source.h"
@@ -26,6 +31,16 @@
 namespace care::engine {
 
 struct EngineOptions {
+  // The compute backend: "cpu", "cuda" or "cuda:N" (compute::OpenBackend).
+  // The engine uses one process-wide backend per device name
+  // (compute::SharedBackend), so passes and engines reuse its warm memory.
+  std::string device = "cpu";
+  // When set, used instead of `device` (not owned; must outlive the engine).
+  compute::Backend* backend = nullptr;
+  // Load (and convert) layer l+1's projection weights on a background thread
+  // while layer l computes. Costs one more layer of weights in memory; see
+  // docs/scale.md for when it pays.
+  bool prefetch_weights = false;
   // OpenMP and Eigen threads; 0 = all cores. Applied by Create, RunLayer
   // and the scoring calls (Eigen's count is process-wide).
   int threads = 0;
@@ -56,10 +71,14 @@ struct TokenWindows {
 // the projector is requested after the layer's inputs were observed, a
 // caller can calibrate layer l on the (already converted) layers below it and
 // then supply layer l's converted projector ("sequential" calibration).
+// Activations reach the hooks as compute::Matrix in the engine's backend
+// memory (LayerwiseForward::backend()); a hook that needs them on the host
+// calls backend().Download, the hot paths stay on the device (calibration
+// uses Backend::GramAdd).
 struct LayerHooks {
   // (a) The input of k_proj / v_proj: [tokens, D] float32, the
   // post-input_layernorm hidden states of all windows.
-  std::function<absl::Status(int64_t layer, const MatrixRM& kv_input)>
+  std::function<absl::Status(int64_t layer, const compute::Matrix& kv_input)>
       on_kv_input;
   // (b) Replaces layer l's K/V computation. Returning nullptr keeps the
   // checkpoint's own projector (LoadKvProjector: dense, or latent when the
@@ -67,7 +86,7 @@ struct LayerHooks {
   std::function<absl::StatusOr<std::unique_ptr<KvProjector>>(int64_t layer)>
       make_kv_projector;
   // (c) Layer l's output hidden states, [tokens, D].
-  std::function<absl::Status(int64_t layer, const MatrixRM& hidden)>
+  std::function<absl::Status(int64_t layer, const compute::Matrix& hidden)>
       on_layer_output;
 };
 
@@ -91,7 +110,9 @@ class LayerwiseForward {
   // `config` and `weights` must outlive the object. Checks the config
   // (supported model_type, shapes), the token ids against vocab_size, and
   // embeds the windows (from an io::Checkpoint only the rows of the ids
-  // present are read; other sources load the table once).
+  // present are read; other sources load the table once). Opens the backend
+  // (options.backend, else options.device): Unavailable / InvalidArgument
+  // from compute::OpenBackend.
   static absl::StatusOr<std::unique_ptr<LayerwiseForward>> Create(
       const ModelConfig& config, const TensorSource& weights,
       TokenWindows windows, const EngineOptions& options = {});
@@ -113,8 +134,12 @@ class LayerwiseForward {
   // states afterwards are the input of layer `end`.
   absl::Status RunLayers(int64_t end, const LayerHooks& hooks = {});
 
-  // [tokens, D]: the embeddings, or the output of layer next_layer()-1.
-  const MatrixRM& hidden() const { return hidden_; }
+  // [tokens, D]: the embeddings, or the output of layer next_layer()-1, in
+  // backend memory.
+  const compute::Matrix& hidden() const { return hidden_; }
+  // The same copied to the host.
+  absl::StatusOr<MatrixRM> HiddenHost() const;
+  compute::Backend& backend() const { return *backend_; }
   const TokenWindows& windows() const { return windows_; }
 
   // After all layers: final norm, lm_head and log-softmax over the
@@ -134,10 +159,19 @@ class LayerwiseForward {
   const TensorSource& weights_;
   TokenWindows windows_;
   EngineOptions options_;
+  compute::Backend* backend_ = nullptr;
   std::unique_ptr<DecoderFamily> family_;
-  MatrixRM hidden_;  // [tokens, D]
+  compute::Matrix rope_cos_, rope_sin_;  // [seq_len, rotary_dim / 2]
+  compute::Matrix hidden_;               // [tokens, D]
+  // options_.prefetch_weights: the batch of the running layer and the next.
+  std::unique_ptr<WeightPrefetch> current_, next_;
   int64_t next_layer_ = 0;
 };
+
+// m [rows, cols] copied from `backend` to the host (for hooks that need the
+// activations there; Backend::Download).
+absl::StatusOr<MatrixRM> DownloadMatrix(compute::Backend& backend,
+                                        const compute::Matrix& m);
 
 // Sets OpenMP's and Eigen's thread counts (0 = all cores); returns the count.
 int SetEngineThreads(int threads);
