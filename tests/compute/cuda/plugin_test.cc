@@ -29,6 +29,7 @@ TEST(CudaPlugin, LoadsAndExportsEntryPoints) {
       << "dlopen(" << CARE_CUDA_PLUGIN_PATH << "): " << dlerror();
   EXPECT_NE(dlsym(Plugin(), kCudaEntryPoint), nullptr);
   EXPECT_NE(dlsym(Plugin(), kCareCudaStatsEntryPoint), nullptr);
+  EXPECT_NE(dlsym(Plugin(), kCareCudaResetPeakEntryPoint), nullptr);
 }
 
 TEST(CudaPlugin, CreateOpensADeviceOrSaysWhyNot) {

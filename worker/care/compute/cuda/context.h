@@ -99,6 +99,8 @@ class Context : public std::enable_shared_from_this<Context> {
   void AddFlop(double gemm, double attention);
   // Waits for both streams, folds finished copy records into the totals.
   absl::StatusOr<CareCudaStats> Stats();
+  // device_bytes_peak restarts from the bytes in use now.
+  void ResetPeak() { peak_.store(in_use_.load()); }
 
  private:
   explicit Context(int ordinal);

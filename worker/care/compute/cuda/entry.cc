@@ -44,3 +44,14 @@ CARE_EXPORT int CareCudaBackendStats(care::compute::Backend* backend,
     return -2;
   }
 }
+
+CARE_EXPORT int CareCudaBackendResetPeak(care::compute::Backend* backend) {
+  if (backend == nullptr ||
+      backend->kind() != care::compute::DeviceKind::kCuda) {
+    return -1;
+  }
+  static_cast<care::compute::cuda::CudaBackend*>(backend)
+      ->context()
+      .ResetPeak();
+  return 0;
+}

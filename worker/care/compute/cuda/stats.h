@@ -3,8 +3,10 @@
 //   extern "C" int CareCudaBackendStats(care::compute::Backend* backend,
 //                                       CareCudaStats* out);
 // which waits for all issued work, fills *out and returns 0 (-1 when
-// `backend` is not a CUDA backend, -2 on a device error). Plain C layout so it
-// crosses dlopen().
+// `backend` is not a CUDA backend, -2 on a device error), and
+//   extern "C" int CareCudaBackendResetPeak(care::compute::Backend* backend);
+// which restarts device_bytes_peak from the bytes in use now (per-phase
+// peaks in benchmarks). Plain C layout so the struct crosses dlopen().
 #ifndef CARE_COMPUTE_CUDA_STATS_H_
 #define CARE_COMPUTE_CUDA_STATS_H_
 
@@ -35,5 +37,8 @@ struct CareCudaStats {
 inline constexpr char kCareCudaStatsEntryPoint[] = "CareCudaBackendStats";
 using CareCudaStatsFn = int (*)(care::compute::Backend* backend,
                                 CareCudaStats* out);
+inline constexpr char kCareCudaResetPeakEntryPoint[] =
+    "CareCudaBackendResetPeak";
+using CareCudaResetPeakFn = int (*)(care::compute::Backend* backend);
 
 #endif  // CARE_COMPUTE_CUDA_STATS_H_
