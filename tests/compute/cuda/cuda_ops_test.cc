@@ -93,9 +93,9 @@ TEST(CudaOps, FlashAttentionAtT4096) {
                          .heads = 4,
                          .kv_heads = 2,
                          .head_dim = 128};
-  // First rows, tile edges (16-row query tiles, 32-key tiles), last rows.
+  // First rows, tile edges (32-row query tiles, 32-key tiles), last rows.
   CheckAttention(
-      *b, s, {0, 1, 15, 16, 31, 32, 33, 1000, 2047, 2048, 4064, 4094, 4095});
+      *b, s, {0, 1, 31, 32, 33, 63, 64, 1000, 2047, 2048, 4064, 4094, 4095});
 }
 
 TEST(CudaOps, FlashAttentionOddShapes) {

@@ -15,8 +15,11 @@
 namespace care::compute::cuda {
 namespace {
 
+// 4 warps x 8 rows: each key/value tile read from memory serves 32 query
+// rows, and each k element loaded by a lane serves 8 rows (128 registers,
+// no spills on sm_90).
 constexpr int kWarps = 4;
-constexpr int kRowsPerWarp = 4;
+constexpr int kRowsPerWarp = 8;
 constexpr int kQTile = kWarps * kRowsPerWarp;  // query rows per block
 constexpr int kKTile = 32;                     // keys per tile = warp width
 constexpr int kMaxDimsPerLane = kMaxAttentionHeadDim / 32;
