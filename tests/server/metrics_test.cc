@@ -124,10 +124,23 @@ TEST(ServerMetricsTest, ExactSeriesAfterAScriptedSequence) {
   EXPECT_EQ(Series(text, "care_lease_expiries_total"),
             V{"care_lease_expiries_total 1"});
   EXPECT_TRUE(Series(text, "care_job_retries_total").empty());
-  EXPECT_EQ(Series(text, "care_jobs_queued"), V{"care_jobs_queued 0"});
-  EXPECT_EQ(Series(text, "care_jobs_running"), V{"care_jobs_running 0"});
-  EXPECT_EQ(Series(text, "care_workers_connected"),
+  EXPECT_EQ(Series(text, "care_jobs_queued "), V{"care_jobs_queued 0"});
+  EXPECT_EQ(Series(text, "care_jobs_running "), V{"care_jobs_running 0"});
+  EXPECT_EQ(Series(text, "care_workers_connected "),
             V{"care_workers_connected 1"});
+  // The same by device: every label present, idle ones at 0.
+  EXPECT_EQ(Series(text, "care_jobs_queued_by_device{"),
+            Sorted({"care_jobs_queued_by_device{device=\"any\"} 0",
+                    "care_jobs_queued_by_device{device=\"cpu\"} 0",
+                    "care_jobs_queued_by_device{device=\"cuda\"} 0"}));
+  EXPECT_EQ(Series(text, "care_jobs_running_by_device{"),
+            Sorted({"care_jobs_running_by_device{device=\"cpu\"} 0",
+                    "care_jobs_running_by_device{device=\"cuda\"} 0"}));
+  EXPECT_EQ(Series(text, "care_workers_connected_by_device{"),
+            Sorted({"care_workers_connected_by_device{device=\"cpu\"} 1",
+                    "care_workers_connected_by_device{device=\"cuda\"} 0"}));
+  EXPECT_EQ(Series(text, "care_leases_granted_by_device_total{"),
+            V{"care_leases_granted_by_device_total{device=\"cpu\"} 2"});
   EXPECT_EQ(Series(text, "care_job_perplexity_ratio"),
             Sorted({"care_job_perplexity_ratio_count 1",
                     "care_job_perplexity_ratio_sum 1.125",

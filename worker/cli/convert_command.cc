@@ -38,6 +38,7 @@ constexpr char kUsage[] =
     "[--eval-range A:B]\n"
     "         [--eval-text-field F] [--eval-bos] [--dtype D]\n"
     "         [--report FILE] [--overwrite] [--threads N] [--quiet]\n"
+    "         [--device cpu|cuda[:N]]\n"
     "\n"
     "Converts K/V projections to low-rank latent factors (docs/conversion.md)"
     ".\n"
@@ -79,6 +80,8 @@ constexpr char kUsage[] =
     "                     bf16\n"
     "  --report FILE      also write the JSON report here\n"
     "  --threads N        OpenMP/Eigen threads (default: all cores)\n"
+    "  --device D         compute device: cpu (default), cuda (= cuda:0),\n"
+    "                     cuda:N (docs/worker.md, Devices)\n"
     "  --quiet            no progress bar or summary\n";
 
 absl::StatusOr<convert::StreamFraction> ParseFraction(const Flags& flags,
@@ -127,6 +130,7 @@ absl::StatusOr<convert::ConvertOptions> ParseArgs(
                                          "report",
                                          "overwrite",
                                          "threads",
+                                         "device",
                                          "quiet"}));
   if (!flags.positionals().empty()) {
     return absl::InvalidArgumentError("unexpected argument '" +
@@ -181,6 +185,7 @@ absl::StatusOr<convert::ConvertOptions> ParseArgs(
     return absl::InvalidArgumentError("--threads must be in [0, 4096]");
   }
   o.threads = static_cast<int>(threads);
+  o.device = flags.StringOr("device", "cpu");
   o.overwrite = flags.Bool("overwrite");
   *quiet = flags.Bool("quiet");
   *report_file = flags.StringOr("report", "");

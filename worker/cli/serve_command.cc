@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <iostream>
 #include <iterator>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -24,6 +25,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "care/compute/registry.h"
 #include "care/convert/pipeline.h"
 #include "care/convert/write_checkpoint.h"
 #include "care/util/status_macros.h"
@@ -36,7 +38,8 @@ constexpr char kUsage[] =
     "usage: care-worker serve --server HOST:PORT --token-file FILE\n"
     "         [--worker-id ID] [--threads N] [--work-dir DIR]\n"
     "         [--metrics-listen HOST:PORT]\n"
-    "         [--device cpu|cuda] [--tls | --tls-ca FILE] [--heartbeat-ms N]\n"
+    "         [--device cpu|cuda[:N]] [--tls | --tls-ca FILE]\n"
+    "         [--heartbeat-ms N]\n"
     "         [--lease-wait-ms N] [--backoff-max-ms N] [--max-jobs N]\n"
     "\n"
     "Leases jobs from care-server, converts them, heartbeats progress, and\n"
@@ -50,7 +53,10 @@ constexpr char kUsage[] =
     "                          directory below it (cwd, TMPDIR), removed "
     "after\n"
     "  --metrics-listen A      serve Prometheus /metrics here (port 0 = any)\n"
-    "  --device cpu|cuda       device this worker offers (default cpu)\n"
+    "  --device D              cpu (default), cuda (= cuda:0) or cuda:N: the\n"
+    "                          device jobs run on; checked at startup (no\n"
+    "                          usable device: exit 2) and advertised to\n"
+    "                          the server, which routes jobs by it\n"
     "  --tls, --tls-ca FILE    TLS (system roots, or these PEM roots)\n"
     "  --heartbeat-ms N        longest gap between heartbeats (default 5000;\n"
     "                          also at most a third of the lease)\n"
@@ -118,6 +124,8 @@ absl::StatusOr<convert::ConvertOptions> OptionsFromJson(
   CARE_RETURN_IF_ERROR(Read(o, "eval_seq_len", &c.eval_seq_len));
   CARE_RETURN_IF_ERROR(Read(o, "eval_windows", &c.eval_windows));
   CARE_RETURN_IF_ERROR(Read(o, "threads", &c.threads));
+  CARE_RETURN_IF_ERROR(Read(o, "device", &c.device));
+  CARE_RETURN_IF_ERROR(Read(o, "work_dir", &c.work_dir));
   CARE_RETURN_IF_ERROR(Read(o, "sequential", &c.sequential));
   CARE_RETURN_IF_ERROR(Read(o, "calib_text_field", &c.calib_text_field));
   CARE_RETURN_IF_ERROR(Read(o, "eval_text_field", &c.eval_text_field));
@@ -151,7 +159,10 @@ int RunJobMain() {
              {{"stage", p.stage},
               {"step", p.step},
               {"total", p.total},
-              {"overall", p.overall}}}});
+              {"overall", p.overall},
+              {"flops", p.flops},
+              {"seconds", p.seconds},
+              {"resumed_layers", p.resumed_layers}}}});
     };
     report = convert::ConvertModel(*options, on_progress,
                                    [] { return g_stop.load(); });
@@ -182,8 +193,34 @@ std::string FindServiceBinary(const std::filesystem::path& self) {
   return "";
 }
 
+// The value of --device (last one wins, as in care::Flags); "cpu" if absent.
+std::string DeviceFlag(const std::vector<std::string>& args) {
+  std::string device = "cpu";
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--device" && i + 1 < args.size()) {
+      device = args[++i];
+    } else if (args[i].rfind("--device=", 0) == 0) {
+      device = args[i].substr(9);
+    }
+  }
+  return device;
+}
+
 int ServeMain(const std::vector<std::string>& args) {
   if (args.size() == 1 && args[0] == "--run-job") return RunJobMain();
+  // A worker that cannot compute on its device must not lease jobs for it:
+  // open the backend once here (this process has the compute library; the
+  // service has not) and hand its name to the service to advertise.
+  const std::string device = DeviceFlag(args);
+  absl::StatusOr<std::unique_ptr<compute::Backend>> backend =
+      compute::OpenBackend(device);
+  if (!backend.ok()) {
+    std::cerr << "care-worker serve: --device " << device << ": "
+              << backend.status().message() << "\n";
+    return 2;
+  }
+  const std::string device_name = (*backend)->name();
+  backend->reset();  // Each job's pipeline process opens its own.
   std::error_code error;
   const std::filesystem::path self =
       std::filesystem::read_symlink("/proc/self/exe", error);
@@ -196,6 +233,7 @@ int ServeMain(const std::vector<std::string>& args) {
   std::vector<std::string> argv = {service};
   argv.insert(argv.end(), args.begin(), args.end());
   argv.push_back("--pipeline-exe=" + self.string());
+  argv.push_back("--device-name=" + device_name);
   std::vector<char*> c_argv;
   for (auto& a : argv) c_argv.push_back(a.data());
   c_argv.push_back(nullptr);
