@@ -254,6 +254,7 @@ TEST_F(SpecFieldsTest, OutputDtypeWritesEveryFloatTensorInThatDtype) {
 TEST(ParseOutputDType, NamesAndErrors) {
   EXPECT_EQ(*ParseOutputDType(""), std::nullopt);
   EXPECT_EQ(*ParseOutputDType("source"), std::nullopt);
+  EXPECT_EQ(*ParseOutputDType("same"), std::nullopt);
   EXPECT_EQ(*ParseOutputDType("BF16"), io::DType::kBF16);
   EXPECT_EQ(*ParseOutputDType("f16"), io::DType::kF16);
   EXPECT_EQ(*ParseOutputDType("f32"), io::DType::kF32);

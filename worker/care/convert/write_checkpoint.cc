@@ -62,7 +62,9 @@ absl::Status CopyTensor(io::CheckpointWriter& w, const io::Checkpoint& source,
 absl::StatusOr<std::optional<io::DType>> ParseOutputDType(
     absl::string_view name) {
   const std::string lower = absl::AsciiStrToLower(name);
-  if (lower.empty() || lower == "source") return std::nullopt;
+  if (lower.empty() || lower == "source" || lower == "same") {
+    return std::nullopt;
+  }
   if (lower == "f32") return io::DType::kF32;
   if (lower == "f16") return io::DType::kF16;
   if (lower == "bf16") return io::DType::kBF16;

@@ -40,8 +40,9 @@ nlohmann::json ConvertedConfigJson(const ModelConfig& source,
                                    const std::vector<LatentLayer>& layers,
                                    const LatentMetadata& meta);
 
-// "source" (or "") -> nullopt, "f32"/"f16"/"bf16" (any case) -> the dtype;
-// InvalidArgument listing the allowed names otherwise.
+// "source" (or "same", as carectl --dtype says, or "") -> nullopt,
+// "f32"/"f16"/"bf16" (any case) -> the dtype; InvalidArgument listing the
+// allowed names otherwise.
 absl::StatusOr<std::optional<io::DType>> ParseOutputDType(
     absl::string_view name);
 
