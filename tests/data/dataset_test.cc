@@ -122,5 +122,32 @@ TEST_F(DatasetTest, LoadTokenStreamDispatches) {
               HasSubstr("tokenizer is required"));
 }
 
+// A job's calibration/evaluation.text_field: LoadTokenStream reads that
+// field of every line, and a line without it fails naming file, line and
+// field.
+TEST_F(DatasetTest, TokenStreamReadsTheChosenJsonlField) {
+  auto tok = care::tok::HfTokenizer::FromJson(
+      care::tok::testing::ByteLevelTokenizerJson({}).dump(), "", "bl");
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  TextOptions opt;
+  opt.text_field = "story";
+  opt.separator = "/";
+  const std::string path = Write("f.jsonl",
+                                 "{\"text\": \"no\", \"story\": \"ab\"}\n"
+                                 "{\"story\": \"c\", \"text\": 1}\n");
+  auto ids = LoadTokenStream(path, tok->get(), opt);
+  ASSERT_TRUE(ids.ok()) << ids.status();
+  EXPECT_EQ(*ids, (std::vector<int32_t>{'a', 'b', '/', 'c'}));
+  // The default field is a number on line 2.
+  auto fallback = LoadTokenStream(path, tok->get());
+  ASSERT_FALSE(fallback.ok());
+  EXPECT_EQ(fallback.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(Message(fallback.status()),
+              HasSubstr(path + ":2: missing string field 'text'"));
+  opt.text_field = "summary";
+  EXPECT_THAT(Message(LoadTokenStream(path, tok->get(), opt).status()),
+              HasSubstr(path + ":1: missing string field 'summary'"));
+}
+
 }  // namespace
 }  // namespace care::data
