@@ -220,6 +220,47 @@ void Context::AddCopy(std::shared_ptr<CopyRecord> record, int64_t bytes,
   totals_.weights_loaded += 1;
   totals_.weight_bytes_copied += bytes;
   totals_.host_staging_ms += staging_ms;
+  // A long-running worker never asks for stats: fold what has finished so
+  // the records (3 events each) do not pile up.
+  if (pending_.size() >= 64) {
+    // A failed query leaves the record pending; Stats() reports the error.
+    FoldFinishedLocked(/*synchronized=*/false).IgnoreError();
+  }
+}
+
+absl::Status Context::FoldFinishedLocked(bool synchronized) {
+  std::vector<std::shared_ptr<CopyRecord>> keep;
+  absl::Status status = absl::OkStatus();
+  for (std::shared_ptr<CopyRecord>& r : pending_) {
+    const bool used = r->need_recorded.load();
+    // Loaded but not used yet, and still alive: decide later.
+    bool finished = used || r.use_count() == 1;
+    if (finished && !synchronized) {
+      finished = cudaEventQuery(r->done) == cudaSuccess &&
+                 (!used || cudaEventQuery(r->need) == cudaSuccess);
+    }
+    if (!finished || !status.ok()) {
+      keep.push_back(std::move(r));
+      continue;
+    }
+    float copy = 0, stall = 0;
+    status = Check(cudaEventElapsedTime(&copy, r->start, r->done), "Stats",
+                   "copy time");
+    if (status.ok() && used) {
+      status = Check(cudaEventElapsedTime(&stall, r->need, r->done), "Stats",
+                     "stall time");
+    }
+    if (!status.ok()) {
+      keep.push_back(std::move(r));
+      continue;
+    }
+    const double exposed = std::clamp<double>(stall, 0.0, copy);
+    totals_.copy_ms += copy;
+    totals_.copy_exposed_ms += exposed;
+    totals_.copy_hidden_ms += copy - exposed;
+  }
+  pending_ = std::move(keep);
+  return status;
 }
 
 void Context::AddFlop(double gemm, double attention) {
@@ -235,27 +276,7 @@ absl::StatusOr<CareCudaStats> Context::Stats() {
   CARE_RETURN_IF_ERROR(
       Check(cudaStreamSynchronize(stream_), "Stats", "compute stream"));
   std::lock_guard<std::mutex> lock(stats_mutex_);
-  std::vector<std::shared_ptr<CopyRecord>> keep;
-  for (std::shared_ptr<CopyRecord>& r : pending_) {
-    const bool used = r->need_recorded.load();
-    // Loaded but not used yet, and still alive: decide later.
-    if (!used && r.use_count() > 1) {
-      keep.push_back(std::move(r));
-      continue;
-    }
-    float copy = 0, stall = 0;
-    CARE_RETURN_IF_ERROR(Check(cudaEventElapsedTime(&copy, r->start, r->done),
-                               "Stats", "copy time"));
-    if (used) {
-      CARE_RETURN_IF_ERROR(Check(cudaEventElapsedTime(&stall, r->need, r->done),
-                                 "Stats", "stall time"));
-    }
-    const double exposed = std::clamp<double>(stall, 0.0, copy);
-    totals_.copy_ms += copy;
-    totals_.copy_exposed_ms += exposed;
-    totals_.copy_hidden_ms += copy - exposed;
-  }
-  pending_ = std::move(keep);
+  CARE_RETURN_IF_ERROR(FoldFinishedLocked(/*synchronized=*/true));
   CareCudaStats out = totals_;
   out.device_bytes_in_use = in_use_.load();
   out.device_bytes_peak = peak_.load();

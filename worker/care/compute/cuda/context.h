@@ -105,6 +105,9 @@ class Context : public std::enable_shared_from_this<Context> {
  private:
   explicit Context(int ordinal);
   absl::Status Init();
+  // Folds finished copy records into totals_ (after a synchronization every
+  // used record is finished; otherwise the events are queried).
+  absl::Status FoldFinishedLocked(bool synchronized);
 
   int ordinal_;
   std::string label_, device_name_;
