@@ -1,5 +1,6 @@
 #include "service/heartbeat.h"
 
+#include <algorithm>
 #include <iostream>
 
 #include "absl/strings/str_cat.h"
@@ -89,6 +90,22 @@ void Heartbeat::LayerDone(const care::v1::LayerReport& layer) {
     urgent_ = true;
   }
   wake_.notify_all();
+}
+
+void Heartbeat::StageCompute(care::v1::Stage stage, double flops,
+                             double seconds) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (stage != compute_stage_) {
+    compute_stage_ = stage;
+    flops_counted_ = 0;
+  }
+  if (metrics_ != nullptr) {
+    metrics_->AddStageFlops(stage, flops - flops_counted_);
+    if (flops > 0 && seconds > 0) {
+      metrics_->SetAchievedGflops(stage, flops / seconds / 1e9);
+    }
+  }
+  flops_counted_ = std::max(flops_counted_, flops);
 }
 
 care::v1::Progress Heartbeat::progress() const {

@@ -43,6 +43,8 @@ class Heartbeat : public ProgressSink {
 
   void Report(const care::v1::Progress& progress) override;
   void LayerDone(const care::v1::LayerReport& layer) override;
+  void StageCompute(care::v1::Stage stage, double flops,
+                    double seconds) override;
 
   care::v1::Progress progress() const;
   int sent() const;
@@ -74,6 +76,10 @@ class Heartbeat : public ProgressSink {
   bool stop_ = false;
   int sent_ = 0;
   absl::Time stage_start_;
+  // The stage whose cumulative FLOPs StageCompute last saw, and how many of
+  // them are already in the counter.
+  care::v1::Stage compute_stage_ = care::v1::STAGE_UNSPECIFIED;
+  double flops_counted_ = 0;
   std::mutex send_mu_;  // One RPC at a time (thread and Finish).
   std::thread thread_;
 };

@@ -19,6 +19,11 @@ class ProgressSink {
   virtual void Report(const care::v1::Progress& progress) = 0;
   // A layer's conversion result, sent with the next heartbeat.
   virtual void LayerDone(const care::v1::LayerReport& layer) = 0;
+  // Useful FLOPs done so far in the running pipeline stage and that stage's
+  // wall seconds (both cumulative within the stage), for the achieved-rate
+  // metrics. Optional.
+  virtual void StageCompute(care::v1::Stage /*stage*/, double /*flops*/,
+                            double /*seconds*/) {}
 };
 
 // Why the runner should stop. Several may be set; the service decides the

@@ -29,6 +29,18 @@ WorkerMetrics::WorkerMetrics()
                          .Name("care_worker_stage_seconds_total")
                          .Help("Wall time spent in each pipeline stage.")
                          .Register(*registry_)),
+      stage_flops_(prometheus::BuildCounter()
+                       .Name("care_worker_stage_flops_total")
+                       .Help("Useful floating-point operations done in each "
+                             "pipeline stage (flop model, 2 per "
+                             "multiply-add).")
+                       .Register(*registry_)),
+      achieved_gflops_(prometheus::BuildGauge()
+                           .Name("care_worker_achieved_gflops")
+                           .Help("Achieved GFLOP/s of the latest run of each "
+                                 "pipeline stage: its useful FLOPs over its "
+                                 "wall time.")
+                           .Register(*registry_)),
       jobs_(prometheus::BuildCounter()
                 .Name("care_worker_jobs_total")
                 .Help("Leased jobs by outcome: succeeded, failed, "
@@ -79,6 +91,16 @@ void WorkerMetrics::AddStageSeconds(care::v1::Stage stage, double seconds) {
   if (seconds > 0) {
     stage_seconds_.Add({{"stage", StageLabel(stage)}}).Increment(seconds);
   }
+}
+
+void WorkerMetrics::AddStageFlops(care::v1::Stage stage, double flops) {
+  if (flops > 0) {
+    stage_flops_.Add({{"stage", StageLabel(stage)}}).Increment(flops);
+  }
+}
+
+void WorkerMetrics::SetAchievedGflops(care::v1::Stage stage, double gflops) {
+  achieved_gflops_.Add({{"stage", StageLabel(stage)}}).Set(gflops);
 }
 
 void WorkerMetrics::JobFinished(absl::string_view outcome) {

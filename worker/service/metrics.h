@@ -31,6 +31,10 @@ class WorkerMetrics {
   // One unit of per-layer work finished in `stage`.
   void LayerProcessed(care::v1::Stage stage);
   void AddStageSeconds(care::v1::Stage stage, double seconds);
+  // Useful FLOPs (care/convert/flop_model.h) done in `stage`.
+  void AddStageFlops(care::v1::Stage stage, double flops);
+  // The latest achieved rate of `stage`: its FLOPs over its wall time.
+  void SetAchievedGflops(care::v1::Stage stage, double gflops);
   // Outcome: succeeded, failed, cancelled, released, lease_lost.
   void JobFinished(absl::string_view outcome);
   void SetBusy(bool busy);
@@ -44,6 +48,8 @@ class WorkerMetrics {
   std::string address_;
   prometheus::Family<prometheus::Counter>& layers_;
   prometheus::Family<prometheus::Counter>& stage_seconds_;
+  prometheus::Family<prometheus::Counter>& stage_flops_;
+  prometheus::Family<prometheus::Gauge>& achieved_gflops_;
   prometheus::Family<prometheus::Counter>& jobs_;
   prometheus::Gauge& busy_;
   prometheus::Gauge& peak_rss_;

@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <iostream>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -63,6 +64,8 @@ absl::StatusOr<care::v1::Report> SubprocessRunner::Run(
   CARE_ASSIGN_OR_RETURN(nlohmann::json options,
                         PipelineOptionsFromJob(job, threads_));
   options["device"] = device_;  // This worker's, whatever the spec allowed.
+  // Resume state shared by attempts and workers: <work_dir>/<fingerprint>/.
+  if (!work_dir_.empty()) options["work_dir"] = work_dir_;
   int in_pipe[2], out_pipe[2];
   if (pipe2(in_pipe, O_CLOEXEC) != 0) {
     return absl::ResourceExhaustedError(
@@ -128,6 +131,7 @@ absl::StatusOr<care::v1::Report> SubprocessRunner::Run(
   std::string buffer;
   std::optional<absl::StatusOr<care::v1::Report>> outcome;
   bool signalled = false;
+  int64_t resumed_logged = 0;
   while (true) {
     if (cancel.cancelled() && !signalled) {
       kill(pid, SIGTERM);  // Stops at the next layer boundary.
@@ -161,6 +165,17 @@ absl::StatusOr<care::v1::Report> SubprocessRunner::Run(
           update.set_layer_count(static_cast<int32_t>(total));
         }
         progress.Report(update);
+        if (it->contains("flops")) {
+          progress.StageCompute(update.stage(), it->value("flops", 0.0),
+                                it->value("seconds", 0.0));
+        }
+        if (const int64_t resumed = it->value("resumed_layers", int64_t{0});
+            resumed > resumed_logged) {
+          resumed_logged = resumed;
+          std::cerr << "care-worker: " << job.id() << " attempt "
+                    << job.attempt() << ": resumed " << resumed
+                    << " calibration layers from " << work_dir_ << "\n";
+        }
       } else if (auto report = message.find("report");
                  report != message.end()) {
         outcome = ReportFromPipelineJson(*report, job.spec());
