@@ -180,4 +180,18 @@ grpc::Status ConversionServiceImpl::ListJobEvents(
       });
 }
 
+grpc::Status ConversionServiceImpl::ListWorkers(
+    grpc::ServerContext* ctx, const v1::ListWorkersRequest* req,
+    v1::ListWorkersResponse* resp) {
+  return RunRpc(
+      deps_, "ListWorkers", Role::kClient, ctx, [&]() -> absl::Status {
+        CARE_ASSIGN_OR_RETURN(std::vector<v1::Worker> workers,
+                              deps_.store->ListWorkers(req->connected_only()));
+        for (v1::Worker& w : workers) {
+          *resp->add_workers() = std::move(w);
+        }
+        return absl::OkStatus();
+      });
+}
+
 }  // namespace care::server

@@ -29,6 +29,9 @@ class ConversionServiceImpl final : public v1::ConversionService::Service {
   grpc::Status ListJobEvents(grpc::ServerContext* ctx,
                              const v1::ListJobEventsRequest* req,
                              v1::ListJobEventsResponse* resp) override;
+  grpc::Status ListWorkers(grpc::ServerContext* ctx,
+                           const v1::ListWorkersRequest* req,
+                           v1::ListWorkersResponse* resp) override;
 
  private:
   absl::Status Watch(grpc::ServerContext* ctx, const v1::WatchJobRequest& req,

@@ -2,6 +2,7 @@
 
 #include <google/protobuf/util/message_differencer.h>
 
+#include <limits>
 #include <random>
 #include <utility>
 
@@ -423,6 +424,38 @@ absl::StatusOr<StateCounts> Store::CountStates(absl::Duration worker_window) {
     (*target[by_device.Int(0)])[DeviceLabel(device)] += by_device.Int(2);
   }
   return counts;
+}
+
+absl::StatusOr<std::vector<v1::Worker>> Store::ListWorkers(
+    bool connected_only) {
+  CARE_ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn, AcquireReader());
+  ReaderLease db(this, std::move(conn));
+  const int64_t since = ToMicros(clock_->Now() - options_.worker_window);
+  CARE_ASSIGN_OR_RETURN(
+      Statement stmt,
+      (*db).Prepare("SELECT worker_id, device, device_ordinal, device_name, "
+                    "last_seen_us FROM workers WHERE last_seen_us >= ? "
+                    "ORDER BY last_seen_us DESC, worker_id LIMIT 1000"));
+  stmt.Bind(1, connected_only ? since : std::numeric_limits<int64_t>::min());
+  std::vector<v1::Worker> workers;
+  while (true) {
+    CARE_ASSIGN_OR_RETURN(bool row, stmt.Step());
+    if (!row) break;
+    v1::Worker& w = workers.emplace_back();
+    w.set_worker_id(stmt.Text(0));
+    const int64_t device = stmt.Int(1);
+    w.set_device(v1::Device_IsValid(static_cast<int>(device))
+                     ? static_cast<v1::Device>(device)
+                     : v1::DEVICE_UNSPECIFIED);
+    w.set_device_ordinal(static_cast<int32_t>(stmt.Int(2)));
+    w.set_device_name(stmt.Text(3));
+    const int64_t seen = stmt.Int(4);
+    w.mutable_last_seen_time()->set_seconds(seen / 1000000);
+    w.mutable_last_seen_time()->set_nanos(static_cast<int32_t>(seen % 1000000) *
+                                          1000);
+    w.set_connected(seen >= since);
+  }
+  return workers;
 }
 
 absl::Status Store::AnnotateQueued(Connection& db,

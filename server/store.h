@@ -19,6 +19,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "care/v1/conversion_service.pb.h"
 #include "care/v1/job.pb.h"
 #include "server/clock.h"
 #include "server/db.h"
@@ -169,6 +170,10 @@ class Store {
   // QUEUED; else FAILED (FAILURE_REASON_INFRASTRUCTURE). One LEASE_EXPIRED
   // event each.
   absl::StatusOr<ReapResult> ReapExpiredLeases();
+
+  // Workers by last_seen descending (at most 1000); `connected` marks those
+  // seen within options.worker_window, and `connected_only` keeps only them.
+  absl::StatusOr<std::vector<v1::Worker>> ListWorkers(bool connected_only);
 
   // For the gauges: queued, running and workers seen within `worker_window`.
   absl::StatusOr<StateCounts> CountStates(absl::Duration worker_window);

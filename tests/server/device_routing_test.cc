@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <future>
+#include <map>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -78,6 +79,27 @@ TEST_F(DeviceRoutingTest, CudaJobsOnlyOnCudaWorkersAnyJobsOnEither) {
   const Job cuda2 = MustSubmit(SpecOn("cuda2", v1::DEVICE_CUDA));
   EXPECT_EQ(cuda2.queue_reason(), "");
   EXPECT_EQ(LeasedId("cpu-1", v1::DEVICE_CPU), "");
+
+  v1::ListWorkersRequest list_workers;
+  v1::ListWorkersResponse workers;
+  ASSERT_TRUE(client_
+                  ->ListWorkers(ServerEnv::Ctx(kClientToken).get(),
+                                list_workers, &workers)
+                  .ok());
+  ASSERT_EQ(workers.workers_size(), 2);
+  std::map<std::string, v1::Worker> by_id;
+  for (const v1::Worker& w : workers.workers()) by_id[w.worker_id()] = w;
+  EXPECT_EQ(by_id["gpu-1"].device(), v1::DEVICE_CUDA);
+  EXPECT_EQ(by_id["gpu-1"].device_name(), "cuda:0 (Test GPU)");
+  EXPECT_TRUE(by_id["gpu-1"].connected());
+  EXPECT_EQ(by_id["cpu-1"].device(), v1::DEVICE_CPU);
+  EXPECT_EQ(by_id["cpu-1"].device_name(), "cpu");
+  // Workers may not list workers: the client token is required.
+  EXPECT_EQ(client_
+                ->ListWorkers(ServerEnv::Ctx(kWorkerToken).get(), list_workers,
+                              &workers)
+                .error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
 
   const std::string metrics = HttpGet(env_.metrics_address(), "/metrics");
   for (const char* line :

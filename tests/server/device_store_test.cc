@@ -205,6 +205,38 @@ TEST_F(DeviceStoreTest, CountsByDevice) {
   EXPECT_EQ(counts->workers_by_device.at("cuda"), 0);
 }
 
+TEST_F(DeviceStoreTest, ListWorkersShowsEachDeviceAndWhoIsConnected) {
+  Open();
+  EXPECT_EQ(LeaseId("cpu", kCpu), "");
+  clock_.Advance(absl::Seconds(50));
+  EXPECT_EQ(LeaseId("gpu", kGpu), "");
+  clock_.Advance(absl::Seconds(20));  // cpu: 70 s ago, gpu: 20 s ago.
+  auto all = store_->ListWorkers(/*connected_only=*/false);
+  ASSERT_TRUE(all.ok()) << all.status();
+  ASSERT_EQ(all->size(), 2u);
+  const v1::Worker& gpu = (*all)[0];  // Most recently seen first.
+  EXPECT_EQ(gpu.worker_id(), "gpu");
+  EXPECT_EQ(gpu.device(), v1::DEVICE_CUDA);
+  EXPECT_EQ(gpu.device_ordinal(), 1);
+  EXPECT_EQ(gpu.device_name(), "cuda:1 (NVIDIA H100 80GB HBM3)");
+  EXPECT_TRUE(gpu.connected());
+  const v1::Worker& cpu = (*all)[1];
+  EXPECT_EQ(cpu.worker_id(), "cpu");
+  EXPECT_EQ(cpu.device(), v1::DEVICE_CPU);
+  EXPECT_EQ(cpu.device_name(), "cpu");
+  EXPECT_FALSE(cpu.connected());
+  auto connected = store_->ListWorkers(/*connected_only=*/true);
+  ASSERT_TRUE(connected.ok());
+  ASSERT_EQ(connected->size(), 1u);
+  EXPECT_EQ((*connected)[0].worker_id(), "gpu");
+  // The same id coming back on another device is recorded as such.
+  EXPECT_EQ(LeaseId("cpu", kGpu), "");
+  all = store_->ListWorkers(false);
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ((*all)[0].worker_id(), "cpu");
+  EXPECT_EQ((*all)[0].device(), v1::DEVICE_CUDA);
+}
+
 // The schema-1 SQL exactly as released (server/schema.cc, migration 1).
 constexpr char kSchemaV1[] = R"sql(
 CREATE TABLE jobs (
