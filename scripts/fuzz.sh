@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Fuzzes the safetensors header parser with libFuzzer + ASan/UBSan.
-#   scripts/fuzz.sh [SECONDS]      (default 60; CI runs `scripts/fuzz.sh 20`)
+# Fuzzes the safetensors header parser, then carectl's YAML spec parser
+# (build-fuzz/yaml_spec_fuzzer, below), with libFuzzer + ASan/UBSan.
+#   scripts/fuzz.sh [SECONDS]      (default 60 per target; CI runs
+#                                   `scripts/fuzz.sh 20`)
 # Builds build-fuzz/safetensors_header_fuzzer with clang (Debian clang-14,
 # libclang-rt-14-dev) from the few sources it needs, seeds a corpus from the
 # fixtures (../shared/fixtures or $CARE_FIXTURES) plus small synthetic files,
@@ -70,3 +72,43 @@ cd "$out"
 "$bin" -max_total_time="$seconds" -max_len=1200000 -rss_limit_mb=2048 \
   -timeout=10 -print_final_stats=1 \
   -dict="$root/tests/fuzz/safetensors.dict" "$out/corpus" "$seeds"
+
+# ---- carectl's YAML spec parser (client/spec_file.cc) ----
+# job.pb.cc is generated here with protoc; yaml-cpp and libprotobuf are the
+# system's (not instrumented; their calls are still checked by ASan).
+ybin="$out/yaml_spec_fuzzer"
+ysrcs=(
+  "$root/tests/fuzz/yaml_spec_fuzzer.cc"
+  "$root/client/spec_file.cc"
+)
+gen="$out/gen"
+needs_build=1
+if [[ -x "$ybin" ]]; then
+  needs_build=0
+  for s in "${ysrcs[@]}" "$root/client/spec_file.h" \
+           "$root/proto/care/v1/job.proto"; do
+    [[ "$s" -nt "$ybin" ]] && needs_build=1
+  done
+fi
+if [[ $needs_build == 1 ]]; then
+  echo "fuzz.sh: compiling yaml_spec_fuzzer with $cxx"
+  mkdir -p "$gen"
+  protoc -I"$root/proto" --cpp_out="$gen" "$root/proto/care/v1/job.proto"
+  # shellcheck disable=SC2046
+  "$cxx" -std=c++20 -O1 -g -march=x86-64-v3 \
+    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+    -I"$root" -I"$root/worker" -I"$gen" \
+    "${ysrcs[@]}" "$gen/care/v1/job.pb.cc" -o "$ybin" \
+    $(pkg-config --libs yaml-cpp protobuf absl_status absl_statusor \
+      absl_strings absl_str_format)
+fi
+yseeds="$out/yaml_seeds"
+rm -rf "$yseeds"
+mkdir -p "$yseeds" "$out/yaml_corpus"
+cp "$root"/tests/client/specs/*.yaml "$root"/tests/client/specs/*.json "$yseeds/"
+printf 'calibration: &c\n  dataset_uri: /d\nevaluation: *c\n' > "$yseeds/alias.yaml"
+printf 'labels: {a: b, "c": "d"}\nkv_budget: {rank_per_matrix: 8}\n' > "$yseeds/flow.yaml"
+echo "fuzz.sh: fuzzing the YAML spec parser for ${seconds}s"
+"$ybin" -max_total_time="$seconds" -max_len=4096 -rss_limit_mb=2048 \
+  -timeout=10 -print_final_stats=1 \
+  -dict="$root/tests/fuzz/yaml_spec.dict" "$out/yaml_corpus" "$yseeds"
