@@ -24,6 +24,7 @@ int RunWatch(const std::vector<std::string>& args);
 int RunCancel(const std::vector<std::string>& args);
 int RunEvents(const std::vector<std::string>& args);
 int RunHealth(const std::vector<std::string>& args);
+int RunWorkers(const std::vector<std::string>& args);
 
 // Watches `job_id` until it is terminal; shared by `watch` and
 // `submit --wait`. Returns the exit code of the outcome.

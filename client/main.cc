@@ -72,6 +72,11 @@ const Subcommand kSubcommands[] = {
      care::client::RunEvents},
     {"health", "check that care-server is serving (exit 0 when it is)",
      "usage: carectl health [--service NAME]\n", care::client::RunHealth},
+    {"workers", "list workers and their devices, most recently seen first",
+     "usage: carectl workers [--connected]\n"
+     "  --connected  only workers seen within the server's\n"
+     "               --worker-seen-seconds\n",
+     care::client::RunWorkers},
 };
 
 void PrintHelp(std::ostream& out) {

@@ -156,6 +156,11 @@ TEST_F(DeviceEndToEndTest, CudaJobWaitsWhileAnAnyJobRunsOnTheCpuWorker) {
   CommandResult list = Carectl({"list"});
   EXPECT_THAT(list.out, HasSubstr("DEVICE")) << list.out;
   EXPECT_FALSE(std::filesystem::exists(dir_ + "/outputs/needs-gpu"));
+  CommandResult workers = Carectl({"workers"});
+  EXPECT_EQ(workers.exit_code, 0) << workers.err;
+  EXPECT_THAT(workers.out,
+              ::testing::ContainsRegex("\ncpu-1 +cpu +yes +[0-9-]+T"))
+      << workers.out;
 
   // Metrics agree: one cuda job queued, one cpu worker connected.
   const std::string metrics = ScrapeMetrics(server_->metrics_address());
