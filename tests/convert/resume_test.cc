@@ -16,9 +16,11 @@
 #include <vector>
 
 #include "care/convert/calibrate.h"
+#include "care/convert/decompose_model.h"
 #include "care/convert/fingerprint.h"
 #include "care/convert/pipeline.h"
 #include "care/convert/resume_state.h"
+#include "care/io/model.h"
 #include "convert/pipeline_test_util.h"
 #include "support/fixtures.h"
 
@@ -277,6 +279,43 @@ TEST(FingerprintTest, CoversWhatChangesTheLayersAndNothingElse) {
   o.threads = 1;
   o.output_dir = "/elsewhere";
   EXPECT_EQ(fingerprint(o), f0);
+}
+
+// Issue 10: the pass keeps no layer's W_K / W_V (the allocation stage
+// re-reads them), and factors from re-read weights are the same bits.
+TEST(DecomposeMemoryTest, CalibrationKeepsNoProjectionWeights) {
+  CARE_REQUIRE_FIXTURES();
+  auto model = io::OpenModel(::care::testing::FixturePath("stories260K-hf"));
+  ASSERT_TRUE(model.ok()) << model.status();
+  CalibrationPlan plan;
+  plan.samples = 16;
+  plan.seq_len = 32;
+  plan.range = {0, static_cast<int64_t>(TokenStream().size() / 2)};
+  plan.heldout_windows = 4;
+  auto windows = MakeCalibrationWindows(TokenStream(), plan);
+  ASSERT_TRUE(windows.ok()) << windows.status();
+  engine::EngineOptions eo;
+  eo.threads = 1;
+  auto dm = CalibrateAndDecompose(model->config, *model->weights, *windows,
+                                  FactorizeOptions{}, eo, nullptr);
+  ASSERT_TRUE(dm.ok()) << dm.status();
+  ASSERT_EQ(dm->layers.size(), 5u);
+  for (const LayerDecomposition& d : dm->layers) {
+    EXPECT_EQ(d.weights.w_k.size(), 0);
+    EXPECT_EQ(d.weights.w_v.size(), 0);
+  }
+  auto w = LoadLayerWeights(model->config, *model->weights, 2);
+  ASSERT_TRUE(w.ok()) << w.status();
+  LayerDecomposition with_weights = dm->layers[2];
+  with_weights.weights = *w;
+  auto a = TruncateLayer(dm->layers[2], *w, 8, 8);
+  auto b = TruncateLayer(with_weights, 8, 8);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(a->KA(), b->KA());
+  EXPECT_EQ(a->VB(), b->VB());
+  // Without weights there is nothing to build the factors from.
+  EXPECT_EQ(TruncateLayer(dm->layers[2], 8, 8).status().code(),
+            absl::StatusCode::kFailedPrecondition);
 }
 
 LayerDecomposition SomeDecomposition(int64_t out, uint32_t seed) {
