@@ -108,6 +108,41 @@ absl::StatusOr<double> BestGemmTflops(Backend& b, int64_t n, int64_t in,
   return best;
 }
 
+// Best of `reps` causal attentions at the model's head shape over `windows`
+// windows of T tokens: TFLOP/s over the visible pairs.
+absl::StatusOr<double> BestAttentionTflops(Backend& b,
+                                           const care::ModelConfig& c,
+                                           int64_t windows, int64_t T,
+                                           int reps) {
+  const care::compute::AttentionShape s{.windows = windows,
+                                        .seq_len = T,
+                                        .heads = c.num_attention_heads,
+                                        .kv_heads = c.num_key_value_heads,
+                                        .head_dim = c.head_dim};
+  const int64_t n = windows * T;
+  std::vector<float> qh(n * s.heads * s.head_dim, 0.01f);
+  std::vector<float> kvh(n * s.kv_heads * s.head_dim, 0.02f);
+  CARE_ASSIGN_OR_RETURN(care::compute::Matrix q,
+                        b.Upload(qh.data(), n, s.heads * s.head_dim));
+  CARE_ASSIGN_OR_RETURN(care::compute::Matrix k,
+                        b.Upload(kvh.data(), n, s.kv_heads * s.head_dim));
+  CARE_ASSIGN_OR_RETURN(care::compute::Matrix v,
+                        b.Upload(kvh.data(), n, s.kv_heads * s.head_dim));
+  CARE_ASSIGN_OR_RETURN(care::compute::Matrix out,
+                        b.Allocate(n, s.heads * s.head_dim));
+  const double flop = 4.0 * s.head_dim * (T * (T + 1) / 2.0) * s.heads *
+                      static_cast<double>(windows);
+  double best = 0;
+  for (int r = 0; r < reps + 1; ++r) {
+    CARE_RETURN_IF_ERROR(b.Synchronize());
+    const auto t0 = Clock::now();
+    CARE_RETURN_IF_ERROR(b.CausalAttention(s, q, k, v, &out));
+    CARE_RETURN_IF_ERROR(b.Synchronize());
+    if (r >= 1) best = std::max(best, flop / Seconds(t0) / 1e12);
+  }
+  return best;
+}
+
 absl::StatusOr<Phase> Calibrate(Backend& b, const care::io::Model& model,
                                 const std::string& device, int64_t windows,
                                 int64_t T) {
@@ -278,6 +313,18 @@ absl::Status Run(const std::vector<std::string>& args) {
     std::printf(" = %.0f%% of peak", 100 * ceiling / peak.bf16_dense_tflops);
   }
   std::printf("\n");
+  // Attention alone at the evaluation shape: its share of the evaluation
+  // time is what a tensor-core kernel would buy back (docs/gpu.md).
+  const int64_t aw = small ? 1 : ew, at = small ? 128 : el;
+  CARE_ASSIGN_OR_RETURN(double attn,
+                        BestAttentionTflops(*b, c, aw, at, small ? 1 : 3));
+  std::printf(
+      "ceiling: causal attention %lldx%lld, %lld heads / %lld kv, "
+      "head_dim %lld: %.4g TFLOP/s (on cuda: the fp32 flash kernel)\n",
+      static_cast<long long>(aw), static_cast<long long>(at),
+      static_cast<long long>(c.num_attention_heads),
+      static_cast<long long>(c.num_key_value_heads),
+      static_cast<long long>(c.head_dim), attn);
 
   CARE_ASSIGN_OR_RETURN(Phase cal, Calibrate(*b, model, device, cw, cl));
   std::printf("%s\n",
@@ -306,9 +353,10 @@ absl::Status Run(const std::vector<std::string>& args) {
     }
     std::fprintf(f,
                  "{\"device\": \"%s\", \"peak_bf16_dense_tflops\": %.1f, "
-                 "\"gemm_ceiling_tflops\": %.3f, \"layers\": %lld, "
+                 "\"gemm_ceiling_tflops\": %.3f, \"attention_tflops\": %.3f, "
+                 "\"layers\": %lld, "
                  "\"calibration\": %s, \"evaluation\": %s}\n",
-                 b->name().c_str(), peak.bf16_dense_tflops, ceiling,
+                 b->name().c_str(), peak.bf16_dense_tflops, ceiling, attn,
                  static_cast<long long>(c.num_hidden_layers),
                  JsonPhase(cal).c_str(), JsonPhase(ev).c_str());
     std::fclose(f);
