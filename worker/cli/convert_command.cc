@@ -38,7 +38,7 @@ constexpr char kUsage[] =
     "[--eval-range A:B]\n"
     "         [--eval-text-field F] [--eval-bos] [--dtype D]\n"
     "         [--report FILE] [--overwrite] [--threads N] [--quiet]\n"
-    "         [--device cpu|cuda[:N]]\n"
+    "         [--device cpu|cuda[:N]] [--work-dir DIR]\n"
     "\n"
     "Converts K/V projections to low-rank latent factors (docs/conversion.md)"
     ".\n"
@@ -82,6 +82,9 @@ constexpr char kUsage[] =
     "  --threads N        OpenMP/Eigen threads (default: all cores)\n"
     "  --device D         compute device: cpu (default), cuda (= cuda:0),\n"
     "                     cuda:N (docs/worker.md, Devices)\n"
+    "  --work-dir DIR     keep resume state in DIR/<fingerprint>/: a rerun\n"
+    "                     after a crash or Ctrl-C continues the calibration\n"
+    "                     where it stopped (docs/worker.md, Resume)\n"
     "  --quiet            no progress bar or summary\n";
 
 absl::StatusOr<convert::StreamFraction> ParseFraction(const Flags& flags,
@@ -131,6 +134,7 @@ absl::StatusOr<convert::ConvertOptions> ParseArgs(
                                          "overwrite",
                                          "threads",
                                          "device",
+                                         "work-dir",
                                          "quiet"}));
   if (!flags.positionals().empty()) {
     return absl::InvalidArgumentError("unexpected argument '" +
@@ -186,6 +190,7 @@ absl::StatusOr<convert::ConvertOptions> ParseArgs(
   }
   o.threads = static_cast<int>(threads);
   o.device = flags.StringOr("device", "cpu");
+  o.work_dir = flags.StringOr("work-dir", "");
   o.overwrite = flags.Bool("overwrite");
   *quiet = flags.Bool("quiet");
   *report_file = flags.StringOr("report", "");
