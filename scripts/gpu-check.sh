@@ -90,8 +90,10 @@ for dir in tests/compute tests/engine tests/convert; do
 done
 step build 270 cmake --build "$build_dir" -j "$jobs" --target "${targets[@]}"
 
-# 3. The plugin's own tests, a device required.
-export CARE_TEST_EXPECT_GPU=1
+# 3. The plugin's own tests, a device required. Until the benchmark, every
+# op waits for its kernels (CARE_CUDA_SYNC_CHECK=1), so a fault is reported
+# by the op that caused it, with its shapes.
+export CARE_TEST_EXPECT_GPU=1 CARE_CUDA_SYNC_CHECK=1
 step cuda-tests 90 ctest --test-dir "$build_dir" -L cuda \
   --output-on-failure -j 4
 
@@ -138,7 +140,8 @@ paste <(ppl_line cpu | grep -oE '[0-9]+\.[0-9]+' | tail -2) \
   die "convert: cpu and cuda perplexities differ by more than 2 %"
 log "convert: cpu and cuda perplexities agree within 2 %"
 
-# 6. The benchmark on an 8B-shaped synthetic checkpoint.
+# 6. The benchmark on an 8B-shaped synthetic checkpoint, at full speed.
+unset CARE_CUDA_SYNC_CHECK
 model=$build_dir/gpu-check-llama-3.1-8b-L$layers
 if [ ! -f "$model/config.json" ]; then
   step synth 90 "$build_dir/bench/engine/care-synth" --preset llama-3.1-8b \

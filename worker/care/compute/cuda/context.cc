@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <limits>
 #include <utility>
 
@@ -60,6 +61,8 @@ absl::StatusOr<std::shared_ptr<Context>> Context::Open(int ordinal) {
 }
 
 absl::Status Context::Init() {
+  const char* sync = std::getenv("CARE_CUDA_SYNC_CHECK");
+  sync_check_ = sync != nullptr && std::string(sync) == "1";
   if (cudaError_t err = cudaSetDevice(ordinal_); err != cudaSuccess) {
     return absl::UnavailableError(
         absl::StrCat(label_, ": cudaSetDevice failed: ", ErrorText(err)));
@@ -137,6 +140,13 @@ Context::~Context() {
   if (cublas_ != nullptr) cublasDestroy(cublas_);
   if (copy_stream_ != nullptr) cudaStreamDestroy(copy_stream_);
   if (stream_ != nullptr) cudaStreamDestroy(stream_);
+}
+
+absl::Status Context::SyncCheck(absl::string_view op,
+                                absl::string_view detail) const {
+  if (!sync_check_) return absl::OkStatus();
+  return Check(cudaStreamSynchronize(stream_), op,
+               absl::StrCat(detail, " (CARE_CUDA_SYNC_CHECK)"));
 }
 
 absl::Status Context::Enter() const {

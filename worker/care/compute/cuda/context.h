@@ -62,6 +62,13 @@ class Context : public std::enable_shared_from_this<Context> {
   cusolverDnHandle_t cusolver() const { return cusolver_; }
   cusolverDnParams_t cusolver_params() const { return cusolver_params_; }
 
+  // With $CARE_CUDA_SYNC_CHECK=1 (read at open), waits for the compute
+  // stream after every op so that an asynchronous fault is reported by the
+  // op that caused it (named with its shapes) instead of a later one. OK
+  // and free otherwise.
+  absl::Status SyncCheck(absl::string_view op, absl::string_view detail) const;
+  bool sync_check() const { return sync_check_; }
+
   // Makes this device current on the calling thread.
   absl::Status Enter() const;
 
@@ -110,6 +117,7 @@ class Context : public std::enable_shared_from_this<Context> {
   absl::Status FoldFinishedLocked(bool synchronized);
 
   int ordinal_;
+  bool sync_check_ = false;
   std::string label_, device_name_;
   cudaStream_t stream_ = nullptr, copy_stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;

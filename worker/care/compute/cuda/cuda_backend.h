@@ -16,6 +16,7 @@
 
 #include "care/compute/backend.h"
 #include "care/compute/cuda/context.h"
+#include "care/util/status_macros.h"
 
 namespace care::compute::cuda {
 
@@ -93,9 +94,11 @@ class CudaBackend final : public Backend {
                             CopyRecord& rec, double* staging_ms);
   // A bf16 copy of x in a scratch buffer reused across Linear calls.
   absl::StatusOr<void*> Bf16Scratch(const Matrix& x);
+  // The launch's error, then (under CARE_CUDA_SYNC_CHECK) its execution's.
   absl::Status CheckLaunch(cudaError_t err, const char* op,
                            const std::string& shapes) const {
-    return ctx_->Check(err, op, shapes);
+    CARE_RETURN_IF_ERROR(ctx_->Check(err, op, shapes));
+    return ctx_->SyncCheck(op, shapes);
   }
 
   std::shared_ptr<Context> ctx_;

@@ -87,7 +87,7 @@ absl::Status CudaBackend::Linear(const Matrix& x, const Weight& w,
                     "Linear: bias", shapes));
   }
   ctx_->AddFlop(2.0 * n * in * out, 0);
-  return absl::OkStatus();
+  return ctx_->SyncCheck("Linear", shapes);
 }
 
 absl::Status CudaBackend::MatMul(const Matrix& a, const Matrix& b,
@@ -114,7 +114,7 @@ absl::Status CudaBackend::MatMul(const Matrix& a, const Matrix& b,
                      a.data, k, &beta, c->data, m),
       "MatMul: cublasSgemm", shapes));
   ctx_->AddFlop(2.0 * n * k * m, 0);
-  return absl::OkStatus();
+  return ctx_->SyncCheck("MatMul", shapes);
 }
 
 }  // namespace care::compute::cuda

@@ -111,7 +111,7 @@ absl::Status CudaBackend::GramAdd(const Matrix& x, Gram* g) {
   }
   g->tokens += x.rows;
   ctx_->AddFlop(static_cast<double>(x.rows) * D * (D + 1), 0);
-  return absl::OkStatus();
+  return ctx_->SyncCheck("GramAdd", shapes);
 }
 
 absl::StatusOr<GramHost> CudaBackend::GramDownload(const Gram& g) {

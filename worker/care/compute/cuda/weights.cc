@@ -140,6 +140,10 @@ absl::StatusOr<Weight> CudaBackend::LoadWeight(const HostTensor& t) {
     cudaStreamSynchronize(cs);
     return st;
   }
+  if (ctx_->sync_check()) {
+    CARE_RETURN_IF_ERROR(ctx_->Check(cudaStreamSynchronize(cs), "LoadWeight",
+                                     what + " (CARE_CUDA_SYNC_CHECK)"));
+  }
   ctx_->AddCopy(dw->record, static_cast<int64_t>(bytes), staging_ms);
 
   Weight w;
