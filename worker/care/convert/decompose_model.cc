@@ -162,10 +162,9 @@ void PersistAndDropWeights(engine::LayerHooks& hooks, DecomposedModel& out,
     Clock::time_point last_end;
     Clock::duration last_cost{};
   };
-  hooks.on_layer_output = [inner = std::move(hooks.on_layer_output), resume,
-                           layers, &backend, policy = Snapshots()](
-                              int64_t l, const auto& h) mutable
-      -> absl::Status {
+  hooks.on_layer_output =
+      [inner = std::move(hooks.on_layer_output), resume, layers, &backend,
+       policy = Snapshots()](int64_t l, const auto& h) mutable -> absl::Status {
     absl::Status status = inner ? inner(l, h) : absl::OkStatus();
     const auto now = Clock::now();
     const bool due =
