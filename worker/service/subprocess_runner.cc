@@ -65,7 +65,13 @@ absl::StatusOr<care::v1::Report> SubprocessRunner::Run(
                         PipelineOptionsFromJob(job, threads_));
   options["device"] = device_;  // This worker's, whatever the spec allowed.
   // Resume state shared by attempts and workers: <work_dir>/<fingerprint>/.
-  if (!work_dir_.empty()) options["work_dir"] = work_dir_;
+  // Absolute: the pipeline process runs in its scratch directory.
+  if (!work_dir_.empty()) {
+    std::error_code ignored;
+    const std::filesystem::path root =
+        std::filesystem::absolute(work_dir_, ignored);
+    options["work_dir"] = root.empty() ? work_dir_ : root.string();
+  }
   int in_pipe[2], out_pipe[2];
   if (pipe2(in_pipe, O_CLOEXEC) != 0) {
     return absl::ResourceExhaustedError(
