@@ -376,6 +376,7 @@ absl::StatusOr<ConversionReport> ConvertModel(const ConvertOptions& options,
   }
   engine::EngineOptions eo;
   eo.threads = options.threads;
+  eo.device = options.device;  // Every engine pass of this job runs there.
   std::unique_ptr<ResumeState> resume = OpenResume(options, dir, windows);
   timer.Done("load");
 
