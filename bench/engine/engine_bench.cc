@@ -5,6 +5,12 @@
 // peak RSS. See docs/performance.md "Forward engine".
 //
 //   engine_bench --model DIR [--windows 1] [--seq-len 2048] [--threads N]
+//                [--device cpu] [--passes 1] [--prefetch 0|1] [--pool-mib N]
+//
+// --passes repeats the whole forward in one process (a conversion runs 3-4
+// passes); --pool-mib sets the CPU backend's idle-buffer pool (0 frees every
+// buffer, the behaviour before the pool); --prefetch converts layer l+1's
+// weights on a background thread while layer l computes (docs/scale.md).
 #include <omp.h>
 #include <sys/resource.h>
 
@@ -13,10 +19,13 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "care/compute/cpu_backend.h"
+#include "care/compute/registry.h"
 #include "care/engine/engine.h"
 #include "care/engine/perplexity.h"
 #include "care/io/model.h"
@@ -51,11 +60,25 @@ double PeakRssMiB() {
 absl::Status Run(const std::vector<std::string>& args) {
   CARE_ASSIGN_OR_RETURN(care::Flags flags, care::Flags::Parse(args, {}));
   CARE_RETURN_IF_ERROR(
-      flags.CheckKnown({"model", "windows", "seq-len", "threads"}));
+      flags.CheckKnown({"model", "windows", "seq-len", "threads", "device",
+                        "passes", "prefetch", "pool-mib"}));
   CARE_ASSIGN_OR_RETURN(std::string dir, flags.Required("model"));
   CARE_ASSIGN_OR_RETURN(int64_t windows, flags.IntOr("windows", 1));
   CARE_ASSIGN_OR_RETURN(int64_t seq_len, flags.IntOr("seq-len", 2048));
   CARE_ASSIGN_OR_RETURN(int64_t threads, flags.IntOr("threads", 0));
+  CARE_ASSIGN_OR_RETURN(int64_t passes, flags.IntOr("passes", 1));
+  CARE_ASSIGN_OR_RETURN(int64_t prefetch, flags.IntOr("prefetch", 0));
+  CARE_ASSIGN_OR_RETURN(int64_t pool_mib, flags.IntOr("pool-mib", -1));
+  const std::string device = flags.StringOr("device", "cpu");
+  std::unique_ptr<care::compute::Backend> own_backend;
+  care::engine::EngineOptions options;
+  options.device = device;
+  options.prefetch_weights = prefetch != 0;
+  if (pool_mib >= 0 && device == "cpu") {
+    own_backend = care::compute::MakeCpuBackend(
+        {.max_idle_bytes = static_cast<size_t>(pool_mib) << 20});
+    options.backend = own_backend.get();
+  }
   const int n_threads =
       care::engine::SetEngineThreads(static_cast<int>(threads));
   std::printf("threads %d\n", n_threads);
@@ -80,23 +103,29 @@ absl::Status Run(const std::vector<std::string>& args) {
   const int64_t tokens = ev.inputs.tokens();
   const int64_t T = ev.inputs.seq_len;
 
-  const auto t0 = Clock::now();
-  const double cpu0 = CpuSeconds();
-  CARE_ASSIGN_OR_RETURN(
-      auto fwd, care::engine::LayerwiseForward::Create(
-                    c, *model.weights, ev.inputs, {.threads = n_threads}));
-  const double t_embed = Seconds(t0);
-  const auto t1 = Clock::now();
-  const double cpu1 = CpuSeconds();
-  CARE_RETURN_IF_ERROR(fwd->RunLayers(fwd->num_layers()));
-  const double t_layers = Seconds(t1);
-  const double cpu_layers = CpuSeconds() - cpu1;
-  const auto t2 = Clock::now();
-  CARE_ASSIGN_OR_RETURN(care::engine::NllSum nll,
-                        fwd->ScoreTargets(ev.targets));
-  const double t_head = Seconds(t2);
-  const double total = Seconds(t0);
-  const double cpu_total = CpuSeconds() - cpu0;
+  double t_embed = 0, t_layers = 0, cpu_layers = 0, t_head = 0, total = 0,
+         cpu_total = 0;
+  care::engine::NllSum nll;
+  options.threads = n_threads;
+  std::vector<std::pair<double, double>> pass_layers;  // (wall, CPU) s
+  for (int64_t pass = 0; pass < std::max<int64_t>(1, passes); ++pass) {
+    const auto t0 = Clock::now();
+    const double cpu0 = CpuSeconds();
+    CARE_ASSIGN_OR_RETURN(auto fwd, care::engine::LayerwiseForward::Create(
+                                        c, *model.weights, ev.inputs, options));
+    t_embed = Seconds(t0);
+    const auto t1 = Clock::now();
+    const double cpu1 = CpuSeconds();
+    CARE_RETURN_IF_ERROR(fwd->RunLayers(fwd->num_layers()));
+    t_layers = Seconds(t1);
+    cpu_layers = CpuSeconds() - cpu1;
+    const auto t2 = Clock::now();
+    CARE_ASSIGN_OR_RETURN(nll, fwd->ScoreTargets(ev.targets));
+    t_head = Seconds(t2);
+    total = Seconds(t0);
+    cpu_total = CpuSeconds() - cpu0;
+    pass_layers.emplace_back(t_layers, cpu_layers);
+  }
   const double peak_rss = PeakRssMiB();  // before the ceiling's matrices
   const care::bench::GemmCeiling after = GemmCeiling();
   const double ceiling = std::max(before.wall_gflops, after.wall_gflops);
@@ -139,6 +168,18 @@ absl::Status Run(const std::vector<std::string>& args) {
       100 * (layer_flops + head_flops) / cpu_total / 1e9 / cpu_ceiling,
       cpu_ceiling, cpu_total, nll.mean(), static_cast<long long>(nll.count),
       peak_rss);
+  for (size_t p = 0; p < pass_layers.size(); ++p) {
+    std::printf(
+        "  pass %zu: layers %.2f s wall, %.2f CPU-s, %.1f GFLOP per CPU-s = "
+        "%.0f%% of the GEMM\n",
+        p + 1, pass_layers[p].first, pass_layers[p].second,
+        layer_flops / pass_layers[p].second / 1e9,
+        100 * layer_flops / pass_layers[p].second / 1e9 / cpu_ceiling);
+  }
+  std::printf(
+      "  device %s, prefetch %s, pool %s\n", device.c_str(),
+      options.prefetch_weights ? "on" : "off",
+      pool_mib < 0 ? "default" : (std::to_string(pool_mib) + " MiB").c_str());
   return absl::OkStatus();
 }
 
