@@ -206,11 +206,17 @@ absl::StatusOr<convert::ConvertOptions> ParseArgs(
 void DrawProgress(const convert::ConvertProgress& p) {
   constexpr int kWidth = 30;
   const int filled = static_cast<int>(p.overall * kWidth + 0.5);
-  std::cerr << absl::StrFormat("\r%-10s [%s%s] %d/%d %3.0f%%", p.stage,
-                               std::string(filled, '#'),
-                               std::string(kWidth - filled, '.'), p.step,
-                               p.total, p.overall * 100)
-            << std::flush;
+  std::cerr << absl::StrFormat(
+      "\r%-10s [%s%s] %d/%d %3.0f%%", p.stage, std::string(filled, '#'),
+      std::string(kWidth - filled, '.'), p.step, p.total, p.overall * 100);
+  // The stage's achieved rate, and layers taken from --work-dir.
+  if (p.flops > 0 && p.seconds > 0) {
+    std::cerr << absl::StrFormat("  %.1f GFLOP/s", p.flops / p.seconds / 1e9);
+  }
+  if (p.resumed_layers > 0) {
+    std::cerr << absl::StrFormat("  resumed %d", p.resumed_layers);
+  }
+  std::cerr << "\x1b[K" << std::flush;  // clear the rest of the line
 }
 
 int ConvertMain(const std::vector<std::string>& args) {
