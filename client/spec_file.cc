@@ -1,5 +1,6 @@
 #include "client/spec_file.h"
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <cmath>
@@ -283,6 +284,30 @@ class YamlConverter {
   int64_t nodes_ = 0;
 };
 
+// Counts YAML documents (and where the second starts) without building
+// them. YAML::LoadAll is not used: yaml-cpp 0.7 loops forever on some
+// malformed input there (found by tests/fuzz/yaml_spec_fuzzer), so the
+// caller stops after two documents.
+class DocumentCounter : public YAML::EventHandler {
+ public:
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    if (++documents == 2) second = mark;
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+  int documents = 0;
+  YAML::Mark second = YAML::Mark::null_mark();
+};
+
 // Records where JSON syntax fails (nlohmann's non-throwing parse does not).
 class JsonErrorFinder : public nlohmann::json_sax<json> {
  public:
@@ -388,20 +413,26 @@ absl::StatusOr<json> YamlSpecToJson(absl::string_view text,
   // yaml-cpp reports errors by throwing: this is the boundary where they
   // become a Status.
   try {
-    std::vector<YAML::Node> docs = YAML::LoadAll(std::string(text));
-    if (docs.size() > 1) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          source, ":", docs[1].Mark().line + 1,
-          ": a spec file holds one YAML document, found ", docs.size()));
+    const std::string body(text);
+    const YAML::Node root = YAML::Load(body);  // The first document.
+    std::istringstream stream(body);
+    YAML::Parser parser(stream);
+    DocumentCounter counter;
+    for (int i = 0; i < 2 && parser.HandleNextDocument(counter); ++i) {
     }
-    if (docs.empty() || docs[0].IsNull()) {
+    if (counter.documents > 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(source, ":", counter.second.line + 1,
+                       ": a spec file holds one YAML document, found more"));
+    }
+    if (root.IsNull()) {
       return absl::InvalidArgumentError(
           absl::StrCat(source, ": empty spec (no YAML document)"));
     }
     YamlConverter converter(source);
     json out;
     CARE_RETURN_IF_ERROR(
-        converter.Message(docs[0], care::v1::JobSpec::descriptor(), "", &out));
+        converter.Message(root, care::v1::JobSpec::descriptor(), "", &out));
     return out;
   } catch (const YAML::Exception& e) {
     std::string where(source);

@@ -138,7 +138,10 @@ TEST(SpecFile, WrongTypesNameFieldLineAndColumn) {
 TEST(SpecFile, DocumentsSizeAndJsonSyntax) {
   EXPECT_THAT(YamlError("").message(), HasSubstr("empty spec"));
   EXPECT_THAT(YamlError("model_uri: /a\n---\nmodel_uri: /b\n").message(),
-              HasSubstr("one YAML document, found 2"));
+              HasSubstr("spec.yaml:2: a spec file holds one YAML document"));
+  // yaml-cpp 0.7's LoadAll never returns on this input (fuzzer finding).
+  EXPECT_EQ(YamlError("!ca,ibrbuprepend_bos d[ttc\n").code(),
+            absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(YamlError("- a\n- b\n").message(),
               HasSubstr("expected a mapping of JobSpec fields"));
   // Aliases that would expand to 10^8 values are refused, not expanded.
