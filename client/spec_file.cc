@@ -347,6 +347,41 @@ std::string LineColumn(absl::string_view text, size_t position) {
   return absl::StrCat(line, ":", column);
 }
 
+// Offset of the first byte that is not well-formed UTF-8 (RFC 3629: no
+// overlong forms, surrogates or code points above U+10FFFF), or npos.
+size_t InvalidUtf8Offset(absl::string_view text) {
+  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+  const size_t n = text.size();
+  size_t i = 0;
+  while (i < n) {
+    const unsigned char c = p[i];
+    size_t len = 0;
+    unsigned char lo = 0x80, hi = 0xBF;  // Range of the second byte.
+    if (c < 0x80) {
+      ++i;
+      continue;
+    } else if (c >= 0xC2 && c <= 0xDF) {
+      len = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      len = 3;
+      if (c == 0xE0) lo = 0xA0;
+      if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      len = 4;
+      if (c == 0xF0) lo = 0x90;
+      if (c == 0xF4) hi = 0x8F;
+    } else {
+      return i;
+    }
+    if (i + len > n || p[i + 1] < lo || p[i + 1] > hi) return i;
+    for (size_t k = 2; k < len; ++k) {
+      if (p[i + k] < 0x80 || p[i + k] > 0xBF) return i;
+    }
+    i += len;
+  }
+  return absl::string_view::npos;
+}
+
 // Unknown keys and non-objects where a message or map belongs, by key path.
 absl::Status CheckJsonKeys(const json& j, const Descriptor* d,
                            const std::string& path, absl::string_view source) {
@@ -381,8 +416,14 @@ absl::StatusOr<care::v1::JobSpec> SpecFromJson(const json& document,
   care::v1::JobSpec spec;
   google::protobuf::util::JsonParseOptions options;
   options.ignore_unknown_fields = false;  // A typo must not pass silently.
-  auto status = google::protobuf::util::JsonStringToMessage(document.dump(),
-                                                            &spec, options);
+  std::string text;
+  try {
+    text = document.dump();
+  } catch (const json::exception& e) {  // Invalid UTF-8: checked earlier.
+    return absl::InvalidArgumentError(absl::StrCat(source, ": ", e.what()));
+  }
+  auto status =
+      google::protobuf::util::JsonStringToMessage(text, &spec, options);
   if (!status.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(
         source, ": not a valid JobSpec: ", std::string(status.message())));
@@ -409,6 +450,13 @@ absl::StatusOr<json> YamlSpecToJson(absl::string_view text,
     return absl::InvalidArgumentError(
         absl::StrCat(source, ": ", text.size(),
                      " bytes; a spec file is at most ", kMaxSpecBytes));
+  }
+  // JobSpec strings are UTF-8 (protobuf and JSON require it).
+  if (const size_t bad = InvalidUtf8Offset(text);
+      bad != absl::string_view::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ":", LineColumn(text, bad),
+                     ": invalid UTF-8 (byte offset ", bad, ")"));
   }
   // yaml-cpp reports errors by throwing: this is the boundary where they
   // become a Status.

@@ -139,6 +139,13 @@ TEST(SpecFile, DocumentsSizeAndJsonSyntax) {
   EXPECT_THAT(YamlError("").message(), HasSubstr("empty spec"));
   EXPECT_THAT(YamlError("model_uri: /a\n---\nmodel_uri: /b\n").message(),
               HasSubstr("spec.yaml:2: a spec file holds one YAML document"));
+  EXPECT_THAT(YamlError("model_uri: /m\nrequest_id: a\xff\n").message(),
+              HasSubstr("spec.yaml:2:14: invalid UTF-8 (byte offset 27)"));
+  EXPECT_THAT(YamlError("request_id: \xed\xa0\x80\n").message(),
+              HasSubstr("invalid UTF-8"));  // A surrogate.
+  EXPECT_TRUE(
+      ParseSpecText("request_id: caf\xc3\xa9\n", SpecFormat::kYaml, "spec.yaml")
+          .ok());
   // yaml-cpp 0.7's LoadAll never returns on this input (fuzzer finding).
   EXPECT_EQ(YamlError("!ca,ibrbuprepend_bos d[ttc\n").code(),
             absl::StatusCode::kInvalidArgument);
