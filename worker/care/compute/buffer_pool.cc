@@ -3,6 +3,8 @@
 #include <sys/mman.h>
 
 #include <cstdlib>
+#include <iterator>
+#include <vector>
 
 namespace care::compute {
 
@@ -35,6 +37,7 @@ BufferPool::~BufferPool() {
 
 std::shared_ptr<void> BufferPool::Take(size_t bytes) {
   void* p = nullptr;
+  std::vector<void*> evicted;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = idle_.find(bytes);
@@ -45,8 +48,18 @@ std::shared_ptr<void> BufferPool::Take(size_t bytes) {
       ++hits_;
     } else {
       ++misses_;
+      // A new size: the work changed shape (the head after the layers, a
+      // new pass). Idle buffers plus this one stay within max_idle_, largest
+      // first out, so the pool never adds more than max_idle_ to the peak.
+      while (!idle_.empty() && idle_bytes_ + bytes > max_idle_) {
+        auto last = std::prev(idle_.end());
+        idle_bytes_ -= last->first;
+        evicted.push_back(last->second);
+        idle_.erase(last);
+      }
     }
   }
+  for (void* q : evicted) std::free(q);
   if (p == nullptr) p = AllocateAligned(bytes);
   if (p == nullptr) return nullptr;
   std::shared_ptr<BufferPool> self = shared_from_this();

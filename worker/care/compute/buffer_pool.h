@@ -17,7 +17,9 @@ namespace care::compute {
 
 class BufferPool : public std::enable_shared_from_this<BufferPool> {
  public:
-  // Idle buffers beyond `max_idle_bytes` in total are freed when returned.
+  // Idle buffers beyond `max_idle_bytes` in total are freed when returned;
+  // a Take of a size not in the pool first frees idle buffers (largest
+  // first) until they and the new buffer fit in max_idle_bytes.
   static std::shared_ptr<BufferPool> Create(size_t max_idle_bytes);
   ~BufferPool();
 

@@ -18,7 +18,9 @@ namespace care::compute {
 
 struct CpuBackendOptions {
   // Idle pooled bytes kept for reuse; beyond it returned buffers are freed.
-  size_t max_idle_bytes = size_t{3} << 30;
+  // 1 GiB holds a Llama-3.1-8B layer's fp32 weights (0.87 GB), so each layer
+  // converts into the buffers the previous one released.
+  size_t max_idle_bytes = size_t{1} << 30;
 };
 
 std::unique_ptr<Backend> MakeCpuBackend(const CpuBackendOptions& options = {});
