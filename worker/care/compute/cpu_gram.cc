@@ -47,8 +47,7 @@ absl::Status CpuBackend::GramAdd(const Matrix& x, Gram* g) {
     return absl::InvalidArgumentError("GramAdd: Gram was not made");
   }
   CARE_RETURN_IF_ERROR(
-      AccumulateGram(x.data, x.rows, x.cols,
-                     &h->sum, &h->abs_sum));
+      AccumulateGram(x.data, x.rows, x.cols, &h->sum, &h->abs_sum));
   g->tokens += x.rows;
   return absl::OkStatus();
 }

@@ -129,8 +129,7 @@ absl::StatusOr<CalibrationStatistics> CollectStatistics(
     return ToStatistics(CovarianceAccumulator::FromGram(host));
   };
   engine::LayerHooks hooks;
-  hooks.on_kv_input = [&](int64_t l,
-                          const compute::Matrix& x) -> absl::Status {
+  hooks.on_kv_input = [&](int64_t l, const compute::Matrix& x) -> absl::Status {
     // x: [tokens, D], calibration rows first
     CARE_ASSIGN_OR_RETURN(cal[l], stats(x, 0, cal_tokens));
     CARE_ASSIGN_OR_RETURN(held[l], stats(x, cal_tokens, x.rows - cal_tokens));

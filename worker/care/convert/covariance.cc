@@ -1,6 +1,5 @@
 #include "care/convert/covariance.h"
 
-
 #include "absl/strings/str_cat.h"
 #include "care/compute/gram_update.h"
 #include "care/util/status_macros.h"
@@ -22,8 +21,8 @@ absl::Status CovarianceAccumulator::Add(const Eigen::Ref<const MatrixRM>& x) {
     const MatrixRM dense = x;
     return Add(dense);
   }
-  CARE_RETURN_IF_ERROR(compute::AccumulateGram(x.data(), x.rows(), dim_, &sum_,
-                                               &abs_sum_));
+  CARE_RETURN_IF_ERROR(
+      compute::AccumulateGram(x.data(), x.rows(), dim_, &sum_, &abs_sum_));
   tokens_ += x.rows();
   return absl::OkStatus();
 }
