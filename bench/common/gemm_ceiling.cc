@@ -2,6 +2,7 @@
 
 #include <sys/resource.h>
 
+#include <Eigen/Core>
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -20,6 +21,7 @@ double CpuSeconds() {
 GemmCeiling MeasureGemmCeiling(const std::vector<int>& sizes, bool verbose) {
   using Clock = std::chrono::steady_clock;
   GemmCeiling best;
+  best.threads = Eigen::nbThreads();
   for (int n : sizes) {
     MatrixRM a = MatrixRM::Random(n, n);
     MatrixRM b = MatrixRM::Random(n, n);
@@ -36,8 +38,9 @@ GemmCeiling MeasureGemmCeiling(const std::vector<int>& sizes, bool verbose) {
     }
     if (verbose) {
       std::printf(
-          "  gemm %d^3: best so far %.1f GFLOP/s wall, %.1f per CPU-s\n", n,
-          best.wall_gflops, best.cpu_gflops);
+          "  gemm %d^3 on %d threads: best so far %.1f GFLOP/s wall, %.1f per "
+          "CPU-s\n",
+          n, best.threads, best.wall_gflops, best.cpu_gflops);
     }
   }
   return best;

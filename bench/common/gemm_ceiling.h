@@ -15,11 +15,13 @@ double CpuSeconds();
 struct GemmCeiling {
   double wall_gflops = 0;  // GFLOP per wall second
   double cpu_gflops = 0;   // GFLOP per CPU second (all threads)
+  int threads = 0;         // Eigen's thread count during the measurement
 };
 
 // Best of three Eigen C = A·B on square float32 matrices of each size (the
-// shapes the engine feeds Eigen are large and similar). `verbose` prints the
-// best so far after each size.
+// shapes the engine feeds Eigen are large and similar), on Eigen's current
+// thread count (care::engine::SetEngineThreads). `verbose` prints the best so
+// far after each size.
 GemmCeiling MeasureGemmCeiling(const std::vector<int>& sizes, bool verbose);
 
 }  // namespace care::bench

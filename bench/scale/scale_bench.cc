@@ -128,9 +128,9 @@ absl::Status Run(const std::vector<std::string>& args) {
       static_cast<long long>(c.hidden_size), static_cast<long long>(cal / T),
       static_cast<long long>(T), static_cast<long long>(held));
   std::printf(
-      "fp32 GEMM ceiling (now): %.1f GFLOP/s wall, %.1f GFLOP per "
-      "CPU-s\n\n",
-      ceil.wall_gflops, ceil.cpu_gflops);
+      "fp32 GEMM ceiling (now, %d threads): %.1f GFLOP/s wall, %.1f GFLOP "
+      "per CPU-s\n\n",
+      ceil.threads, ceil.wall_gflops, ceil.cpu_gflops);
   std::printf("| stage | wall s | GFLOP | GFLOP/s | of ceiling |\n");
   std::printf("|---|---|---|---|---|\n");
   for (const Stage& s : stages) {

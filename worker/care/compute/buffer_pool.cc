@@ -2,8 +2,10 @@
 
 #include <sys/mman.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <iterator>
+#include <utility>
 #include <vector>
 
 namespace care::compute {
@@ -11,18 +13,55 @@ namespace care::compute {
 namespace {
 
 constexpr size_t kAlign = 64;
+constexpr size_t kPage = size_t{4} << 10;
 constexpr size_t kHuge = size_t{2} << 20;
+// Buffers from this size up are mapped directly rather than taken from
+// malloc: once glibc's dynamic mmap threshold has grown (it rises to the size
+// of every mapped chunk freed, up to 32 MiB), it serves such sizes from its
+// per-thread heaps, where freed buffers of mixed sizes stay resident. A
+// mapping goes back to the kernel when it is freed.
+constexpr size_t kMapMin = size_t{1} << 20;
 
-void* AllocateAligned(size_t bytes) {
-  // Large buffers on 2 MiB boundaries and marked for transparent huge pages
-  // (THP "madvise" mode): first touch then costs one fault per 2 MiB.
-  const size_t align = bytes >= 2 * kHuge ? kHuge : kAlign;
-  const size_t rounded = (bytes + align - 1) / align * align;
-  void* p = std::aligned_alloc(align, rounded);
-  if (p != nullptr && align == kHuge) {
-    (void)::madvise(p, rounded, MADV_HUGEPAGE);  // advisory
+size_t RoundUp(size_t n, size_t align) {
+  return (n + align - 1) / align * align;
+}
+
+// Large buffers start on a 2 MiB boundary and are marked for transparent
+// huge pages (THP "madvise" mode): first touch then costs one fault per
+// 2 MiB.
+bool WantsHugePages(size_t bytes) { return bytes >= 2 * kHuge; }
+
+size_t MappedBytes(size_t bytes) {
+  return RoundUp(bytes, WantsHugePages(bytes) ? kHuge : kPage);
+}
+
+void* AllocateBuffer(size_t bytes) {
+  if (bytes < kMapMin)
+    return std::aligned_alloc(kAlign, RoundUp(bytes, kAlign));
+  const size_t size = MappedBytes(bytes);
+  const size_t align = WantsHugePages(bytes) ? kHuge : kPage;
+  // Over-map by the alignment, then unmap the unaligned head and the tail.
+  const size_t span = size + align - kPage;
+  void* m = ::mmap(nullptr, span, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED) return nullptr;
+  const auto base = reinterpret_cast<uintptr_t>(m);
+  const uintptr_t start = RoundUp(base, align);
+  if (start > base) ::munmap(m, start - base);
+  if (base + span > start + size) {
+    ::munmap(reinterpret_cast<void*>(start + size), base + span - start - size);
   }
+  void* p = reinterpret_cast<void*>(start);
+  if (align == kHuge) (void)::madvise(p, size, MADV_HUGEPAGE);  // advisory
   return p;
+}
+
+void FreeBuffer(void* p, size_t bytes) {
+  if (bytes < kMapMin) {
+    std::free(p);
+  } else {
+    ::munmap(p, MappedBytes(bytes));
+  }
 }
 
 }  // namespace
@@ -32,12 +71,12 @@ std::shared_ptr<BufferPool> BufferPool::Create(size_t max_idle_bytes) {
 }
 
 BufferPool::~BufferPool() {
-  for (auto& [bytes, p] : idle_) std::free(p);
+  for (auto& [bytes, p] : idle_) FreeBuffer(p, bytes);
 }
 
 std::shared_ptr<void> BufferPool::Take(size_t bytes) {
   void* p = nullptr;
-  std::vector<void*> evicted;
+  std::vector<std::pair<void*, size_t>> evicted;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = idle_.find(bytes);
@@ -54,13 +93,13 @@ std::shared_ptr<void> BufferPool::Take(size_t bytes) {
       while (!idle_.empty() && idle_bytes_ + bytes > max_idle_) {
         auto last = std::prev(idle_.end());
         idle_bytes_ -= last->first;
-        evicted.push_back(last->second);
+        evicted.emplace_back(last->second, last->first);
         idle_.erase(last);
       }
     }
   }
-  for (void* q : evicted) std::free(q);
-  if (p == nullptr) p = AllocateAligned(bytes);
+  for (auto [q, n] : evicted) FreeBuffer(q, n);
+  if (p == nullptr) p = AllocateBuffer(bytes);
   if (p == nullptr) return nullptr;
   std::shared_ptr<BufferPool> self = shared_from_this();
   return std::shared_ptr<void>(
@@ -76,7 +115,7 @@ void BufferPool::Give(void* p, size_t bytes) {
       return;
     }
   }
-  std::free(p);
+  FreeBuffer(p, bytes);
 }
 
 size_t BufferPool::idle_bytes() const {
