@@ -78,8 +78,10 @@ TEST(BufferPoolTest, AlignmentAndWholeBuffersAreWritable) {
 TEST(BufferPoolTest, IdleBuffersStayWithinTheCapLargestEvictedFirst) {
   auto pool = BufferPool::Create(10 * kMiB);
   {
-    std::vector<std::shared_ptr<void>> held;
-    for (int i = 0; i < 3; ++i) held.push_back(pool->Take(4 * kMiB));
+    std::vector<std::shared_ptr<void>> held(3);
+    for (std::shared_ptr<void>& p : held) {
+      p = pool->Take(4 * kMiB);
+    }
   }
   EXPECT_EQ(pool->idle_bytes(), 8 * kMiB);  // the third did not fit
   {
@@ -108,8 +110,9 @@ TEST(BufferPoolTest, ReleasedBuffersLeaveTheResidentSet) {
   constexpr int kBuffers = 16;
   constexpr size_t kEach = 3 * kMiB;
   std::vector<std::shared_ptr<void>> held;
+  held.reserve(kBuffers);
   for (int i = 0; i < kBuffers; ++i) {
-    held.push_back(pool->Take(kEach + 4096 * i));  // distinct sizes
+    held.push_back(pool->Take(kEach + size_t{4096} * i));  // distinct sizes
     ASSERT_NE(held.back(), nullptr);
     std::memset(held.back().get(), 1, kEach);
   }

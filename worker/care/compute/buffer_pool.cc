@@ -36,24 +36,32 @@ size_t MappedBytes(size_t bytes) {
 }
 
 void* AllocateBuffer(size_t bytes) {
-  if (bytes < kMapMin)
+  if (bytes < kMapMin) {
     return std::aligned_alloc(kAlign, RoundUp(bytes, kAlign));
+  }
   const size_t size = MappedBytes(bytes);
   const size_t align = WantsHugePages(bytes) ? kHuge : kPage;
   // Over-map by the alignment, then unmap the unaligned head and the tail.
   const size_t span = size + align - kPage;
   void* m = ::mmap(nullptr, span, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (m == MAP_FAILED) return nullptr;
-  const auto base = reinterpret_cast<uintptr_t>(m);
-  const uintptr_t start = RoundUp(base, align);
-  if (start > base) ::munmap(m, start - base);
-  if (base + span > start + size) {
-    ::munmap(reinterpret_cast<void*>(start + size), base + span - start - size);
+  if (m == MAP_FAILED) {
+    return nullptr;
   }
-  void* p = reinterpret_cast<void*>(start);
-  if (align == kHuge) (void)::madvise(p, size, MADV_HUGEPAGE);  // advisory
-  return p;
+  char* base = static_cast<char*>(m);
+  const size_t head = RoundUp(reinterpret_cast<uintptr_t>(base), align) -
+                      reinterpret_cast<uintptr_t>(base);
+  char* start = base + head;
+  if (head > 0) {
+    ::munmap(base, head);
+  }
+  if (span > head + size) {
+    ::munmap(start + size, span - head - size);
+  }
+  if (align == kHuge) {
+    (void)::madvise(start, size, MADV_HUGEPAGE);  // advisory
+  }
+  return start;
 }
 
 void FreeBuffer(void* p, size_t bytes) {
@@ -71,7 +79,9 @@ std::shared_ptr<BufferPool> BufferPool::Create(size_t max_idle_bytes) {
 }
 
 BufferPool::~BufferPool() {
-  for (auto& [bytes, p] : idle_) FreeBuffer(p, bytes);
+  for (auto& [bytes, p] : idle_) {
+    FreeBuffer(p, bytes);
+  }
 }
 
 std::shared_ptr<void> BufferPool::Take(size_t bytes) {
@@ -98,9 +108,15 @@ std::shared_ptr<void> BufferPool::Take(size_t bytes) {
       }
     }
   }
-  for (auto [q, n] : evicted) FreeBuffer(q, n);
-  if (p == nullptr) p = AllocateBuffer(bytes);
-  if (p == nullptr) return nullptr;
+  for (auto [q, n] : evicted) {
+    FreeBuffer(q, n);
+  }
+  if (p == nullptr) {
+    p = AllocateBuffer(bytes);
+  }
+  if (p == nullptr) {
+    return nullptr;
+  }
   std::shared_ptr<BufferPool> self = shared_from_this();
   return std::shared_ptr<void>(
       p, [self, bytes](void* q) { self->Give(q, bytes); });
