@@ -79,8 +79,10 @@ absl::StatusOr<Method> ParseMethod(absl::string_view name) {
   if (name == "care-c") return Method::kCareC;
   if (name == "asvd") return Method::kAsvd;
   if (name == "svd") return Method::kSvd;
-  return absl::InvalidArgumentError(absl::StrCat(
-      "unknown method \"", name, "\"; expected care, care-c, asvd or svd"));
+  if (name == "pca") return Method::kPca;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown method \"", name,
+                   "\"; expected care, care-c, asvd, svd or pca"));
 }
 
 std::string MethodName(Method method) {
@@ -93,6 +95,8 @@ std::string MethodName(Method method) {
       return "asvd";
     case Method::kSvd:
       return "svd";
+    case Method::kPca:
+      return "pca";
   }
   return "unknown";
 }
@@ -152,14 +156,18 @@ absl::StatusOr<Scaling> BuildScaling(const LayerStatistics& stats,
   }
 
   Eigen::MatrixXd damped = c;
-  scaling.info.damping_added = options.damping * mean_diag;
+  // pca: the principal axes of the outputs X·W are the eigenvectors of
+  // WᵀCW, i.e. care's right singular vectors with no damping (exact
+  // symmetric square root, rank deficiency clamped).
+  const bool pca = options.method == Method::kPca;
+  scaling.info.damping_added = pca ? 0 : options.damping * mean_diag;
   damped.diagonal().array() += scaling.info.damping_added;
   if (options.method == Method::kCareC) {
     // S = C itself (symmetric, SᵀS = C²); no factorization needed.
     scaling.dense = std::move(damped);
     return scaling;
   }
-  if (options.solver == WhiteningSolver::kCholesky) {
+  if (!pca && options.solver == WhiteningSolver::kCholesky) {
     CholeskyFactor(std::move(damped), mean_diag, scaling);
   } else {
     EigenFactor(damped, scaling);
