@@ -25,6 +25,14 @@ double Trace(const Eigen::MatrixXd& w, const Eigen::MatrixXd& c) {
 
 double MlaLayer::alpha() const { return std::ldexp(1.0, -alpha_log2); }
 
+LayerWeights FoldedWeights(const LayerWeights& weights, const MlaLayer& layer) {
+  LayerWeights out = weights;
+  if (layer.k_fold.size() == out.w_k.cols()) {
+    out.w_k = out.w_k * layer.k_fold.asDiagonal();  // [D, g·d_h]
+  }
+  return out;
+}
+
 absl::StatusOr<PreparedLayer> PrepareLayer(const LayerWeights& weights,
                                            const LayerStatistics& stats,
                                            const MlaLayerOptions& options) {

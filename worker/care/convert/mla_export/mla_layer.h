@@ -66,10 +66,18 @@ struct MlaLayer {
   double calib_error_k = 0, calib_error_v = 0;
   double balance_k = 1, balance_v = 1;  // β_K, β_V used
   ScalingInfo scaling;
+  // Qwen3 q_norm/k_norm folded into the projections (qk_norm_fold.h):
+  // multipliers of the q_proj rows [n_h·d_h] and k_proj rows [g·d_h];
+  // empty for models without per-head norms.
+  Eigen::VectorXf q_fold, k_fold;
 
   int64_t kv_lora_rank() const { return w_down.cols(); }
   double alpha() const;
 };
+
+// `weights` with the layer's k_fold applied (as given when it is empty):
+// the K projection the export factorizes.
+LayerWeights FoldedWeights(const LayerWeights& weights, const MlaLayer& layer);
 
 // The rank-independent part of a layer's export: the rope split and the
 // full spectrum of the (balanced, scaled) joint [K_nope; V] projection, so

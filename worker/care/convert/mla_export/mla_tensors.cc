@@ -31,7 +31,8 @@ std::string KvBProjName(int64_t l) {
 
 absl::StatusOr<AttentionTensors> BuildAttentionTensors(
     int64_t layer, const MlaLayer& mla, const Tensor& q_proj,
-    const LayerWeights& weights, int64_t num_heads) {
+    const LayerWeights& source_weights, int64_t num_heads) {
+  const LayerWeights weights = FoldedWeights(source_weights, mla);
   const RopeSplitShape& rs = mla.rope.shape;
   const int64_t dh = rs.head_dim, rope = rs.rope_dim, g = rs.num_kv_heads;
   const int64_t d = weights.w_k.rows(), r = mla.kv_lora_rank();
@@ -42,7 +43,8 @@ absl::StatusOr<AttentionTensors> BuildAttentionTensors(
   }
   const int64_t group = num_heads / g;  // query heads per KV head
   const float s = static_cast<float>(mla.q_scale);
-  const Eigen::Map<const MatrixRM> wq = q_proj.matrix();  // [n_h·d_h, D]
+  MatrixRM wq = q_proj.matrix();  // [n_h·d_h, D]
+  if (mla.q_fold.size() == wq.rows()) wq = mla.q_fold.asDiagonal() * wq;
 
   MatrixRM q(num_heads * (dh + rope), d);  // [n_h·(d_h + R), D]
   for (int64_t h = 0; h < num_heads; ++h) {
@@ -85,8 +87,9 @@ MlaTensorSource::MlaTensorSource(const TensorSource& source,
                                  KvANormName(l), KvBProjName(l)}) {
       computed_[n] = l;
     }
-    for (const std::string& n : {io::names::KProj(l), io::names::VProj(l),
-                                 io::names::KBias(l), io::names::VBias(l)}) {
+    for (const std::string& n :
+         {io::names::KProj(l), io::names::VProj(l), io::names::KBias(l),
+          io::names::VBias(l), io::names::QNorm(l), io::names::KNorm(l)}) {
       dropped_.insert(n);
     }
   }

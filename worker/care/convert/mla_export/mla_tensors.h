@@ -40,7 +40,7 @@ struct AttentionTensors {
 };
 
 // q_proj is the source's [n_h·d_h, D]; weights are the layer's original
-// K/V projections (LoadLayerWeights).
+// K/V projections (LoadLayerWeights); the layer's q/k folds are applied here.
 absl::StatusOr<AttentionTensors> BuildAttentionTensors(
     int64_t layer, const MlaLayer& mla, const Tensor& q_proj,
     const LayerWeights& weights, int64_t num_heads);
