@@ -30,6 +30,7 @@ constexpr char kUsage[] =
     "         --calib DATA [--method care|care-c|asvd|svd|pca]\n"
     "         [--layout latent|deepseek-v3] [--rope-dim R|auto]\n"
     "         [--freqfold K|auto] [--kv-lora-rank N] [--no-kv-balance]\n"
+    "         [--no-nope-correction]\n"
     "         [--allocation uniform|adjusted|auto] [--adjusted-factors]\n"
     "         [--sequential]\n"
     "         [--calib-samples N] [--calib-seq-len T] [--seed S] [--damping "
@@ -61,6 +62,8 @@ constexpr char kUsage[] =
     "  --kv-lora-rank N   deepseek-v3: latent width instead of a budget\n"
     "                     (cache per token per layer = N + rope dim)\n"
     "  --no-kv-balance    deepseek-v3: no K/V energy balancing in the latent\n"
+    "  --no-nope-correction  deepseek-v3: drop the NoPE part's rotation\n"
+    "                     instead of its attention-weighted 2x2 fit\n"
     "  --allocation A     uniform (default), adjusted (paper CARE-E), auto\n"
     "                     (best of several candidates on held-out NLL)\n"
     "  --adjusted-factors use the released code's depth and rank-cost "
@@ -134,6 +137,7 @@ absl::StatusOr<convert::MlaExportOptions> ParseMlaFlags(const Flags& flags) {
     return absl::InvalidArgumentError("--kv-lora-rank must be >= 1");
   }
   m.balance_kv = !flags.Bool("no-kv-balance");
+  m.nope_correction = !flags.Bool("no-nope-correction");
   return m;
 }
 
@@ -141,9 +145,9 @@ absl::StatusOr<convert::ConvertOptions> ParseArgs(
     const std::vector<std::string>& args, bool* quiet,
     std::string* report_file) {
   CARE_ASSIGN_OR_RETURN(
-      Flags flags,
-      Flags::Parse(args, {"overwrite", "quiet", "adjusted-factors",
-                          "sequential", "eval-bos", "no-kv-balance"}));
+      Flags flags, Flags::Parse(args, {"overwrite", "quiet", "adjusted-factors",
+                                       "sequential", "eval-bos",
+                                       "no-kv-balance", "no-nope-correction"}));
   CARE_RETURN_IF_ERROR(flags.CheckKnown({"model",
                                          "out",
                                          "kv-save",
@@ -177,7 +181,8 @@ absl::StatusOr<convert::ConvertOptions> ParseArgs(
                                          "rope-dim",
                                          "freqfold",
                                          "kv-lora-rank",
-                                         "no-kv-balance"}));
+                                         "no-kv-balance",
+                                         "no-nope-correction"}));
   if (!flags.positionals().empty()) {
     return absl::InvalidArgumentError("unexpected argument '" +
                                       flags.positionals()[0] + "'");
@@ -190,8 +195,8 @@ absl::StatusOr<convert::ConvertOptions> ParseArgs(
       o.output_layout,
       convert::ParseOutputLayout(flags.StringOr("layout", "latent")));
   const bool mla = o.output_layout == convert::OutputLayout::kDeepseekV3;
-  for (const char* name :
-       {"rope-dim", "freqfold", "kv-lora-rank", "no-kv-balance"}) {
+  for (const char* name : {"rope-dim", "freqfold", "kv-lora-rank",
+                           "no-kv-balance", "no-nope-correction"}) {
     if (!mla && flags.Has(name)) {
       return absl::InvalidArgumentError(
           absl::StrFormat("--%s applies to --layout deepseek-v3 only", name));

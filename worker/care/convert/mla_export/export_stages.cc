@@ -11,8 +11,11 @@
 #include "care/convert/covariance.h"
 #include "care/convert/mla_export/mla_config.h"
 #include "care/convert/mla_export/mla_tensors.h"
+#include "care/convert/mla_export/nope_correction.h"
 #include "care/convert/mla_export/qk_norm_fold.h"
+#include "care/engine/rope.h"
 #include "care/io/checkpoint_writer.h"
+#include "care/io/tensor_names.h"
 #include "care/util/status_macros.h"
 
 namespace care::convert::stage {
@@ -196,6 +199,8 @@ absl::StatusOr<MlaFit> MlaCalibrate(const ConvertOptions& options,
                : LayerWidth(options.budget, config));
 
   const int64_t cal_tokens = in.windows.calib.tokens();
+  CARE_ASSIGN_OR_RETURN(const engine::RopeFrequencies freqs,
+                        engine::ComputeRopeFrequencies(config));
   const int64_t full_rank = std::min<int64_t>(d, 2 * config.kv_width());
   progress.Begin("calibrate");
   const LayerCallback after = progress.Layers("calibrate", L);
@@ -216,6 +221,11 @@ absl::StatusOr<MlaFit> MlaCalibrate(const ConvertOptions& options,
     CARE_ASSIGN_OR_RETURN(LayerWeights w,
                           LoadLayerWeights(config, in.weights(), l));
     mla::MlaLayer folds;  // Qwen3: q_norm/k_norm folded (qk_norm_fold.h)
+    const int64_t qrows = config.num_attention_heads * config.head_dim;
+    CARE_ASSIGN_OR_RETURN(
+        Tensor q_tensor,
+        LoadChecked(in.weights(), io::names::QProj(l), {qrows, d}));
+    MatrixRM w_q = q_tensor.matrix();  // [n_h·d_h, D]
     if (config.qk_norm) {
       CARE_ASSIGN_OR_RETURN(
           mla::QkNormFold f,
@@ -223,6 +233,7 @@ absl::StatusOr<MlaFit> MlaCalibrate(const ConvertOptions& options,
       folds.q_fold = std::move(f.q);
       folds.k_fold = std::move(f.k);
       w = mla::FoldedWeights(w, folds);
+      w_q = folds.q_fold.asDiagonal() * w_q;
     }
     for (MlaCandidate& cand : fit.candidates) {
       mla::MlaLayerOptions mo;
@@ -248,6 +259,21 @@ absl::StatusOr<MlaFit> MlaCalibrate(const ConvertOptions& options,
           mla::TruncatePrepared(*prepared, w, stats.covariance, mo));
       layer.q_fold = full.q_fold = folds.q_fold;
       layer.k_fold = full.k_fold = folds.k_fold;
+      if (options.mla.nope_correction) {
+        mla::NopeCorrectionInputs ni;
+        ni.w_q = &w_q;
+        ni.w_k = &w.w_k;
+        ni.rope = &layer.rope;
+        ni.inv_freq = freqs.inv_freq;
+        ni.num_heads = config.num_attention_heads;
+        ni.seq_len = in.windows.calib.seq_len;
+        CARE_ASSIGN_OR_RETURN(
+            mla::NopeCorrection nc,
+            mla::FitNopeCorrection(ni, x.topRows(cal_tokens)));
+        layer.nope_correction = full.nope_correction = nc.m;
+        layer.nope_dropped_error = nc.dropped_error;
+        layer.nope_corrected_error = nc.corrected_error;
+      }
       mla::MeasureNormError(x, layer);
       mla::MeasureNormError(x, full);
       const mla::KvErrors he = mla::RelativeErrors(layer, w, held_c);
@@ -262,6 +288,10 @@ absl::StatusOr<MlaFit> MlaCalibrate(const ConvertOptions& options,
       r.heldout_error_v = he.v;
       r.norm_error_mean = layer.norm_error_mean;
       r.norm_error_max = layer.norm_error_max;
+      r.nope_dropped_error = layer.nope_dropped_error;
+      r.nope_corrected_error = layer.nope_correction.empty()
+                                   ? layer.nope_dropped_error
+                                   : layer.nope_corrected_error;
       r.note = layer.scaling.note;
       cand.layers[l] = std::move(layer);
       cand.rope_only[l] = std::move(full);
@@ -320,6 +350,7 @@ absl::Status MlaChoose(const ConvertOptions& options, const Inputs& in,
   mr.rope_dim_auto = options.mla.rope_dim == 0;
   mr.freqfold_auto = options.mla.freqfold == 0;
   mr.balance_kv = options.mla.balance_kv;
+  mr.nope_correction = options.mla.nope_correction;
   mr.rope_theta = mla::ExportRopeTheta(config, c.rope_dim);
   mr.kv_width_per_layer_before = 2 * config.kv_width();
   mr.kv_width_per_layer_after = c.kv_lora_rank + c.rope_dim;

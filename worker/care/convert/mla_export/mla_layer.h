@@ -17,6 +17,7 @@
 #include <Eigen/Core>
 #include <cstdint>
 #include <optional>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "care/convert/factorize.h"
@@ -70,6 +71,10 @@ struct MlaLayer {
   // multipliers of the q_proj rows [n_h·d_h] and k_proj rows [g·d_h];
   // empty for models without per-head norms.
   Eigen::VectorXf q_fold, k_fold;
+  // Attention-weighted NoPE correction (nope_correction.h): 2×2 per query
+  // head and source frequency applied to the q_nope rows; empty: none.
+  std::vector<Eigen::Matrix2d> nope_correction;
+  double nope_dropped_error = 0, nope_corrected_error = 0;
 
   int64_t kv_lora_rank() const { return w_down.cols(); }
   double alpha() const;

@@ -13,6 +13,7 @@ nlohmann::json MlaReportToJson(const MlaExportReport& r) {
       {"freqfold_auto", r.freqfold_auto},
       {"kv_lora_rank", r.kv_lora_rank},
       {"balance_kv", r.balance_kv},
+      {"nope_correction", r.nope_correction},
       {"rope_theta", r.rope_theta},
       {"kv_width_per_layer_before", r.kv_width_per_layer_before},
       {"kv_width_per_layer_after", r.kv_width_per_layer_after},
@@ -32,6 +33,8 @@ nlohmann::json MlaReportToJson(const MlaExportReport& r) {
                       {"heldout_error_v", l.heldout_error_v},
                       {"norm_error_mean", l.norm_error_mean},
                       {"norm_error_max", l.norm_error_max},
+                      {"nope_dropped_error", l.nope_dropped_error},
+                      {"nope_corrected_error", l.nope_corrected_error},
                       {"note", l.note}});
   }
   j["layers"] = std::move(layers);

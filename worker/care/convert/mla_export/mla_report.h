@@ -22,6 +22,10 @@ struct MlaLayerReport {
   // Relative error of the latent norm's linear regime: expected on the
   // calibration tokens, and the worst token measured.
   double norm_error_mean = 0, norm_error_max = 0;
+  // Attention-weighted NoPE score error relative to its energy on the
+  // calibration windows: rotation dropped, and with the fitted correction
+  // (equal when the correction is off).
+  double nope_dropped_error = 0, nope_corrected_error = 0;
   std::string note;
 };
 
@@ -37,6 +41,7 @@ struct MlaExportReport {
   int64_t freqfold = 0;
   int64_t kv_lora_rank = 0;
   bool balance_kv = true;
+  bool nope_correction = true;
   bool rope_dim_auto = false, freqfold_auto = false;
   double rope_theta = 0;  // written; source's theta^(R/d_h)
   // Numbers cached per token per layer: GQA 2·g·d_h, MLA kv_lora_rank + R.

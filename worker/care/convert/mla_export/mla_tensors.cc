@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "care/convert/mla_export/nope_correction.h"
 #include "care/io/tensor_names.h"
 #include "care/util/status_macros.h"
 
@@ -50,7 +51,13 @@ absl::StatusOr<AttentionTensors> BuildAttentionTensors(
   for (int64_t h = 0; h < num_heads; ++h) {
     const int64_t j = h / group;
     const auto qh = wq.middleRows(h * dh, dh);  // [d_h, D]
-    q.middleRows(h * (dh + rope), dh) = s * qh;
+    MatrixRM q_nope = qh;
+    if (!mla.nope_correction.empty()) {
+      NopeCorrection c;
+      c.m = mla.nope_correction;
+      CorrectQueryRows(c, h, dh, q_nope);
+    }
+    q.middleRows(h * (dh + rope), dh) = s * q_nope;
     q.middleRows(h * (dh + rope) + dh, rope) =
         s * (mla.rope.PeBlock(j).cast<float>() * qh);  // [R, D]
   }

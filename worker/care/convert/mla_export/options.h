@@ -25,6 +25,10 @@ struct MlaExportOptions {
   int64_t kv_lora_rank = 0;  // 0 = from the budget: r = width − R
   // Equal calibration energy for K_nope and V before the joint fit.
   bool balance_kv = true;
+  // Replace the dropped rotation of the NoPE key part by the attention-
+  // weighted least-squares 2×2 map per head and frequency
+  // (nope_correction.h); false: plain dropping (TransMLA, MHA2MLA).
+  bool nope_correction = true;
 };
 
 }  // namespace care::convert
