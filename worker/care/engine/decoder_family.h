@@ -61,6 +61,13 @@ std::unique_ptr<DecoderFamily> MakeQwen3Family();
 // qwen3_moe: qwen3 attention, sparse MoE MLP on the layers IsMoeLayer picks.
 std::unique_ptr<DecoderFamily> MakeQwen3MoeFamily();
 
+// deepseek_v3: multi-head latent attention, sigmoid-routed MoE
+// (deepseek_v3.cc).
+std::unique_ptr<DecoderFamily> MakeDeepseekV3Family();
+// Its weights known before a layer runs (LayerWeightRequests for it).
+std::vector<WeightRequest> DeepseekV3WeightRequests(const ModelConfig& config,
+                                                    int64_t layer);
+
 // The family for config.model_type; InvalidArgument listing the supported
 // ones otherwise.
 absl::StatusOr<std::unique_ptr<DecoderFamily>> MakeDecoderFamily(

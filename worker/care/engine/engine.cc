@@ -91,6 +91,7 @@ absl::StatusOr<compute::Weight> LayerWeight(const LayerContext& ctx,
 
 std::vector<WeightRequest> LayerWeightRequests(const ModelConfig& c,
                                                int64_t layer) {
+  if (c.deepseek_v3) return DeepseekV3WeightRequests(c, layer);
   namespace n = io::names;
   const int64_t D = c.hidden_size, q = c.num_attention_heads * c.head_dim;
   const int64_t kv = c.kv_width(), I = c.intermediate_size;
@@ -116,10 +117,11 @@ absl::StatusOr<std::unique_ptr<DecoderFamily>> MakeDecoderFamily(
   if (t == "llama" || t == "mistral" || t == "qwen2") return MakeLlamaFamily();
   if (t == "qwen3") return MakeQwen3Family();
   if (t == "qwen3_moe") return MakeQwen3MoeFamily();
+  if (t == "deepseek_v3" && config.deepseek_v3) return MakeDeepseekV3Family();
   return absl::InvalidArgumentError(absl::StrCat(
       "model_type '", t,
       "' has no forward implementation; supported: llama, mistral, qwen2, "
-      "qwen3, qwen3_moe"));
+      "qwen3, qwen3_moe, deepseek_v3"));
 }
 
 LayerwiseForward::LayerwiseForward(const ModelConfig& config,

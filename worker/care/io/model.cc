@@ -9,6 +9,11 @@
 namespace care::io {
 
 std::vector<ExpectedTensor> ExpectedTensors(const care::ModelConfig& c) {
+  if (c.deepseek_v3) {
+    std::vector<ExpectedTensor> out;
+    for (auto& t : DeepseekV3Tensors(c)) out.push_back({t.name, t.shape});
+    return out;
+  }
   const int64_t d = c.hidden_size;
   const int64_t q_width = c.num_attention_heads * c.head_dim;  // n_h * d_h
   const int64_t kv_width = c.kv_width();                       // g * d_h

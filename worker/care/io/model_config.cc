@@ -157,6 +157,9 @@ absl::StatusOr<RopeScaling> ParseRopeScaling(const json& j,
       CARE_ASSIGN_OR_RETURN(double af, r.Double("attention_factor"));
       rs.attention_factor = af;
     }
+    CARE_ASSIGN_OR_RETURN(rs.mscale, r.DoubleOr("mscale", 0.0));
+    CARE_ASSIGN_OR_RETURN(rs.mscale_all_dim, r.DoubleOr("mscale_all_dim", 0.0));
+    CARE_ASSIGN_OR_RETURN(rs.truncate, r.BoolOr("truncate", true));
   } else {
     return absl::InvalidArgumentError(absl::StrCat(
         origin, ": rope_scaling type '", type,
@@ -202,6 +205,7 @@ absl::Status ParseLatent(const json& care, ModelConfig& c,
 }  // namespace
 
 bool ModelConfig::IsMoeLayer(int64_t layer) const {
+  if (deepseek_v3) return layer >= deepseek_v3->first_k_dense_replace;
   if (model_type != "qwen3_moe" || num_experts <= 0) return false;
   if (std::find(mlp_only_layers.begin(), mlp_only_layers.end(), layer) !=
       mlp_only_layers.end()) {
@@ -210,9 +214,23 @@ bool ModelConfig::IsMoeLayer(int64_t layer) const {
   return decoder_sparse_step > 0 && (layer + 1) % decoder_sparse_step == 0;
 }
 
+int64_t KvValuesPerToken(const ModelConfig& c) {
+  if (c.deepseek_v3) {
+    return c.deepseek_v3->kv_cache_width() * c.num_hidden_layers;
+  }
+  if (c.latent) {
+    int64_t total = 0;
+    for (size_t l = 0; l < c.latent->rank_k.size(); ++l) {
+      total += c.latent->rank_k[l] + c.latent->rank_v[l];
+    }
+    return total;
+  }
+  return 2 * c.kv_width() * c.num_hidden_layers;
+}
+
 const std::vector<std::string>& SupportedModelTypes() {
   static const auto* types = new std::vector<std::string>{
-      "llama", "mistral", "qwen2", "qwen3", "qwen3_moe"};
+      "llama", "mistral", "qwen2", "qwen3", "qwen3_moe", "deepseek_v3"};
   return *types;
 }
 
@@ -236,6 +254,12 @@ absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json_text,
         ")"));
   }
   const bool qwen3 = c.model_type == "qwen3" || c.model_type == "qwen3_moe";
+  const bool deepseek_v3 = c.model_type == "deepseek_v3";
+  json original;  // config.json as written (j gains transformers' defaults)
+  if (deepseek_v3) {
+    original = j;
+    FillDeepseekV3Defaults(&j);
+  }
   if (r.Present("architectures")) {
     const json& a = r.Get("architectures");
     if (!a.is_array() || (!a.empty() && !a[0].is_string())) {
@@ -270,7 +294,9 @@ absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json_text,
                                 ") must divide num_attention_heads (",
                                 c.num_attention_heads, ")"));
   }
-  if (r.Present("head_dim")) {
+  if (deepseek_v3) {
+    // qk_rope_head_dim, set by ParseDeepseekV3Fields below.
+  } else if (r.Present("head_dim")) {
     CARE_ASSIGN_OR_RETURN(c.head_dim, r.PositiveInt("head_dim"));
   } else if (qwen3) {
     // transformers' Qwen3Config/Qwen3MoeConfig default: decoupled from
@@ -346,6 +372,10 @@ absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json_text,
     }
   }
 
+  if (deepseek_v3) {
+    CARE_RETURN_IF_ERROR(ParseDeepseekV3Fields(j, origin, &c));
+  }
+
   if (r.Present("bos_token_id")) {
     CARE_ASSIGN_OR_RETURN(int64_t bos, r.Int("bos_token_id"));
     c.bos_token_id = bos;
@@ -365,7 +395,7 @@ absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json_text,
   if (r.Present("care") && !exported) {
     CARE_RETURN_IF_ERROR(ParseLatent(j["care"], c, origin));
   }
-  c.raw = std::move(j);
+  c.raw = deepseek_v3 ? std::move(original) : std::move(j);
   return c;
 }
 

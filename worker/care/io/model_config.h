@@ -1,6 +1,6 @@
 // The parts of a Hugging Face config.json that the pipeline needs, for the
-// supported families: llama, mistral, qwen2, qwen3, qwen3_moe. Parsing and
-// validation live in model_config.cc.
+// supported families: llama, mistral, qwen2, qwen3, qwen3_moe, deepseek_v3.
+// Parsing and validation live in model_config.cc.
 #ifndef CARE_IO_MODEL_CONFIG_H_
 #define CARE_IO_MODEL_CONFIG_H_
 
@@ -12,6 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "care/io/deepseek_v3_config.h"
 
 namespace care {
 
@@ -29,6 +30,12 @@ struct RopeScaling {
   double beta_fast = 32.0;
   double beta_slow = 1.0;
   std::optional<double> attention_factor;  // yarn mscale override
+  // yarn, DeepSeek style: without attention_factor, both set and nonzero,
+  // cos/sin are scaled by mscale(factor, mscale) / mscale(factor,
+  // mscale_all_dim) instead of mscale(factor, 1).
+  double mscale = 0;
+  double mscale_all_dim = 0;
+  bool truncate = true;  // yarn: floor/ceil the correction range
 };
 
 // Per-layer latent ranks of a CARE-converted checkpoint
@@ -70,6 +77,9 @@ struct ModelConfig {
   std::vector<int64_t> eos_token_ids;
   std::string torch_dtype;  // as written, e.g. "bfloat16"
 
+  // deepseek_v3 (multi-head latent attention; deepseek_v3_config.h).
+  std::optional<DeepseekV3Config> deepseek_v3;
+
   // Present when the checkpoint is a CARE latent-attention output.
   std::optional<LatentAttentionConfig> latent;
 
@@ -81,6 +91,12 @@ struct ModelConfig {
   // True when layer `l` uses the sparse MoE block instead of the dense MLP.
   bool IsMoeLayer(int64_t layer) const;
 };
+
+// Values a KV cache holds per token over all layers: 2·g·d_h per layer (K
+// and V); Σ (rank_k + rank_v) for a CARE latent checkpoint;
+// (kv_lora_rank + qk_rope_head_dim) per layer for deepseek_v3 (c_kv and the
+// shared k_pe).
+int64_t KvValuesPerToken(const ModelConfig& config);
 
 // The model_type values accepted by ParseModelConfig.
 const std::vector<std::string>& SupportedModelTypes();
