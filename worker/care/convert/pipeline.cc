@@ -26,6 +26,8 @@ absl::StatusOr<ConversionReport> ConvertModel(const ConvertOptions& options,
     CARE_RETURN_IF_ERROR(stage::MlaChoose(options, in, fit, steps, &report));
     CARE_RETURN_IF_ERROR(stage::MlaEvaluate(options, in, fit, steps, &report));
     CARE_RETURN_IF_ERROR(stage::MlaWrite(options, in, fit, steps, &report));
+    // Nothing of this layout is resumable yet; drop what Load opened.
+    if (in.resume) in.resume->Remove();
     return report;
   }
   CARE_ASSIGN_OR_RETURN(DecomposedModel decomposed,

@@ -64,11 +64,12 @@ absl::StatusOr<nlohmann::json> ExportConfigJson(
   j["num_attention_heads"] = n_h;
   j["num_key_value_heads"] = n_h;
   // All layers dense: the MoE keys are never used, but written with valid
-  // values (1 routed expert, no shared one) instead of DeepSeek-V3's.
+  // values (2 routed experts in 1 group, the smallest group-routing
+  // accepts; no shared expert) instead of DeepSeek-V3's.
   j["first_k_dense_replace"] = source.num_hidden_layers;
   j["moe_intermediate_size"] = source.intermediate_size;
   j["n_shared_experts"] = 0;
-  j["n_routed_experts"] = 1;
+  j["n_routed_experts"] = 2;
   j["num_experts_per_tok"] = 1;
   j["n_group"] = 1;
   j["topk_group"] = 1;
