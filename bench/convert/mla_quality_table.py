@@ -10,7 +10,8 @@ cell; only the Python standard library is needed.
 Protocol (the prototype's in issue 17): the tok512 id stream
 stories260K_reference/tinystories_val_head.tok512.u16 (393,012 ids);
 calibration 256 x 32 windows (seed 0) from ids [0, CAL) with the last 10 %
-of that range held out for scoring; evaluation 64 plain windows x 256 from
+of that range held out for scoring (512 x 32 consecutive ids, regrouped by
+the deepseek-v3 layout into 64 windows of 256 for its auto choice); evaluation 64 plain windows x 256 from
 id EVAL. stories260K: CAL 196,000, EVAL 196,608; tinygqa and tinyqwen3:
 CAL 353,000, EVAL 353,710 (their training hold-out).
 """
@@ -36,7 +37,7 @@ def run(args, model, cal, ev, save, extra, name):
                os.path.join(args.fixtures, model), "--out", out,
                "--kv-save", str(save), "--calib", tokens,
                "--calib-samples", "256", "--calib-seq-len", "32", "--seed",
-               "0", "--calib-range", f"0:{(cal + 0.5) / N!r}",
+               "0", "--heldout-windows", "512", "--calib-range", f"0:{(cal + 0.5) / N!r}",
                "--eval", tokens, "--eval-range", f"{(ev + 0.5) / N!r}:1",
                "--eval-seq-len", "256", "--eval-windows", "64",
                "--threads", str(args.threads), "--report", report,

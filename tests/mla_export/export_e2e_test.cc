@@ -89,7 +89,7 @@ TEST_F(ExportEndToEndTest, DeepseekV3JobThroughServerWorkerAndCarectl) {
       ReadFileOrEmpty(out + "/config.json"), nullptr, false);
   EXPECT_EQ(config.value("model_type", ""), "deepseek_v3");
 
-  const std::string metrics = HttpGet(server_->metrics_address(), "/metrics");
+  const std::string metrics = ScrapeMetrics(server_->metrics_address());
   EXPECT_EQ(SeriesValue(metrics,
                         "care_jobs_finished_by_layout_total{layout=\""
                         "deepseek_v3\",outcome=\"succeeded\"}"),

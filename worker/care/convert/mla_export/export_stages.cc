@@ -80,14 +80,37 @@ engine::LayerHooks ProgressHooks(const LayerCallback& cb) {
   return hooks;
 }
 
-absl::StatusOr<engine::NllSum> HeldoutNll(const ExportView& v, const Inputs& in,
+// The held-out slice as windows of up to kScoringTokens tokens. The slice's
+// windows are consecutive (ChunkEvaluationWindows), so whole groups of them
+// are regrouped: a rope split's loss grows with the attended distance, and
+// windows as short as the calibration ones (32 tokens) hide it.
+constexpr int64_t kScoringTokens = 256;
+struct Scoring {
+  engine::TokenWindows windows;
+  std::vector<int32_t> targets;
+};
+Scoring LongHeldout(const CalibrationWindows& w) {
+  const engine::TokenWindows& h = w.heldout;
+  const int64_t per = std::clamp<int64_t>(kScoringTokens / h.seq_len, 1,
+                                          std::max<int64_t>(h.num_windows, 1));
+  Scoring s;
+  s.windows.seq_len = per * h.seq_len;
+  s.windows.num_windows = h.num_windows / per;
+  s.windows.ids.assign(h.ids.begin(), h.ids.begin() + s.windows.tokens());
+  s.targets = NextTokenTargets(s.windows);
+  return s;
+}
+
+absl::StatusOr<engine::NllSum> HeldoutNll(const ExportView& v,
+                                          const Scoring& scoring,
+                                          const Inputs& in,
                                           const LayerCallback& cb) {
   CARE_ASSIGN_OR_RETURN(
-      auto fwd, engine::LayerwiseForward::Create(
-                    v.config, *v.weights, in.windows.heldout, in.engine));
+      auto fwd, engine::LayerwiseForward::Create(v.config, *v.weights,
+                                                 scoring.windows, in.engine));
   CARE_RETURN_IF_ERROR(
       fwd->RunLayers(v.config.num_hidden_layers, ProgressHooks(cb)));
-  return fwd->ScoreTargets(in.windows.heldout_targets);
+  return fwd->ScoreTargets(scoring.targets);
 }
 
 PerplexityReport ToReport(const engine::PerplexityResult& r) {
@@ -317,7 +340,19 @@ absl::Status MlaChoose(const ConvertOptions& options, const Inputs& in,
   const int64_t n = static_cast<int64_t>(fit.candidates.size());
   const mla::ExportMetadata meta = Metadata(*report);
   progress.Begin("allocate");
+  const Scoring scoring = LongHeldout(in.windows);
   MlaExportReport mr;
+  mr.scoring_seq_len = scoring.windows.seq_len;
+  mr.scoring_windows = scoring.windows.num_windows;
+  {
+    // The original model on the same scoring windows, for comparison.
+    CARE_ASSIGN_OR_RETURN(
+        auto fwd, engine::LayerwiseForward::Create(in.config(), in.weights(),
+                                                   scoring.windows, in.engine));
+    CARE_RETURN_IF_ERROR(fwd->RunLayers(L));
+    CARE_ASSIGN_OR_RETURN(engine::NllSum o, fwd->ScoreTargets(scoring.targets));
+    mr.heldout_nll_original = o.mean();
+  }
   double best = 0;
   for (int64_t i = 0; i < n; ++i) {
     const MlaCandidate& cand = fit.candidates[i];
@@ -328,11 +363,13 @@ absl::Status MlaChoose(const ConvertOptions& options, const Inputs& in,
     CARE_ASSIGN_OR_RETURN(ExportView conv, View(in, cand.layers, meta));
     CARE_ASSIGN_OR_RETURN(
         engine::NllSum nll,
-        HeldoutNll(conv, in, progress.Layers("allocate", L, 2 * i, 2 * n)));
+        HeldoutNll(conv, scoring, in,
+                   progress.Layers("allocate", L, 2 * i, 2 * n)));
     CARE_ASSIGN_OR_RETURN(ExportView rope, View(in, cand.rope_only, meta));
     CARE_ASSIGN_OR_RETURN(
         engine::NllSum rope_nll,
-        HeldoutNll(rope, in, progress.Layers("allocate", L, 2 * i + 1, 2 * n)));
+        HeldoutNll(rope, scoring, in,
+                   progress.Layers("allocate", L, 2 * i + 1, 2 * n)));
     cr.heldout_nll = nll.mean();
     cr.heldout_nll_partial_rope = rope_nll.mean();
     if (i == 0 || cr.heldout_nll < best) {
@@ -359,6 +396,8 @@ absl::Status MlaChoose(const ConvertOptions& options, const Inputs& in,
   mr.layers = c.reports;
   report->allocation_chosen =
       absl::StrCat("rope", c.rope_dim, "-freqfold", c.freqfold);
+  // Both held-out numbers on the scoring windows.
+  report->heldout_nll_original = mr.heldout_nll_original;
   report->heldout_nll_converted = best;
   report->kv_width_after = L * mr.kv_width_per_layer_after;
   report->deepseek_v3 = std::move(mr);

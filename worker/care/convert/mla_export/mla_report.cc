@@ -18,6 +18,9 @@ nlohmann::json MlaReportToJson(const MlaExportReport& r) {
       {"kv_width_per_layer_before", r.kv_width_per_layer_before},
       {"kv_width_per_layer_after", r.kv_width_per_layer_after},
       {"heldout_nll_partial_rope", r.heldout_nll_partial_rope},
+      {"heldout_nll_original", r.heldout_nll_original},
+      {"scoring_seq_len", r.scoring_seq_len},
+      {"scoring_windows", r.scoring_windows},
       {"eval_ppl_partial_rope", r.eval_ppl_partial_rope
                                     ? nlohmann::json(*r.eval_ppl_partial_rope)
                                     : nlohmann::json(nullptr)}};
@@ -58,8 +61,12 @@ std::string MlaReportSummary(const MlaExportReport& r) {
       r.rope_dim, r.rope_dim_auto ? " (auto)" : "", r.freqfold,
       r.freqfold_auto ? " (auto)" : "", r.kv_lora_rank,
       r.kv_width_per_layer_before, r.kv_width_per_layer_after);
-  absl::StrAppendFormat(&s, "  partial RoPE only: held-out NLL %.4f",
-                        r.heldout_nll_partial_rope);
+  absl::StrAppendFormat(
+      &s,
+      "  held-out scoring: %d windows x %d, original NLL %.4f\n"
+      "  partial RoPE only: held-out NLL %.4f",
+      r.scoring_windows, r.scoring_seq_len, r.heldout_nll_original,
+      r.heldout_nll_partial_rope);
   if (r.eval_ppl_partial_rope) {
     absl::StrAppendFormat(&s, ", perplexity %.4f", *r.eval_ppl_partial_rope);
   }

@@ -51,6 +51,12 @@ struct MlaExportReport {
   // loss of moving RoPE onto rope_dim dims with no compression at all.
   double heldout_nll_partial_rope = 0;
   std::optional<double> eval_ppl_partial_rope;
+  // The candidates are scored on the held-out slice regrouped into windows
+  // of up to 256 tokens (the calibration windows are too short to show a
+  // rope split's long-range loss): their length and count, and the
+  // original model's NLL there. heldout_nll fields use these windows.
+  int64_t scoring_seq_len = 0, scoring_windows = 0;
+  double heldout_nll_original = 0;
   std::vector<MlaLayerReport> layers;
   std::vector<MlaCandidateReport> candidates;
 };
