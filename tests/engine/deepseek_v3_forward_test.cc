@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -16,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "care/convert/pipeline.h"
 #include "care/engine/engine.h"
 #include "care/engine/kv_projector.h"
 #include "care/engine/synthetic_model.h"
@@ -134,6 +136,8 @@ double ErrorAgainstReference(const std::string& dir,
     }
   }
   EXPECT_GT(scale, 0.5);  // logits are not trivially small
+  std::printf("  max |engine - reference| = %.2e (logits up to %.1f)\n", err,
+              scale);
   return err;
 }
 
@@ -447,6 +451,20 @@ TEST(DeepseekV3ForwardTest, KvInputHookSeesNormalizedInputAndProjectorRefused) {
     return std::unique_ptr<KvProjector>(nullptr);
   };
   EXPECT_TRUE(EngineLogits(*model, 8192, replace).ok());  // null: keep MLA
+  // A GQA-style K/V projector has no place in latent attention.
+  class Unused : public KvProjector {
+   public:
+    absl::Status Project(compute::Backend&, const compute::Matrix&,
+                         compute::Matrix*, compute::Matrix*) const override {
+      return absl::InternalError("must not run");
+    }
+  };
+  replace.make_kv_projector =
+      [](int64_t) -> absl::StatusOr<std::unique_ptr<KvProjector>> {
+    return std::make_unique<Unused>();
+  };
+  EXPECT_EQ(EngineLogits(*model, 8192, replace).status().code(),
+            absl::StatusCode::kUnimplemented);
 }
 
 TEST(DeepseekV3ForwardTest, MissingTensorIsNamed) {
@@ -463,6 +481,24 @@ TEST(DeepseekV3ForwardTest, MissingTensorIsNamed) {
   EXPECT_NE(model.status().message().find("model.layers.1.mlp.gate.weight"),
             std::string::npos)
       << model.status();
+}
+
+// A DeepSeek-V3 checkpoint is already MLA: conversion refuses it up front,
+// naming the model type and the field.
+TEST(DeepseekV3ConvertTest, ConversionIsRefused) {
+  const std::string dir = Write(Tiny(), "convert_src");
+  convert::ConvertOptions o;
+  o.model = dir;
+  o.output_dir = dir + "/../convert_out";
+  o.calib_data = dir + "/../no_calib.u16";  // never read
+  auto r = convert::ConvertModel(o, nullptr, nullptr);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("deepseek_v3"), std::string::npos)
+      << r.status();
+  EXPECT_NE(r.status().message().find("kv_lora_rank"), std::string::npos)
+      << r.status();
+  EXPECT_FALSE(std::filesystem::exists(o.output_dir));
 }
 
 // care-worker as a process: inspect reports MLA's KV width, eval's

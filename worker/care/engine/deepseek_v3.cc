@@ -243,7 +243,12 @@ absl::Status RunMlaBlock(const LayerContext& ctx, int64_t layer,
   }
   if (ctx.hooks.make_kv_projector) {
     auto made = ctx.hooks.make_kv_projector(layer);
-    if (!made.ok() || *made != nullptr) {
+    if (!made.ok()) {
+      return absl::Status(
+          made.status().code(),
+          absl::StrCat("make_kv_projector hook: ", made.status().message()));
+    }
+    if (*made != nullptr) {
       return absl::UnimplementedError(
           "make_kv_projector hook: a K/V projector cannot replace the latent "
           "attention of a deepseek_v3 layer");

@@ -79,6 +79,13 @@ absl::StatusOr<data::TokenRange> Range(int64_t n, const StreamFraction& f,
 }
 
 absl::Status CheckConvertible(const ModelConfig& c, const std::string& dir) {
+  if (c.deepseek_v3) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(dir, ": model_type 'deepseek_v3' (", c.architecture,
+                     ") is already multi-head latent attention (kv_lora_rank ",
+                     c.deepseek_v3->kv_lora_rank,
+                     "); there is no k_proj/v_proj to convert"));
+  }
   if (c.latent) {
     return absl::InvalidArgumentError(absl::StrCat(
         dir,
