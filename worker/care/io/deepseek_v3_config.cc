@@ -207,6 +207,17 @@ absl::Status ParseDeepseekV3Fields(const json& j, absl::string_view origin,
         absl::StrCat("(", d.num_experts_per_tok, ") exceeds n_routed_experts (",
                      d.n_routed_experts, ")"));
   }
+  // DeepSeek-V3's published weights are FP8 blocks with scale tensors.
+  if (auto it = j.find("quantization_config");
+      it != j.end() && !it->is_null()) {
+    return FieldError(
+        origin, "quantization_config",
+        absl::StrCat(it->is_object() && it->contains("quant_method")
+                         ? (*it)["quant_method"].dump()
+                         : it->dump(),
+                     ": quantized checkpoints are not supported; use a "
+                     "BF16/F16/F32 copy"));
+  }
   d.softmax_scale = SoftmaxScale(j, d.qk_head_dim());
   c->head_dim = d.qk_rope_head_dim;  // the rotary width, as transformers
   c->partial_rotary_factor = 1.0;
