@@ -19,9 +19,11 @@
 
 #include "care/convert/pipeline.h"
 #include "care/engine/engine.h"
+#include "care/engine/families.h"
 #include "care/engine/kv_projector.h"
 #include "care/engine/synthetic_model.h"
 #include "care/io/checkpoint.h"
+#include "care/io/deepseek_v3_config.h"
 #include "care/io/model.h"
 #include "care/io/model_config.h"
 #include "care/util/status_macros.h"
@@ -113,7 +115,7 @@ absl::StatusOr<MatrixRM> EngineLogits(const io::Model& m,
 // Max |engine - reference| over both windows of the checkpoint in `dir`.
 double ErrorAgainstReference(const std::string& dir,
                              int64_t group_tokens = 8192) {
-  auto model = io::OpenModel(dir);
+  auto model = io::OpenModel(dir, Families());
   EXPECT_TRUE(model.ok()) << model.status();
   if (!model.ok()) return 1e9;
   auto logits = EngineLogits(*model, group_tokens);
@@ -237,7 +239,7 @@ TEST(DeepseekV3ForwardTest, ShardedF16MatchesReference) {
 // flipping one of them moves the logits far beyond it.
 TEST(DeepseekV3ForwardTest, ReferenceSeesEachRule) {
   const std::string dir = Write(Tiny(), "rules");
-  auto model = io::OpenModel(dir);
+  auto model = io::OpenModel(dir, Families());
   ASSERT_TRUE(model.ok()) << model.status();
   auto logits = EngineLogits(*model);
   ASSERT_TRUE(logits.ok()) << logits.status();
@@ -277,21 +279,28 @@ TEST(DeepseekV3ForwardTest, ReferenceSeesEachRule) {
 // ---- config rules
 
 ModelConfig Parse(const json& j) {
-  auto c = ParseModelConfig(j.dump(), "config.json");
+  auto c = ParseModelConfig(j.dump(), "config.json", Families());
   EXPECT_TRUE(c.ok()) << c.status();
   return c.ok() ? *c : ModelConfig{};
 }
 
+DeepseekV3Config Dsv3(const json& j) {
+  const ModelConfig c = Parse(j);
+  const auto* d = c.fields<DeepseekV3Config>();
+  EXPECT_NE(d, nullptr);
+  return d != nullptr ? *d : DeepseekV3Config{};
+}
+
 absl::Status ParseError(const json& j) {
-  return ParseModelConfig(j.dump(), "config.json").status();
+  return ParseModelConfig(j.dump(), "config.json", Families()).status();
 }
 
 TEST(DeepseekV3ConfigTest, AbsentKeysTakeTransformersDefaults) {
   // Only what has no DeepSeek-V3 default worth keeping small... nothing:
   // an empty deepseek_v3 config is DeepSeek-V3 itself.
   const ModelConfig c = Parse({{"model_type", "deepseek_v3"}});
-  ASSERT_TRUE(c.deepseek_v3.has_value());
-  const DeepseekV3Config& d = *c.deepseek_v3;
+  ASSERT_NE(c.fields<DeepseekV3Config>(), nullptr);
+  const DeepseekV3Config& d = *c.fields<DeepseekV3Config>();
   EXPECT_EQ(d.q_lora_rank, 1536);
   EXPECT_EQ(d.kv_lora_rank, 512);
   EXPECT_EQ(d.qk_nope_head_dim, 128);
@@ -364,9 +373,10 @@ TEST(DeepseekV3ConfigTest, PublishedDeepSeekV3Config) {
             std::string::npos);
   j.erase("quantization_config");
   const ModelConfig c = Parse(j);
-  ASSERT_TRUE(c.deepseek_v3.has_value());
+  ASSERT_NE(c.fields<DeepseekV3Config>(), nullptr);
   const double m = 0.1 * std::log(40.0) + 1.0;
-  EXPECT_NEAR(c.deepseek_v3->softmax_scale, m * m / std::sqrt(192.0), 1e-15);
+  EXPECT_NEAR(c.fields<DeepseekV3Config>()->softmax_scale,
+              m * m / std::sqrt(192.0), 1e-15);
   EXPECT_EQ(c.rope_scaling.type, RopeScalingType::kYarn);
   EXPECT_EQ(KvValuesPerToken(c), 576 * 61);
   EXPECT_FALSE(c.IsMoeLayer(2));
@@ -376,18 +386,19 @@ TEST(DeepseekV3ConfigTest, PublishedDeepSeekV3Config) {
 TEST(DeepseekV3ConfigTest, NullQLoraRankMeansQProj) {
   json j = Tiny();
   j["q_lora_rank"] = nullptr;
-  EXPECT_FALSE(Parse(j).deepseek_v3->q_lora_rank.has_value());
+  EXPECT_FALSE(Dsv3(j).q_lora_rank.has_value());
   j.erase("q_lora_rank");
-  EXPECT_EQ(Parse(j).deepseek_v3->q_lora_rank, 1536);
+  EXPECT_EQ(Dsv3(j).q_lora_rank, 1536);
 }
 
 TEST(DeepseekV3ConfigTest, SoftmaxScaleCarriesMscaleAllDim) {
   const ModelConfig c = Parse(Tiny());  // yarn factor 4, mscale_all_dim 1
   const double m = 0.1 * std::log(4.0) + 1.0;
-  EXPECT_NEAR(c.deepseek_v3->softmax_scale, m * m / std::sqrt(16.0), 1e-15);
+  EXPECT_NEAR(c.fields<DeepseekV3Config>()->softmax_scale,
+              m * m / std::sqrt(16.0), 1e-15);
   json j = Tiny();
   j["rope_scaling"]["mscale_all_dim"] = 0;
-  EXPECT_NEAR(Parse(j).deepseek_v3->softmax_scale, 0.25, 1e-15);
+  EXPECT_NEAR(Dsv3(j).softmax_scale, 0.25, 1e-15);
 }
 
 TEST(DeepseekV3ConfigTest, TransformersV5RopeParameters) {
@@ -473,7 +484,7 @@ TEST(DeepseekV3ConfigTest, ExpectedTensorsNameEveryMlaAndMoeTensor) {
 
 TEST(DeepseekV3ForwardTest, KvInputHookSeesNormalizedInputAndProjectorRefused) {
   const std::string dir = Write(Tiny(), "hooks");
-  auto model = io::OpenModel(dir);
+  auto model = io::OpenModel(dir, Families());
   ASSERT_TRUE(model.ok()) << model.status();
   int calls = 0;
   LayerHooks hooks;
@@ -516,7 +527,7 @@ TEST(DeepseekV3ForwardTest, MissingTensorIsNamed) {
   // A config that expects MoE layers over a dense checkpoint.
   std::filesystem::copy_file(dir + "/config.json", dense + "/config.json",
                              std::filesystem::copy_options::overwrite_existing);
-  auto model = io::OpenModel(dense);
+  auto model = io::OpenModel(dense, Families());
   ASSERT_FALSE(model.ok());
   EXPECT_NE(model.status().message().find("model.layers.1.mlp.gate.weight"),
             std::string::npos)
