@@ -218,6 +218,15 @@ TEST(DeepseekV3ForwardTest, UngroupedUnnormalizedNoSharedExpertsMatch) {
   EXPECT_LE(ErrorAgainstReference(Write(j, "ungrouped")), kTolerance);
 }
 
+TEST(DeepseekV3ForwardTest, LatentNormsKeepEps1e6WhateverRmsNormEps) {
+  // rms_norm_eps reaches input/post-attention/final norms only; q_a_ and
+  // kv_a_layernorm are built with DeepseekV3RMSNorm's default 1e-6. At 0.1
+  // the two rules differ by ~5 % on O(1) latents, far above the tolerance.
+  json j = Tiny();
+  j["rms_norm_eps"] = 0.1;
+  EXPECT_LE(ErrorAgainstReference(Write(j, "eps")), kTolerance);
+}
+
 TEST(DeepseekV3ForwardTest, AllDenseMatchesReference) {
   json j = Tiny();
   j["first_k_dense_replace"] = 3;  // = num_hidden_layers: no MoE
