@@ -284,6 +284,15 @@ absl::StatusOr<ConversionReport> ConvertModel(const ConvertOptions& options,
         absl::StrCat("output directory ", options.output_dir,
                      " already exists (pass --overwrite to replace it)"));
   }
+  std::filesystem::path out_path =
+      std::filesystem::absolute(options.output_dir, fs_error);
+  if (!out_path.has_filename()) out_path = out_path.parent_path();  // "d/"
+  if (const std::filesystem::path parent = out_path.parent_path();
+      !std::filesystem::is_directory(parent, fs_error)) {
+    return absl::NotFoundError(
+        absl::StrCat("output directory ", options.output_dir, ": parent ",
+                     parent.string(), " does not exist"));
+  }
   if (out_exists &&
       std::filesystem::equivalent(options.output_dir, dir, fs_error)) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -600,6 +609,8 @@ absl::StatusOr<ConversionReport> ConvertModel(const ConvertOptions& options,
   wopt.overwrite = options.overwrite;
   wopt.dtype = options.output_dtype;
   wopt.report_json = ReportToJson(report).dump(2);
+  wopt.temp_tag = options.staging_tag;
+  wopt.before_commit = options.before_publish;
   CARE_RETURN_IF_ERROR(WriteConvertedCheckpoint(
       *model.weights, config, layers, ConvertedConfigJson(config, layers, meta),
       options.output_dir, wopt, rep.Layers("write", L)));
