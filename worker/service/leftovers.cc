@@ -81,10 +81,10 @@ int RemoveStagingOfAttempt(const std::string& output_dir,
                        [attempt](int n) { return n != attempt; });
 }
 
-int RemoveStagingOfOtherAttempts(const std::string& output_dir,
-                                 const std::string& job_id, int attempt) {
+int RemoveStagingOfEarlierAttempts(const std::string& output_dir,
+                                   const std::string& job_id, int attempt) {
   return RemoveStaging(output_dir, job_id,
-                       [attempt](int n) { return n == attempt; });
+                       [attempt](int n) { return n >= attempt; });
 }
 
 absl::StatusOr<std::unique_ptr<Scratch>> Scratch::Create(

@@ -3,7 +3,8 @@
 // - the output's temporary directory, `.<name>.tmp-<job>-a<attempt>-XXXXXX`
 //   beside the destination (io::CheckpointWriter, tagged with the attempt):
 //   removed when the attempt ends (any outcome), and an earlier attempt's
-//   when a later attempt of the same job starts (that one is fenced off);
+//   when a later attempt of the same job starts (that one is fenced off;
+//   a later attempt's is never touched);
 // - the scratch directory <work_dir>/<job>/attempt-<n> (cwd and TMPDIR of the
 //   pipeline process): removed when the attempt ends, and at worker start
 //   when no live worker holds it (an flock on its `.owner` file).
@@ -22,12 +23,14 @@ namespace care::worker {
 // "<job>-a<attempt>", the io::WriterOptions::temp_tag of an attempt.
 std::string StagingTag(const std::string& job_id, int attempt);
 
-// Remove the temporary output directories of `attempt` / of every other
-// attempt of `job_id` beside `output_dir`. Best effort; return how many.
+// Remove the temporary output directories of `attempt` / of every earlier
+// attempt of `job_id` beside `output_dir` (never a later one's: a stale
+// attempt must not touch what the current one writes). Best effort; return
+// how many.
 int RemoveStagingOfAttempt(const std::string& output_dir,
                            const std::string& job_id, int attempt);
-int RemoveStagingOfOtherAttempts(const std::string& output_dir,
-                                 const std::string& job_id, int attempt);
+int RemoveStagingOfEarlierAttempts(const std::string& output_dir,
+                                   const std::string& job_id, int attempt);
 
 // The scratch directory of one attempt, created and flock'ed; removed (with
 // its job directory when that is left empty) on destruction. Without a

@@ -48,8 +48,9 @@ absl::StatusOr<care::v1::Report> SubprocessRunner::Run(
     const CancelToken& cancel) {
   CARE_ASSIGN_OR_RETURN(nlohmann::json options, Options(job));
   const std::string output = options.value("output_dir", std::string());
-  // Earlier attempts of this job are fenced off: their partial outputs go.
-  RemoveStagingOfOtherAttempts(output, job.id(), job.attempt());
+  // Earlier attempts of this job are fenced off: their partial outputs go
+  // (a later attempt's, should this one be stale, are left alone).
+  RemoveStagingOfEarlierAttempts(output, job.id(), job.attempt());
   CARE_ASSIGN_OR_RETURN(std::unique_ptr<Scratch> scratch,
                         Scratch::Create(work_dir_, job.id(), job.attempt()));
   CARE_ASSIGN_OR_RETURN(
