@@ -28,7 +28,9 @@
 #include "care/compute/registry.h"
 #include "care/convert/flop_model.h"
 #include "care/engine/engine.h"
+#include "care/engine/families.h"
 #include "care/engine/perplexity.h"
+#include "care/io/deepseek_v3_config.h"
 #include "care/io/model.h"
 #include "care/util/flags.h"
 #include "care/util/status_macros.h"
@@ -89,7 +91,8 @@ absl::Status Run(const std::vector<std::string>& args) {
   // Resets VmHWM (Linux >= 4.0) so the peak below is the engine's own.
   std::ofstream("/proc/self/clear_refs") << "5";
 
-  CARE_ASSIGN_OR_RETURN(care::io::Model model, care::io::OpenModel(dir));
+  CARE_ASSIGN_OR_RETURN(care::io::Model model,
+                        care::io::OpenModel(dir, care::engine::Families()));
   const care::ModelConfig& c = model.config;
   // Plain windows of pseudo-random ids (content does not change the cost).
   std::vector<int32_t> stream(windows * seq_len);
@@ -148,9 +151,10 @@ absl::Status Run(const std::vector<std::string>& args) {
   // deepseek_v3 (latent projections, routed + shared experts): the
   // conversion's FLOP model.
   const double layer_flops =
-      c.deepseek_v3 ? tokens * care::convert::LayerFlopsPerToken(c, T)
-                    : c.num_hidden_layers * (per_token_layer * tokens +
-                                             attn_per_window * windows);
+      c.fields<care::DeepseekV3Config>() != nullptr
+          ? tokens * care::convert::LayerFlopsPerToken(c, T)
+          : c.num_hidden_layers *
+                (per_token_layer * tokens + attn_per_window * windows);
   const double head_flops = 2.0 * D * c.vocab_size * nll.count;
   const double gf_layers = layer_flops / t_layers / 1e9;
   const double gf_total = (layer_flops + head_flops) / total / 1e9;

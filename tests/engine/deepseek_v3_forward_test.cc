@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -16,10 +17,13 @@
 #include <string>
 #include <vector>
 
+#include "care/convert/pipeline.h"
 #include "care/engine/engine.h"
+#include "care/engine/families.h"
 #include "care/engine/kv_projector.h"
 #include "care/engine/synthetic_model.h"
 #include "care/io/checkpoint.h"
+#include "care/io/deepseek_v3_config.h"
 #include "care/io/model.h"
 #include "care/io/model_config.h"
 #include "care/util/status_macros.h"
@@ -111,7 +115,7 @@ absl::StatusOr<MatrixRM> EngineLogits(const io::Model& m,
 // Max |engine - reference| over both windows of the checkpoint in `dir`.
 double ErrorAgainstReference(const std::string& dir,
                              int64_t group_tokens = 8192) {
-  auto model = io::OpenModel(dir);
+  auto model = io::OpenModel(dir, Families());
   EXPECT_TRUE(model.ok()) << model.status();
   if (!model.ok()) return 1e9;
   auto logits = EngineLogits(*model, group_tokens);
@@ -134,6 +138,8 @@ double ErrorAgainstReference(const std::string& dir,
     }
   }
   EXPECT_GT(scale, 0.5);  // logits are not trivially small
+  std::printf("  max |engine - reference| = %.2e (logits up to %.1f)\n", err,
+              scale);
   return err;
 }
 
@@ -212,6 +218,15 @@ TEST(DeepseekV3ForwardTest, UngroupedUnnormalizedNoSharedExpertsMatch) {
   EXPECT_LE(ErrorAgainstReference(Write(j, "ungrouped")), kTolerance);
 }
 
+TEST(DeepseekV3ForwardTest, LatentNormsKeepEps1e6WhateverRmsNormEps) {
+  // rms_norm_eps reaches input/post-attention/final norms only; q_a_ and
+  // kv_a_layernorm are built with DeepseekV3RMSNorm's default 1e-6. At 0.1
+  // the two rules differ by ~5 % on O(1) latents, far above the tolerance.
+  json j = Tiny();
+  j["rms_norm_eps"] = 0.1;
+  EXPECT_LE(ErrorAgainstReference(Write(j, "eps")), kTolerance);
+}
+
 TEST(DeepseekV3ForwardTest, AllDenseMatchesReference) {
   json j = Tiny();
   j["first_k_dense_replace"] = 3;  // = num_hidden_layers: no MoE
@@ -233,7 +248,7 @@ TEST(DeepseekV3ForwardTest, ShardedF16MatchesReference) {
 // flipping one of them moves the logits far beyond it.
 TEST(DeepseekV3ForwardTest, ReferenceSeesEachRule) {
   const std::string dir = Write(Tiny(), "rules");
-  auto model = io::OpenModel(dir);
+  auto model = io::OpenModel(dir, Families());
   ASSERT_TRUE(model.ok()) << model.status();
   auto logits = EngineLogits(*model);
   ASSERT_TRUE(logits.ok()) << logits.status();
@@ -273,21 +288,28 @@ TEST(DeepseekV3ForwardTest, ReferenceSeesEachRule) {
 // ---- config rules
 
 ModelConfig Parse(const json& j) {
-  auto c = ParseModelConfig(j.dump(), "config.json");
+  auto c = ParseModelConfig(j.dump(), "config.json", Families());
   EXPECT_TRUE(c.ok()) << c.status();
   return c.ok() ? *c : ModelConfig{};
 }
 
+DeepseekV3Config Dsv3(const json& j) {
+  const ModelConfig c = Parse(j);
+  const auto* d = c.fields<DeepseekV3Config>();
+  EXPECT_NE(d, nullptr);
+  return d != nullptr ? *d : DeepseekV3Config{};
+}
+
 absl::Status ParseError(const json& j) {
-  return ParseModelConfig(j.dump(), "config.json").status();
+  return ParseModelConfig(j.dump(), "config.json", Families()).status();
 }
 
 TEST(DeepseekV3ConfigTest, AbsentKeysTakeTransformersDefaults) {
   // Only what has no DeepSeek-V3 default worth keeping small... nothing:
   // an empty deepseek_v3 config is DeepSeek-V3 itself.
   const ModelConfig c = Parse({{"model_type", "deepseek_v3"}});
-  ASSERT_TRUE(c.deepseek_v3.has_value());
-  const DeepseekV3Config& d = *c.deepseek_v3;
+  ASSERT_NE(c.fields<DeepseekV3Config>(), nullptr);
+  const DeepseekV3Config& d = *c.fields<DeepseekV3Config>();
   EXPECT_EQ(d.q_lora_rank, 1536);
   EXPECT_EQ(d.kv_lora_rank, 512);
   EXPECT_EQ(d.qk_nope_head_dim, 128);
@@ -329,21 +351,63 @@ TEST(DeepseekV3ConfigTest, AbsentKeysTakeTransformersDefaults) {
   EXPECT_EQ(ref->first_k_dense_replace, d.first_k_dense_replace);
 }
 
+TEST(DeepseekV3ConfigTest, PublishedDeepSeekV3Config) {
+  // deepseek-ai/DeepSeek-V3's config.json (keys transformers ignores kept).
+  json j = json::parse(R"({
+    "architectures": ["DeepseekV3ForCausalLM"], "attention_bias": false,
+    "attention_dropout": 0.0, "aux_loss_alpha": 0.001, "bos_token_id": 0,
+    "eos_token_id": 1, "ep_size": 1, "first_k_dense_replace": 3,
+    "hidden_act": "silu", "hidden_size": 7168, "initializer_range": 0.02,
+    "intermediate_size": 18432, "kv_lora_rank": 512,
+    "max_position_embeddings": 163840, "model_type": "deepseek_v3",
+    "moe_intermediate_size": 2048, "moe_layer_freq": 1, "n_group": 8,
+    "n_routed_experts": 256, "n_shared_experts": 1, "norm_topk_prob": true,
+    "num_attention_heads": 128, "num_experts_per_tok": 8,
+    "num_hidden_layers": 61, "num_key_value_heads": 128,
+    "num_nextn_predict_layers": 1, "q_lora_rank": 1536,
+    "qk_nope_head_dim": 128, "qk_rope_head_dim": 64,
+    "quantization_config": {"activation_scheme": "dynamic", "fmt": "e4m3",
+      "quant_method": "fp8", "weight_block_size": [128, 128]},
+    "rms_norm_eps": 1e-06,
+    "rope_scaling": {"beta_fast": 32, "beta_slow": 1, "factor": 40,
+      "mscale": 1.0, "mscale_all_dim": 1.0,
+      "original_max_position_embeddings": 4096, "type": "yarn"},
+    "rope_theta": 10000, "routed_scaling_factor": 2.5,
+    "scoring_func": "sigmoid", "seq_aux": true, "tie_word_embeddings": false,
+    "topk_group": 4, "topk_method": "noaux_tc", "torch_dtype": "bfloat16",
+    "transformers_version": "4.33.1", "use_cache": true, "v_head_dim": 128,
+    "vocab_size": 129280})");
+  // The FP8 release is refused by name; its BF16 conversion is read.
+  EXPECT_NE(ParseError(j).message().find("'quantization_config'"),
+            std::string::npos);
+  j.erase("quantization_config");
+  const ModelConfig c = Parse(j);
+  ASSERT_NE(c.fields<DeepseekV3Config>(), nullptr);
+  const double m = 0.1 * std::log(40.0) + 1.0;
+  EXPECT_NEAR(c.fields<DeepseekV3Config>()->softmax_scale,
+              m * m / std::sqrt(192.0), 1e-15);
+  EXPECT_EQ(c.rope_scaling.type, RopeScalingType::kYarn);
+  EXPECT_EQ(KvValuesPerToken(c), 576 * 61);
+  EXPECT_FALSE(c.IsMoeLayer(2));
+  EXPECT_TRUE(c.IsMoeLayer(3));
+}
+
 TEST(DeepseekV3ConfigTest, NullQLoraRankMeansQProj) {
   json j = Tiny();
   j["q_lora_rank"] = nullptr;
-  EXPECT_FALSE(Parse(j).deepseek_v3->q_lora_rank.has_value());
+  EXPECT_FALSE(Dsv3(j).q_lora_rank.has_value());
   j.erase("q_lora_rank");
-  EXPECT_EQ(Parse(j).deepseek_v3->q_lora_rank, 1536);
+  EXPECT_EQ(Dsv3(j).q_lora_rank, 1536);
 }
 
 TEST(DeepseekV3ConfigTest, SoftmaxScaleCarriesMscaleAllDim) {
   const ModelConfig c = Parse(Tiny());  // yarn factor 4, mscale_all_dim 1
   const double m = 0.1 * std::log(4.0) + 1.0;
-  EXPECT_NEAR(c.deepseek_v3->softmax_scale, m * m / std::sqrt(16.0), 1e-15);
+  EXPECT_NEAR(c.fields<DeepseekV3Config>()->softmax_scale,
+              m * m / std::sqrt(16.0), 1e-15);
   json j = Tiny();
   j["rope_scaling"]["mscale_all_dim"] = 0;
-  EXPECT_NEAR(Parse(j).deepseek_v3->softmax_scale, 0.25, 1e-15);
+  EXPECT_NEAR(Dsv3(j).softmax_scale, 0.25, 1e-15);
 }
 
 TEST(DeepseekV3ConfigTest, TransformersV5RopeParameters) {
@@ -429,7 +493,7 @@ TEST(DeepseekV3ConfigTest, ExpectedTensorsNameEveryMlaAndMoeTensor) {
 
 TEST(DeepseekV3ForwardTest, KvInputHookSeesNormalizedInputAndProjectorRefused) {
   const std::string dir = Write(Tiny(), "hooks");
-  auto model = io::OpenModel(dir);
+  auto model = io::OpenModel(dir, Families());
   ASSERT_TRUE(model.ok()) << model.status();
   int calls = 0;
   LayerHooks hooks;
@@ -447,6 +511,20 @@ TEST(DeepseekV3ForwardTest, KvInputHookSeesNormalizedInputAndProjectorRefused) {
     return std::unique_ptr<KvProjector>(nullptr);
   };
   EXPECT_TRUE(EngineLogits(*model, 8192, replace).ok());  // null: keep MLA
+  // A GQA-style K/V projector has no place in latent attention.
+  class Unused : public KvProjector {
+   public:
+    absl::Status Project(compute::Backend&, const compute::Matrix&,
+                         compute::Matrix*, compute::Matrix*) const override {
+      return absl::InternalError("must not run");
+    }
+  };
+  replace.make_kv_projector =
+      [](int64_t) -> absl::StatusOr<std::unique_ptr<KvProjector>> {
+    return std::make_unique<Unused>();
+  };
+  EXPECT_EQ(EngineLogits(*model, 8192, replace).status().code(),
+            absl::StatusCode::kUnimplemented);
 }
 
 TEST(DeepseekV3ForwardTest, MissingTensorIsNamed) {
@@ -458,11 +536,29 @@ TEST(DeepseekV3ForwardTest, MissingTensorIsNamed) {
   // A config that expects MoE layers over a dense checkpoint.
   std::filesystem::copy_file(dir + "/config.json", dense + "/config.json",
                              std::filesystem::copy_options::overwrite_existing);
-  auto model = io::OpenModel(dense);
+  auto model = io::OpenModel(dense, Families());
   ASSERT_FALSE(model.ok());
   EXPECT_NE(model.status().message().find("model.layers.1.mlp.gate.weight"),
             std::string::npos)
       << model.status();
+}
+
+// A DeepSeek-V3 checkpoint is already MLA: conversion refuses it up front,
+// naming the model type and the field.
+TEST(DeepseekV3ConvertTest, ConversionIsRefused) {
+  const std::string dir = Write(Tiny(), "convert_src");
+  convert::ConvertOptions o;
+  o.model = dir;
+  o.output_dir = dir + "/../convert_out";
+  o.calib_data = dir + "/../no_calib.u16";  // never read
+  auto r = convert::ConvertModel(o, nullptr, nullptr);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("deepseek_v3"), std::string::npos)
+      << r.status();
+  EXPECT_NE(r.status().message().find("kv_lora_rank"), std::string::npos)
+      << r.status();
+  EXPECT_FALSE(std::filesystem::exists(o.output_dir));
 }
 
 // care-worker as a process: inspect reports MLA's KV width, eval's

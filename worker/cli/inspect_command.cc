@@ -11,7 +11,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "care/engine/families.h"
 #include "care/io/checkpoint.h"
+#include "care/io/deepseek_v3_config.h"
 #include "care/io/model.h"
 #include "care/io/model_source.h"
 #include "care/util/flags.h"
@@ -98,9 +100,9 @@ nlohmann::json Describe(const io::Model& m, const std::string& uri) {
     j["num_experts_per_tok"] = c.num_experts_per_tok;
     j["moe_intermediate_size"] = c.moe_intermediate_size;
   }
-  if (c.deepseek_v3) {
+  if (const auto* mla = c.fields<DeepseekV3Config>()) {
     // MLA caches c_kv and the shared k_pe per token and layer.
-    const DeepseekV3Config& d = *c.deepseek_v3;
+    const DeepseekV3Config& d = *mla;
     j["head_dim"] = d.qk_head_dim();
     j["kv_width"] = d.kv_cache_width();
     j["kv_values_per_token"] = d.kv_cache_width() * c.num_hidden_layers;
@@ -208,7 +210,8 @@ int RunInspect(const std::vector<std::string>& args) {
   const std::string uri = flags->positionals()[0];
   absl::StatusOr<std::string> dir = io::ResolveModelDir(uri);
   absl::StatusOr<io::Model> model =
-      dir.ok() ? io::OpenModel(*dir) : absl::StatusOr<io::Model>(dir.status());
+      dir.ok() ? io::OpenModel(*dir, engine::Families())
+               : absl::StatusOr<io::Model>(dir.status());
   if (!model.ok()) {
     std::cerr << "care-worker inspect: " << model.status().message() << "\n";
     return 1;

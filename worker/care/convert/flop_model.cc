@@ -1,5 +1,7 @@
 #include "care/convert/flop_model.h"
 
+#include "care/io/deepseek_v3_config.h"
+
 namespace care::convert {
 
 namespace {
@@ -8,7 +10,7 @@ namespace {
 // widths; router + k routed + shared experts, or the dense MLP.
 double DeepseekV3LayerFlopsPerToken(const ModelConfig& c, int64_t seq_len,
                                     int64_t layer) {
-  const DeepseekV3Config& d = *c.deepseek_v3;
+  const DeepseekV3Config& d = *c.fields<DeepseekV3Config>();
   const double D = c.hidden_size, H = c.num_attention_heads;
   const double qk = d.qk_head_dim(), dv = d.v_head_dim, r = d.kv_lora_rank;
   double total = d.q_lora_rank
@@ -32,7 +34,9 @@ double DeepseekV3LayerFlopsPerToken(const ModelConfig& c, int64_t seq_len,
 
 double LayerFlopsPerToken(const ModelConfig& c, int64_t seq_len,
                           int64_t layer) {
-  if (c.deepseek_v3) return DeepseekV3LayerFlopsPerToken(c, seq_len, layer);
+  if (c.fields<DeepseekV3Config>() != nullptr) {
+    return DeepseekV3LayerFlopsPerToken(c, seq_len, layer);
+  }
   const double D = c.hidden_size, H = c.num_attention_heads, dh = c.head_dim;
   const double g = c.num_key_value_heads;
   // q, k, v, o projections: [D -> H·dh], 2 × [D -> g·dh], [H·dh -> D].

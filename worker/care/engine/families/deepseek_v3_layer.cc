@@ -1,6 +1,6 @@
-// DeepSeek-V3 decoder layers, as transformers' DeepseekV3DecoderLayer runs
-// them: multi-head latent attention (MLA) and, from layer
-// first_k_dense_replace on, a sigmoid-routed MoE with shared experts.
+// The halves of a DeepSeek-V3 decoder layer, as transformers'
+// DeepseekV3DecoderLayer runs them: multi-head latent attention (MLA) and
+// the sigmoid-routed MoE with shared experts (deepseek_v3_layer.h).
 //
 // Attention, per token (x = input_layernorm(h), eps 1e-6 for the latent
 // norms whatever rms_norm_eps says):
@@ -13,6 +13,8 @@
 // [k_pe; c_kv], with rope_interleave's pair de-interleave folded into the
 // order; then the backend's rotate_half RoPE rotates exactly the first d_r
 // entries, and q·k is unchanged because q and k share the layout.
+#include "care/engine/families/deepseek_v3_layer.h"
+
 #include <algorithm>
 #include <memory>
 #include <optional>
@@ -21,7 +23,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "care/engine/attention_block.h"
-#include "care/engine/decoder_family.h"
 #include "care/engine/mlp.h"
 #include "care/io/tensor_names.h"
 #include "care/util/status_macros.h"
@@ -95,9 +96,10 @@ struct MlaWeights {
   std::optional<compute::Matrix> b_o;            // [1, D]
 };
 
-absl::StatusOr<MlaWeights> LoadMlaWeights(const LayerContext& ctx, int64_t l) {
+absl::StatusOr<MlaWeights> LoadMlaWeights(const LayerContext& ctx,
+                                          const DeepseekV3Config& d,
+                                          int64_t l) {
   const ModelConfig& c = ctx.config;
-  const DeepseekV3Config& d = *c.deepseek_v3;
   compute::Backend& be = ctx.backend;
   const TensorSource& src = ctx.weights;
   const int64_t D = c.hidden_size, nh = c.num_attention_heads;
@@ -157,11 +159,10 @@ const compute::Matrix* OrNull(const std::optional<compute::Matrix>& m) {
 
 // Attention for the windows whose normalized rows are x [rows, D] (starting
 // at hidden row row0): hidden rows += o_proj(MLA(x)).
-absl::Status AttendWindows(const LayerContext& ctx, const MlaWeights& w,
-                           const compute::Matrix& x, int64_t row0, int64_t nw,
-                           compute::Matrix* hidden) {
+absl::Status AttendWindows(const LayerContext& ctx, const DeepseekV3Config& d,
+                           const MlaWeights& w, const compute::Matrix& x,
+                           int64_t row0, int64_t nw, compute::Matrix* hidden) {
   const ModelConfig& c = ctx.config;
-  const DeepseekV3Config& d = *c.deepseek_v3;
   compute::Backend& be = ctx.backend;
   const int64_t rows = x.rows, nh = c.num_attention_heads;
   const int64_t qk = d.qk_head_dim(), nope = d.qk_nope_head_dim,
@@ -224,42 +225,6 @@ absl::Status AttendWindows(const LayerContext& ctx, const MlaWeights& w,
   return be.Linear(attn, w.w_o, OrNull(w.b_o), &h, /*accumulate=*/true);
 }
 
-absl::Status RunMlaBlock(const LayerContext& ctx, int64_t layer,
-                         compute::Matrix* hidden) {
-  const ModelConfig& c = ctx.config;
-  compute::Backend& be = ctx.backend;
-  CARE_ASSIGN_OR_RETURN(
-      compute::Matrix ln,
-      LoadRowOn(be, ctx.weights, io::names::InputNorm(layer), c.hidden_size));
-  CARE_ASSIGN_OR_RETURN(compute::Matrix x,
-                        be.Allocate(hidden->rows, hidden->cols));
-  CARE_RETURN_IF_ERROR(be.RmsNorm(*hidden, ln, c.rms_norm_eps, &x));
-  if (ctx.hooks.on_kv_input) {
-    absl::Status st = ctx.hooks.on_kv_input(layer, x);
-    if (!st.ok()) {
-      return absl::Status(st.code(),
-                          absl::StrCat("on_kv_input hook: ", st.message()));
-    }
-  }
-  if (ctx.hooks.make_kv_projector) {
-    auto made = ctx.hooks.make_kv_projector(layer);
-    if (!made.ok() || *made != nullptr) {
-      return absl::UnimplementedError(
-          "make_kv_projector hook: a K/V projector cannot replace the latent "
-          "attention of a deepseek_v3 layer");
-    }
-  }
-  CARE_ASSIGN_OR_RETURN(MlaWeights w, LoadMlaWeights(ctx, layer));
-  const int64_t T = ctx.seq_len;
-  const int64_t group = std::max<int64_t>(1, (ctx.group_tokens + T - 1) / T);
-  for (int64_t w0 = 0; w0 < ctx.windows; w0 += group) {
-    const int64_t nw = std::min(group, ctx.windows - w0);
-    CARE_RETURN_IF_ERROR(AttendWindows(
-        ctx, w, compute::RowsView(x, w0 * T, nw * T), w0 * T, nw, hidden));
-  }
-  return absl::OkStatus();
-}
-
 // ---- MoE
 
 struct Route {
@@ -290,11 +255,54 @@ std::vector<Route> Routes(const compute::Routing& r, int64_t E) {
   return routes;
 }
 
-// y [T, D] = Σ routed experts (weights already scaled) + shared experts.
-absl::Status Moe(const LayerContext& ctx, int64_t layer,
-                 const compute::Matrix& x, compute::Matrix* y) {
+}  // namespace
+
+absl::Status RunMlaBlock(const LayerContext& ctx, const DeepseekV3Config& d,
+                         int64_t layer, compute::Matrix* hidden) {
   const ModelConfig& c = ctx.config;
-  const DeepseekV3Config& d = *c.deepseek_v3;
+  compute::Backend& be = ctx.backend;
+  CARE_ASSIGN_OR_RETURN(
+      compute::Matrix ln,
+      LoadRowOn(be, ctx.weights, io::names::InputNorm(layer), c.hidden_size));
+  CARE_ASSIGN_OR_RETURN(compute::Matrix x,
+                        be.Allocate(hidden->rows, hidden->cols));
+  CARE_RETURN_IF_ERROR(be.RmsNorm(*hidden, ln, c.rms_norm_eps, &x));
+  if (ctx.hooks.on_kv_input) {
+    absl::Status st = ctx.hooks.on_kv_input(layer, x);
+    if (!st.ok()) {
+      return absl::Status(st.code(),
+                          absl::StrCat("on_kv_input hook: ", st.message()));
+    }
+  }
+  if (ctx.hooks.make_kv_projector) {
+    auto made = ctx.hooks.make_kv_projector(layer);
+    if (!made.ok()) {
+      return absl::Status(
+          made.status().code(),
+          absl::StrCat("make_kv_projector hook: ", made.status().message()));
+    }
+    if (*made != nullptr) {
+      return absl::UnimplementedError(
+          "make_kv_projector hook: a K/V projector cannot replace the latent "
+          "attention of a deepseek_v3 layer");
+    }
+  }
+  CARE_ASSIGN_OR_RETURN(MlaWeights w, LoadMlaWeights(ctx, d, layer));
+  const int64_t T = ctx.seq_len;
+  const int64_t group = std::max<int64_t>(1, (ctx.group_tokens + T - 1) / T);
+  for (int64_t w0 = 0; w0 < ctx.windows; w0 += group) {
+    const int64_t nw = std::min(group, ctx.windows - w0);
+    CARE_RETURN_IF_ERROR(AttendWindows(
+        ctx, d, w, compute::RowsView(x, w0 * T, nw * T), w0 * T, nw, hidden));
+  }
+  return absl::OkStatus();
+}
+
+// y [T, D] = Σ routed experts (weights already scaled) + shared experts.
+absl::Status RunDeepseekV3Moe(const LayerContext& ctx,
+                              const DeepseekV3Config& d, int64_t layer,
+                              const compute::Matrix& x, compute::Matrix* y) {
+  const ModelConfig& c = ctx.config;
   compute::Backend& be = ctx.backend;
   const int64_t D = c.hidden_size, E = d.n_routed_experts, T = x.rows;
   const int64_t k = d.num_experts_per_tok, I = d.moe_intermediate_size;
@@ -354,31 +362,9 @@ absl::Status Moe(const LayerContext& ctx, int64_t layer,
   return absl::OkStatus();
 }
 
-class DeepseekV3Family : public DecoderFamily {
- public:
-  absl::Status RunLayer(const LayerContext& ctx, int64_t layer,
-                        compute::Matrix* hidden) const override {
-    if (!ctx.config.deepseek_v3) {
-      return absl::InternalError("deepseek_v3 family without its config");
-    }
-    CARE_RETURN_IF_ERROR(RunMlaBlock(ctx, layer, hidden));
-    if (ctx.config.IsMoeLayer(layer)) {
-      return RunMlpBlock(
-          ctx, layer,
-          [&](const compute::Matrix& x, compute::Matrix* y) {
-            return Moe(ctx, layer, x, y);
-          },
-          /*blocked=*/false, hidden);
-    }
-    return RunDenseMlpBlock(ctx, layer, hidden);
-  }
-};
-
-}  // namespace
-
 std::vector<WeightRequest> DeepseekV3WeightRequests(const ModelConfig& c,
+                                                    const DeepseekV3Config& d,
                                                     int64_t layer) {
-  const DeepseekV3Config& d = *c.deepseek_v3;
   const int64_t D = c.hidden_size;
   std::vector<WeightRequest> r = {
       {io::names::OProj(layer), D, c.num_attention_heads * d.v_head_dim}};
@@ -395,10 +381,6 @@ std::vector<WeightRequest> DeepseekV3WeightRequests(const ModelConfig& c,
   r.push_back({mlp + "up_proj.weight", I, D});
   r.push_back({mlp + "down_proj.weight", D, I});
   return r;
-}
-
-std::unique_ptr<DecoderFamily> MakeDeepseekV3Family() {
-  return std::make_unique<DeepseekV3Family>();
 }
 
 }  // namespace care::engine
