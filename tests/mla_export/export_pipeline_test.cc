@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "care/convert/pipeline.h"
+#include "care/engine/families.h"
 #include "care/engine/perplexity.h"
 #include "care/engine/synthetic_model.h"
 #include "care/io/model.h"
@@ -169,7 +170,7 @@ TEST_F(ExportPipelineTest, ReportedPerplexityIsTheWrittenCheckpoints) {
                                                   .start = r->eval_range_begin,
                                                   .bos = std::nullopt});
   ASSERT_TRUE(windows.ok());
-  auto model = io::OpenModel(out);
+  auto model = io::OpenModel(out, engine::Families());
   ASSERT_TRUE(model.ok()) << model.status();
   auto reloaded =
       engine::EvaluatePerplexity(model->config, *model->weights, *windows);

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "care/convert/covariance.h"
+#include "care/engine/families.h"
 
 namespace care::convert::mla {
 namespace {
@@ -21,7 +22,8 @@ ModelConfig Source(bool tied) {
       "original_max_position_embeddings": 64},
     "tie_word_embeddings": )" +
                            std::string(tied ? "true" : "false") + "}";
-  absl::StatusOr<ModelConfig> c = ParseModelConfig(json, "test");
+  absl::StatusOr<ModelConfig> c =
+      ParseModelConfig(json, "test", engine::Families());
   EXPECT_TRUE(c.ok()) << c.status();
   return *c;
 }

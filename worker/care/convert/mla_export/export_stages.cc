@@ -13,6 +13,7 @@
 #include "care/convert/mla_export/mla_tensors.h"
 #include "care/convert/mla_export/nope_correction.h"
 #include "care/convert/mla_export/qk_norm_fold.h"
+#include "care/engine/families.h"
 #include "care/engine/rope.h"
 #include "care/io/checkpoint_writer.h"
 #include "care/io/tensor_names.h"
@@ -53,7 +54,8 @@ absl::StatusOr<ModelConfig> ExportModelConfig(
     const mla::ExportMetadata& meta) {
   CARE_ASSIGN_OR_RETURN(nlohmann::json j,
                         mla::ExportConfigJson(source, layers, meta));
-  return ParseModelConfig(j.dump(), "deepseek-v3 export config.json");
+  return ParseModelConfig(j.dump(), "deepseek-v3 export config.json",
+                          engine::Families());
 }
 
 // An export as the engine runs it: config + tensors over the source.
