@@ -218,7 +218,8 @@ TEST(FactorizeTest, NoDataFallsBackToPlainSvd) {
 TEST(FactorizeTest, BadInputsAreRejected) {
   EXPECT_EQ(ParseMethod("care-c").value(), Method::kCareC);
   const absl::Status bad = ParseMethod("pca").status();
-  EXPECT_NE(bad.message().find("care, care-c, asvd or svd"), std::string::npos);
+  EXPECT_NE(bad.message().find("care, care-c, asvd, svd or pca"),
+            std::string::npos);
   const LayerStatistics stats = Stats(Activations(100, 12));
   EXPECT_FALSE(BuildScaling(stats, {.damping = -0.1}).ok());
   EXPECT_FALSE(BuildScaling(stats, {.damping = NAN}).ok());
