@@ -10,10 +10,9 @@
 #include <unistd.h>
 
 #include <exception>
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "care/util/file.h"
 #include "care/util/status_macros.h"
 #include "server/log.h"
 
@@ -23,16 +22,15 @@ namespace {
 // Sync-server threads: every waiting LeaseJob/WatchJob holds one.
 constexpr int kMaxServerThreads = 512;
 
+// A file a flag names; an unreadable one is a bad flag.
 absl::StatusOr<std::string> ReadFile(const std::string& path,
                                      absl::string_view flag) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
+  absl::StatusOr<std::string> text = ReadFileToString(path);
+  if (!text.ok()) {
     return absl::InvalidArgumentError(
-        absl::StrCat(flag, ": cannot read ", path));
+        absl::StrCat(flag, ": ", text.status().message()));
   }
-  std::stringstream buf;
-  buf << in.rdbuf();
-  return buf.str();
+  return text;
 }
 
 std::string HostOf(const std::string& address) {

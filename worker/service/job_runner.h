@@ -1,5 +1,6 @@
 // What the worker service runs for a leased job, behind a small interface:
-// the CARE pipeline in production (convert_runner.h). The runner reports
+// in production the CARE pipeline, as a `care-worker serve --run-job`
+// process (subprocess_runner.h); tests substitute their own. The runner reports
 // progress through a ProgressSink and checks a CancelToken at every layer
 // boundary; the service turns both into heartbeats and the job's outcome.
 #ifndef CARE_WORKER_SERVICE_JOB_RUNNER_H_
