@@ -19,6 +19,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "api/names.h"
 #include "care/v1/conversion_service.pb.h"
 #include "care/v1/job.pb.h"
 #include "server/clock.h"
@@ -114,8 +115,8 @@ struct StateCounts {
   std::map<std::string, int64_t> workers_by_device;
 };
 
-// True for SUCCEEDED, FAILED and CANCELLED.
-bool IsTerminal(v1::JobState state);
+// True for SUCCEEDED, FAILED and CANCELLED (api/names.h).
+using api::IsTerminal;
 
 class Store {
  public:

@@ -202,10 +202,10 @@ absl::Status ValidateJobSpec(const JobSpec& spec) {
 
 void ApplyJobSpecDefaults(JobSpec& spec) {
   if (spec.method() == care::v1::METHOD_UNSPECIFIED) {
-    spec.set_method(care::v1::METHOD_CARE);
+    spec.set_method(kDefaultMethod);
   }
   if (spec.rank_allocation() == care::v1::RANK_ALLOCATION_UNSPECIFIED) {
-    spec.set_rank_allocation(care::v1::RANK_ALLOCATION_UNIFORM);
+    spec.set_rank_allocation(kDefaultAllocation);
   }
   if (spec.device() == care::v1::DEVICE_UNSPECIFIED) {
     spec.set_device(care::v1::DEVICE_ANY);

@@ -155,41 +155,51 @@ absl::StatusOr<convert::ConvertOptions> ParseArgs(
     CARE_ASSIGN_OR_RETURN(int64_t r, flags.IntOr("rank", 0));
     o.budget = convert::Budget::Rank(r);
   }
-  CARE_ASSIGN_OR_RETURN(o.method,
-                        convert::ParseMethod(flags.StringOr("method", "care")));
-  CARE_ASSIGN_OR_RETURN(o.allocation,
-                        convert::ParseAllocationStrategy(
-                            flags.StringOr("allocation", "uniform")));
+  // Unset flags keep ConvertOptions' defaults (pipeline.h), named once.
+  if (flags.Has("method")) {
+    CARE_ASSIGN_OR_RETURN(o.method,
+                          convert::ParseMethod(flags.StringOr("method", "")));
+  }
+  if (flags.Has("allocation")) {
+    CARE_ASSIGN_OR_RETURN(o.allocation, convert::ParseAllocationStrategy(
+                                            flags.StringOr("allocation", "")));
+  }
   o.adjusted.depth_factor = o.adjusted.rank_cost_factor =
       flags.Bool("adjusted-factors");
   o.sequential = flags.Bool("sequential");
-  CARE_ASSIGN_OR_RETURN(o.calib_samples, flags.IntOr("calib-samples", 256));
-  CARE_ASSIGN_OR_RETURN(o.calib_seq_len, flags.IntOr("calib-seq-len", 32));
-  CARE_ASSIGN_OR_RETURN(int64_t seed, flags.IntOr("seed", 0));
+  CARE_ASSIGN_OR_RETURN(o.calib_samples,
+                        flags.IntOr("calib-samples", o.calib_samples));
+  CARE_ASSIGN_OR_RETURN(o.calib_seq_len,
+                        flags.IntOr("calib-seq-len", o.calib_seq_len));
+  CARE_ASSIGN_OR_RETURN(int64_t seed,
+                        flags.IntOr("seed", static_cast<int64_t>(o.seed)));
   if (seed < 0) return absl::InvalidArgumentError("--seed must be >= 0");
   o.seed = static_cast<uint64_t>(seed);
-  CARE_ASSIGN_OR_RETURN(o.damping, flags.DoubleOr("damping", 0.01));
-  CARE_ASSIGN_OR_RETURN(o.heldout_windows, flags.IntOr("heldout-windows", 64));
+  CARE_ASSIGN_OR_RETURN(o.damping, flags.DoubleOr("damping", o.damping));
+  CARE_ASSIGN_OR_RETURN(o.heldout_windows,
+                        flags.IntOr("heldout-windows", o.heldout_windows));
   if (flags.Has("calib-range")) {
     CARE_ASSIGN_OR_RETURN(o.calib_range, ParseFraction(flags, "calib-range"));
   }
   o.eval_data = flags.StringOr("eval", "");
-  CARE_ASSIGN_OR_RETURN(o.eval_seq_len, flags.IntOr("eval-seq-len", 256));
-  CARE_ASSIGN_OR_RETURN(o.eval_windows, flags.IntOr("eval-windows", 32));
+  CARE_ASSIGN_OR_RETURN(o.eval_seq_len,
+                        flags.IntOr("eval-seq-len", o.eval_seq_len));
+  CARE_ASSIGN_OR_RETURN(o.eval_windows,
+                        flags.IntOr("eval-windows", o.eval_windows));
   if (flags.Has("eval-range")) {
     CARE_ASSIGN_OR_RETURN(o.eval_range, ParseFraction(flags, "eval-range"));
   }
-  o.calib_text_field = flags.StringOr("calib-text-field", "text");
-  o.eval_text_field = flags.StringOr("eval-text-field", "text");
+  o.calib_text_field = flags.StringOr("calib-text-field", o.calib_text_field);
+  o.eval_text_field = flags.StringOr("eval-text-field", o.eval_text_field);
   o.eval_prepend_bos = flags.Bool("eval-bos");
   CARE_ASSIGN_OR_RETURN(o.output_dtype,
                         convert::ParseOutputDType(flags.StringOr("dtype", "")));
-  CARE_ASSIGN_OR_RETURN(int64_t threads, flags.IntOr("threads", 0));
+  CARE_ASSIGN_OR_RETURN(int64_t threads, flags.IntOr("threads", o.threads));
   if (threads < 0 || threads > 4096) {
     return absl::InvalidArgumentError("--threads must be in [0, 4096]");
   }
   o.threads = static_cast<int>(threads);
-  o.device = flags.StringOr("device", "cpu");
+  o.device = flags.StringOr("device", o.device);
   o.work_dir = flags.StringOr("work-dir", "");
   o.overwrite = flags.Bool("overwrite");
   *quiet = flags.Bool("quiet");

@@ -108,12 +108,18 @@ absl::StatusOr<convert::ConvertOptions> OptionsFromJson(
     CARE_RETURN_IF_ERROR(Read(*budget, "kv_save", &save));
     c.budget = convert::Budget::KvSave(save);
   }
-  std::string method = "care", allocation = "uniform";
-  CARE_RETURN_IF_ERROR(Read(o, "method", &method));
-  CARE_RETURN_IF_ERROR(Read(o, "allocation", &allocation));
-  CARE_ASSIGN_OR_RETURN(c.method, convert::ParseMethod(method));
-  CARE_ASSIGN_OR_RETURN(c.allocation,
-                        convert::ParseAllocationStrategy(allocation));
+  // Absent fields keep ConvertOptions' defaults (pipeline.h).
+  if (o.contains("method")) {
+    std::string method;
+    CARE_RETURN_IF_ERROR(Read(o, "method", &method));
+    CARE_ASSIGN_OR_RETURN(c.method, convert::ParseMethod(method));
+  }
+  if (o.contains("allocation")) {
+    std::string allocation;
+    CARE_RETURN_IF_ERROR(Read(o, "allocation", &allocation));
+    CARE_ASSIGN_OR_RETURN(c.allocation,
+                          convert::ParseAllocationStrategy(allocation));
+  }
   CARE_RETURN_IF_ERROR(Read(o, "damping", &c.damping));
   CARE_RETURN_IF_ERROR(Read(o, "calib_data", &c.calib_data));
   CARE_RETURN_IF_ERROR(Read(o, "calib_samples", &c.calib_samples));

@@ -4,6 +4,8 @@
 #include <map>
 
 #include "absl/strings/str_cat.h"
+#include "api/names.h"
+#include "api/spec_validation.h"
 #include "care/io/uri.h"
 #include "care/util/status_macros.h"
 
@@ -21,11 +23,9 @@ absl::StatusOr<std::string> LocalPath(const std::string& uri,
   return parsed->path;
 }
 
+// The pipeline's option words are the API's (api/names.h).
 care::v1::Method ApiMethod(const std::string& name) {
-  if (name == "care-c") return care::v1::METHOD_CARE_C;
-  if (name == "asvd") return care::v1::METHOD_ASVD;
-  if (name == "svd") return care::v1::METHOD_SVD;
-  return care::v1::METHOD_CARE;
+  return api::ValueOf(api::kMethodWords, name).value_or(api::kDefaultMethod);
 }
 
 // Reads `key` of `object` as T; InvalidArgument naming it otherwise.
@@ -87,46 +87,37 @@ absl::StatusOr<nlohmann::json> PipelineOptionsFromJob(const care::v1::Job& job,
     default:
       return absl::InvalidArgumentError("kv_budget: required");
   }
-  switch (spec.method()) {
-    case care::v1::METHOD_CARE_C:
-      o["method"] = "care-c";
-      break;
-    case care::v1::METHOD_ASVD:
-      o["method"] = "asvd";
-      break;
-    case care::v1::METHOD_SVD:
-      o["method"] = "svd";
-      break;
-    default:
-      o["method"] = "care";
+  // Unset: the API's defaults (spec_validation.h).
+  absl::string_view method = api::WordOf(api::kMethodWords, spec.method());
+  if (method.empty())
+    method = api::WordOf(api::kMethodWords, api::kDefaultMethod);
+  o["method"] = std::string(method);
+  absl::string_view allocation =
+      api::WordOf(api::kAllocationWords, spec.rank_allocation());
+  if (allocation.empty()) {
+    allocation = api::WordOf(api::kAllocationWords, api::kDefaultAllocation);
   }
-  switch (spec.rank_allocation()) {
-    case care::v1::RANK_ALLOCATION_ADJUSTED:
-      o["allocation"] = "adjusted";
-      break;
-    case care::v1::RANK_ALLOCATION_AUTO:
-      o["allocation"] = "auto";
-      break;
-    default:
-      o["allocation"] = "uniform";
-  }
-  o["damping"] = spec.has_damping() ? spec.damping() : 0.01;
+  o["allocation"] = std::string(allocation);
+  o["damping"] = spec.has_damping() ? spec.damping() : api::kDefaultDamping;
 
   const auto& calib = spec.calibration();
   const auto& eval = spec.evaluation();
   o["sequential"] = calib.sequential();
   o["calib_text_field"] =
-      calib.text_field().empty() ? "text" : calib.text_field();
-  o["eval_text_field"] = eval.text_field().empty() ? "text" : eval.text_field();
+      calib.text_field().empty() ? api::kDefaultTextField : calib.text_field();
+  o["eval_text_field"] =
+      eval.text_field().empty() ? api::kDefaultTextField : eval.text_field();
   std::string calib_data;
   if (!calib.dataset_uri().empty()) {
     CARE_ASSIGN_OR_RETURN(
         calib_data, LocalPath(calib.dataset_uri(), "calibration.dataset_uri"));
   }
   o["calib_data"] = calib_data;
-  o["calib_samples"] = calib.samples() > 0 ? calib.samples() : 256;
-  o["calib_seq_len"] =
-      calib.sequence_length() > 0 ? calib.sequence_length() : 32;
+  o["calib_samples"] =
+      calib.samples() > 0 ? calib.samples() : api::kDefaultCalibrationSamples;
+  o["calib_seq_len"] = calib.sequence_length() > 0
+                           ? calib.sequence_length()
+                           : api::kDefaultCalibrationSequenceLength;
   o["seed"] = calib.seed();
   std::string eval_data;
   if (!eval.dataset_uri().empty()) {
@@ -135,25 +126,20 @@ absl::StatusOr<nlohmann::json> PipelineOptionsFromJob(const care::v1::Job& job,
   }
   o["eval_prepend_bos"] = eval.prepend_bos();
   o["eval_data"] = eval_data;
-  o["eval_seq_len"] = eval.window_length() > 0 ? eval.window_length() : 2048;
+  o["eval_seq_len"] = eval.window_length() > 0
+                          ? eval.window_length()
+                          : api::kDefaultEvaluationWindowLength;
   o["eval_windows"] = eval.max_windows();  // 0 = all, as in the pipeline.
-  switch (spec.output_dtype()) {
-    case care::v1::OUTPUT_DTYPE_UNSPECIFIED:
-      o["output_dtype"] = "source";
-      break;
-    case care::v1::OUTPUT_DTYPE_F32:
-      o["output_dtype"] = "f32";
-      break;
-    case care::v1::OUTPUT_DTYPE_F16:
-      o["output_dtype"] = "f16";
-      break;
-    case care::v1::OUTPUT_DTYPE_BF16:
-      o["output_dtype"] = "bf16";
-      break;
-    default:
+  // Unset: the source's dtype ("source", convert::ParseOutputDType).
+  o["output_dtype"] = "source";
+  if (spec.output_dtype() != care::v1::OUTPUT_DTYPE_UNSPECIFIED) {
+    absl::string_view word = api::WordOf(api::kDtypeWords, spec.output_dtype());
+    if (word.empty()) {
       return absl::InvalidArgumentError(
           absl::StrCat("output_dtype: unknown value ", spec.output_dtype(),
                        " (allowed: unspecified, F32, F16, BF16)"));
+    }
+    o["output_dtype"] = std::string(word);
   }
   o["threads"] = threads;
 
@@ -237,7 +223,7 @@ absl::StatusOr<care::v1::Report> ReportFromPipelineJson(
   out.set_method(ApiMethod(method));
   out.set_rank_allocation(spec.rank_allocation() ==
                                   care::v1::RANK_ALLOCATION_UNSPECIFIED
-                              ? care::v1::RANK_ALLOCATION_UNIFORM
+                              ? api::kDefaultAllocation
                               : spec.rank_allocation());
   CARE_ASSIGN_OR_RETURN(double damping, Field<double>(r, "damping"));
   out.set_damping(damping);

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "care/convert/covariance.h"
 #include "care/convert/resume_state.h"
+#include "care/util/annotate.h"
 #include "care/util/status_macros.h"
 
 namespace care::convert {
@@ -80,9 +81,7 @@ absl::StatusOr<FittedLayer> FitLayer(const ModelConfig& config,
   absl::StatusOr<LayerDecomposition> dec =
       DecomposeLayer(std::move(w), stats, options);
   if (!dec.ok()) {
-    return absl::Status(
-        dec.status().code(),
-        absl::StrCat("decomposing layer ", l, ": ", dec.status().message()));
+    return Annotate(dec.status(), absl::StrCat("decomposing layer ", l));
   }
   out.decomposition = *std::move(dec);
   return out;

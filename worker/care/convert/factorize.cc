@@ -5,6 +5,7 @@
 #include <Eigen/SVD>
 #include <algorithm>
 #include <cmath>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 
@@ -74,25 +75,24 @@ void EigenFactor(const Eigen::MatrixXd& c, Scaling& scaling) {
 
 }  // namespace
 
+// The method's words, both ways (the API's are the same, api/names.h).
+constexpr std::pair<Method, absl::string_view> kMethodWords[] = {
+    {Method::kCare, "care"},
+    {Method::kCareC, "care-c"},
+    {Method::kAsvd, "asvd"},
+    {Method::kSvd, "svd"}};
+
 absl::StatusOr<Method> ParseMethod(absl::string_view name) {
-  if (name == "care") return Method::kCare;
-  if (name == "care-c") return Method::kCareC;
-  if (name == "asvd") return Method::kAsvd;
-  if (name == "svd") return Method::kSvd;
+  for (const auto& [method, word] : kMethodWords) {
+    if (name == word) return method;
+  }
   return absl::InvalidArgumentError(absl::StrCat(
       "unknown method \"", name, "\"; expected care, care-c, asvd or svd"));
 }
 
 std::string MethodName(Method method) {
-  switch (method) {
-    case Method::kCare:
-      return "care";
-    case Method::kCareC:
-      return "care-c";
-    case Method::kAsvd:
-      return "asvd";
-    case Method::kSvd:
-      return "svd";
+  for (const auto& [m, word] : kMethodWords) {
+    if (m == method) return std::string(word);
   }
   return "unknown";
 }

@@ -102,19 +102,9 @@ class RecordWriter {
     if (::pwrite(fd_, &h, sizeof(h), 0) != static_cast<ssize_t>(sizeof(h))) {
       return io::ErrnoStatus(errno, "cannot write", tmp_);
     }
-    if (::fsync(fd_) != 0) return io::ErrnoStatus(errno, "cannot fsync", tmp_);
     const int fd = fd_;
     fd_ = -1;
-    if (::close(fd) != 0) {
-      ::unlink(tmp_.c_str());
-      return io::ErrnoStatus(errno, "cannot close", tmp_);
-    }
-    if (::rename(tmp_.c_str(), path_.c_str()) != 0) {
-      const int err = errno;
-      ::unlink(tmp_.c_str());
-      return io::ErrnoStatus(err, "cannot rename into", path_);
-    }
-    return io::FsyncPath(io::ParentDir(path_));
+    return io::CommitFile(fd, tmp_, path_);
   }
 
  private:

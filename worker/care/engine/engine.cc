@@ -16,6 +16,7 @@
 #include "care/engine/rope.h"
 #include "care/engine/row_loader.h"
 #include "care/io/tensor_names.h"
+#include "care/util/annotate.h"
 #include "care/util/status_macros.h"
 
 namespace care::engine {
@@ -224,18 +225,14 @@ absl::Status LayerwiseForward::RunLayer(const LayerHooks& hooks) {
                                     : std::string("lm_head."));
   absl::Status status = family_->RunLayer(ctx, layer, &hidden_);
   if (current_ != nullptr) current_->Clear();
-  if (!status.ok()) {
-    return absl::Status(status.code(),
-                        absl::StrCat("layer ", layer, ": ", status.message()));
-  }
+  if (!status.ok()) return Annotate(status, absl::StrCat("layer ", layer));
   ReleaseMappedPages(weights_, io::names::Layer(layer, ""));
   ++next_layer_;
   if (hooks.on_layer_output) {
     status = hooks.on_layer_output(layer, hidden_);
     if (!status.ok()) {
-      return absl::Status(status.code(), absl::StrCat("layer ", layer,
-                                                      " on_layer_output hook: ",
-                                                      status.message()));
+      return Annotate(status,
+                      absl::StrCat("layer ", layer, " on_layer_output hook"));
     }
   }
   return absl::OkStatus();

@@ -12,6 +12,7 @@
 #include "care/io/model_family.h"
 #include "care/io/model_source.h"
 #include "care/tokenizer/tokenizer.h"
+#include "care/util/annotate.h"
 #include "care/util/status_macros.h"
 
 namespace care::convert::stage {
@@ -31,9 +32,7 @@ absl::StatusOr<std::vector<int32_t>> LoadStream(
     if (t.ok()) {
       tokenizer = *std::move(t);
     } else if (!IsIdFile(path)) {
-      return absl::Status(
-          t.status().code(),
-          absl::StrCat("tokenizing ", path, ": ", t.status().message()));
+      return Annotate(t.status(), absl::StrCat("tokenizing ", path));
     }
   }
   data::TextOptions text;
@@ -88,12 +87,7 @@ absl::Status CheckConvertible(const ModelConfig& c, const std::string& dir) {
         dir,
         " is already a CARE latent checkpoint (config.json has \"care\")"));
   }
-  absl::Status supported = c.family->CheckConvertible(c);
-  if (!supported.ok()) {
-    return absl::Status(supported.code(),
-                        absl::StrCat(dir, ": ", supported.message()));
-  }
-  return absl::OkStatus();
+  return Annotate(c.family->CheckConvertible(c), dir);
 }
 
 // Fail before the expensive stages; the writer re-checks at the end.
@@ -224,10 +218,9 @@ absl::Status LoadData(const ConvertOptions& options, Inputs& in,
   absl::StatusOr<engine::EvalWindows> ew =
       engine::MakeEvalWindows(eval_stream, wo);
   if (!ew.ok()) {
-    return absl::Status(
-        ew.status().code(),
-        absl::StrCat("evaluation data ", options.eval_data, " range [",
-                     er.begin, ", ", er.end, "): ", ew.status().message()));
+    return Annotate(ew.status(),
+                    absl::StrCat("evaluation data ", options.eval_data,
+                                 " range [", er.begin, ", ", er.end, ")"));
   }
   in.eval = *std::move(ew);
   report->eval_data = options.eval_data;
