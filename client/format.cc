@@ -170,6 +170,20 @@ void AppendReport(const care::v1::Report& report, std::string& out) {
          absl::StrCat(MethodName(report.method()), ", ",
                       AllocationName(report.rank_allocation()),
                       " allocation, damping ", Num(report.damping())));
+  if (report.output_layout() == care::v1::OUTPUT_LAYOUT_DEEPSEEK_V3) {
+    kv.Add("layout", absl::StrCat("deepseek_v3: rope_dim ", report.rope_dim(),
+                                  ", freqfold ", report.freqfold(),
+                                  ", kv_lora_rank ", report.kv_lora_rank(),
+                                  " (", report.kv_width_per_layer_before(),
+                                  " -> ", report.kv_width_per_layer_after(),
+                                  " floats/token/layer)"));
+    kv.Add("partial rope only",
+           absl::StrCat("held-out NLL ", Num(report.partial_rope_heldout_nll()),
+                        report.has_partial_rope_ppl()
+                            ? absl::StrCat(", perplexity ",
+                                           Num(report.partial_rope_ppl()))
+                            : std::string()));
+  }
   std::vector<std::string> timings;
   for (const auto& t : report.timings()) {
     timings.push_back(
@@ -223,7 +237,18 @@ std::string FormatJobTable(const Job& job) {
   }
   kv.Add("model", spec.model_uri());
   kv.Add("output", spec.output_uri());
-  kv.Add("budget", FormatBudget(spec.kv_budget()));
+  kv.Add("budget", spec.kv_lora_rank() > 0
+                       ? absl::StrCat("kv_lora_rank ", spec.kv_lora_rank())
+                       : FormatBudget(spec.kv_budget()));
+  if (spec.output_layout() == care::v1::OUTPUT_LAYOUT_DEEPSEEK_V3) {
+    auto or_auto = [](int32_t v) {
+      return v == 0 ? std::string("auto") : absl::StrCat(v);
+    };
+    kv.Add("layout",
+           absl::StrCat("deepseek_v3, rope_dim ", or_auto(spec.rope_dim()),
+                        ", freqfold ", or_auto(spec.freqfold()),
+                        spec.no_kv_balance() ? ", no K/V balance" : ""));
+  }
   kv.Add("method",
          absl::StrCat(MethodName(spec.method()), ", ",
                       AllocationName(spec.rank_allocation()), " allocation"));

@@ -21,13 +21,14 @@ const std::set<std::string>& SpecFlagNames() {
       "calib-samples", "calib-seq-len", "seed",         "calib-text-field",
       "eval",          "eval-seq-len",  "eval-windows", "eval-text-field",
       "damping",       "dtype",         "priority",     "request-id",
-      "device",        "max-attempts"};
+      "device",        "max-attempts",  "layout",       "rope-dim",
+      "freqfold",      "kv-lora-rank"};
   return *names;
 }
 
 const std::set<std::string>& SpecBoolFlagNames() {
   static const auto* names =
-      new std::set<std::string>{"sequential", "eval-bos"};
+      new std::set<std::string>{"sequential", "eval-bos", "no-kv-balance"};
   return *names;
 }
 
@@ -110,6 +111,10 @@ absl::StatusOr<care::v1::Method> ParseMethod(absl::string_view text) {
   return Lookup(text, "method", care::api::kMethodWords);
 }
 
+absl::StatusOr<care::v1::OutputLayout> ParseLayout(absl::string_view text) {
+  return Lookup(text, "layout", care::api::kLayoutWords);
+}
+
 absl::StatusOr<care::v1::RankAllocation> ParseAllocation(
     absl::string_view text) {
   return Lookup(text, "allocation", care::api::kAllocationWords);
@@ -177,6 +182,11 @@ absl::StatusOr<care::v1::JobSpec> SpecFromFlags(
     CARE_ASSIGN_OR_RETURN(auto device, ParseDevice(*v));
     spec.set_device(device);
   }
+  if (auto v = flags.String("layout")) {
+    CARE_ASSIGN_OR_RETURN(auto layout, ParseLayout(*v));
+    spec.set_output_layout(layout);
+  }
+  if (flags.Bool("no-kv-balance")) spec.set_no_kv_balance(true);
 
   // Integer flags whose range ValidateJobSpec checks; here only int32 fit.
   auto int32_flag = [&](const char* name, auto setter) -> absl::Status {
@@ -219,6 +229,16 @@ absl::StatusOr<care::v1::JobSpec> SpecFromFlags(
     CARE_ASSIGN_OR_RETURN(double damping, flags.DoubleOr("damping", 0));
     spec.set_damping(damping);
   }
+  // "auto" is the unset 0 of rope_dim and freqfold.
+  for (const char* name : {"rope-dim", "freqfold"}) {
+    if (flags.String(name) == "auto") continue;
+    CARE_RETURN_IF_ERROR(int32_flag(name, [&](int32_t v) {
+      std::string(name) == "rope-dim" ? spec.set_rope_dim(v)
+                                      : spec.set_freqfold(v);
+    }));
+  }
+  CARE_RETURN_IF_ERROR(
+      int32_flag("kv-lora-rank", [&](int32_t v) { spec.set_kv_lora_rank(v); }));
   CARE_RETURN_IF_ERROR(
       int32_flag("priority", [&](int32_t v) { spec.set_priority(v); }));
   CARE_RETURN_IF_ERROR(

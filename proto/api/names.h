@@ -23,7 +23,13 @@ inline constexpr EnumWord<v1::Method> kMethodWords[] = {
     {v1::METHOD_CARE, "care"},
     {v1::METHOD_CARE_C, "care-c"},
     {v1::METHOD_ASVD, "asvd"},
-    {v1::METHOD_SVD, "svd"}};
+    {v1::METHOD_SVD, "svd"},
+    {v1::METHOD_PCA, "pca"}};
+// "deepseek_v3" is accepted on input as the model_type spelling.
+inline constexpr EnumWord<v1::OutputLayout> kLayoutWords[] = {
+    {v1::OUTPUT_LAYOUT_LATENT, "latent"},
+    {v1::OUTPUT_LAYOUT_DEEPSEEK_V3, "deepseek-v3"},
+    {v1::OUTPUT_LAYOUT_DEEPSEEK_V3, "deepseek_v3"}};
 inline constexpr EnumWord<v1::RankAllocation> kAllocationWords[] = {
     {v1::RANK_ALLOCATION_UNIFORM, "uniform"},
     {v1::RANK_ALLOCATION_ADJUSTED, "adjusted"},

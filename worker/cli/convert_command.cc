@@ -27,7 +27,10 @@ namespace {
 constexpr char kUsage[] =
     "usage: care-worker convert --model URI --out DIR (--kv-save F | --rank "
     "R)\n"
-    "         --calib DATA [--method care|care-c|asvd|svd]\n"
+    "         --calib DATA [--method care|care-c|asvd|svd|pca]\n"
+    "         [--layout latent|deepseek-v3] [--rope-dim R|auto]\n"
+    "         [--freqfold K|auto] [--kv-lora-rank N] [--no-kv-balance]\n"
+    "         [--no-nope-correction]\n"
     "         [--allocation uniform|adjusted|auto] [--adjusted-factors]\n"
     "         [--sequential]\n"
     "         [--calib-samples N] [--calib-seq-len T] [--seed S] [--damping "
@@ -48,7 +51,19 @@ constexpr char kUsage[] =
     "                     --overwrite)\n"
     "  --kv-save F        fraction of the GQA KV cache saved, 0 <= F < 1\n"
     "  --rank R           average latent rank per K and V matrix per layer\n"
-    "  --method M         care (default), care-c, asvd, svd\n"
+    "  --method M         care (default), care-c, asvd, svd, pca (= care\n"
+    "                     without damping: PCA of the K/V outputs)\n"
+    "  --layout L         latent (default: CARE latent checkpoint) or\n"
+    "                     deepseek-v3 (stock DeepseekV3ForCausalLM, MLA)\n"
+    "  --rope-dim R       deepseek-v3: qk_rope_head_dim, even, <= head_dim,\n"
+    "                     or auto (default: best on held-out NLL)\n"
+    "  --freqfold K       deepseek-v3: adjacent RoPE frequencies folded\n"
+    "                     together (K divides R/2), or auto (default)\n"
+    "  --kv-lora-rank N   deepseek-v3: latent width instead of a budget\n"
+    "                     (cache per token per layer = N + rope dim)\n"
+    "  --no-kv-balance    deepseek-v3: no K/V energy balancing in the latent\n"
+    "  --no-nope-correction  deepseek-v3: drop the NoPE part's rotation\n"
+    "                     instead of its attention-weighted 2x2 fit\n"
     "  --allocation A     uniform (default), adjusted (paper CARE-E), auto\n"
     "                     (best of several candidates on held-out NLL)\n"
     "  --adjusted-factors use the released code's depth and rank-cost "
@@ -101,12 +116,38 @@ absl::StatusOr<convert::StreamFraction> ParseFraction(const Flags& flags,
   return f;
 }
 
+// An integer flag or "auto" (0); `what` names it in errors.
+absl::StatusOr<int64_t> IntOrAuto(const Flags& flags, const char* name) {
+  const std::string v = flags.StringOr(name, "auto");
+  if (v == "auto") return 0;
+  int64_t n = 0;
+  if (!absl::SimpleAtoi(v, &n) || n < 1) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "--%s must be a positive integer or auto, got '%s'", name, v));
+  }
+  return n;
+}
+
+absl::StatusOr<convert::MlaExportOptions> ParseMlaFlags(const Flags& flags) {
+  convert::MlaExportOptions m;
+  CARE_ASSIGN_OR_RETURN(m.rope_dim, IntOrAuto(flags, "rope-dim"));
+  CARE_ASSIGN_OR_RETURN(m.freqfold, IntOrAuto(flags, "freqfold"));
+  CARE_ASSIGN_OR_RETURN(m.kv_lora_rank, flags.IntOr("kv-lora-rank", 0));
+  if (flags.Has("kv-lora-rank") && m.kv_lora_rank < 1) {
+    return absl::InvalidArgumentError("--kv-lora-rank must be >= 1");
+  }
+  m.balance_kv = !flags.Bool("no-kv-balance");
+  m.nope_correction = !flags.Bool("no-nope-correction");
+  return m;
+}
+
 absl::StatusOr<convert::ConvertOptions> ParseArgs(
     const std::vector<std::string>& args, bool* quiet,
     std::string* report_file) {
   CARE_ASSIGN_OR_RETURN(
       Flags flags, Flags::Parse(args, {"overwrite", "quiet", "adjusted-factors",
-                                       "sequential", "eval-bos"}));
+                                       "sequential", "eval-bos",
+                                       "no-kv-balance", "no-nope-correction"}));
   CARE_RETURN_IF_ERROR(flags.CheckKnown({"model",
                                          "out",
                                          "kv-save",
@@ -135,7 +176,13 @@ absl::StatusOr<convert::ConvertOptions> ParseArgs(
                                          "threads",
                                          "device",
                                          "work-dir",
-                                         "quiet"}));
+                                         "quiet",
+                                         "layout",
+                                         "rope-dim",
+                                         "freqfold",
+                                         "kv-lora-rank",
+                                         "no-kv-balance",
+                                         "no-nope-correction"}));
   if (!flags.positionals().empty()) {
     return absl::InvalidArgumentError("unexpected argument '" +
                                       flags.positionals()[0] + "'");
@@ -144,11 +191,31 @@ absl::StatusOr<convert::ConvertOptions> ParseArgs(
   CARE_ASSIGN_OR_RETURN(o.model, flags.Required("model"));
   CARE_ASSIGN_OR_RETURN(o.output_dir, flags.Required("out"));
   CARE_ASSIGN_OR_RETURN(o.calib_data, flags.Required("calib"));
-  if (flags.Has("kv-save") == flags.Has("rank")) {
-    return absl::InvalidArgumentError(
-        "give exactly one of --kv-save F (0 <= F < 1) and --rank R");
+  CARE_ASSIGN_OR_RETURN(
+      o.output_layout,
+      convert::ParseOutputLayout(flags.StringOr("layout", "latent")));
+  const bool mla = o.output_layout == convert::OutputLayout::kDeepseekV3;
+  for (const char* name : {"rope-dim", "freqfold", "kv-lora-rank",
+                           "no-kv-balance", "no-nope-correction"}) {
+    if (!mla && flags.Has(name)) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("--%s applies to --layout deepseek-v3 only", name));
+    }
   }
-  if (flags.Has("kv-save")) {
+  if (mla) {
+    CARE_ASSIGN_OR_RETURN(o.mla, ParseMlaFlags(flags));
+  }
+  const int budgets =
+      flags.Has("kv-save") + flags.Has("rank") + flags.Has("kv-lora-rank");
+  if (budgets != 1) {
+    return absl::InvalidArgumentError(
+        mla ? "give exactly one of --kv-save F (0 <= F < 1), --rank R and "
+              "--kv-lora-rank N"
+            : "give exactly one of --kv-save F (0 <= F < 1) and --rank R");
+  }
+  if (flags.Has("kv-lora-rank")) {
+    o.budget = convert::Budget::KvSave(0);  // unused: the rank is given
+  } else if (flags.Has("kv-save")) {
     CARE_ASSIGN_OR_RETURN(double f, flags.DoubleOr("kv-save", 0));
     o.budget = convert::Budget::KvSave(f);
   } else {

@@ -139,6 +139,13 @@ absl::StatusOr<convert::ConvertOptions> OptionsFromJson(
   std::string dtype = "source";
   CARE_RETURN_IF_ERROR(Read(o, "output_dtype", &dtype));
   CARE_ASSIGN_OR_RETURN(c.output_dtype, convert::ParseOutputDType(dtype));
+  std::string layout = "latent";
+  CARE_RETURN_IF_ERROR(Read(o, "layout", &layout));
+  CARE_ASSIGN_OR_RETURN(c.output_layout, convert::ParseOutputLayout(layout));
+  CARE_RETURN_IF_ERROR(Read(o, "rope_dim", &c.mla.rope_dim));
+  CARE_RETURN_IF_ERROR(Read(o, "freqfold", &c.mla.freqfold));
+  CARE_RETURN_IF_ERROR(Read(o, "kv_lora_rank", &c.mla.kv_lora_rank));
+  CARE_RETURN_IF_ERROR(Read(o, "kv_balance", &c.mla.balance_kv));
   return c;
 }
 

@@ -77,6 +77,15 @@ absl::StatusOr<nlohmann::json> PipelineOptionsFromJob(const care::v1::Job& job,
   CARE_ASSIGN_OR_RETURN(std::string output,
                         LocalPath(spec.output_uri(), "output_uri"));
   o["output_dir"] = output;
+  const bool deepseek_v3 =
+      spec.output_layout() == care::v1::OUTPUT_LAYOUT_DEEPSEEK_V3;
+  o["layout"] = deepseek_v3 ? "deepseek_v3" : "latent";
+  if (deepseek_v3) {
+    o["rope_dim"] = spec.rope_dim();          // 0 = auto
+    o["freqfold"] = spec.freqfold();          // 0 = auto
+    o["kv_lora_rank"] = spec.kv_lora_rank();  // 0 = from the budget
+    o["kv_balance"] = !spec.no_kv_balance();
+  }
   switch (spec.kv_budget().budget_case()) {
     case care::v1::KvBudget::kKvSaveFraction:
       o["budget"] = {{"kv_save", spec.kv_budget().kv_save_fraction()}};
@@ -85,7 +94,10 @@ absl::StatusOr<nlohmann::json> PipelineOptionsFromJob(const care::v1::Job& job,
       o["budget"] = {{"rank", spec.kv_budget().rank_per_matrix()}};
       break;
     default:
-      return absl::InvalidArgumentError("kv_budget: required");
+      if (!(deepseek_v3 && spec.kv_lora_rank() > 0)) {
+        return absl::InvalidArgumentError("kv_budget: required");
+      }
+      o["budget"] = {{"kv_save", 0.0}};  // unused: kv_lora_rank is given
   }
   // Unset: the API's defaults (spec_validation.h).
   absl::string_view method = api::WordOf(api::kMethodWords, spec.method());
@@ -230,6 +242,31 @@ absl::StatusOr<care::v1::Report> ReportFromPipelineJson(
   CARE_ASSIGN_OR_RETURN(std::string output,
                         Field<std::string>(r, "output_dir"));
   out.set_output_uri(output);
+  if (auto it = r.find("deepseek_v3"); it != r.end() && it->is_object()) {
+    const nlohmann::json& d = *it;
+    out.set_output_layout(care::v1::OUTPUT_LAYOUT_DEEPSEEK_V3);
+    CARE_ASSIGN_OR_RETURN(int64_t rope, Field<int64_t>(d, "rope_dim"));
+    CARE_ASSIGN_OR_RETURN(int64_t fold, Field<int64_t>(d, "freqfold"));
+    CARE_ASSIGN_OR_RETURN(int64_t rank, Field<int64_t>(d, "kv_lora_rank"));
+    CARE_ASSIGN_OR_RETURN(int64_t w0,
+                          Field<int64_t>(d, "kv_width_per_layer_before"));
+    CARE_ASSIGN_OR_RETURN(int64_t w1,
+                          Field<int64_t>(d, "kv_width_per_layer_after"));
+    CARE_ASSIGN_OR_RETURN(double nll,
+                          Field<double>(d, "heldout_nll_partial_rope"));
+    out.set_rope_dim(static_cast<int32_t>(rope));
+    out.set_freqfold(static_cast<int32_t>(fold));
+    out.set_kv_lora_rank(static_cast<int32_t>(rank));
+    out.set_kv_width_per_layer_before(static_cast<int32_t>(w0));
+    out.set_kv_width_per_layer_after(static_cast<int32_t>(w1));
+    out.set_partial_rope_heldout_nll(nll);
+    if (auto p = d.find("eval_ppl_partial_rope");
+        p != d.end() && p->is_number()) {
+      out.set_partial_rope_ppl(p->get<double>());
+    }
+  } else {
+    out.set_output_layout(care::v1::OUTPUT_LAYOUT_LATENT);
+  }
   return out;
 }
 

@@ -80,14 +80,15 @@ constexpr std::pair<Method, absl::string_view> kMethodWords[] = {
     {Method::kCare, "care"},
     {Method::kCareC, "care-c"},
     {Method::kAsvd, "asvd"},
-    {Method::kSvd, "svd"}};
+    {Method::kSvd, "svd"},
+    {Method::kPca, "pca"}};
 
 absl::StatusOr<Method> ParseMethod(absl::string_view name) {
   for (const auto& [method, word] : kMethodWords) {
     if (name == word) return method;
   }
   return absl::InvalidArgumentError(absl::StrCat(
-      "unknown method \"", name, "\"; expected care, care-c, asvd or svd"));
+      "unknown method \"", name, "\"; expected care, care-c, asvd, svd or pca"));
 }
 
 std::string MethodName(Method method) {
@@ -152,14 +153,18 @@ absl::StatusOr<Scaling> BuildScaling(const LayerStatistics& stats,
   }
 
   Eigen::MatrixXd damped = c;
-  scaling.info.damping_added = options.damping * mean_diag;
+  // pca: the principal axes of the outputs X·W are the eigenvectors of
+  // WᵀCW, i.e. care's right singular vectors with no damping (exact
+  // symmetric square root, rank deficiency clamped).
+  const bool pca = options.method == Method::kPca;
+  scaling.info.damping_added = pca ? 0 : options.damping * mean_diag;
   damped.diagonal().array() += scaling.info.damping_added;
   if (options.method == Method::kCareC) {
     // S = C itself (symmetric, SᵀS = C²); no factorization needed.
     scaling.dense = std::move(damped);
     return scaling;
   }
-  if (options.solver == WhiteningSolver::kCholesky) {
+  if (!pca && options.solver == WhiteningSolver::kCholesky) {
     CholeskyFactor(std::move(damped), mean_diag, scaling);
   } else {
     EigenFactor(damped, scaling);

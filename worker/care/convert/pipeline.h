@@ -17,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "care/convert/allocate.h"
 #include "care/convert/factorize.h"
+#include "care/convert/mla_export/options.h"
 #include "care/convert/report.h"
 #include "care/io/dtype.h"
 
@@ -76,6 +77,14 @@ struct ConvertOptions {
   std::string work_dir;
 
   int threads = 0;  // 0 = all cores
+  // Output layout: the CARE latent checkpoint, or a stock DeepSeek-V3 (MLA)
+  // checkpoint (docs/conversion.md "DeepSeek-V3 layout") with its options.
+  // With deepseek_v3 the budget gives kv_lora_rank + rope_dim per layer
+  // unless mla.kv_lora_rank is set; `allocation` and `sequential` do not
+  // apply (the format has one rank for all layers).
+  OutputLayout output_layout = OutputLayout::kLatent;
+  MlaExportOptions mla;
+
   // Compute device of the engine: "cpu", "cuda" or "cuda:N"
   // (care::compute::OpenBackend; docs/worker.md "Devices").
   std::string device = "cpu";

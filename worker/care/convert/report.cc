@@ -21,6 +21,7 @@ nlohmann::json ReportToJson(const ConversionReport& r) {
   j["model"] = r.model;
   j["output_dir"] = r.output_dir;
   j["architecture"] = r.architecture;
+  j["layout"] = r.layout;
   j["method"] = r.method;
   j["allocation"] = r.allocation;
   j["allocation_chosen"] = r.allocation_chosen;
@@ -87,6 +88,7 @@ nlohmann::json ReportToJson(const ConversionReport& r) {
   j["timings_s"] = std::move(timings);
   j["flops"] = std::move(flops);
   j["resumed_layers"] = r.resumed_layers;
+  if (r.deepseek_v3) j["deepseek_v3"] = MlaReportToJson(*r.deepseek_v3);
   return j;
 }
 
@@ -105,8 +107,12 @@ std::string ReportSummary(const ConversionReport& r) {
     rk.push_back(absl::StrCat(l.rank_k));
     rv.push_back(absl::StrCat(l.rank_v));
   }
-  absl::StrAppend(&s, "  r_K: ", absl::StrJoin(rk, " "),
-                  "\n  r_V: ", absl::StrJoin(rv, " "), "\n");
+  if (r.deepseek_v3) {
+    absl::StrAppend(&s, MlaReportSummary(*r.deepseek_v3));
+  } else {
+    absl::StrAppend(&s, "  r_K: ", absl::StrJoin(rk, " "),
+                    "\n  r_V: ", absl::StrJoin(rv, " "), "\n");
+  }
   absl::StrAppendFormat(&s, "  held-out calibration NLL: %.4f -> %.4f\n",
                         r.heldout_nll_original, r.heldout_nll_converted);
   for (const CandidateReport& c : r.candidates) {

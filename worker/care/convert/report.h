@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "care/convert/mla_export/mla_report.h"
+
 namespace care::convert {
 
 struct PerplexityReport {
@@ -50,7 +52,8 @@ struct StageTiming {
 struct ConversionReport {
   std::string model;
   std::string output_dir;
-  std::string architecture;  // of the written checkpoint
+  std::string layout = "latent";  // output layout: latent, deepseek_v3
+  std::string architecture;       // of the written checkpoint
   std::string method;
   std::string allocation;         // requested strategy
   std::string allocation_chosen;  // candidate actually used
@@ -82,6 +85,8 @@ struct ConversionReport {
   // Calibration layers restored from the work dir (ConvertOptions::work_dir)
   // instead of being run; num_layers when the whole pass was.
   int64_t resumed_layers = 0;
+  // The DeepSeek-V3 layout's rope split, latent and candidates.
+  std::optional<MlaExportReport> deepseek_v3;
 };
 
 nlohmann::json ReportToJson(const ConversionReport& report);

@@ -256,7 +256,13 @@ absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json_text,
   if (c.torch_dtype.empty()) {
     CARE_ASSIGN_OR_RETURN(c.torch_dtype, r.StringOr("dtype", ""));
   }
-  if (r.Present("care")) {
+  // A "care" block is provenance; only the latent layout (no "layout" key,
+  // or "latent") defines latent attention. A DeepSeek-V3 export's block
+  // ("layout": "deepseek_v3") describes a stock checkpoint.
+  const bool exported = j.contains("care") && j["care"].is_object() &&
+                        j["care"].contains("layout") &&
+                        j["care"]["layout"] != "latent";
+  if (r.Present("care") && !exported) {
     CARE_RETURN_IF_ERROR(ParseLatent(j["care"], c, origin));
   }
   c.raw = std::move(as_written);
