@@ -37,6 +37,8 @@ constexpr char kUsage[] =
     "         [--eval DATA] [--eval-seq-len T] [--eval-windows W] "
     "[--eval-range A:B]\n"
     "         [--eval-text-field F] [--eval-bos] [--dtype D]\n"
+    "         [--eval-tasks FILES [--eval-task-format F] [--eval-task-limit "
+    "N]]\n"
     "         [--report FILE] [--overwrite] [--threads N] [--quiet]\n"
     "         [--device cpu|cuda[:N]] [--work-dir DIR]\n"
     "\n"
@@ -75,6 +77,11 @@ constexpr char kUsage[] =
     "  --eval-text-field F  JSONL field of the evaluation data (default text)\n"
     "  --eval-bos         prepend the model's BOS id to every evaluation\n"
     "                     window (T-1 stream tokens each; BOS not scored)\n"
+    "  --eval-tasks FILES JSONL multiple-choice tasks, comma-separated:\n"
+    "                     acc / acc_norm of original and converted\n"
+    "  --eval-task-format F  auto (default), generic, arc, hellaswag, piqa,\n"
+    "                     winogrande, boolq, openbookqa\n"
+    "  --eval-task-limit N  first N items of each task (default: all)\n"
     "  --dtype D          dtype of the written factors and floating-point\n"
     "                     weights: source (default; factors F32), f32, f16,\n"
     "                     bf16\n"
@@ -129,6 +136,9 @@ absl::StatusOr<convert::ConvertOptions> ParseArgs(
                                          "calib-text-field",
                                          "eval-text-field",
                                          "eval-bos",
+                                         "eval-tasks",
+                                         "eval-task-format",
+                                         "eval-task-limit",
                                          "dtype",
                                          "report",
                                          "overwrite",
@@ -182,6 +192,20 @@ absl::StatusOr<convert::ConvertOptions> ParseArgs(
   o.calib_text_field = flags.StringOr("calib-text-field", "text");
   o.eval_text_field = flags.StringOr("eval-text-field", "text");
   o.eval_prepend_bos = flags.Bool("eval-bos");
+  if (auto tasks = flags.String("eval-tasks")) {
+    CARE_ASSIGN_OR_RETURN(int64_t limit, flags.IntOr("eval-task-limit", 0));
+    if (limit < 0) {
+      return absl::InvalidArgumentError("--eval-task-limit must be >= 0");
+    }
+    for (absl::string_view path : absl::StrSplit(*tasks, ',')) {
+      if (path.empty()) continue;
+      o.eval_tasks.push_back(
+          {.name = "",
+           .path = std::string(path),
+           .format = flags.StringOr("eval-task-format", "auto"),
+           .limit = limit});
+    }
+  }
   CARE_ASSIGN_OR_RETURN(o.output_dtype,
                         convert::ParseOutputDType(flags.StringOr("dtype", "")));
   CARE_ASSIGN_OR_RETURN(int64_t threads, flags.IntOr("threads", 0));

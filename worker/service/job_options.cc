@@ -137,6 +137,18 @@ absl::StatusOr<nlohmann::json> PipelineOptionsFromJob(const care::v1::Job& job,
   o["eval_data"] = eval_data;
   o["eval_seq_len"] = eval.window_length() > 0 ? eval.window_length() : 2048;
   o["eval_windows"] = eval.max_windows();  // 0 = all, as in the pipeline.
+  nlohmann::json tasks = nlohmann::json::array();
+  for (int i = 0; i < eval.tasks_size(); ++i) {
+    const care::v1::TaskSpec& t = eval.tasks(i);
+    CARE_ASSIGN_OR_RETURN(
+        std::string path,
+        LocalPath(t.uri(), absl::StrCat("evaluation.tasks[", i, "].uri")));
+    tasks.push_back({{"name", t.name()},
+                     {"path", path},
+                     {"format", t.format().empty() ? "auto" : t.format()},
+                     {"limit", t.limit()}});
+  }
+  o["eval_tasks"] = std::move(tasks);
   switch (spec.output_dtype()) {
     case care::v1::OUTPUT_DTYPE_UNSPECIFIED:
       o["output_dtype"] = "source";
@@ -231,6 +243,37 @@ absl::StatusOr<care::v1::Report> ReportFromPipelineJson(
       auto* dest = out.add_timings();
       dest->set_stage(stage);
       dest->set_seconds(seconds);
+    }
+  }
+  if (auto tasks = r.find("tasks"); tasks != r.end() && tasks->is_array()) {
+    for (const auto& t : *tasks) {
+      auto* dest = out.add_task_accuracy();
+      CARE_ASSIGN_OR_RETURN(std::string name, Field<std::string>(t, "name"));
+      CARE_ASSIGN_OR_RETURN(std::string format,
+                            Field<std::string>(t, "format"));
+      CARE_ASSIGN_OR_RETURN(int64_t items, Field<int64_t>(t, "items"));
+      dest->set_name(name);
+      dest->set_format(format);
+      dest->set_items(items);
+      for (const char* which : {"original", "converted"}) {
+        auto it = t.find(which);
+        if (it == t.end() || !it->is_object()) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "pipeline report: task '", name, "' has no ", which));
+        }
+        auto* score = std::string(which) == "original"
+                          ? dest->mutable_original()
+                          : dest->mutable_converted();
+        CARE_ASSIGN_OR_RETURN(double acc, Field<double>(*it, "acc"));
+        CARE_ASSIGN_OR_RETURN(double acc_se, Field<double>(*it, "acc_stderr"));
+        CARE_ASSIGN_OR_RETURN(double norm, Field<double>(*it, "acc_norm"));
+        CARE_ASSIGN_OR_RETURN(double norm_se,
+                              Field<double>(*it, "acc_norm_stderr"));
+        score->set_acc(acc);
+        score->set_acc_stderr(acc_se);
+        score->set_acc_norm(norm);
+        score->set_acc_norm_stderr(norm_se);
+      }
     }
   }
   CARE_ASSIGN_OR_RETURN(std::string method, Field<std::string>(r, "method"));

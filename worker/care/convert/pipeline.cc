@@ -374,6 +374,7 @@ absl::StatusOr<ConversionReport> ConvertModel(const ConvertOptions& options,
     report.eval_range_end = er.end;
     report.eval_seq_len = options.eval_seq_len;
   }
+  CARE_RETURN_IF_ERROR(CheckTaskFiles(options.eval_tasks));
   engine::EngineOptions eo;
   eo.threads = options.threads;
   eo.device = options.device;  // Every engine pass of this job runs there.
@@ -591,6 +592,11 @@ absl::StatusOr<ConversionReport> ConvertModel(const ConvertOptions& options,
     report.original = ToReport(*orig);
     report.converted = ToReport(conv);
   }
+  CARE_ASSIGN_OR_RETURN(
+      report.tasks,
+      EvaluateTaskAccuracy(
+          options.eval_tasks, config, *model.weights, dir, layers, eo,
+          [&](const std::string&) { return rep.Step("evaluate", 1, 1); }));
   timer.Done("evaluate", rep.Flops("evaluate"));
 
   // ---- write ----

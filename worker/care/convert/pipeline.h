@@ -11,11 +11,13 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "care/convert/allocate.h"
 #include "care/convert/factorize.h"
 #include "care/convert/report.h"
+#include "care/convert/task_accuracy.h"
 #include "care/io/dtype.h"
 
 namespace care::convert {
@@ -62,6 +64,9 @@ struct ConvertOptions {
   bool eval_prepend_bos = false;
   // Default: the whole stream, or [0.9, 1) when it is the calibration file.
   std::optional<StreamFraction> eval_range;
+  // Zero-shot multiple-choice tasks scored before and after (task_accuracy.h;
+  // independent of eval_data).
+  std::vector<TaskEvalSpec> eval_tasks;
 
   // dtype of the written latent factors and copied floating-point weights
   // (F32, F16 or BF16); nullopt: copies keep the source's, factors F32.

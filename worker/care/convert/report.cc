@@ -7,6 +7,13 @@
 namespace care::convert {
 namespace {
 
+nlohmann::json TaskScoreJson(const TaskScore& t) {
+  return {{"acc", t.acc},
+          {"acc_stderr", t.acc_stderr},
+          {"acc_norm", t.acc_norm},
+          {"acc_norm_stderr", t.acc_norm_stderr}};
+}
+
 nlohmann::json PplJson(const PerplexityReport& p) {
   return {{"ppl", p.ppl},
           {"mean_nll", p.mean_nll},
@@ -53,6 +60,18 @@ nlohmann::json ReportToJson(const ConversionReport& r) {
   }
   if (r.original) j["original"] = PplJson(*r.original);
   if (r.converted) j["converted"] = PplJson(*r.converted);
+  if (!r.tasks.empty()) {
+    nlohmann::json tasks = nlohmann::json::array();
+    for (const TaskAccuracyReport& t : r.tasks) {
+      tasks.push_back({{"name", t.name},
+                       {"path", t.path},
+                       {"format", t.format},
+                       {"items", t.items},
+                       {"original", TaskScoreJson(t.original)},
+                       {"converted", TaskScoreJson(t.converted)}});
+    }
+    j["tasks"] = std::move(tasks);
+  }
   nlohmann::json layers = nlohmann::json::array();
   for (size_t l = 0; l < r.layers.size(); ++l) {
     const LayerReport& x = r.layers[l];
@@ -117,6 +136,12 @@ std::string ReportSummary(const ConversionReport& r) {
     absl::StrAppendFormat(
         &s, "  perplexity (%d windows x %d): original %.4f, converted %.4f\n",
         r.original->windows, r.eval_seq_len, r.original->ppl, r.converted->ppl);
+  }
+  for (const TaskAccuracyReport& x : r.tasks) {
+    absl::StrAppendFormat(
+        &s, "  task %s (%d items): acc %.4f -> %.4f, acc_norm %.4f -> %.4f\n",
+        x.name, x.items, x.original.acc, x.converted.acc, x.original.acc_norm,
+        x.converted.acc_norm);
   }
   std::vector<std::string> t;
   for (const StageTiming& x : r.timings) {

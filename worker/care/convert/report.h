@@ -47,6 +47,18 @@ struct StageTiming {
   double flops = 0;  // useful FLOPs (flop_model.h); 0 for load and write
 };
 
+// Zero-shot multiple-choice accuracy (care/eval/multiple_choice.h).
+struct TaskScore {
+  double acc = 0, acc_stderr = 0;
+  double acc_norm = 0, acc_norm_stderr = 0;
+};
+
+struct TaskAccuracyReport {
+  std::string name, path, format;
+  int64_t items = 0;
+  TaskScore original, converted;  // the same requests
+};
+
 struct ConversionReport {
   std::string model;
   std::string output_dir;
@@ -75,6 +87,8 @@ struct ConversionReport {
   int64_t eval_range_begin = 0, eval_range_end = 0;
   int64_t eval_seq_len = 0;
   std::optional<PerplexityReport> original, converted;
+  // Task accuracy before/after (evaluation tasks; empty without them).
+  std::vector<TaskAccuracyReport> tasks;
 
   std::vector<LayerReport> layers;
   std::vector<CandidateReport> candidates;
