@@ -208,7 +208,13 @@ std::string FormatEvaluation(const care::v1::JobSpec& spec) {
       e.dataset_uri(), ", windows of ", e.window_length(), " tokens, ",
       e.max_windows() == 0 ? std::string("all windows")
                            : absl::StrCat("at most ", e.max_windows()),
-      e.prepend_bos() ? ", BOS" : "", tasks.empty() ? "" : "; ", tasks);
+      e.prepend_bos() ? ", BOS" : "",
+      e.rolling_stride() > 0
+          ? absl::StrCat(
+                ", rolling stride ", e.rolling_stride(),
+                e.rolling_documents() == "wikitext" ? " (wikitext)" : "")
+          : "",
+      tasks.empty() ? "" : "; ", tasks);
 }
 
 std::string Num(double value) { return absl::StrFormat("%.6g", value); }
@@ -246,6 +252,17 @@ void AppendReport(const care::v1::Report& report, std::string& out) {
     }
     absl::StrAppend(&ppl, " on ", report.converted().predictions(), " tokens");
     kv.Add("perplexity", ppl);
+  }
+  if (report.has_rolling_original() && report.has_rolling_converted()) {
+    const auto& a = report.rolling_original();
+    const auto& b = report.rolling_converted();
+    kv.Add("rolling ppl", absl::StrCat("token ", Num(a.token_perplexity()),
+                                       " -> ", Num(b.token_perplexity()),
+                                       ", word ", Num(a.word_perplexity()),
+                                       " -> ", Num(b.word_perplexity()),
+                                       ", byte ", Num(a.byte_perplexity()),
+                                       " -> ", Num(b.byte_perplexity()), " on ",
+                                       a.documents(), " documents"));
   }
   std::string width = absl::StrCat(report.kv_width_before(), " -> ",
                                    report.kv_width_after(), " floats/token");

@@ -130,9 +130,11 @@ absl::Status ValidateCalibration(const JobSpec& spec) {
 absl::Status ValidateEvaluation(const JobSpec& spec) {
   const auto& e = spec.evaluation();
   if (e.dataset_uri().empty()) {
-    if (e.window_length() != 0 || e.max_windows() != 0) {
+    if (e.window_length() != 0 || e.max_windows() != 0 ||
+        e.rolling_stride() != 0) {
       return Invalid("evaluation.dataset_uri",
-                     "required when window_length or max_windows is set");
+                     "required when window_length, max_windows or "
+                     "rolling_stride is set");
     }
     return absl::OkStatus();
   }
@@ -144,6 +146,16 @@ absl::Status ValidateEvaluation(const JobSpec& spec) {
   if (!s.ok()) return s;
   s = CheckRange("evaluation.max_windows", e.max_windows(), 0, 1000000);
   if (!s.ok()) return s;
+  const int window = e.window_length() > 0 ? e.window_length()
+                                           : kDefaultEvaluationWindowLength;
+  s = CheckRange("evaluation.rolling_stride", e.rolling_stride(), 0, window);
+  if (!s.ok()) return s;
+  if (e.rolling_documents() != "" && e.rolling_documents() != "whole" &&
+      e.rolling_documents() != "wikitext") {
+    return Invalid("evaluation.rolling_documents",
+                   absl::StrCat("unknown value '", e.rolling_documents(),
+                                "' (allowed: whole, wikitext)"));
+  }
   return CheckTextField("evaluation.text_field", e.text_field());
 }
 

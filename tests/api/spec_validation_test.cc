@@ -167,6 +167,38 @@ const Case kCases[] = {
     {"eval_relative_uri",
      [](JobSpec& s) { s.mutable_evaluation()->set_dataset_uri("eval.txt"); },
      "evaluation.dataset_uri"},
+    // evaluation.rolling_stride / rolling_documents
+    {"rolling_valid",
+     [](JobSpec& s) {
+       s.mutable_evaluation()->set_dataset_uri("/data/wiki.test.raw");
+       s.mutable_evaluation()->set_window_length(1024);
+       s.mutable_evaluation()->set_rolling_stride(512);
+       s.mutable_evaluation()->set_rolling_documents("wikitext");
+     },
+     ""},
+    {"rolling_without_uri",
+     [](JobSpec& s) { s.mutable_evaluation()->set_rolling_stride(8); },
+     "evaluation.dataset_uri"},
+    {"rolling_stride_above_window",
+     [](JobSpec& s) {
+       s.mutable_evaluation()->set_dataset_uri("/data/eval.txt");
+       s.mutable_evaluation()->set_window_length(256);
+       s.mutable_evaluation()->set_rolling_stride(257);
+     },
+     "evaluation.rolling_stride"},
+    {"rolling_stride_negative",
+     [](JobSpec& s) {
+       s.mutable_evaluation()->set_dataset_uri("/data/eval.txt");
+       s.mutable_evaluation()->set_rolling_stride(-1);
+     },
+     "evaluation.rolling_stride"},
+    {"rolling_documents_unknown",
+     [](JobSpec& s) {
+       s.mutable_evaluation()->set_dataset_uri("/data/eval.txt");
+       s.mutable_evaluation()->set_rolling_stride(64);
+       s.mutable_evaluation()->set_rolling_documents("pages");
+     },
+     "evaluation.rolling_documents"},
     // evaluation.tasks
     {"tasks_valid",
      [](JobSpec& s) {

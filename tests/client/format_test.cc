@@ -194,8 +194,8 @@ TEST(FormatGolden, SucceededJobJson) {
                ToJson(Parse<care::v1::Job>(kSucceededJob), true) + "\n");
 }
 
-// The same job with two evaluation tasks: the spec line and the accuracy
-// table before/after.
+// The same job with two evaluation tasks and rolling perplexity: the spec
+// line, the rolling line and the accuracy table before/after.
 TEST(FormatGolden, SucceededJobWithTasksTable) {
   care::v1::Job job = Parse<care::v1::Job>(kSucceededJob);
   for (const char* name : {"arc_easy", "hellaswag"}) {
@@ -238,6 +238,28 @@ TEST(FormatGolden, SucceededJobWithTasksTable) {
         acc_norm: 0.7402
         acc_norm_stderr: 0.0044
       }
+    }
+  )pb"));
+  job.mutable_spec()->mutable_evaluation()->set_rolling_stride(128);
+  job.mutable_spec()->mutable_evaluation()->set_rolling_documents("wikitext");
+  job.mutable_report()->MergeFrom(Parse<care::v1::Report>(R"pb(
+    rolling_original {
+      documents: 62
+      windows: 1528
+      predictions: 765948
+      token_perplexity: 75.4976
+      word_perplexity: 912380.2
+      byte_perplexity: 13.0192
+      bits_per_byte: 3.7026
+    }
+    rolling_converted {
+      documents: 62
+      windows: 1528
+      predictions: 765948
+      token_perplexity: 80.11
+      word_perplexity: 1.2e6
+      byte_perplexity: 13.5
+      bits_per_byte: 3.75
     }
   )pb"));
   ExpectGolden("job_succeeded_tasks.txt", FormatJobTable(job));

@@ -9,11 +9,14 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <string>
 
 #include "care/convert/pipeline.h"
+#include "care/eval/documents.h"
 #include "care/eval/multiple_choice.h"
+#include "care/eval/rolling.h"
 #include "care/eval/task.h"
 #include "care/io/model.h"
 #include "care/tokenizer/tokenizer.h"
@@ -109,6 +112,64 @@ TEST_P(AccuracyTest, AggressiveConversionLosesAccuracy) {
   EXPECT_GE(m.converted.acc, m.original.acc - 0.2);
   // And in the report JSON written with the checkpoint.
   EXPECT_TRUE(std::filesystem::exists(dir_ + "/out500/care_report.json"));
+}
+
+TEST_P(AccuracyTest, RollingPerplexityInConversionReport) {
+  CARE_REQUIRE_FIXTURES();
+  // 12 KB of TinyStories text from the second half (calibration reads the
+  // first half of the token stream), one document.
+  std::ifstream in(
+      ::care::testing::FixturePath("tinystories/tinystories_val_head.txt"),
+      std::ios::binary);
+  std::string text((std::istreambuf_iterator<char>(in)), {});
+  text = text.substr(text.size() * 6 / 10, 12000);
+  const std::string eval_file = dir_ + "/eval.txt";
+  std::ofstream(eval_file, std::ios::binary) << text;
+  ConvertOptions o = testing::SmallOptions(Model(), dir_ + "/out",
+                                           Budget::KvSave(0.75), Method::kCare);
+  o.device = ::care::testing::TestDevice();
+  o.eval_data = eval_file;
+  o.eval_seq_len = 128;
+  o.eval_windows = 4;
+  o.eval_rolling_stride = 64;
+  absl::StatusOr<ConversionReport> r = ConvertModel(o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_TRUE(r->rolling_original.has_value());
+  ASSERT_TRUE(r->rolling_converted.has_value());
+  const RollingReport& a = *r->rolling_original;
+  const RollingReport& b = *r->rolling_converted;
+  std::cout << GetParam() << ": rolling token ppl " << a.token_perplexity
+            << " -> " << b.token_perplexity << ", word " << a.word_perplexity
+            << " -> " << b.word_perplexity << "\n";
+  EXPECT_EQ(r->rolling_max_length, 128);
+  EXPECT_EQ(r->rolling_stride, 64);
+  EXPECT_EQ(a.documents, 1);
+  EXPECT_EQ(a.bytes, 12000);
+  EXPECT_EQ(a.predictions, b.predictions);
+  EXPECT_EQ(a.windows, b.windows);
+  EXPECT_GT(b.token_perplexity, a.token_perplexity);
+  // The original's numbers are those of the library on the same document
+  // (eval_reference_test checks the library against numpy).
+  absl::StatusOr<io::Model> model = io::OpenModel(Model());
+  ASSERT_TRUE(model.ok());
+  absl::StatusOr<std::unique_ptr<tok::Tokenizer>> tokenizer =
+      tok::LoadTokenizer(Model());
+  ASSERT_TRUE(tokenizer.ok());
+  absl::StatusOr<std::vector<eval::RollingDocument>> docs =
+      eval::MakeRollingDocuments({text}, **tokenizer,
+                                 eval::DocumentSplit::kWhole);
+  ASSERT_TRUE(docs.ok());
+  eval::SequenceOptions so;
+  so.engine.device = ::care::testing::TestDevice();
+  absl::StatusOr<eval::RollingResult> lib =
+      eval::EvaluateRolling(model->config, *model->weights, *docs,
+                            {.max_length = 128, .stride = 64, .prefix = 1}, so);
+  ASSERT_TRUE(lib.ok()) << lib.status();
+  EXPECT_EQ(lib->predictions, a.predictions);
+  EXPECT_NEAR(lib->token_perplexity, a.token_perplexity,
+              1e-9 * a.token_perplexity);
+  EXPECT_NEAR(lib->word_perplexity, a.word_perplexity,
+              1e-9 * a.word_perplexity);
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, AccuracyTest,

@@ -40,6 +40,7 @@ constexpr char kSpec[] = R"pb(
     dataset_uri: "file:///data/e.u16"
     window_length: 128
     max_windows: 4
+    rolling_stride: 64
     tasks { uri: "file:///data/arc.jsonl" format: "arc" limit: 100 }
     tasks { name: "hs" uri: "/data/hellaswag.jsonl" }
   }
@@ -69,6 +70,8 @@ TEST(JobOptions, EveryFieldReachesThePipeline) {
   EXPECT_EQ((*o)["eval_tasks"][0]["limit"], 100);
   EXPECT_EQ((*o)["eval_tasks"][1]["name"], "hs");
   EXPECT_EQ((*o)["eval_tasks"][1]["format"], "auto");
+  EXPECT_EQ((*o)["eval_rolling_stride"], 64);
+  EXPECT_EQ((*o)["eval_rolling_documents"], "whole");
   EXPECT_EQ((*o)["threads"], 3);
   EXPECT_EQ((*o)["overwrite"], false);
 }
@@ -157,6 +160,29 @@ TEST(JobOptions, ReportFromPipelineJson) {
       {"method", "care-c"},
       {"damping", 0.01},
       {"output_dir", "/out/x"},
+      {"rolling",
+       {{"max_length", 128},
+        {"stride", 64},
+        {"original",
+         {{"documents", 2},
+          {"windows", 9},
+          {"predictions", 1000},
+          {"words", 200},
+          {"bytes", 900},
+          {"token_perplexity", 3.5},
+          {"word_perplexity", 20.0},
+          {"byte_perplexity", 1.5},
+          {"bits_per_byte", 0.58}}},
+        {"converted",
+         {{"documents", 2},
+          {"windows", 9},
+          {"predictions", 1000},
+          {"words", 200},
+          {"bytes", 900},
+          {"token_perplexity", 4.0},
+          {"word_perplexity", 25.0},
+          {"byte_perplexity", 1.6},
+          {"bits_per_byte", 0.68}}}}},
       {"tasks",
        {{{"name", "arc"},
          {"path", "/data/arc.jsonl"},
@@ -191,6 +217,9 @@ TEST(JobOptions, ReportFromPipelineJson) {
   EXPECT_EQ(report->method(), care::v1::METHOD_CARE_C);
   EXPECT_EQ(report->rank_allocation(), care::v1::RANK_ALLOCATION_ADJUSTED);
   EXPECT_EQ(report->output_uri(), "/out/x");
+  EXPECT_EQ(report->rolling_original().predictions(), 1000);
+  EXPECT_DOUBLE_EQ(report->rolling_converted().word_perplexity(), 25.0);
+  EXPECT_DOUBLE_EQ(report->rolling_original().bits_per_byte(), 0.58);
   ASSERT_EQ(report->task_accuracy_size(), 1);
   EXPECT_EQ(report->task_accuracy(0).name(), "arc");
   EXPECT_EQ(report->task_accuracy(0).items(), 100);

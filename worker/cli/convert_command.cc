@@ -17,6 +17,7 @@
 #include "absl/strings/str_split.h"
 #include "care/convert/pipeline.h"
 #include "care/convert/write_checkpoint.h"
+#include "care/eval/documents.h"
 #include "care/util/flags.h"
 #include "care/util/status_macros.h"
 #include "cli/command.h"
@@ -39,6 +40,7 @@ constexpr char kUsage[] =
     "         [--eval-text-field F] [--eval-bos] [--dtype D]\n"
     "         [--eval-tasks FILES [--eval-task-format F] [--eval-task-limit "
     "N]]\n"
+    "         [--eval-rolling-stride S [--eval-rolling-documents D]]\n"
     "         [--report FILE] [--overwrite] [--threads N] [--quiet]\n"
     "         [--device cpu|cuda[:N]] [--work-dir DIR]\n"
     "\n"
@@ -77,6 +79,10 @@ constexpr char kUsage[] =
     "  --eval-text-field F  JSONL field of the evaluation data (default text)\n"
     "  --eval-bos         prepend the model's BOS id to every evaluation\n"
     "                     window (T-1 stream tokens each; BOS not scored)\n"
+    "  --eval-rolling-stride S  also score --eval as whole documents with\n"
+    "                     rolling windows of --eval-seq-len, stride S, BOS\n"
+    "                     first (token, word, byte perplexity)\n"
+    "  --eval-rolling-documents whole (default) or wikitext\n"
     "  --eval-tasks FILES JSONL multiple-choice tasks, comma-separated:\n"
     "                     acc / acc_norm of original and converted\n"
     "  --eval-task-format F  auto (default), generic, arc, hellaswag, piqa,\n"
@@ -139,6 +145,8 @@ absl::StatusOr<convert::ConvertOptions> ParseArgs(
                                          "eval-tasks",
                                          "eval-task-format",
                                          "eval-task-limit",
+                                         "eval-rolling-stride",
+                                         "eval-rolling-documents",
                                          "dtype",
                                          "report",
                                          "overwrite",
@@ -192,6 +200,15 @@ absl::StatusOr<convert::ConvertOptions> ParseArgs(
   o.calib_text_field = flags.StringOr("calib-text-field", "text");
   o.eval_text_field = flags.StringOr("eval-text-field", "text");
   o.eval_prepend_bos = flags.Bool("eval-bos");
+  CARE_ASSIGN_OR_RETURN(o.eval_rolling_stride,
+                        flags.IntOr("eval-rolling-stride", 0));
+  if (o.eval_rolling_stride < 0 || o.eval_rolling_stride > o.eval_seq_len) {
+    return absl::InvalidArgumentError(
+        "--eval-rolling-stride must be in [0, --eval-seq-len]");
+  }
+  o.eval_rolling_documents = flags.StringOr("eval-rolling-documents", "whole");
+  CARE_RETURN_IF_ERROR(
+      eval::ParseDocumentSplit(o.eval_rolling_documents).status());
   if (auto tasks = flags.String("eval-tasks")) {
     CARE_ASSIGN_OR_RETURN(int64_t limit, flags.IntOr("eval-task-limit", 0));
     if (limit < 0) {

@@ -130,6 +130,9 @@ absl::StatusOr<convert::ConvertOptions> OptionsFromJson(
   CARE_RETURN_IF_ERROR(Read(o, "calib_text_field", &c.calib_text_field));
   CARE_RETURN_IF_ERROR(Read(o, "eval_text_field", &c.eval_text_field));
   CARE_RETURN_IF_ERROR(Read(o, "eval_prepend_bos", &c.eval_prepend_bos));
+  CARE_RETURN_IF_ERROR(Read(o, "eval_rolling_stride", &c.eval_rolling_stride));
+  CARE_RETURN_IF_ERROR(
+      Read(o, "eval_rolling_documents", &c.eval_rolling_documents));
   if (auto tasks = o.find("eval_tasks"); tasks != o.end()) {
     if (!tasks->is_array()) {
       return absl::InvalidArgumentError(

@@ -149,6 +149,9 @@ absl::StatusOr<nlohmann::json> PipelineOptionsFromJob(const care::v1::Job& job,
                      {"limit", t.limit()}});
   }
   o["eval_tasks"] = std::move(tasks);
+  o["eval_rolling_stride"] = eval.rolling_stride();
+  o["eval_rolling_documents"] =
+      eval.rolling_documents().empty() ? "whole" : eval.rolling_documents();
   switch (spec.output_dtype()) {
     case care::v1::OUTPUT_DTYPE_UNSPECIFIED:
       o["output_dtype"] = "source";
@@ -243,6 +246,33 @@ absl::StatusOr<care::v1::Report> ReportFromPipelineJson(
       auto* dest = out.add_timings();
       dest->set_stage(stage);
       dest->set_seconds(seconds);
+    }
+  }
+  if (auto rolling = r.find("rolling");
+      rolling != r.end() && rolling->is_object()) {
+    for (const char* which : {"original", "converted"}) {
+      auto it = rolling->find(which);
+      if (it == rolling->end() || !it->is_object()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("pipeline report: rolling has no ", which));
+      }
+      auto* dest = std::string(which) == "original"
+                       ? out.mutable_rolling_original()
+                       : out.mutable_rolling_converted();
+      CARE_ASSIGN_OR_RETURN(int64_t docs, Field<int64_t>(*it, "documents"));
+      CARE_ASSIGN_OR_RETURN(int64_t windows, Field<int64_t>(*it, "windows"));
+      CARE_ASSIGN_OR_RETURN(int64_t preds, Field<int64_t>(*it, "predictions"));
+      CARE_ASSIGN_OR_RETURN(double tok, Field<double>(*it, "token_perplexity"));
+      CARE_ASSIGN_OR_RETURN(double word, Field<double>(*it, "word_perplexity"));
+      CARE_ASSIGN_OR_RETURN(double byte, Field<double>(*it, "byte_perplexity"));
+      CARE_ASSIGN_OR_RETURN(double bpb, Field<double>(*it, "bits_per_byte"));
+      dest->set_documents(docs);
+      dest->set_windows(windows);
+      dest->set_predictions(preds);
+      dest->set_token_perplexity(tok);
+      dest->set_word_perplexity(word);
+      dest->set_byte_perplexity(byte);
+      dest->set_bits_per_byte(bpb);
     }
   }
   if (auto tasks = r.find("tasks"); tasks != r.end() && tasks->is_array()) {

@@ -59,6 +59,14 @@ struct TaskAccuracyReport {
   TaskScore original, converted;  // the same requests
 };
 
+// Rolling-window perplexity of whole documents (care/eval/rolling.h).
+struct RollingReport {
+  int64_t documents = 0, windows = 0, predictions = 0;
+  int64_t words = 0, bytes = 0;
+  double token_perplexity = 0, word_perplexity = 0, byte_perplexity = 0;
+  double bits_per_byte = 0;
+};
+
 struct ConversionReport {
   std::string model;
   std::string output_dir;
@@ -89,6 +97,9 @@ struct ConversionReport {
   std::optional<PerplexityReport> original, converted;
   // Task accuracy before/after (evaluation tasks; empty without them).
   std::vector<TaskAccuracyReport> tasks;
+  // Rolling perplexity before/after (eval_rolling_stride > 0).
+  int64_t rolling_max_length = 0, rolling_stride = 0;
+  std::optional<RollingReport> rolling_original, rolling_converted;
 
   std::vector<LayerReport> layers;
   std::vector<CandidateReport> candidates;

@@ -2,7 +2,7 @@
 // ConvertModel (pipeline.cc) runs in this order:
 //
 //   Load ─▶ Calibrate ─▶ Allocate ─▶ [Sequential] ─▶ ReportLayers
-//        ─▶ Evaluate ─▶ EvaluateTasks ─▶ Write
+//        ─▶ Evaluate ─▶ EvaluateRollingPerplexity ─▶ EvaluateTasks ─▶ Write
 //
 // Each stage is one function in its own file, stages/<stage>.cc. It takes
 // plain values (the options, the Inputs that Load opened, the previous
@@ -117,6 +117,16 @@ absl::Status Evaluate(const Inputs& in, const std::vector<LatentLayer>& layers,
 absl::Status EvaluateTasks(const ConvertOptions& options, const Inputs& in,
                            const std::vector<LatentLayer>& layers,
                            StageProgress& progress, ConversionReport* report);
+
+// options.eval_rolling_stride > 0: rolling-window perplexity of the
+// evaluation file's documents, original and converted (care/eval/rolling.h).
+// Progress under "evaluate"; time added to the evaluate timing. Fills:
+// rolling_max_length, rolling_stride, rolling_original, rolling_converted.
+absl::Status EvaluateRollingPerplexity(const ConvertOptions& options,
+                                       const Inputs& in,
+                                       const std::vector<LatentLayer>& layers,
+                                       StageProgress& progress,
+                                       ConversionReport* report);
 
 // Writes the converted checkpoint, with the report so far as
 // care_report.json, into options.output_dir. Fills: nothing (its timing is
