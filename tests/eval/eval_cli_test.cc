@@ -115,6 +115,50 @@ TEST(EvalCliTest, RollingWikiTextSliceNextToPlainWindows) {
   std::filesystem::remove_all(dir);
 }
 
+// `care-worker convert` with the task and rolling flags: the report file
+// has both, before and after.
+TEST(EvalCliTest, ConvertWithTasksAndRolling) {
+  CARE_REQUIRE_FIXTURES();
+  const std::string dir = ::care::testing::MakeTempDir("eval_cli_convert");
+  const Result r = ::care::testing::RunCareWorker(
+      "convert --model " + Model() + " --out " + dir + "/out" +
+      " --kv-save 0.75 --calib " +
+      FixturePath("stories260K_reference/tinystories_val_head.tok512.u16") +
+      " --calib-samples 32 --calib-range 0:0.5 --eval " +
+      FixturePath("stories260K_reference/tinystories_val_head.tok512.u16") +
+      " --eval-range 0.9:1 --eval-seq-len 64 --eval-windows 4"
+      " --eval-rolling-stride 32 --eval-tasks " +
+      Data("stories_which_context.jsonl") + "," + Data("boolq.jsonl") +
+      " --eval-task-limit 16 --threads 1 --quiet --report " + dir +
+      "/report.json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::ifstream in(dir + "/report.json");
+  const nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+  ASSERT_TRUE(j.is_object());
+  ASSERT_EQ(j["tasks"].size(), 2u);
+  EXPECT_EQ(j["tasks"][0]["name"], "stories_which_context");
+  EXPECT_EQ(j["tasks"][0]["items"], 16);
+  EXPECT_EQ(j["tasks"][1]["format"], "boolq");
+  EXPECT_GT(j["tasks"][0]["original"]["acc"].get<double>(), 0.5);
+  // An id file: one document, token perplexity only.
+  EXPECT_EQ(j["rolling"]["stride"], 32);
+  EXPECT_EQ(j["rolling"]["original"]["documents"], 1);
+  EXPECT_GT(j["rolling"]["converted"]["token_perplexity"].get<double>(),
+            j["rolling"]["original"]["token_perplexity"].get<double>());
+  EXPECT_EQ(j["rolling"]["original"]["word_perplexity"], 0.0);
+  // A bad task file fails before calibration, naming file, line and field.
+  const Result bad = ::care::testing::RunCareWorker(
+      "convert --model " + Model() + " --out " + dir + "/bad --kv-save 0.5" +
+      " --calib " +
+      FixturePath("stories260K_reference/tinystories_val_head.tok512.u16") +
+      " --eval-tasks " + Data("arc.jsonl") + " --eval-task-format piqa");
+  EXPECT_EQ(bad.exit_code, 2) << bad.output;  // InvalidArgument
+  EXPECT_NE(bad.output.find("arc.jsonl:1: field 'goal': missing"),
+            std::string::npos)
+      << bad.output;
+  std::filesystem::remove_all(dir);
+}
+
 TEST(EvalCliTest, Errors) {
   CARE_REQUIRE_FIXTURES();
   auto run = [](const std::string& args) {
