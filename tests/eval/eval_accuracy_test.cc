@@ -14,6 +14,7 @@
 #include <string>
 
 #include "care/convert/pipeline.h"
+#include "care/engine/families.h"
 #include "care/eval/documents.h"
 #include "care/eval/multiple_choice.h"
 #include "care/eval/rolling.h"
@@ -40,7 +41,8 @@ class AccuracyTest : public ::testing::TestWithParam<std::string> {
 
 // acc and acc_norm of the model on a task file.
 eval::TaskResult Score(const std::string& model_dir, const std::string& file) {
-  absl::StatusOr<io::Model> model = io::OpenModel(model_dir);
+  absl::StatusOr<io::Model> model =
+      io::OpenModel(model_dir, engine::Families());
   EXPECT_TRUE(model.ok()) << model.status();
   absl::StatusOr<std::unique_ptr<tok::Tokenizer>> tokenizer =
       tok::LoadTokenizer(model_dir);
@@ -150,7 +152,7 @@ TEST_P(AccuracyTest, RollingPerplexityInConversionReport) {
   EXPECT_GT(b.token_perplexity, a.token_perplexity);
   // The original's numbers are those of the library on the same document
   // (eval_reference_test checks the library against numpy).
-  absl::StatusOr<io::Model> model = io::OpenModel(Model());
+  absl::StatusOr<io::Model> model = io::OpenModel(Model(), engine::Families());
   ASSERT_TRUE(model.ok());
   absl::StatusOr<std::unique_ptr<tok::Tokenizer>> tokenizer =
       tok::LoadTokenizer(Model());

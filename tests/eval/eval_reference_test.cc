@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "care/engine/families.h"
 #include "care/eval/documents.h"
 #include "care/eval/multiple_choice.h"
 #include "care/eval/rolling.h"
@@ -84,7 +85,8 @@ SequenceOptions Options() {
 TEST_P(ReferenceTest, MultipleChoiceMatchesNumpyLlama) {
   CARE_REQUIRE_FIXTURES();
   const std::string model_dir = ::care::testing::FixturePath(GetParam());
-  absl::StatusOr<io::Model> model = io::OpenModel(model_dir);
+  absl::StatusOr<io::Model> model =
+      io::OpenModel(model_dir, engine::Families());
   ASSERT_TRUE(model.ok()) << model.status();
   absl::StatusOr<std::unique_ptr<tok::Tokenizer>> tokenizer =
       tok::LoadTokenizer(model_dir);
@@ -168,7 +170,8 @@ TEST_P(ReferenceTest, MultipleChoiceMatchesNumpyLlama) {
 TEST_P(ReferenceTest, RollingPerplexityMatchesNumpyLlama) {
   CARE_REQUIRE_FIXTURES();
   const std::string model_dir = ::care::testing::FixturePath(GetParam());
-  absl::StatusOr<io::Model> model = io::OpenModel(model_dir);
+  absl::StatusOr<io::Model> model =
+      io::OpenModel(model_dir, engine::Families());
   ASSERT_TRUE(model.ok()) << model.status();
   absl::StatusOr<std::unique_ptr<tok::Tokenizer>> tokenizer =
       tok::LoadTokenizer(model_dir);

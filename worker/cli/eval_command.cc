@@ -17,6 +17,7 @@
 #include "absl/strings/str_split.h"
 #include "care/data/dataset.h"
 #include "care/engine/engine.h"
+#include "care/engine/families.h"
 #include "care/engine/perplexity.h"
 #include "care/eval/documents.h"
 #include "care/eval/multiple_choice.h"
@@ -342,7 +343,8 @@ absl::Status RunTasks(const EvalArgs& a, const io::Model& model,
 
 absl::Status Run(const EvalArgs& a) {
   CARE_ASSIGN_OR_RETURN(std::string dir, io::ResolveModelDir(a.model));
-  CARE_ASSIGN_OR_RETURN(io::Model model, io::OpenModel(dir));
+  CARE_ASSIGN_OR_RETURN(io::Model model,
+                        io::OpenModel(dir, engine::Families()));
   std::unique_ptr<tok::Tokenizer> tokenizer;
   const std::optional<std::string>& file = a.tokens ? a.tokens : a.data;
   // Id files need no tokenizer (synthetic models have none).
