@@ -131,15 +131,47 @@ std::string FormatCalibration(const care::v1::JobSpec& spec) {
 
 std::string FormatEvaluation(const care::v1::JobSpec& spec) {
   const auto& e = spec.evaluation();
-  if (e.dataset_uri().empty()) return "none";
+  std::string tasks;
+  if (e.tasks_size() > 0) {
+    std::vector<std::string> names;
+    for (const auto& t : e.tasks()) names.push_back(t.name());
+    tasks = absl::StrCat("tasks ", absl::StrJoin(names, ", "));
+  }
+  if (e.dataset_uri().empty()) return tasks.empty() ? "none" : tasks;
   return absl::StrCat(
       e.dataset_uri(), ", windows of ", e.window_length(), " tokens, ",
       e.max_windows() == 0 ? std::string("all windows")
                            : absl::StrCat("at most ", e.max_windows()),
-      e.prepend_bos() ? ", BOS" : "");
+      e.prepend_bos() ? ", BOS" : "",
+      e.rolling_stride() > 0
+          ? absl::StrCat(
+                ", rolling stride ", e.rolling_stride(),
+                e.rolling_documents() == "wikitext" ? " (wikitext)" : "")
+          : "",
+      tasks.empty() ? "" : "; ", tasks);
 }
 
 std::string Num(double value) { return absl::StrFormat("%.6g", value); }
+
+// Accuracy before/after per evaluation task, "acc±stderr".
+void AppendTaskAccuracy(const care::v1::Report& report, std::string& out) {
+  if (report.task_accuracy_size() == 0) return;
+  auto score = [](double v, double se) {
+    return absl::StrFormat("%.4f±%.4f", v, se);
+  };
+  Table table({"TASK", "FORMAT", "ITEMS", "ACC_ORIGINAL", "ACC_CONVERTED",
+               "ACC_NORM_ORIGINAL", "ACC_NORM_CONVERTED"});
+  for (const auto& t : report.task_accuracy()) {
+    table.AddRow(
+        {t.name(), t.format(), absl::StrCat(t.items()),
+         score(t.original().acc(), t.original().acc_stderr()),
+         score(t.converted().acc(), t.converted().acc_stderr()),
+         score(t.original().acc_norm(), t.original().acc_norm_stderr()),
+         score(t.converted().acc_norm(), t.converted().acc_norm_stderr())});
+  }
+  out += "\n";
+  out += table.Render();
+}
 
 void AppendReport(const care::v1::Report& report, std::string& out) {
   KeyValueList kv;
@@ -154,6 +186,17 @@ void AppendReport(const care::v1::Report& report, std::string& out) {
     }
     absl::StrAppend(&ppl, " on ", report.converted().predictions(), " tokens");
     kv.Add("perplexity", ppl);
+  }
+  if (report.has_rolling_original() && report.has_rolling_converted()) {
+    const auto& a = report.rolling_original();
+    const auto& b = report.rolling_converted();
+    kv.Add("rolling ppl", absl::StrCat("token ", Num(a.token_perplexity()),
+                                       " -> ", Num(b.token_perplexity()),
+                                       ", word ", Num(a.word_perplexity()),
+                                       " -> ", Num(b.word_perplexity()),
+                                       ", byte ", Num(a.byte_perplexity()),
+                                       " -> ", Num(b.byte_perplexity()), " on ",
+                                       a.documents(), " documents"));
   }
   std::string width = absl::StrCat(report.kv_width_before(), " -> ",
                                    report.kv_width_after(), " floats/token");
@@ -193,19 +236,21 @@ void AppendReport(const care::v1::Report& report, std::string& out) {
   kv.Add("written to", report.output_uri());
   out += "\nreport:\n";
   out += kv.Render();
-  if (report.layers_size() == 0) return;
-  Table table({"LAYER", "RANK_K", "RANK_V", "K_REL_ERR", "V_REL_ERR",
-               "K_ENERGY", "V_ENERGY"});
-  for (const auto& l : report.layers()) {
-    table.AddRow({absl::StrCat(l.layer()), absl::StrCat(l.rank_k()),
-                  absl::StrCat(l.rank_v()),
-                  absl::StrFormat("%.4g", l.k_relative_error()),
-                  absl::StrFormat("%.4g", l.v_relative_error()),
-                  absl::StrFormat("%.4f", l.k_retained_energy()),
-                  absl::StrFormat("%.4f", l.v_retained_energy())});
+  if (report.layers_size() > 0) {
+    Table table({"LAYER", "RANK_K", "RANK_V", "K_REL_ERR", "V_REL_ERR",
+                 "K_ENERGY", "V_ENERGY"});
+    for (const auto& l : report.layers()) {
+      table.AddRow({absl::StrCat(l.layer()), absl::StrCat(l.rank_k()),
+                    absl::StrCat(l.rank_v()),
+                    absl::StrFormat("%.4g", l.k_relative_error()),
+                    absl::StrFormat("%.4g", l.v_relative_error()),
+                    absl::StrFormat("%.4f", l.k_retained_energy()),
+                    absl::StrFormat("%.4f", l.v_retained_energy())});
+    }
+    out += "\n";
+    out += table.Render();
   }
-  out += "\n";
-  out += table.Render();
+  AppendTaskAccuracy(report, out);
 }
 
 }  // namespace

@@ -17,6 +17,7 @@
 #include "absl/strings/str_split.h"
 #include "care/convert/pipeline.h"
 #include "care/convert/write_checkpoint.h"
+#include "care/eval/documents.h"
 #include "care/util/flags.h"
 #include "care/util/status_macros.h"
 #include "cli/command.h"
@@ -40,6 +41,9 @@ constexpr char kUsage[] =
     "         [--eval DATA] [--eval-seq-len T] [--eval-windows W] "
     "[--eval-range A:B]\n"
     "         [--eval-text-field F] [--eval-bos] [--dtype D]\n"
+    "         [--eval-tasks FILES [--eval-task-format F] [--eval-task-limit "
+    "N]]\n"
+    "         [--eval-rolling-stride S [--eval-rolling-documents D]]\n"
     "         [--report FILE] [--overwrite] [--threads N] [--quiet]\n"
     "         [--device cpu|cuda[:N]] [--work-dir DIR]\n"
     "\n"
@@ -90,6 +94,15 @@ constexpr char kUsage[] =
     "  --eval-text-field F  JSONL field of the evaluation data (default text)\n"
     "  --eval-bos         prepend the model's BOS id to every evaluation\n"
     "                     window (T-1 stream tokens each; BOS not scored)\n"
+    "  --eval-rolling-stride S  also score --eval as whole documents with\n"
+    "                     rolling windows of --eval-seq-len, stride S, BOS\n"
+    "                     first (token, word, byte perplexity)\n"
+    "  --eval-rolling-documents whole (default) or wikitext\n"
+    "  --eval-tasks FILES JSONL multiple-choice tasks, comma-separated:\n"
+    "                     acc / acc_norm of original and converted\n"
+    "  --eval-task-format F  auto (default), generic, arc, hellaswag, piqa,\n"
+    "                     winogrande, boolq, openbookqa\n"
+    "  --eval-task-limit N  first N items of each task (default: all)\n"
     "  --dtype D          dtype of the written factors and floating-point\n"
     "                     weights: source (default; factors F32), f32, f16,\n"
     "                     bf16\n"
@@ -170,6 +183,11 @@ absl::StatusOr<convert::ConvertOptions> ParseArgs(
                                          "calib-text-field",
                                          "eval-text-field",
                                          "eval-bos",
+                                         "eval-tasks",
+                                         "eval-task-format",
+                                         "eval-task-limit",
+                                         "eval-rolling-stride",
+                                         "eval-rolling-documents",
                                          "dtype",
                                          "report",
                                          "overwrite",
@@ -259,6 +277,29 @@ absl::StatusOr<convert::ConvertOptions> ParseArgs(
   o.calib_text_field = flags.StringOr("calib-text-field", o.calib_text_field);
   o.eval_text_field = flags.StringOr("eval-text-field", o.eval_text_field);
   o.eval_prepend_bos = flags.Bool("eval-bos");
+  CARE_ASSIGN_OR_RETURN(o.eval_rolling_stride,
+                        flags.IntOr("eval-rolling-stride", 0));
+  if (o.eval_rolling_stride < 0 || o.eval_rolling_stride > o.eval_seq_len) {
+    return absl::InvalidArgumentError(
+        "--eval-rolling-stride must be in [0, --eval-seq-len]");
+  }
+  o.eval_rolling_documents = flags.StringOr("eval-rolling-documents", "whole");
+  CARE_RETURN_IF_ERROR(
+      eval::ParseDocumentSplit(o.eval_rolling_documents).status());
+  if (auto tasks = flags.String("eval-tasks")) {
+    CARE_ASSIGN_OR_RETURN(int64_t limit, flags.IntOr("eval-task-limit", 0));
+    if (limit < 0) {
+      return absl::InvalidArgumentError("--eval-task-limit must be >= 0");
+    }
+    for (absl::string_view path : absl::StrSplit(*tasks, ',')) {
+      if (path.empty()) continue;
+      o.eval_tasks.push_back(
+          {.name = "",
+           .path = std::string(path),
+           .format = flags.StringOr("eval-task-format", "auto"),
+           .limit = limit});
+    }
+  }
   CARE_ASSIGN_OR_RETURN(o.output_dtype,
                         convert::ParseOutputDType(flags.StringOr("dtype", "")));
   CARE_ASSIGN_OR_RETURN(int64_t threads, flags.IntOr("threads", o.threads));

@@ -136,6 +136,27 @@ absl::StatusOr<convert::ConvertOptions> OptionsFromJson(
   CARE_RETURN_IF_ERROR(Read(o, "calib_text_field", &c.calib_text_field));
   CARE_RETURN_IF_ERROR(Read(o, "eval_text_field", &c.eval_text_field));
   CARE_RETURN_IF_ERROR(Read(o, "eval_prepend_bos", &c.eval_prepend_bos));
+  CARE_RETURN_IF_ERROR(Read(o, "eval_rolling_stride", &c.eval_rolling_stride));
+  CARE_RETURN_IF_ERROR(
+      Read(o, "eval_rolling_documents", &c.eval_rolling_documents));
+  if (auto tasks = o.find("eval_tasks"); tasks != o.end()) {
+    if (!tasks->is_array()) {
+      return absl::InvalidArgumentError(
+          "job options: field 'eval_tasks' is not an array");
+    }
+    for (const nlohmann::json& t : *tasks) {
+      if (!t.is_object()) {
+        return absl::InvalidArgumentError(
+            "job options: an 'eval_tasks' entry is not an object");
+      }
+      convert::TaskEvalSpec task;
+      CARE_RETURN_IF_ERROR(Read(t, "name", &task.name));
+      CARE_RETURN_IF_ERROR(Read(t, "path", &task.path));
+      CARE_RETURN_IF_ERROR(Read(t, "format", &task.format));
+      CARE_RETURN_IF_ERROR(Read(t, "limit", &task.limit));
+      c.eval_tasks.push_back(std::move(task));
+    }
+  }
   std::string dtype = "source";
   CARE_RETURN_IF_ERROR(Read(o, "output_dtype", &dtype));
   CARE_ASSIGN_OR_RETURN(c.output_dtype, convert::ParseOutputDType(dtype));

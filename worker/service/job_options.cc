@@ -142,6 +142,21 @@ absl::StatusOr<nlohmann::json> PipelineOptionsFromJob(const care::v1::Job& job,
                           ? eval.window_length()
                           : api::kDefaultEvaluationWindowLength;
   o["eval_windows"] = eval.max_windows();  // 0 = all, as in the pipeline.
+  nlohmann::json tasks = nlohmann::json::array();
+  for (int i = 0; i < eval.tasks_size(); ++i) {
+    const care::v1::TaskSpec& t = eval.tasks(i);
+    CARE_ASSIGN_OR_RETURN(
+        std::string path,
+        LocalPath(t.uri(), absl::StrCat("evaluation.tasks[", i, "].uri")));
+    tasks.push_back({{"name", t.name()},
+                     {"path", path},
+                     {"format", t.format().empty() ? "auto" : t.format()},
+                     {"limit", t.limit()}});
+  }
+  o["eval_tasks"] = std::move(tasks);
+  o["eval_rolling_stride"] = eval.rolling_stride();
+  o["eval_rolling_documents"] =
+      eval.rolling_documents().empty() ? "whole" : eval.rolling_documents();
   // Unset: the source's dtype ("source", convert::ParseOutputDType).
   o["output_dtype"] = "source";
   if (spec.output_dtype() != care::v1::OUTPUT_DTYPE_UNSPECIFIED) {
@@ -229,6 +244,64 @@ absl::StatusOr<care::v1::Report> ReportFromPipelineJson(
       auto* dest = out.add_timings();
       dest->set_stage(stage);
       dest->set_seconds(seconds);
+    }
+  }
+  if (auto rolling = r.find("rolling");
+      rolling != r.end() && rolling->is_object()) {
+    for (const char* which : {"original", "converted"}) {
+      auto it = rolling->find(which);
+      if (it == rolling->end() || !it->is_object()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("pipeline report: rolling has no ", which));
+      }
+      auto* dest = std::string(which) == "original"
+                       ? out.mutable_rolling_original()
+                       : out.mutable_rolling_converted();
+      CARE_ASSIGN_OR_RETURN(int64_t docs, Field<int64_t>(*it, "documents"));
+      CARE_ASSIGN_OR_RETURN(int64_t windows, Field<int64_t>(*it, "windows"));
+      CARE_ASSIGN_OR_RETURN(int64_t preds, Field<int64_t>(*it, "predictions"));
+      CARE_ASSIGN_OR_RETURN(double tok, Field<double>(*it, "token_perplexity"));
+      CARE_ASSIGN_OR_RETURN(double word, Field<double>(*it, "word_perplexity"));
+      CARE_ASSIGN_OR_RETURN(double byte, Field<double>(*it, "byte_perplexity"));
+      CARE_ASSIGN_OR_RETURN(double bpb, Field<double>(*it, "bits_per_byte"));
+      dest->set_documents(docs);
+      dest->set_windows(windows);
+      dest->set_predictions(preds);
+      dest->set_token_perplexity(tok);
+      dest->set_word_perplexity(word);
+      dest->set_byte_perplexity(byte);
+      dest->set_bits_per_byte(bpb);
+    }
+  }
+  if (auto tasks = r.find("tasks"); tasks != r.end() && tasks->is_array()) {
+    for (const auto& t : *tasks) {
+      auto* dest = out.add_task_accuracy();
+      CARE_ASSIGN_OR_RETURN(std::string name, Field<std::string>(t, "name"));
+      CARE_ASSIGN_OR_RETURN(std::string format,
+                            Field<std::string>(t, "format"));
+      CARE_ASSIGN_OR_RETURN(int64_t items, Field<int64_t>(t, "items"));
+      dest->set_name(name);
+      dest->set_format(format);
+      dest->set_items(items);
+      for (const char* which : {"original", "converted"}) {
+        auto it = t.find(which);
+        if (it == t.end() || !it->is_object()) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "pipeline report: task '", name, "' has no ", which));
+        }
+        auto* score = std::string(which) == "original"
+                          ? dest->mutable_original()
+                          : dest->mutable_converted();
+        CARE_ASSIGN_OR_RETURN(double acc, Field<double>(*it, "acc"));
+        CARE_ASSIGN_OR_RETURN(double acc_se, Field<double>(*it, "acc_stderr"));
+        CARE_ASSIGN_OR_RETURN(double norm, Field<double>(*it, "acc_norm"));
+        CARE_ASSIGN_OR_RETURN(double norm_se,
+                              Field<double>(*it, "acc_norm_stderr"));
+        score->set_acc(acc);
+        score->set_acc_stderr(acc_se);
+        score->set_acc_norm(norm);
+        score->set_acc_norm_stderr(norm_se);
+      }
     }
   }
   CARE_ASSIGN_OR_RETURN(std::string method, Field<std::string>(r, "method"));

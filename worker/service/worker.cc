@@ -208,6 +208,7 @@ void Worker::Finish(const std::string& job_id, int attempt,
   if (result.ok()) {
     *complete.mutable_report() = *result;
     outcome = "succeeded";
+    if (metrics_ != nullptr) metrics_->SetTaskAccuracy(*result);
   } else if (cancel.Has(CancelToken::kCancelRequested)) {
     complete.set_cancelled(true);
     outcome = "cancelled";

@@ -13,12 +13,14 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "care/convert/allocate.h"
 #include "care/convert/factorize.h"
 #include "care/convert/mla_export/options.h"
 #include "care/convert/report.h"
+#include "care/convert/task_accuracy.h"
 #include "care/io/dtype.h"
 
 namespace care::convert {
@@ -65,6 +67,15 @@ struct ConvertOptions {
   bool eval_prepend_bos = false;
   // Default: the whole stream, or [0.9, 1) when it is the calibration file.
   std::optional<StreamFraction> eval_range;
+  // Zero-shot multiple-choice tasks scored before and after (task_accuracy.h;
+  // independent of eval_data).
+  std::vector<TaskEvalSpec> eval_tasks;
+  // > 0: eval_data is also scored as whole documents with rolling windows
+  // of eval_seq_len inputs and this stride, BOS first (care/eval/rolling.h);
+  // eval_range and eval_windows do not apply. Documents: "whole" or
+  // "wikitext" (care/eval/documents.h).
+  int64_t eval_rolling_stride = 0;
+  std::string eval_rolling_documents = "whole";
 
   // dtype of the written latent factors and copied floating-point weights
   // (F32, F16 or BF16); nullopt: copies keep the source's, factors F32.

@@ -7,6 +7,25 @@
 namespace care::convert {
 namespace {
 
+nlohmann::json TaskScoreJson(const TaskScore& t) {
+  return {{"acc", t.acc},
+          {"acc_stderr", t.acc_stderr},
+          {"acc_norm", t.acc_norm},
+          {"acc_norm_stderr", t.acc_norm_stderr}};
+}
+
+nlohmann::json RollingJson(const RollingReport& r) {
+  return {{"documents", r.documents},
+          {"windows", r.windows},
+          {"predictions", r.predictions},
+          {"words", r.words},
+          {"bytes", r.bytes},
+          {"token_perplexity", r.token_perplexity},
+          {"word_perplexity", r.word_perplexity},
+          {"byte_perplexity", r.byte_perplexity},
+          {"bits_per_byte", r.bits_per_byte}};
+}
+
 nlohmann::json PplJson(const PerplexityReport& p) {
   return {{"ppl", p.ppl},
           {"mean_nll", p.mean_nll},
@@ -54,6 +73,24 @@ nlohmann::json ReportToJson(const ConversionReport& r) {
   }
   if (r.original) j["original"] = PplJson(*r.original);
   if (r.converted) j["converted"] = PplJson(*r.converted);
+  if (r.rolling_original && r.rolling_converted) {
+    j["rolling"] = {{"max_length", r.rolling_max_length},
+                    {"stride", r.rolling_stride},
+                    {"original", RollingJson(*r.rolling_original)},
+                    {"converted", RollingJson(*r.rolling_converted)}};
+  }
+  if (!r.tasks.empty()) {
+    nlohmann::json tasks = nlohmann::json::array();
+    for (const TaskAccuracyReport& t : r.tasks) {
+      tasks.push_back({{"name", t.name},
+                       {"path", t.path},
+                       {"format", t.format},
+                       {"items", t.items},
+                       {"original", TaskScoreJson(t.original)},
+                       {"converted", TaskScoreJson(t.converted)}});
+    }
+    j["tasks"] = std::move(tasks);
+  }
   nlohmann::json layers = nlohmann::json::array();
   for (size_t l = 0; l < r.layers.size(); ++l) {
     const LayerReport& x = r.layers[l];
@@ -123,6 +160,25 @@ std::string ReportSummary(const ConversionReport& r) {
     absl::StrAppendFormat(
         &s, "  perplexity (%d windows x %d): original %.4f, converted %.4f\n",
         r.original->windows, r.eval_seq_len, r.original->ppl, r.converted->ppl);
+  }
+  if (r.rolling_original && r.rolling_converted) {
+    absl::StrAppendFormat(
+        &s,
+        "  rolling perplexity (%d documents, window %d, stride %d): token "
+        "%.4f -> %.4f, word %.4f -> %.4f, byte %.4f -> %.4f\n",
+        r.rolling_original->documents, r.rolling_max_length, r.rolling_stride,
+        r.rolling_original->token_perplexity,
+        r.rolling_converted->token_perplexity,
+        r.rolling_original->word_perplexity,
+        r.rolling_converted->word_perplexity,
+        r.rolling_original->byte_perplexity,
+        r.rolling_converted->byte_perplexity);
+  }
+  for (const TaskAccuracyReport& x : r.tasks) {
+    absl::StrAppendFormat(
+        &s, "  task %s (%d items): acc %.4f -> %.4f, acc_norm %.4f -> %.4f\n",
+        x.name, x.items, x.original.acc, x.converted.acc, x.original.acc_norm,
+        x.converted.acc_norm);
   }
   std::vector<std::string> t;
   for (const StageTiming& x : r.timings) {

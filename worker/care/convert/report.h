@@ -49,6 +49,26 @@ struct StageTiming {
   double flops = 0;  // useful FLOPs (flop_model.h); 0 for load and write
 };
 
+// Zero-shot multiple-choice accuracy (care/eval/multiple_choice.h).
+struct TaskScore {
+  double acc = 0, acc_stderr = 0;
+  double acc_norm = 0, acc_norm_stderr = 0;
+};
+
+struct TaskAccuracyReport {
+  std::string name, path, format;
+  int64_t items = 0;
+  TaskScore original, converted;  // the same requests
+};
+
+// Rolling-window perplexity of whole documents (care/eval/rolling.h).
+struct RollingReport {
+  int64_t documents = 0, windows = 0, predictions = 0;
+  int64_t words = 0, bytes = 0;
+  double token_perplexity = 0, word_perplexity = 0, byte_perplexity = 0;
+  double bits_per_byte = 0;
+};
+
 struct ConversionReport {
   std::string model;
   std::string output_dir;
@@ -78,6 +98,11 @@ struct ConversionReport {
   int64_t eval_range_begin = 0, eval_range_end = 0;
   int64_t eval_seq_len = 0;
   std::optional<PerplexityReport> original, converted;
+  // Task accuracy before/after (evaluation tasks; empty without them).
+  std::vector<TaskAccuracyReport> tasks;
+  // Rolling perplexity before/after (eval_rolling_stride > 0).
+  int64_t rolling_max_length = 0, rolling_stride = 0;
+  std::optional<RollingReport> rolling_original, rolling_converted;
 
   std::vector<LayerReport> layers;
   std::vector<CandidateReport> candidates;

@@ -260,6 +260,18 @@ absl::StatusOr<NllSum> LayerwiseForward::ScoreTargets(
                            options_.logits_block_elements);
 }
 
+absl::StatusOr<std::vector<double>> LayerwiseForward::ScoreTargetsEach(
+    const std::vector<int32_t>& targets) {
+  if (next_layer_ != num_layers()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("ScoreTargetsEach needs all ", num_layers(),
+                     " layers run; ", next_layer_, " have"));
+  }
+  SetEngineThreads(options_.threads);
+  return ScoreHiddenStatesEach(config_, weights_, *backend_, hidden_, targets,
+                               options_.logits_block_elements);
+}
+
 absl::StatusOr<MatrixRM> LayerwiseForward::Logits() {
   if (next_layer_ != num_layers()) {
     return absl::FailedPreconditionError(

@@ -147,6 +147,10 @@ class LayerwiseForward {
   // one entry per token; -1 marks a position that is not scored. Returns the
   // NLL of every scored target, accumulated in double.
   absl::StatusOr<NllSum> ScoreTargets(const std::vector<int32_t>& targets);
+  // The same per token: [tokens] NLLs, 0 at unscored positions (-1).
+  // Multiple-choice scoring (care/eval) needs each continuation's sum.
+  absl::StatusOr<std::vector<double>> ScoreTargetsEach(
+      const std::vector<int32_t>& targets);
   // After all layers: the logits of every token, [tokens, vocab]. Meant for
   // tests and small inputs; ScoreTargets is the memory-bounded path.
   absl::StatusOr<MatrixRM> Logits();

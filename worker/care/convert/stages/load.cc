@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "care/convert/fingerprint.h"
 #include "care/convert/stages/stages.h"
+#include "care/convert/task_accuracy.h"
 #include "care/convert/write_checkpoint.h"
 #include "care/data/dataset.h"
 #include "care/engine/families.h"
@@ -258,6 +259,8 @@ absl::StatusOr<Inputs> Load(const ConvertOptions& options,
   Inputs in;
   CARE_RETURN_IF_ERROR(LoadModel(options, in, report));
   CARE_RETURN_IF_ERROR(LoadData(options, in, report));
+  // Task files are read now so that a bad one fails before calibration.
+  CARE_RETURN_IF_ERROR(CheckTaskFiles(options.eval_tasks));
   in.engine.threads = options.threads;
   in.engine.device = options.device;
   in.factorize = {options.method, options.damping, options.solver};
