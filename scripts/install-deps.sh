@@ -13,6 +13,7 @@ build_pkgs=(
   libyaml-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-yaml prometheus
+  chromium fonts-dejavu-core  # tests: the HTML report in a real browser
 )
 
 missing=()

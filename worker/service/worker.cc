@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "service/failure.h"
 #include "service/heartbeat.h"
+#include "service/report_files.h"
 
 namespace care::worker {
 
@@ -198,6 +199,10 @@ void Worker::Finish(const std::string& job_id, int attempt,
   }
   if (result.ok()) {
     *complete.mutable_report() = *result;
+    for (const std::string& problem : AttachReportFiles(*result, &complete)) {
+      Log(absl::StrCat(job_id, " attempt ", attempt,
+                       ": report file not sent: ", problem));
+    }
     outcome = "succeeded";
   } else if (cancel.Has(CancelToken::kCancelRequested)) {
     complete.set_cancelled(true);

@@ -16,7 +16,9 @@
 #include "care/convert/fingerprint.h"
 #include "care/convert/flop_model.h"
 #include "care/convert/latent_layer.h"
+#include "care/convert/report_html.h"
 #include "care/convert/resume_state.h"
+#include "care/convert/spectrum_sample.h"
 #include "care/convert/write_checkpoint.h"
 #include "care/data/dataset.h"
 #include "care/engine/perplexity.h"
@@ -535,6 +537,9 @@ absl::StatusOr<ConversionReport> ConvertModel(const ConvertOptions& options,
     lr.retained_energy_k = layers[l].k.retained_energy;
     lr.retained_energy_v = layers[l].v.retained_energy;
     lr.note = d.scaling.note;
+    // The spectra the allocation compared (first pass, even when sequential).
+    lr.spectrum_k = SampleSpectrum(spectra.k[l].data(), spectra.k[l].size());
+    lr.spectrum_v = SampleSpectrum(spectra.v[l].data(), spectra.v[l].size());
     report.layers.push_back(std::move(lr));
   }
   decomp.clear();  // the factors are all that is needed from here on
@@ -599,7 +604,9 @@ absl::StatusOr<ConversionReport> ConvertModel(const ConvertOptions& options,
   WriteOptions wopt;
   wopt.overwrite = options.overwrite;
   wopt.dtype = options.output_dtype;
-  wopt.report_json = ReportToJson(report).dump(2);
+  const nlohmann::json report_json = ReportToJson(report);
+  wopt.report_json = report_json.dump(2);
+  wopt.report_html = ReportHtml(report_json);
   CARE_RETURN_IF_ERROR(WriteConvertedCheckpoint(
       *model.weights, config, layers, ConvertedConfigJson(config, layers, meta),
       options.output_dir, wopt, rep.Layers("write", L)));
