@@ -136,6 +136,7 @@ name=$(basename "${model#hf://}" | tr '/@' '--')
 stamp=$(date +%s)
 # One job per (budget, method, allocation); the worker runs them in turn.
 jobs=()
+names=()  # kv<save>-<method>-<allocation>, for the report files
 submit() {  # submit SAVE METHOD ALLOCATION
   local out=$dir/outputs/$name-mla-$1-$2-$3-$stamp
   "$build/client/carectl" submit --quiet --model="$model" --out="$out" \
@@ -145,9 +146,11 @@ submit() {  # submit SAVE METHOD ALLOCATION
 }
 say "submitting: KV save $kv_saves x {care auto, care uniform, plain svd}"
 for save in $kv_saves; do
-  jobs+=("$(submit "$save" care auto)")
-  jobs+=("$(submit "$save" care uniform)")
-  jobs+=("$(submit "$save" svd uniform)")
+  for m in "care auto" "care uniform" "svd uniform"; do
+    set -- $m
+    jobs+=("$(submit "$save" "$1" "$2")")
+    names+=("kv$save-$1-$2")
+  done
 done
 printf '%s\n' "${jobs[@]}"
 
@@ -165,37 +168,43 @@ for j in "${jobs[@]:1}"; do
 done
 
 say "results (perplexity on the same evaluation windows)"
-for j in "${jobs[@]}"; do
-  "$build/client/carectl" get --output json "$j" >"$dir/$j.json"
-  "$build/client/carectl" report "$j" --html "$dir/reports/$j.html" --json \
-    >"$dir/reports/$j.json"
+for i in "${!jobs[@]}"; do
+  j=${jobs[$i]}
+  "$build/client/carectl" get --output json "$j" >"$dir/logs/$j.json"
+  "$build/client/carectl" report "$j" --html "$dir/reports/${names[$i]}.html" \
+    --json >"$dir/reports/${names[$i]}.json"
 done
-python3 - "$dir" "${jobs[@]}" <<'PY'
+python3 - "$dir" "${jobs[@]}" -- "${names[@]}" <<'PY'
 import json, sys
-d, ids = sys.argv[1], sys.argv[2:]
+d = sys.argv[1]
+sep = sys.argv.index("--")
+ids, names = sys.argv[2:sep], sys.argv[sep + 1:]
 rows = []
-for j in ids:
-    job = json.load(open(f"{d}/{j}.json"))
+for j, name in zip(ids, names):
+    job = json.load(open(f"{d}/logs/{j}.json"))
     r, spec = job["report"], job["spec"]
-    rep = json.load(open(f"{d}/reports/{j}.json"))  # carectl report --json
+    rep = json.load(open(f"{d}/reports/{name}.json"))  # carectl report --json
     before, after = int(r["kvWidthBefore"]), int(r["kvWidthAfter"])
     alloc = rep["allocation"]
     if alloc == "auto":
         alloc = f"auto ({rep['allocation_chosen']})"
     rows.append((spec["kvBudget"]["kvSaveFraction"], rep["method"], alloc,
                  before, after, r["original"]["ppl"], r["converted"]["ppl"], j))
-first = json.load(open(f"{d}/{ids[0]}.json"))["report"]["original"]
+first = json.load(open(f"{d}/logs/{ids[0]}.json"))["report"]["original"]
 print(f"original model: perplexity {first['ppl']:.2f} "
       f"({first['predictions']} predictions)")
-print(f"{'KV save':<8} {'kv width':>10}  {'method':<7} {'allocation':<30} "
+print(f"{'KV save':>8}  {'KV width':<12} {'method':<7} {'allocation':<30} "
       f"{'perplexity':>10}")
 for save, method, alloc, before, after, _, ppl, _ in rows:
-    print(f"{save * 100:>6.1f} % {before:>4} -> {after:<4} {method:<7} "
-          f"{alloc:<30} {ppl:>10.2f}")
+    width = f"{before} -> {after}"
+    print(f"{save * 100:>6.1f} %  {width:<12} {method:<7} {alloc:<30} "
+          f"{ppl:>10.2f}")
 PY
 echo
 echo "HTML reports (carectl report JOB --html FILE):"
-for j in "${jobs[@]}"; do echo "  $dir/reports/$j.html"; done
+for i in "${!jobs[@]}"; do
+  echo "  $dir/reports/${names[$i]}.html  (${jobs[$i]})"
+done
 echo "converted checkpoints (each with care_report.html and care_report.json):"
 echo "  $dir/outputs/"
 echo "work directory (kept): $dir"

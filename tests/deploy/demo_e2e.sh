@@ -32,7 +32,7 @@ check "^original model: perplexity 6\.85 \(16320 predictions\)"
 python3 - "$log" <<'PY'
 import re, sys
 rows = re.findall(
-    r"^ *([0-9.]+) % +320 -> +(\d+) +(\w+) +(uniform|auto \(\S+\)) +([0-9.]+)$",
+    r"^ *([0-9.]+) % +320 -> (\d+) +(\w+) +(uniform|auto \(\S+\)) +([0-9.]+)$",
     open(sys.argv[1]).read(), re.M)
 got = {(save, method, alloc.split()[0]): float(ppl)
        for save, _, method, alloc, ppl in rows}
@@ -51,7 +51,7 @@ for save in ("50.0", "75.0"):
 print("demo table:", got)
 PY
 # Every job's HTML report was fetched through carectl report.
-reports=$(sed -n 's#^  \(/.*/reports/job-.*\.html\)$#\1#p' "$log")
+reports=$(sed -n 's#^  \(/.*/reports/kv[0-9.]*-[a-z]*-[a-z]*\.html\)  (job-.*)$#\1#p' "$log")
 [ "$(wc -l <<<"$reports")" -eq 6 ] || { echo "FAIL: want 6 report paths"; exit 1; }
 for f in $reports; do
   grep -q '<svg class="chart" data-chart="ranks"' "$f" ||
