@@ -188,17 +188,22 @@ for j, name in zip(ids, names):
     alloc = rep["allocation"]
     if alloc == "auto":
         alloc = f"auto ({rep['allocation_chosen']})"
+    def mean(key):  # held-out relative activation error over layers
+        return sum(l[key] for l in rep["layers"]) / max(len(rep["layers"]), 1)
     rows.append((spec["kvBudget"]["kvSaveFraction"], rep["method"], alloc,
-                 before, after, r["original"]["ppl"], r["converted"]["ppl"], j))
+                 before, after, r["converted"]["ppl"],
+                 mean("heldout_error_k"), mean("heldout_error_v")))
 first = json.load(open(f"{d}/logs/{ids[0]}.json"))["report"]["original"]
 print(f"original model: perplexity {first['ppl']:.2f} "
       f"({first['predictions']} predictions)")
 print(f"{'KV save':>8}  {'KV width':<12} {'method':<7} {'allocation':<30} "
-      f"{'perplexity':>10}")
-for save, method, alloc, before, after, _, ppl, _ in rows:
+      f"{'perplexity':>10} {'K error':>8} {'V error':>8}")
+for save, method, alloc, before, after, ppl, kerr, verr in rows:
     width = f"{before} -> {after}"
     print(f"{save * 100:>6.1f} %  {width:<12} {method:<7} {alloc:<30} "
-          f"{ppl:>10.2f}")
+          f"{ppl:>10.2f} {kerr:>8.4f} {verr:>8.4f}")
+print("(K/V error: mean over layers of the held-out relative activation "
+      "error |X(W - W')|^2 / |XW|^2)")
 PY
 echo
 echo "HTML reports (carectl report JOB --html FILE):"

@@ -32,7 +32,8 @@ check "^original model: perplexity 6\.85 \(16320 predictions\)"
 python3 - "$log" <<'PY'
 import re, sys
 rows = re.findall(
-    r"^ *([0-9.]+) % +320 -> (\d+) +(\w+) +(uniform|auto \(\S+\)) +([0-9.]+)$",
+    r"^ *([0-9.]+) % +320 -> (\d+) +(\w+) +(uniform|auto \(\S+\)) +([0-9.]+)"
+    r" +[0-9.]+ +[0-9.]+$",
     open(sys.argv[1]).read(), re.M)
 got = {(save, method, alloc.split()[0]): float(ppl)
        for save, _, method, alloc, ppl in rows}
