@@ -157,12 +157,11 @@ grpc::Status WorkerServiceImpl::CompleteJob(grpc::ServerContext* ctx,
         CARE_ASSIGN_OR_RETURN(std::optional<JobReportFiles> files,
                               ReportFiles(*req));
         v1::Report report = req->report();
-        if (files) {
-          report.set_report_json_bytes(
-              static_cast<int64_t>(files->json.size()));
-          report.set_report_html_bytes(
-              static_cast<int64_t>(files->html.size()));
-        }
+        // Output only: what this server stores, whatever the worker said.
+        report.set_report_json_bytes(
+            files ? static_cast<int64_t>(files->json.size()) : 0);
+        report.set_report_html_bytes(
+            files ? static_cast<int64_t>(files->html.size()) : 0);
         CARE_ASSIGN_OR_RETURN(
             v1::Job job,
             deps_.store->Complete(req->worker_id(), req->job_id(),

@@ -93,5 +93,26 @@ TEST_F(ServerApiTest, ReportFilesStoredAndFetched) {
       grpc::StatusCode::INVALID_ARGUMENT);
 }
 
+TEST_F(ServerApiTest, ReportSizesAreTheServers) {
+  StartServer();
+  const Job job = MustSubmit(env_.Spec("n"));
+  ASSERT_EQ(Lease("w1", 5000).job().id(), job.id());
+  // A worker that sends no files cannot claim a stored report.
+  v1::CompleteJobRequest done = Done(job.id());
+  done.mutable_report()->set_report_html_bytes(999);
+  v1::CompleteJobResponse resp;
+  ASSERT_TRUE(
+      worker_->CompleteJob(ServerEnv::Ctx(kWorkerToken).get(), done, &resp)
+          .ok());
+  EXPECT_EQ(Get(job.id()).report().report_html_bytes(), 0);
+  v1::GetJobReportRequest get;
+  get.set_job_id(job.id());
+  v1::JobReport report;
+  EXPECT_EQ(
+      client_->GetJobReport(ServerEnv::Ctx(kClientToken).get(), get, &report)
+          .error_code(),
+      grpc::StatusCode::NOT_FOUND);
+}
+
 }  // namespace
 }  // namespace care::testing
