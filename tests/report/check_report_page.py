@@ -57,6 +57,7 @@ PROBE = r"""<script>
     var out = {errors: errors, charts: charts,
                resources: performance.getEntriesByType('resource').map(function (r) { return r.name; }),
                scroll_width: document.documentElement.scrollWidth,
+               scroll_height: document.documentElement.scrollHeight,
                client_width: document.documentElement.clientWidth,
                title: document.title};
     var pre = document.createElement('pre');
@@ -116,11 +117,12 @@ def main():
         result = json.loads(html.unescape(m.group(1)))
         (artifacts / "probe.json").write_text(json.dumps(result, indent=2))
 
-        # The page as shipped: screenshot (tall enough for the whole page)
-        # and print.
+        # The page as shipped: screenshot (the whole page, as tall as the
+        # probe measured it) and print.
         shot = artifacts / "care_report.png"
         pdf = artifacts / "care_report.pdf"
-        run([f"--screenshot={shot}", "--window-size=1100,6400"],
+        height = min(max(int(result.get("scroll_height", 0)), 900), 16000)
+        run([f"--screenshot={shot}", f"--window-size=1100,{height}"],
             page.resolve().as_uri(), "p2")
         run([f"--print-to-pdf={pdf}", "--no-pdf-header-footer"],
             page.resolve().as_uri(), "p3")
