@@ -249,7 +249,12 @@ std::string RenderLineChart(const LineChart& c) {
       y_hi = std::max(y_hi, l.y[i]);
     }
   }
-  if (!std::isfinite(x_lo)) x_lo = 0, x_hi = 1, y_lo = 1, y_hi = 1;
+  if (!std::isfinite(x_lo)) {  // nothing to draw: an empty frame
+    x_lo = 0;
+    x_hi = 1;
+    y_lo = 1;
+    y_hi = 1;
+  }
   if (x_hi <= x_lo) x_hi = x_lo + 1;
   std::vector<double> ticks;
   if (c.log_y) {
@@ -284,7 +289,7 @@ std::string RenderLineChart(const LineChart& c) {
                     Num(t), "</text>\n");
   }
   for (double t : LinearTicks(x_hi)) {
-    if (t < x_lo) continue;
+    if (t < x_lo || t > x_hi) continue;
     absl::StrAppend(&s, "<text class=\"tick\" x=\"", F(x_of(t)), "\" y=\"",
                     F(kTop + plot_h + 16), "\" text-anchor=\"middle\">", Num(t),
                     "</text>");
@@ -332,7 +337,8 @@ std::string RenderLineChart(const LineChart& c) {
       }
     }
     if (li % legend_step == 0) {
-      const double ly = kTop + 14.0 * (li / legend_step) + 4;
+      const size_t row = li / legend_step;  // every legend_step-th line
+      const double ly = kTop + 14.0 * static_cast<double>(row) + 4;
       const double lx = kLeft + plot_w + 12;
       absl::StrAppend(
           &s, "<line x1=\"", F(lx), "\" x2=\"", F(lx + 14), "\" y1=\"",
