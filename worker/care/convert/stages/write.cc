@@ -21,6 +21,8 @@ absl::Status Write(const ConvertOptions& options, const Inputs& in,
   const nlohmann::json report_json = ReportToJson(*report);
   wopt.report_json = report_json.dump(2);
   wopt.report_html = ReportHtml(report_json);
+  wopt.temp_tag = options.staging_tag;
+  wopt.before_commit = options.before_publish;
   CARE_RETURN_IF_ERROR(WriteConvertedCheckpoint(
       in.weights(), in.config(), layers,
       ConvertedConfigJson(in.config(), layers, meta), options.output_dir, wopt,
