@@ -146,13 +146,17 @@ absl::Status Run(const EvalArgs& a) {
         {"ppl", r.ppl},
         {"seq_len", a.seq_len},
         {"bos", a.bos},
+        {"model_type", model.config.model_type},
+        {"kv_values_per_token", KvValuesPerToken(model.config)},
         {"timing", {{"seconds", seconds}, {"tokens_per_second", tps}}}};
     std::cout << out.dump() << "\n";
   } else {
     std::cout << absl::StrFormat(
         "windows      %d\npredictions  %d\nmean_nll     %.6f\nppl          "
-        "%.6f\nseconds      %.3f (%.0f tokens/s)\n",
-        r.windows, r.predictions, r.mean_nll, r.ppl, seconds, tps);
+        "%.6f\nseconds      %.3f (%.0f tokens/s)\n"
+        "KV cache     %d values per token (%s, all layers)\n",
+        r.windows, r.predictions, r.mean_nll, r.ppl, seconds, tps,
+        KvValuesPerToken(model.config), model.config.model_type);
   }
   return absl::OkStatus();
 }
