@@ -234,6 +234,10 @@ void AppendReport(const care::v1::Report& report, std::string& out) {
   }
   kv.Add("timings", absl::StrJoin(timings, ", "));
   kv.Add("written to", report.output_uri());
+  if (report.report_html_bytes() > 0) {
+    kv.Add("html report", absl::StrCat(report.report_html_bytes(),
+                                       " bytes stored (carectl report)"));
+  }
   out += "\nreport:\n";
   out += kv.Render();
   if (report.layers_size() > 0) {

@@ -366,7 +366,13 @@ int ConvertMain(const std::vector<std::string>& args) {
       return 1;
     }
   }
-  if (!quiet) std::cout << convert::ReportSummary(*report);
+  if (!quiet) {
+    std::cout << convert::ReportSummary(*report) << "  report: "
+              << (std::filesystem::path(report->output_dir) /
+                  "care_report.html")
+                     .string()
+              << "\n";
+  }
   return 0;
 }
 

@@ -33,6 +33,13 @@ nlohmann::json PplJson(const PerplexityReport& p) {
           {"predictions", p.predictions}};
 }
 
+nlohmann::json SpectrumJson(const SpectrumReport& s) {
+  return {{"size", s.size},
+          {"index", s.index},
+          {"sigma", s.sigma},
+          {"energy", s.energy}};
+}
+
 }  // namespace
 
 nlohmann::json ReportToJson(const ConversionReport& r) {
@@ -104,6 +111,8 @@ nlohmann::json ReportToJson(const ConversionReport& r) {
                          {"retained_energy_k", x.retained_energy_k},
                          {"retained_energy_v", x.retained_energy_v}};
     if (!x.note.empty()) lj["note"] = x.note;
+    if (x.spectrum_k.size > 0) lj["spectrum_k"] = SpectrumJson(x.spectrum_k);
+    if (x.spectrum_v.size > 0) lj["spectrum_v"] = SpectrumJson(x.spectrum_v);
     layers.push_back(std::move(lj));
   }
   j["layers"] = std::move(layers);

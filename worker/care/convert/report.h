@@ -21,6 +21,17 @@ struct PerplexityReport {
   int64_t predictions = 0;
 };
 
+// A K or V spectrum the allocation was computed from (σ of the method's
+// scaled matrix, descending), sampled to a bounded number of points
+// (spectrum_sample.h): sigma[i] is σ at 0-based position index[i] of the
+// full spectrum of `size` values; energy[i] is Σ_{j≤index[i]} σ_j² / Σ σ².
+struct SpectrumReport {
+  int64_t size = 0;
+  std::vector<int64_t> index;
+  std::vector<double> sigma;
+  std::vector<double> energy;
+};
+
 struct LayerReport {
   int64_t rank_k = 0;
   int64_t rank_v = 0;
@@ -33,7 +44,8 @@ struct LayerReport {
   // Σ_{i≤r} σ² / Σ σ² of the method's scaled spectrum.
   double retained_energy_k = 0;
   double retained_energy_v = 0;
-  std::string note;  // rank deficiency, jitter, fallbacks
+  std::string note;                       // rank deficiency, jitter, fallbacks
+  SpectrumReport spectrum_k, spectrum_v;  // empty when not recorded
 };
 
 struct CandidateReport {

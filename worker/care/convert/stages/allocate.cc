@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "care/convert/flop_model.h"
+#include "care/convert/spectrum_sample.h"
 #include "care/convert/stages/stages.h"
 #include "care/io/sha256.h"
 #include "care/util/status_macros.h"
@@ -117,6 +118,12 @@ absl::StatusOr<Fit> Allocate(const ConvertOptions& options, const Inputs& in,
             return nll.mean();
           }));
   Fit fit;
+  for (const LayerDecomposition& d : decomp) {
+    fit.spectra_k.push_back(
+        SampleSpectrum(d.k.singular_values.data(), d.k.singular_values.size()));
+    fit.spectra_v.push_back(
+        SampleSpectrum(d.v.singular_values.data(), d.v.singular_values.size()));
+  }
   fit.allocation = choice.candidates[choice.best].allocation;
   report->allocation_chosen = fit.allocation.name;
   report->heldout_nll_converted = choice.candidates[choice.best].score;
