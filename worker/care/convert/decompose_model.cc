@@ -77,8 +77,8 @@ absl::StatusOr<FittedLayer> FitLayer(const ModelConfig& config,
       auto held, RowGrams(x.bottomRows(x.rows() - cal_tokens), w.w_k, w.w_v));
   out.grams.heldout_k = std::move(held.first);
   out.grams.heldout_v = std::move(held.second);
-  absl::StatusOr<LayerDecomposition> dec =
-      DecomposeLayer(std::move(w), stats, options);
+  absl::StatusOr<LayerDecomposition> dec = DecomposeLayer(
+      std::move(w), stats, options, &out.grams.calib_k, &out.grams.calib_v);
   if (!dec.ok()) {
     return absl::Status(
         dec.status().code(),
