@@ -1,8 +1,10 @@
 // The conversion pipeline as one library call (docs/conversion.md):
-// load → calibrate → decompose → allocate → evaluate → write. The CLI
-// (`care-worker convert`) and the worker service both call ConvertModel with
-// a plain options struct; progress is reported per layer of each stage and
-// cancellation is checked at every layer boundary.
+// load → calibrate (and decompose) → allocate → [sequential] → evaluate →
+// write, each stage a function of stages/stages.h (where a new stage or
+// output layout plugs in). The CLI (`care-worker convert`) and the worker
+// service both call ConvertModel with a plain options struct; progress is
+// reported per layer of each stage and cancellation is checked at every
+// layer boundary.
 #ifndef CARE_CONVERT_PIPELINE_H_
 #define CARE_CONVERT_PIPELINE_H_
 

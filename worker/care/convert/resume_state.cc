@@ -305,6 +305,13 @@ void ResumeLog(absl::string_view message) {
   std::cerr << "care: resume: " << message << "\n";
 }
 
+void SaveValuesOrLog(ResumeState* state, const std::string& name,
+                     const std::vector<double>& values) {
+  if (state == nullptr) return;
+  absl::Status saved = state->SaveValues(name, values);
+  if (!saved.ok()) ResumeLog(saved.message());
+}
+
 absl::StatusOr<std::unique_ptr<ResumeState>> ResumeState::Open(
     const std::string& root, const std::string& fingerprint) {
   if (!IsHexFingerprint(fingerprint)) {

@@ -84,6 +84,11 @@ class ResumeState {
 // One line to stderr, "care: resume: <message>" (the worker's log).
 void ResumeLog(absl::string_view message);
 
+// state->SaveValues, a failure logged (the conversion goes on without it);
+// nothing when `state` is null.
+void SaveValuesOrLog(ResumeState* state, const std::string& name,
+                     const std::vector<double>& values);
+
 }  // namespace care::convert
 
 #endif  // CARE_CONVERT_RESUME_STATE_H_

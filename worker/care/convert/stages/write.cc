@@ -1,0 +1,28 @@
+// The write stage: the converted checkpoint, in the CARE latent layout
+// (docs/checkpoint-format.md), with the report so far as care_report.json.
+// Another output layout is another writer, chosen here from ConvertOptions.
+#include "care/convert/stages/stages.h"
+#include "care/convert/write_checkpoint.h"
+#include "care/util/status_macros.h"
+
+namespace care::convert::stage {
+
+absl::Status Write(const ConvertOptions& options, const Inputs& in,
+                   const std::vector<LatentLayer>& layers,
+                   StageProgress& progress, ConversionReport* report) {
+  StageTimer timer;
+  const LatentMetadata meta{report->method, report->allocation_chosen,
+                            report->budget, report->damping};
+  WriteOptions wopt;
+  wopt.overwrite = options.overwrite;
+  wopt.dtype = options.output_dtype;
+  wopt.report_json = ReportToJson(*report).dump(2);
+  CARE_RETURN_IF_ERROR(WriteConvertedCheckpoint(
+      in.weights(), in.config(), layers,
+      ConvertedConfigJson(in.config(), layers, meta), options.output_dir, wopt,
+      progress.Layers("write", in.num_layers())));
+  timer.Done("write", report);
+  return absl::OkStatus();
+}
+
+}  // namespace care::convert::stage
