@@ -32,8 +32,8 @@ constexpr char kUsage[] =
     "         [--sequential]\n"
     "         [--calib-samples N] [--calib-seq-len T] [--seed S] [--damping "
     "A]\n"
-    "         [--calib-range A:B] [--heldout-windows W] [--calib-text-field "
-    "F]\n"
+    "         [--calib-range A:B] [--heldout-windows W] [--heldout]\n"
+    "         [--calib-text-field F]\n"
     "         [--eval DATA] [--eval-seq-len T] [--eval-windows W] "
     "[--eval-range A:B]\n"
     "         [--eval-text-field F] [--eval-bos] [--dtype D]\n"
@@ -64,6 +64,9 @@ constexpr char kUsage[] =
     "                     0:1, or 0:0.9 when --eval is the same file)\n"
     "  --heldout-windows W  held-out calibration windows (default 64; the\n"
     "                     last 10% of the calibration range)\n"
+    "  --heldout          run the held-out windows (held-out NLL and\n"
+    "                     per-layer errors) even when the allocation does\n"
+    "                     not need them (auto and --sequential always do)\n"
     "  --calib-text-field F  JSONL field holding the text (default text)\n"
     "  --eval DATA        evaluation text; perplexity of original and "
     "converted\n"
@@ -106,7 +109,7 @@ absl::StatusOr<convert::ConvertOptions> ParseArgs(
     std::string* report_file) {
   CARE_ASSIGN_OR_RETURN(
       Flags flags, Flags::Parse(args, {"overwrite", "quiet", "adjusted-factors",
-                                       "sequential", "eval-bos"}));
+                                       "sequential", "eval-bos", "heldout"}));
   CARE_RETURN_IF_ERROR(flags.CheckKnown({"model",
                                          "out",
                                          "kv-save",
@@ -122,6 +125,7 @@ absl::StatusOr<convert::ConvertOptions> ParseArgs(
                                          "damping",
                                          "calib-range",
                                          "heldout-windows",
+                                         "heldout",
                                          "eval",
                                          "eval-seq-len",
                                          "eval-windows",
@@ -170,6 +174,7 @@ absl::StatusOr<convert::ConvertOptions> ParseArgs(
   o.seed = static_cast<uint64_t>(seed);
   CARE_ASSIGN_OR_RETURN(o.damping, flags.DoubleOr("damping", 0.01));
   CARE_ASSIGN_OR_RETURN(o.heldout_windows, flags.IntOr("heldout-windows", 64));
+  o.heldout_figures = flags.Bool("heldout");
   if (flags.Has("calib-range")) {
     CARE_ASSIGN_OR_RETURN(o.calib_range, ParseFraction(flags, "calib-range"));
   }
