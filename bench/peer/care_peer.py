@@ -520,7 +520,10 @@ def summarize(runs, args):
             return st.get("calibrate", 0) - st.get("decompose", 0)
         return sum(st.get(k, 0) for k in keys)
 
-    print(f"\nmedian of {len(p)} alternating rounds, {args.threads} threads")
+    loads = [m["load_avg_before"] for m in p + c]
+    print(f"\nmedian of {len(p)} alternating rounds, {args.threads} threads, "
+          f"1-min load average before the runs {min(loads):.2f}-"
+          f"{max(loads):.2f}")
     print(f"{'stage':28s} {'peer s':>9s} {'care s':>9s} {'care/peer':>9s}")
     for label, pk, ck in rows:
         a = med([stage(m, pk, "peer") for m in p])
