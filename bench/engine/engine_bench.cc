@@ -27,6 +27,7 @@
 #include "care/compute/cpu_backend.h"
 #include "care/compute/registry.h"
 #include "care/engine/engine.h"
+#include "care/engine/families.h"
 #include "care/engine/perplexity.h"
 #include "care/io/model.h"
 #include "care/util/flags.h"
@@ -88,7 +89,8 @@ absl::Status Run(const std::vector<std::string>& args) {
   // Resets VmHWM (Linux >= 4.0) so the peak below is the engine's own.
   std::ofstream("/proc/self/clear_refs") << "5";
 
-  CARE_ASSIGN_OR_RETURN(care::io::Model model, care::io::OpenModel(dir));
+  CARE_ASSIGN_OR_RETURN(care::io::Model model,
+                        care::io::OpenModel(dir, care::engine::Families()));
   const care::ModelConfig& c = model.config;
   // Plain windows of pseudo-random ids (content does not change the cost).
   std::vector<int32_t> stream(windows * seq_len);

@@ -26,6 +26,7 @@
 #include "care/compute/backend.h"
 #include "care/compute/registry.h"
 #include "care/engine/engine.h"
+#include "care/engine/families.h"
 #include "care/engine/perplexity.h"
 #include "care/io/model.h"
 #include "care/util/flags.h"
@@ -290,7 +291,8 @@ absl::Status Run(const std::vector<std::string>& args) {
         "device: card not in the peak table; ratios to the "
         "measured GEMM only\n");
   }
-  CARE_ASSIGN_OR_RETURN(care::io::Model model, care::io::OpenModel(dir));
+  CARE_ASSIGN_OR_RETURN(care::io::Model model,
+                        care::io::OpenModel(dir, care::engine::Families()));
   const care::ModelConfig& c = model.config;
   std::printf("note: model %s: %lld layers, D %lld, I %lld, vocab %lld\n",
               dir.c_str(), static_cast<long long>(c.num_hidden_layers),

@@ -23,6 +23,7 @@
 #include "absl/strings/str_cat.h"
 #include "care/convert/flop_model.h"
 #include "care/engine/engine.h"
+#include "care/engine/families.h"
 #include "care/io/file_util.h"
 #include "care/io/model_config.h"
 #include "care/io/tensor.h"
@@ -74,8 +75,9 @@ absl::Status Run(const std::vector<std::string>& args) {
 
   CARE_ASSIGN_OR_RETURN(std::string config_text,
                         care::io::ReadFileToString(dir + "/config.json"));
-  CARE_ASSIGN_OR_RETURN(care::ModelConfig c,
-                        care::ParseModelConfig(config_text, dir));
+  CARE_ASSIGN_OR_RETURN(
+      care::ModelConfig c,
+      care::ParseModelConfig(config_text, dir, care::engine::Families()));
   CARE_ASSIGN_OR_RETURN(json r, ParseJsonFile(report_path));
   const json& t = r["timings_s"];
   if (!t.is_object()) {

@@ -77,6 +77,42 @@ TEST(RegistryTest, NotAPluginIsRejected) {
       << b.status();
 }
 
+// The ABI check runs before the plugin's create: a plugin of another
+// version, or one without a version, is refused naming both versions (the
+// fakes' create would say "create called").
+TEST(RegistryTest, PluginOfAnotherAbiIsRefused) {
+  ScopedEnv env("CARE_CUDA_BACKEND", FAKE_PLUGIN_OTHER);
+  auto b = OpenBackend("cuda");
+  ASSERT_FALSE(b.ok());
+  EXPECT_EQ(b.status().code(), absl::StatusCode::kUnavailable);
+  const std::string msg(b.status().message());
+  EXPECT_NE(msg.find(FAKE_PLUGIN_OTHER), std::string::npos) << msg;
+  EXPECT_NE(msg.find("ABI version -7"), std::string::npos) << msg;
+  EXPECT_NE(msg.find(absl::StrCat("needs ", kBackendAbiVersion)),
+            std::string::npos)
+      << msg;
+  EXPECT_EQ(msg.find("create called"), std::string::npos) << msg;
+}
+
+TEST(RegistryTest, PluginWithoutAbiVersionIsRefused) {
+  ScopedEnv env("CARE_CUDA_BACKEND", FAKE_PLUGIN_NONE);
+  auto b = OpenBackend("cuda");
+  ASSERT_FALSE(b.ok());
+  const std::string msg(b.status().message());
+  EXPECT_NE(msg.find(kCudaAbiEntryPoint), std::string::npos) << msg;
+  EXPECT_EQ(msg.find("create called"), std::string::npos) << msg;
+}
+
+TEST(RegistryTest, PluginOfThisAbiIsCalled) {
+  ScopedEnv env("CARE_CUDA_BACKEND", FAKE_PLUGIN_CURRENT);
+  auto b = OpenBackend("cuda:3");
+  ASSERT_FALSE(b.ok());
+  EXPECT_EQ(b.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(b.status().message().find("create called for ordinal 3"),
+            std::string::npos)
+      << b.status();
+}
+
 TEST(RegistryTest, Cuda7FailsNamingDeviceAndPaths) {
   // Without $CARE_CUDA_BACKEND: the installed and build-tree paths. Either
   // no plugin exists (every path is listed) or it exists and this machine

@@ -11,6 +11,7 @@
 #include "care/convert/calibrate.h"
 #include "care/convert/latent_layer.h"
 #include "care/convert/pipeline.h"
+#include "care/engine/families.h"
 #include "care/engine/synthetic_model.h"
 #include "care/io/model.h"
 #include "convert/pipeline_test_util.h"
@@ -23,7 +24,8 @@ class OptimalityTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(OptimalityTest, CareBeatsEveryBaselineInEveryLayer) {
   CARE_REQUIRE_FIXTURES();
-  auto model = io::OpenModel(::care::testing::FixturePath(GetParam()));
+  auto model = io::OpenModel(::care::testing::FixturePath(GetParam()),
+                             ::care::engine::Families());
   ASSERT_TRUE(model.ok()) << model.status();
   const ModelConfig& config = model->config;
   CalibrationPlan plan;
@@ -118,7 +120,7 @@ TEST(BiasTest, FullRankWithBiasesReproducesLogits) {
   o.heldout_windows = 4;
   auto r = ConvertModel(o);
   ASSERT_TRUE(r.ok()) << r.status();
-  auto out = io::OpenModel(dir + "/out");
+  auto out = io::OpenModel(dir + "/out", ::care::engine::Families());
   ASSERT_TRUE(out.ok()) << out.status();
   EXPECT_TRUE(out->weights->Has("model.layers.1.self_attn.k_b_proj.bias"));
   EXPECT_FALSE(out->weights->Has("model.layers.1.self_attn.k_proj.bias"));

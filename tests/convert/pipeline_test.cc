@@ -12,6 +12,7 @@
 #include <tuple>
 #include <vector>
 
+#include "care/engine/families.h"
 #include "care/engine/perplexity.h"
 #include "care/io/model.h"
 #include "care/io/tensor_names.h"
@@ -85,8 +86,8 @@ TEST(PipelineTest, WritesLatentFormatAndCopiesEverythingElseBitExact) {
   absl::StatusOr<ConversionReport> r = ConvertModel(o);
   ASSERT_TRUE(r.ok()) << r.status();
 
-  auto source = io::OpenModel(src);
-  auto converted = io::OpenModel(out);
+  auto source = io::OpenModel(src, ::care::engine::Families());
+  auto converted = io::OpenModel(out, ::care::engine::Families());
   ASSERT_TRUE(source.ok() && converted.ok()) << converted.status();
   const ModelConfig& c = converted->config;
   ASSERT_TRUE(c.latent.has_value());
@@ -155,7 +156,7 @@ TEST(PipelineTest, ReportedPerplexityIsReproducedByTheReloadedCheckpoint) {
                                                   .start = r->eval_range_begin,
                                                   .bos = std::nullopt});
   ASSERT_TRUE(windows.ok());
-  auto model = io::OpenModel(out);
+  auto model = io::OpenModel(out, ::care::engine::Families());
   ASSERT_TRUE(model.ok()) << model.status();
   auto reloaded =
       engine::EvaluatePerplexity(model->config, *model->weights, *windows);
@@ -301,7 +302,7 @@ TEST(PipelineTest, SequentialRefitIsConsistentAndExactAtFullRank) {
                                                   .start = r->eval_range_begin,
                                                   .bos = std::nullopt});
   ASSERT_TRUE(windows.ok());
-  auto model = io::OpenModel(dir + "/seq");
+  auto model = io::OpenModel(dir + "/seq", ::care::engine::Families());
   ASSERT_TRUE(model.ok()) << model.status();
   auto reloaded =
       engine::EvaluatePerplexity(model->config, *model->weights, *windows);

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "care/data/dataset.h"
+#include "care/engine/families.h"
 #include "support/fixtures.h"
 
 namespace care::convert::testing {
@@ -47,7 +48,7 @@ engine::TokenWindows FirstWindows(int64_t windows, int64_t seq_len) {
 
 MatrixRM ModelLogits(const std::string& dir,
                      const engine::TokenWindows& windows) {
-  auto model = io::OpenModel(dir);
+  auto model = io::OpenModel(dir, ::care::engine::Families());
   EXPECT_TRUE(model.ok()) << model.status();
   if (!model.ok()) return {};
   auto fwd =

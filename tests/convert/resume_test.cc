@@ -20,6 +20,7 @@
 #include "care/convert/fingerprint.h"
 #include "care/convert/pipeline.h"
 #include "care/convert/resume_state.h"
+#include "care/engine/families.h"
 #include "care/io/model.h"
 #include "convert/pipeline_test_util.h"
 #include "support/fixtures.h"
@@ -285,7 +286,8 @@ TEST(FingerprintTest, CoversWhatChangesTheLayersAndNothingElse) {
 // re-reads them), and factors from re-read weights are the same bits.
 TEST(DecomposeMemoryTest, CalibrationKeepsNoProjectionWeights) {
   CARE_REQUIRE_FIXTURES();
-  auto model = io::OpenModel(::care::testing::FixturePath("stories260K-hf"));
+  auto model = io::OpenModel(::care::testing::FixturePath("stories260K-hf"),
+                             ::care::engine::Families());
   ASSERT_TRUE(model.ok()) << model.status();
   CalibrationPlan plan;
   plan.samples = 16;

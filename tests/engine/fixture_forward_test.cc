@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "care/engine/engine.h"
+#include "care/engine/families.h"
 #include "care/engine/perplexity.h"
 #include "care/io/model.h"
 #include "support/fixtures.h"
@@ -42,7 +43,7 @@ std::vector<int32_t> Stream() {
 }
 
 io::Model Open(const std::string& name) {
-  auto model = io::OpenModel(FixturePath(name));
+  auto model = io::OpenModel(FixturePath(name), ::care::engine::Families());
   EXPECT_TRUE(model.ok()) << model.status();
   return std::move(model).value();
 }

@@ -14,6 +14,7 @@
 
 #include "care/compute/registry.h"
 #include "care/engine/engine.h"
+#include "care/engine/families.h"
 #include "care/engine/kv_projector.h"
 #include "care/engine/perplexity.h"
 #include "care/engine/synthetic_model.h"
@@ -106,7 +107,7 @@ Written Write(const json& config, const SyntheticOptions& options,
   const absl::Status st =
       WriteSyntheticModel(config, dir, io::DType::kF32, options);
   EXPECT_TRUE(st.ok()) << st;
-  auto model = io::OpenModel(dir);
+  auto model = io::OpenModel(dir, ::care::engine::Families());
   EXPECT_TRUE(model.ok()) << model.status();
   return {dir, std::move(model).value()};
 }
@@ -243,7 +244,8 @@ TEST(SyntheticForwardTest, MoeWithOneExpertTop1EqualsDenseMlp) {
   moe_json["num_experts_per_tok"] = 1;
   moe_json["moe_intermediate_size"] = 48;
   moe_json["norm_topk_prob"] = false;
-  auto moe_config = ParseModelConfig(moe_json.dump(), "moe");
+  auto moe_config =
+      ParseModelConfig(moe_json.dump(), "moe", ::care::engine::Families());
   ASSERT_TRUE(moe_config.ok()) << moe_config.status();
   InMemoryTensorSource moe;
   for (const std::string& name : dense.model.weights->Names()) {
@@ -272,7 +274,8 @@ double DiffToDefaultRope(const json& rope_scaling) {
   Written base = Write(plain, TestWeights(3), "plain");
   json scaled = plain;
   scaled["rope_scaling"] = rope_scaling;
-  auto config = ParseModelConfig(scaled.dump(), "scaled");
+  auto config =
+      ParseModelConfig(scaled.dump(), "scaled", ::care::engine::Families());
   EXPECT_TRUE(config.ok()) << config.status();
   return MaxDiff(EngineLogits(base.model.config, *base.model.weights),
                  EngineLogits(*config, *base.model.weights));
@@ -452,10 +455,16 @@ TEST(SyntheticForwardTest, ErrorsNameTheProblem) {
             std::string::npos)
       << st;
 
+  // The family, not the model_type string, picks the forward: a config
+  // without one (not parsed with engine::Families()) is refused by name.
   c.model_type = "gpt2";
-  EXPECT_FALSE(
-      LayerwiseForward::Create(c, *w.model.weights, Windows(64), Options())
-          .ok());
+  c.family = nullptr;
+  auto f3 =
+      LayerwiseForward::Create(c, *w.model.weights, Windows(64), Options());
+  ASSERT_FALSE(f3.ok());
+  EXPECT_NE(f3.status().message().find("'gpt2' has no forward"),
+            std::string::npos)
+      << f3.status();
 }
 
 TEST(PerplexityWindowsTest, PlainAndBosLayouts) {

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "care/engine/families.h"
 #include "care/io/dtype.h"
 #include "care/io/model.h"
 #include "care/io/tensor_names.h"
@@ -25,7 +26,8 @@ TEST(CheckpointTest, OpensTheThreeStoriesVariants) {
   CARE_REQUIRE_FIXTURES();
   for (const char* name :
        {"stories260K-hf", "stories260K-hf-bf16", "stories260K-hf-sharded"}) {
-    absl::StatusOr<Model> m = OpenModel(FixturePath(name));
+    absl::StatusOr<Model> m =
+        OpenModel(FixturePath(name), ::care::engine::Families());
     ASSERT_TRUE(m.ok()) << name << ": " << m.status();
     EXPECT_EQ(m->config.num_hidden_layers, 5);
     EXPECT_EQ(m->config.kv_width(), 32);
@@ -33,8 +35,8 @@ TEST(CheckpointTest, OpensTheThreeStoriesVariants) {
     // 5 layers x 9 tensors + embeddings + final norm; lm_head is tied.
     EXPECT_EQ(m->weights->Names().size(), 47u) << name;
   }
-  absl::StatusOr<Model> sharded =
-      OpenModel(FixturePath("stories260K-hf-sharded"));
+  absl::StatusOr<Model> sharded = OpenModel(
+      FixturePath("stories260K-hf-sharded"), ::care::engine::Families());
   ASSERT_TRUE(sharded.ok());
   EXPECT_EQ(sharded->weights->Files(),
             (std::vector<std::string>{"model-00001-of-00002.safetensors",
@@ -103,7 +105,8 @@ TEST(CheckpointTest, RawBytesOfF32MatchLoadF32) {
 
 TEST(CheckpointTest, TinyGqaUntiedHead) {
   CARE_REQUIRE_FIXTURES();
-  absl::StatusOr<Model> m = OpenModel(FixturePath("tinygqa-hf"));
+  absl::StatusOr<Model> m =
+      OpenModel(FixturePath("tinygqa-hf"), ::care::engine::Families());
   ASSERT_TRUE(m.ok()) << m.status();
   EXPECT_FALSE(m->config.tie_word_embeddings);
   EXPECT_EQ(m->config.head_dim, 32);
@@ -114,7 +117,8 @@ TEST(CheckpointTest, TinyGqaUntiedHead) {
 
 TEST(CheckpointTest, MissingDirectoryAndWeights) {
   CARE_REQUIRE_FIXTURES();
-  absl::StatusOr<Model> m = OpenModel("/nonexistent/model");
+  absl::StatusOr<Model> m =
+      OpenModel("/nonexistent/model", ::care::engine::Families());
   EXPECT_EQ(m.status().code(), absl::StatusCode::kNotFound);
   // A directory with config.json but no weights.
   auto c = Checkpoint::Open(FixturePath("stories260K"));

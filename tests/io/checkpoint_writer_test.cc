@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "care/engine/families.h"
 #include "care/io/checkpoint.h"
 #include "care/io/file_util.h"
 #include "care/io/model.h"
@@ -160,7 +161,7 @@ TEST_F(CheckpointWriterTest, CopiesFixtureBitExactWithAuxFiles) {
   CARE_REQUIRE_FIXTURES();
   for (const char* name : {"stories260K-hf-bf16", "stories260K-hf-sharded"}) {
     const std::string src = care::testing::FixturePath(name);
-    auto in = OpenModel(src);
+    auto in = OpenModel(src, ::care::engine::Families());
     ASSERT_TRUE(in.ok()) << in.status();
     const std::string dest = root_ + "/" + name;
     WriterOptions opt;
@@ -177,7 +178,7 @@ TEST_F(CheckpointWriterTest, CopiesFixtureBitExactWithAuxFiles) {
     ASSERT_TRUE((*w)->CopyAuxiliaryFiles(src).ok());
     ASSERT_TRUE((*w)->Commit().ok());
 
-    auto out = OpenModel(dest);
+    auto out = OpenModel(dest, ::care::engine::Families());
     ASSERT_TRUE(out.ok()) << out.status();
     ASSERT_EQ(out->weights->Names(), in->weights->Names());
     for (const std::string& t : in->weights->Names()) {

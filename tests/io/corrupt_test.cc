@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "care/engine/families.h"
 #include "care/io/checkpoint.h"
 #include "care/io/checkpoint_writer.h"
 #include "care/io/file_util.h"
@@ -197,7 +198,8 @@ TEST_F(CorruptTest, DamagedCheckpointDirectories) {
 
 TEST_F(CorruptTest, MissingAndMisshapedTensorsNameTheTensor) {
   CARE_REQUIRE_FIXTURES();
-  auto src = OpenModel(care::testing::FixturePath("stories260K-hf-bf16"));
+  auto src = OpenModel(care::testing::FixturePath("stories260K-hf-bf16"),
+                       ::care::engine::Families());
   ASSERT_TRUE(src.ok());
   auto write_variant = [&](const std::string& dest, const std::string& skip,
                            const std::string& reshape) {
@@ -214,7 +216,8 @@ TEST_F(CorruptTest, MissingAndMisshapedTensorsNameTheTensor) {
     ASSERT_TRUE((*w)->Commit().ok());
   };
   write_variant(dir_ + "/missing", names::VProj(3), "");
-  absl::StatusOr<Model> m = OpenModel(dir_ + "/missing");
+  absl::StatusOr<Model> m =
+      OpenModel(dir_ + "/missing", ::care::engine::Families());
   EXPECT_EQ(m.status().code(), absl::StatusCode::kNotFound);
   EXPECT_NE(m.status().message().find(
                 "'model.layers.3.self_attn.v_proj.weight' is missing"),
@@ -223,7 +226,7 @@ TEST_F(CorruptTest, MissingAndMisshapedTensorsNameTheTensor) {
   EXPECT_NE(m.status().message().find("[32, 64]"), std::string::npos);
 
   write_variant(dir_ + "/misshaped", "", names::KProj(1));
-  m = OpenModel(dir_ + "/misshaped");
+  m = OpenModel(dir_ + "/misshaped", ::care::engine::Families());
   EXPECT_EQ(m.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(m.status().message().find(
                 "'model.layers.1.self_attn.k_proj.weight' in " + dir_ +

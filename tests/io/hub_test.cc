@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <string>
 
+#include "care/engine/families.h"
 #include "care/io/checkpoint.h"
 #include "care/io/file_util.h"
 #include "care/io/model.h"
@@ -90,7 +91,7 @@ TEST_F(HubTest, DownloadsIntoCacheLayoutThenHitsCache) {
   EXPECT_TRUE(IsRegularFile(*dir + "/tokenizer.model"));
   EXPECT_FALSE(PathExists(*dir + "/original"));  // Subfolders skipped.
   ExpectSameWeights(*dir);
-  EXPECT_TRUE(OpenModel(*dir).ok());
+  EXPECT_TRUE(OpenModel(*dir, ::care::engine::Families()).ok());
 
   // Cached now: the server is not asked again, even with it gone.
   hub_.Stop();

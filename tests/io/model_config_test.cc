@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "care/engine/families.h"
 #include "care/io/model.h"
 #include "care/io/tensor_names.h"
 
@@ -34,7 +35,8 @@ json Llama() {
 }
 
 absl::StatusOr<ModelConfig> Parse(const json& j) {
-  return ParseModelConfig(j.dump(), "/m/config.json");
+  return ParseModelConfig(j.dump(), "/m/config.json",
+                          ::care::engine::Families());
 }
 
 // Expects an error whose message contains every fragment.
@@ -221,7 +223,8 @@ TEST(ModelConfigTest, LatentBlock) {
 // config.json files as published for real models (abridged to the fields
 // transformers writes; values as in the hub repos).
 TEST(ModelConfigTest, RealWorldConfigs) {
-  absl::StatusOr<ModelConfig> llama = ParseModelConfig(R"({
+  absl::StatusOr<ModelConfig> llama =
+      ParseModelConfig(R"({
     "architectures": ["LlamaForCausalLM"], "attention_bias": false,
     "attention_dropout": 0.0, "bos_token_id": 128000,
     "eos_token_id": [128001, 128008, 128009], "hidden_act": "silu",
@@ -236,13 +239,14 @@ TEST(ModelConfigTest, RealWorldConfigs) {
     "rope_theta": 500000.0, "tie_word_embeddings": false,
     "torch_dtype": "bfloat16", "transformers_version": "4.43.0.dev0",
     "use_cache": true, "vocab_size": 128256})",
-                                                       "llama-3.1-8b");
+                       "llama-3.1-8b", ::care::engine::Families());
   ASSERT_TRUE(llama.ok()) << llama.status();
   EXPECT_EQ(llama->kv_width(), 1024);  // 8 KV heads * 128
   EXPECT_EQ(llama->rope_scaling.type, RopeScalingType::kLlama3);
   EXPECT_EQ(io::ExpectedTensors(*llama).size(), 32u * 9 + 3);
 
-  absl::StatusOr<ModelConfig> moe = ParseModelConfig(R"({
+  absl::StatusOr<ModelConfig> moe =
+      ParseModelConfig(R"({
     "architectures": ["Qwen3MoeForCausalLM"], "attention_bias": false,
     "attention_dropout": 0.0, "bos_token_id": 151643,
     "decoder_sparse_step": 1, "eos_token_id": 151645, "head_dim": 128,
@@ -257,14 +261,15 @@ TEST(ModelConfigTest, RealWorldConfigs) {
     "router_aux_loss_coef": 0.001, "sliding_window": null,
     "tie_word_embeddings": false, "torch_dtype": "bfloat16",
     "use_cache": true, "use_sliding_window": false, "vocab_size": 151936})",
-                                                     "qwen3-30b-a3b");
+                       "qwen3-30b-a3b", ::care::engine::Families());
   ASSERT_TRUE(moe.ok()) << moe.status();
   EXPECT_EQ(moe->kv_width(), 512);
   for (int64_t l = 0; l < 48; ++l) EXPECT_TRUE(moe->IsMoeLayer(l));
   // Per layer: 2 norms, q/k/v/o, q/k norms, router, 128 experts x 3.
   EXPECT_EQ(io::ExpectedTensors(*moe).size(), 48u * (2 + 4 + 2 + 1 + 384) + 3);
 
-  absl::StatusOr<ModelConfig> qwen2 = ParseModelConfig(R"({
+  absl::StatusOr<ModelConfig> qwen2 =
+      ParseModelConfig(R"({
     "architectures": ["Qwen2ForCausalLM"], "attention_dropout": 0.0,
     "bos_token_id": 151643, "eos_token_id": 151645, "hidden_act": "silu",
     "hidden_size": 3584, "initializer_range": 0.02,
@@ -275,12 +280,13 @@ TEST(ModelConfigTest, RealWorldConfigs) {
     "rope_theta": 1000000.0, "sliding_window": 131072,
     "tie_word_embeddings": false, "torch_dtype": "bfloat16",
     "use_cache": true, "use_sliding_window": false, "vocab_size": 152064})",
-                                                       "qwen2.5-7b");
+                       "qwen2.5-7b", ::care::engine::Families());
   ASSERT_TRUE(qwen2.ok()) << qwen2.status();
   EXPECT_EQ(qwen2->head_dim, 128);  // 3584 / 28
   EXPECT_TRUE(qwen2->attention_bias);
 
-  absl::StatusOr<ModelConfig> mistral = ParseModelConfig(R"({
+  absl::StatusOr<ModelConfig> mistral =
+      ParseModelConfig(R"({
     "architectures": ["MistralForCausalLM"], "bos_token_id": 1,
     "eos_token_id": 2, "hidden_act": "silu", "hidden_size": 4096,
     "initializer_range": 0.02, "intermediate_size": 14336,
@@ -289,7 +295,7 @@ TEST(ModelConfigTest, RealWorldConfigs) {
     "num_key_value_heads": 8, "rms_norm_eps": 1e-05, "rope_theta": 10000.0,
     "sliding_window": 4096, "tie_word_embeddings": false,
     "torch_dtype": "bfloat16", "use_cache": true, "vocab_size": 32000})",
-                                                         "mistral-7b");
+                       "mistral-7b", ::care::engine::Families());
   ASSERT_TRUE(mistral.ok()) << mistral.status();
   EXPECT_EQ(mistral->kv_width(), 1024);
 }
@@ -332,9 +338,15 @@ TEST(ModelConfigTest, Errors) {
   j = Llama();
   j["partial_rotary_factor"] = 1.5;
   ExpectError(j, {"partial_rotary_factor", "(0, 1]"});
-  EXPECT_FALSE(ParseModelConfig("{not json", "/m/config.json").ok());
-  EXPECT_FALSE(ParseModelConfig("[1, 2]", "/m/config.json").ok());
-  EXPECT_EQ(LoadModelConfig("/nonexistent/dir").status().code(),
+  EXPECT_FALSE(ParseModelConfig("{not json", "/m/config.json",
+                                ::care::engine::Families())
+                   .ok());
+  EXPECT_FALSE(
+      ParseModelConfig("[1, 2]", "/m/config.json", ::care::engine::Families())
+          .ok());
+  EXPECT_EQ(LoadModelConfig("/nonexistent/dir", ::care::engine::Families())
+                .status()
+                .code(),
             absl::StatusCode::kNotFound);
 }
 

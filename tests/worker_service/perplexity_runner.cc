@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "care/data/dataset.h"
 #include "care/engine/engine.h"
+#include "care/engine/families.h"
 #include "care/engine/perplexity.h"
 #include "care/io/model.h"
 #include "care/io/uri.h"
@@ -24,8 +25,9 @@ absl::StatusOr<care::v1::Report> PerplexityRunner::Run(
 
   CARE_ASSIGN_OR_RETURN(care::io::Uri model_uri,
                         care::io::ParseUri(spec.model_uri(), false));
-  CARE_ASSIGN_OR_RETURN(care::io::Model model,
-                        care::io::OpenModel(model_uri.path));
+  CARE_ASSIGN_OR_RETURN(
+      care::io::Model model,
+      care::io::OpenModel(model_uri.path, care::engine::Families()));
   if (spec.evaluation().dataset_uri().empty()) {
     return absl::InvalidArgumentError(
         "evaluation.dataset_uri: this runner needs an evaluation token file");

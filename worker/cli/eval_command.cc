@@ -13,6 +13,7 @@
 #include "absl/strings/str_format.h"
 #include "care/data/dataset.h"
 #include "care/engine/engine.h"
+#include "care/engine/families.h"
 #include "care/engine/perplexity.h"
 #include "care/io/model.h"
 #include "care/io/model_source.h"
@@ -95,7 +96,8 @@ absl::StatusOr<EvalArgs> ParseArgs(const std::vector<std::string>& args) {
 
 absl::Status Run(const EvalArgs& a) {
   CARE_ASSIGN_OR_RETURN(std::string dir, io::ResolveModelDir(a.model));
-  CARE_ASSIGN_OR_RETURN(io::Model model, io::OpenModel(dir));
+  CARE_ASSIGN_OR_RETURN(io::Model model,
+                        io::OpenModel(dir, engine::Families()));
   std::vector<int32_t> stream;
   std::unique_ptr<tok::Tokenizer> tokenizer;
   if (a.tokens.has_value()) {

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "care/engine/families.h"
 #include "care/io/checkpoint.h"
 #include "care/io/model.h"
 #include "care/io/model_source.h"
@@ -179,7 +180,8 @@ int RunInspect(const std::vector<std::string>& args) {
   const std::string uri = flags->positionals()[0];
   absl::StatusOr<std::string> dir = io::ResolveModelDir(uri);
   absl::StatusOr<io::Model> model =
-      dir.ok() ? io::OpenModel(*dir) : absl::StatusOr<io::Model>(dir.status());
+      dir.ok() ? io::OpenModel(*dir, engine::Families())
+               : absl::StatusOr<io::Model>(dir.status());
   if (!model.ok()) {
     std::cerr << "care-worker inspect: " << model.status().message() << "\n";
     return 1;

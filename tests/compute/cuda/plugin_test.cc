@@ -30,6 +30,11 @@ TEST(CudaPlugin, LoadsAndExportsEntryPoints) {
   EXPECT_NE(dlsym(Plugin(), kCudaEntryPoint), nullptr);
   EXPECT_NE(dlsym(Plugin(), kCareCudaStatsEntryPoint), nullptr);
   EXPECT_NE(dlsym(Plugin(), kCareCudaResetPeakEntryPoint), nullptr);
+  // The plugin was built from this tree: it reports this tree's ABI.
+  auto abi =
+      reinterpret_cast<CudaAbiVersionFn>(dlsym(Plugin(), kCudaAbiEntryPoint));
+  ASSERT_NE(abi, nullptr);
+  EXPECT_EQ(abi(), kBackendAbiVersion);
 }
 
 TEST(CudaPlugin, CreateOpensADeviceOrSaysWhyNot) {

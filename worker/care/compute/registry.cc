@@ -47,6 +47,21 @@ absl::StatusOr<CudaBackendCreateFn> LoadPlugin(const std::string& path) {
                      err != nullptr ? err : "dlopen failed"));
   }
   dlerror();
+  // The version first: calling into a plugin of another ABI is undefined.
+  void* abi = dlsym(handle, kCudaAbiEntryPoint);
+  if (abi == nullptr) {
+    return absl::UnavailableError(absl::StrCat(
+        "CUDA backend plugin ", path, " has no ", kCudaAbiEntryPoint,
+        " (built before the backend ABI was versioned); rebuild it from the "
+        "same sources as this binary"));
+  }
+  const int version = reinterpret_cast<CudaAbiVersionFn>(abi)();
+  if (version != kBackendAbiVersion) {
+    return absl::UnavailableError(absl::StrCat(
+        "CUDA backend plugin ", path, " has backend ABI version ", version,
+        ", this binary needs ", kBackendAbiVersion,
+        "; rebuild the plugin from the same sources as this binary"));
+  }
   void* sym = dlsym(handle, kCudaEntryPoint);
   if (sym == nullptr) {
     const char* err = dlerror();

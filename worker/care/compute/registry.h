@@ -5,7 +5,12 @@
 //                                                            std::string*
 //                                                            error);
 // which returns a new backend (owned by the caller) or nullptr with *error
-// set (no driver, no device N, ...). The plugin is searched, in order, at
+// set (no driver, no device N, ...). Before calling it the registry checks
+//   extern "C" int CareCudaBackendAbiVersion();
+// against kBackendAbiVersion: the Backend class crosses the plugin boundary
+// as a C++ vtable, so a plugin built from other sources would call the wrong
+// functions; a missing or different version is refused by name. The plugin is
+// searched, in order, at
 //   1. $CARE_CUDA_BACKEND (a file path), when set;
 //   2. <dir of /proc/self/exe>/../lib/care/libcare_cuda_backend.so
 //      (the installed layout);
@@ -29,6 +34,14 @@ namespace care::compute {
 // The entry point's name and type in the plugin.
 inline constexpr char kCudaEntryPoint[] = "CareCudaBackendCreate";
 using CudaBackendCreateFn = Backend* (*)(int ordinal, std::string* error);
+
+// The version of the binary interface between the binaries and the plugin:
+// the Backend class (backend.h), the entry points and CareCudaStats. Bump it
+// with any change to them; the plugin returns the value it was compiled
+// with from kCudaAbiEntryPoint.
+inline constexpr int kBackendAbiVersion = 1;
+inline constexpr char kCudaAbiEntryPoint[] = "CareCudaBackendAbiVersion";
+using CudaAbiVersionFn = int (*)();
 
 // "cpu", "cuda" (= cuda:0) or "cuda:N". InvalidArgument for any other name
 // (listing the accepted ones); Unavailable when the plugin is missing or

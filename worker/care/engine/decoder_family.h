@@ -1,6 +1,8 @@
-// One decoder-layer implementation per architecture family (llama.cc,
-// qwen3.cc, qwen3_moe.cc), sharing the blocks in attention_block.h, mlp.h.
-// Internal to the engine.
+// A model family as the engine runs it: the io-level descriptor
+// (io/model_family.h: config fields, tensors, converter support) extended
+// with the layer forward. One file per family under engine/families/, built
+// from the blocks in attention_block.h and mlp.h, and one row in the table
+// of engine/families.cc. Internal to the engine.
 #ifndef CARE_ENGINE_DECODER_FAMILY_H_
 #define CARE_ENGINE_DECODER_FAMILY_H_
 
@@ -15,6 +17,7 @@
 #include "care/engine/engine.h"
 #include "care/engine/weight_loader.h"
 #include "care/io/model_config.h"
+#include "care/io/model_family.h"
 #include "care/io/tensor.h"
 #include "care/io/tensor_source.h"
 
@@ -39,32 +42,23 @@ absl::StatusOr<compute::Weight> LayerWeight(const LayerContext& ctx,
                                             const std::string& name,
                                             int64_t rows, int64_t cols);
 
-// The 2-D weights of `layer` that are known before it runs (attention and
-// dense MLP projections), for WeightPrefetch. MoE experts are not listed:
-// which ones run depends on the routing.
-std::vector<WeightRequest> LayerWeightRequests(const ModelConfig& config,
-                                               int64_t layer);
-
-class DecoderFamily {
+class DecoderFamily : public ModelFamily {
  public:
-  virtual ~DecoderFamily() = default;
   // Loads layer `layer`'s weights, runs every token of hidden [tokens, D]
   // through the layer in place, and drops the weights.
   virtual absl::Status RunLayer(const LayerContext& ctx, int64_t layer,
                                 compute::Matrix* hidden) const = 0;
+
+  // The 2-D weights of `layer` that are known before it runs (attention and
+  // dense MLP projections), for WeightPrefetch. MoE experts are not listed:
+  // which ones run depends on the routing.
+  virtual std::vector<WeightRequest> LayerWeightRequests(
+      const ModelConfig& config, int64_t layer) const = 0;
 };
 
-// llama, mistral and qwen2 (biases via config.attention_bias).
-std::unique_ptr<DecoderFamily> MakeLlamaFamily();
-// qwen3: q_norm / k_norm per head.
-std::unique_ptr<DecoderFamily> MakeQwen3Family();
-// qwen3_moe: qwen3 attention, sparse MoE MLP on the layers IsMoeLayer picks.
-std::unique_ptr<DecoderFamily> MakeQwen3MoeFamily();
-
-// The family for config.model_type; InvalidArgument listing the supported
-// ones otherwise.
-absl::StatusOr<std::unique_ptr<DecoderFamily>> MakeDecoderFamily(
-    const ModelConfig& config);
+// config.family as the engine runs it; InvalidArgument naming the model_type
+// when it has no forward here (a config parsed with other families).
+absl::StatusOr<const DecoderFamily*> ForwardOf(const ModelConfig& config);
 
 }  // namespace care::engine
 

@@ -52,19 +52,15 @@ absl::Status ValidateConfig(const ModelConfig& c) {
   return absl::OkStatus();
 }
 
-// Mistral's sliding window only matters past its width; refuse rather than
+// A sliding window only matters past its width; refuse rather than
 // silently attend further back than the model was trained to.
 absl::Status CheckSlidingWindow(const ModelConfig& c, int64_t seq_len) {
-  if (c.model_type != "mistral" || !c.raw.is_object()) {
-    return absl::OkStatus();
-  }
-  auto it = c.raw.find("sliding_window");
-  if (it == c.raw.end() || !it->is_number_integer()) return absl::OkStatus();
-  const int64_t window = it->get<int64_t>();
-  if (window > 0 && seq_len > window) {
-    return absl::UnimplementedError(absl::StrCat(
-        "sequence length ", seq_len, " exceeds mistral sliding_window ", window,
-        "; sliding-window attention is not implemented"));
+  if (c.sliding_window && *c.sliding_window > 0 &&
+      seq_len > *c.sliding_window) {
+    return absl::UnimplementedError(
+        absl::StrCat("sequence length ", seq_len, " exceeds ", c.model_type,
+                     " sliding_window ", *c.sliding_window,
+                     "; sliding-window attention is not implemented"));
   }
   return absl::OkStatus();
 }
@@ -88,39 +84,6 @@ absl::StatusOr<compute::Weight> LayerWeight(const LayerContext& ctx,
     if (w.ok()) return w;
   }
   return LoadWeightOn(ctx.backend, ctx.weights, name, rows, cols);
-}
-
-std::vector<WeightRequest> LayerWeightRequests(const ModelConfig& c,
-                                               int64_t layer) {
-  namespace n = io::names;
-  const int64_t D = c.hidden_size, q = c.num_attention_heads * c.head_dim;
-  const int64_t kv = c.kv_width(), I = c.intermediate_size;
-  std::vector<WeightRequest> r = {{n::QProj(layer), q, D},
-                                  {n::OProj(layer), D, q}};
-  if (!c.latent.has_value()) {
-    r.push_back({n::KProj(layer), kv, D});
-    r.push_back({n::VProj(layer), kv, D});
-  }
-  const bool moe = c.model_type == "qwen3_moe" && c.IsMoeLayer(layer);
-  if (!moe && I > 0) {
-    const std::string mlp = n::Layer(layer, "mlp.");
-    r.push_back({mlp + "gate_proj.weight", I, D});
-    r.push_back({mlp + "up_proj.weight", I, D});
-    r.push_back({mlp + "down_proj.weight", D, I});
-  }
-  return r;
-}
-
-absl::StatusOr<std::unique_ptr<DecoderFamily>> MakeDecoderFamily(
-    const ModelConfig& config) {
-  const std::string& t = config.model_type;
-  if (t == "llama" || t == "mistral" || t == "qwen2") return MakeLlamaFamily();
-  if (t == "qwen3") return MakeQwen3Family();
-  if (t == "qwen3_moe") return MakeQwen3MoeFamily();
-  return absl::InvalidArgumentError(absl::StrCat(
-      "model_type '", t,
-      "' has no forward implementation; supported: llama, mistral, qwen2, "
-      "qwen3, qwen3_moe"));
 }
 
 LayerwiseForward::LayerwiseForward(const ModelConfig& config,
@@ -163,7 +126,7 @@ absl::StatusOr<std::unique_ptr<LayerwiseForward>> LayerwiseForward::Create(
                           compute::SharedBackend(options.device));
   }
   compute::Backend& be = *fwd->backend_;
-  CARE_ASSIGN_OR_RETURN(fwd->family_, MakeDecoderFamily(config));
+  CARE_ASSIGN_OR_RETURN(fwd->family_, ForwardOf(config));
   CARE_ASSIGN_OR_RETURN(RopeFrequencies freqs, ComputeRopeFrequencies(config));
   const RopeTable rope(freqs, fwd->windows_.seq_len);
   const int64_t half = rope.rotary_dim() / 2;
@@ -243,7 +206,7 @@ absl::Status LayerwiseForward::RunLayer(const LayerHooks& hooks) {
     next_->Clear();
     if (layer + 1 < num_layers()) {
       next_->Start(*backend_, weights_,
-                   LayerWeightRequests(config_, layer + 1));
+                   family_->LayerWeightRequests(config_, layer + 1));
     }
   }
   const LayerContext ctx{config_,

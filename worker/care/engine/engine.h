@@ -166,9 +166,9 @@ class LayerwiseForward {
   TokenWindows windows_;
   EngineOptions options_;
   compute::Backend* backend_ = nullptr;
-  std::unique_ptr<DecoderFamily> family_;
-  compute::Matrix rope_cos_, rope_sin_;  // [seq_len, rotary_dim / 2]
-  compute::Matrix hidden_;               // [tokens, D]
+  const DecoderFamily* family_ = nullptr;  // config_.family's forward
+  compute::Matrix rope_cos_, rope_sin_;    // [seq_len, rotary_dim / 2]
+  compute::Matrix hidden_;                 // [tokens, D]
   // options_.prefetch_weights: the batch of the running layer and the next.
   std::unique_ptr<WeightPrefetch> current_, next_;
   int64_t next_layer_ = 0;

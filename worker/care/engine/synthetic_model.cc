@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "care/engine/families.h"
 #include "care/io/checkpoint_writer.h"
 #include "care/io/model.h"
 #include "care/io/tensor_names.h"
@@ -125,7 +126,7 @@ std::vector<SyntheticTensorSpec> SyntheticTensorSpecs(
   for (const io::ExpectedTensor& t : io::ExpectedTensors(config)) {
     specs.push_back({t.name, t.shape});
   }
-  if (config.attention_bias && config.model_type != "qwen2") {
+  if (config.o_proj_bias) {
     for (int64_t l = 0; l < config.num_hidden_layers; ++l) {
       specs.push_back(
           {io::names::Layer(l, "self_attn.o_proj.bias"), {config.hidden_size}});
@@ -186,7 +187,8 @@ absl::Status WriteSyntheticModel(const nlohmann::json& config_json,
                                  uint64_t max_shard_bytes) {
   CARE_ASSIGN_OR_RETURN(
       ModelConfig config,
-      ParseModelConfig(config_json.dump(), absl::StrCat(dir, "/config.json")));
+      ParseModelConfig(config_json.dump(), absl::StrCat(dir, "/config.json"),
+                       Families()));
   CARE_ASSIGN_OR_RETURN(
       auto writer,
       io::CheckpointWriter::Create(

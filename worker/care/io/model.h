@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "care/io/checkpoint.h"
 #include "care/io/model_config.h"
+#include "care/io/model_family.h"
 
 namespace care::io {
 
@@ -21,15 +22,10 @@ struct Model {
   std::unique_ptr<Checkpoint> weights;
 };
 
-struct ExpectedTensor {
-  std::string name;
-  std::vector<int64_t> shape;
-};
-
 // Every tensor a checkpoint with `config` must hold, in model order:
-// embeddings, per layer (norms, attention or latent attention, biases,
-// q/k norms, dense MLP or router + experts), final norm, lm_head unless
-// tied.
+// embeddings, per layer what its family lists (ModelFamily::
+// AppendLayerTensors: norms, attention or latent attention, biases, q/k
+// norms, dense MLP or router + experts), final norm, lm_head unless tied.
 std::vector<ExpectedTensor> ExpectedTensors(const care::ModelConfig& config);
 
 // Checks that `source` holds every ExpectedTensors(config) entry with its
@@ -38,8 +34,9 @@ std::vector<ExpectedTensor> ExpectedTensors(const care::ModelConfig& config);
 absl::Status CheckTensors(const care::ModelConfig& config,
                           const care::TensorSource& source);
 
-// LoadModelConfig(dir) + Checkpoint::Open(dir) + CheckTensors.
-absl::StatusOr<Model> OpenModel(const std::string& dir);
+// LoadModelConfig(dir, families) + Checkpoint::Open(dir) + CheckTensors.
+// `families`: engine::Families() for every family the engine runs.
+absl::StatusOr<Model> OpenModel(const std::string& dir, ModelFamilies families);
 
 }  // namespace care::io
 

@@ -8,103 +8,14 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "care/io/config_reader.h"
+#include "care/io/model_family.h"
 #include "care/util/status_macros.h"
 
 namespace care {
 namespace {
 
 using nlohmann::json;
-
-// Field access with errors that name the file and the field.
-class Reader {
- public:
-  Reader(const json& j, absl::string_view origin, std::string prefix = "")
-      : j_(j), origin_(origin), prefix_(std::move(prefix)) {}
-
-  bool Present(const char* key) const {
-    auto it = j_.find(key);
-    return it != j_.end() && !it->is_null();
-  }
-  const json& Get(const char* key) const { return j_.at(key); }
-
-  absl::Status Error(const char* key, absl::string_view what) const {
-    return absl::InvalidArgumentError(
-        absl::StrCat(origin_, ": field '", prefix_, key, "' ", what));
-  }
-
-  absl::StatusOr<int64_t> Int(const char* key) const {
-    if (!Present(key)) return Error(key, "is missing");
-    const json& v = Get(key);
-    if (!v.is_number_integer()) {
-      return Error(key, absl::StrCat("must be an integer, got ", v.dump()));
-    }
-    return v.get<int64_t>();
-  }
-  absl::StatusOr<int64_t> IntOr(const char* key, int64_t fallback) const {
-    if (!Present(key)) return fallback;
-    return Int(key);
-  }
-  absl::StatusOr<int64_t> PositiveInt(const char* key) const {
-    CARE_ASSIGN_OR_RETURN(int64_t v, Int(key));
-    if (v <= 0) return Error(key, absl::StrCat("must be > 0, got ", v));
-    return v;
-  }
-  absl::StatusOr<double> Double(const char* key) const {
-    if (!Present(key)) return Error(key, "is missing");
-    const json& v = Get(key);
-    if (!v.is_number()) {
-      return Error(key, absl::StrCat("must be a number, got ", v.dump()));
-    }
-    return v.get<double>();
-  }
-  absl::StatusOr<double> DoubleOr(const char* key, double fallback) const {
-    if (!Present(key)) return fallback;
-    return Double(key);
-  }
-  absl::StatusOr<bool> BoolOr(const char* key, bool fallback) const {
-    if (!Present(key)) return fallback;
-    const json& v = Get(key);
-    if (!v.is_boolean()) {
-      return Error(key, absl::StrCat("must be true or false, got ", v.dump()));
-    }
-    return v.get<bool>();
-  }
-  absl::StatusOr<std::string> StringOr(const char* key,
-                                       std::string fallback) const {
-    if (!Present(key)) return fallback;
-    const json& v = Get(key);
-    if (!v.is_string()) {
-      return Error(key, absl::StrCat("must be a string, got ", v.dump()));
-    }
-    return v.get<std::string>();
-  }
-  absl::StatusOr<std::vector<int64_t>> IntList(const char* key) const {
-    std::vector<int64_t> out;
-    if (!Present(key)) return out;
-    const json& v = Get(key);
-    if (v.is_number_integer()) {
-      out.push_back(v.get<int64_t>());
-      return out;
-    }
-    if (!v.is_array()) {
-      return Error(key,
-                   absl::StrCat("must be a list of integers, got ", v.dump()));
-    }
-    for (const json& e : v) {
-      if (!e.is_number_integer()) {
-        return Error(
-            key, absl::StrCat("must be a list of integers, got ", v.dump()));
-      }
-      out.push_back(e.get<int64_t>());
-    }
-    return out;
-  }
-
- private:
-  const json& j_;
-  absl::string_view origin_;
-  std::string prefix_;
-};
 
 absl::StatusOr<RopeScaling> ParseRopeScaling(const json& j,
                                              int64_t max_positions,
@@ -115,7 +26,7 @@ absl::StatusOr<RopeScaling> ParseRopeScaling(const json& j,
     return absl::InvalidArgumentError(absl::StrCat(
         origin, ": field 'rope_scaling' must be an object or null"));
   }
-  Reader r(j, origin, "rope_scaling.");
+  ConfigReader r(j, origin, "rope_scaling.");
   // Transformers writes "rope_type"; older configs "type".
   std::string type;
   if (r.Present("rope_type")) {
@@ -174,7 +85,7 @@ absl::Status ParseLatent(const json& care, ModelConfig& c,
     return absl::InvalidArgumentError(
         absl::StrCat(origin, ": field 'care' must be an object"));
   }
-  Reader r(care, origin, "care.");
+  ConfigReader r(care, origin, "care.");
   LatentAttentionConfig latent;
   for (const char* key : {"rank_k", "rank_v"}) {
     if (!r.Present(key)) return r.Error(key, "is missing");
@@ -202,40 +113,42 @@ absl::Status ParseLatent(const json& care, ModelConfig& c,
 }  // namespace
 
 bool ModelConfig::IsMoeLayer(int64_t layer) const {
-  if (model_type != "qwen3_moe" || num_experts <= 0) return false;
-  if (std::find(mlp_only_layers.begin(), mlp_only_layers.end(), layer) !=
-      mlp_only_layers.end()) {
-    return false;
-  }
-  return decoder_sparse_step > 0 && (layer + 1) % decoder_sparse_step == 0;
+  return family != nullptr && family->IsMoeLayer(*this, layer);
 }
 
-const std::vector<std::string>& SupportedModelTypes() {
-  static const auto* types = new std::vector<std::string>{
-      "llama", "mistral", "qwen2", "qwen3", "qwen3_moe"};
-  return *types;
+const ModelFamily* FindModelFamily(ModelFamilies families,
+                                   absl::string_view model_type) {
+  for (const ModelFamily* f : families) {
+    if (f->model_type() == model_type) return f;
+  }
+  return nullptr;
+}
+
+std::string ModelTypeList(ModelFamilies families) {
+  return absl::StrJoin(families, ", ",
+                       [](std::string* out, const ModelFamily* f) {
+                         absl::StrAppend(out, f->model_type());
+                       });
 }
 
 absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json_text,
-                                             absl::string_view origin) {
+                                             absl::string_view origin,
+                                             ModelFamilies families) {
   json j = json::parse(json_text.begin(), json_text.end(), nullptr,
                        /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) {
     return absl::InvalidArgumentError(
         absl::StrCat(origin, ": not a valid JSON object"));
   }
-  Reader r(j, origin);
+  ConfigReader r(j, origin);
   ModelConfig c;
   CARE_ASSIGN_OR_RETURN(c.model_type, r.StringOr("model_type", ""));
-  const auto& supported = SupportedModelTypes();
-  if (std::find(supported.begin(), supported.end(), c.model_type) ==
-      supported.end()) {
+  c.family = FindModelFamily(families, c.model_type);
+  if (c.family == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat(
         origin, ": model_type '", c.model_type,
-        "' is not supported (supported: ", absl::StrJoin(supported, ", "),
-        ")"));
+        "' is not supported (supported: ", ModelTypeList(families), ")"));
   }
-  const bool qwen3 = c.model_type == "qwen3" || c.model_type == "qwen3_moe";
   if (r.Present("architectures")) {
     const json& a = r.Get("architectures");
     if (!a.is_array() || (!a.empty() && !a[0].is_string())) {
@@ -272,10 +185,8 @@ absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json_text,
   }
   if (r.Present("head_dim")) {
     CARE_ASSIGN_OR_RETURN(c.head_dim, r.PositiveInt("head_dim"));
-  } else if (qwen3) {
-    // transformers' Qwen3Config/Qwen3MoeConfig default: decoupled from
-    // hidden_size / num_attention_heads.
-    c.head_dim = 128;
+  } else if (std::optional<int64_t> d = c.family->default_head_dim()) {
+    c.head_dim = *d;
   } else {
     if (c.hidden_size % c.num_attention_heads != 0) {
       return r.Error(
@@ -311,40 +222,7 @@ absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json_text,
   }
   CARE_ASSIGN_OR_RETURN(c.tie_word_embeddings,
                         r.BoolOr("tie_word_embeddings", false));
-  if (c.model_type == "qwen2") {
-    c.attention_bias = true;  // Qwen2 always has q/k/v biases.
-  } else if (c.model_type != "mistral") {
-    CARE_ASSIGN_OR_RETURN(c.attention_bias, r.BoolOr("attention_bias", false));
-  }
-  c.qk_norm = qwen3;
-
-  if (c.model_type == "qwen3_moe") {
-    CARE_ASSIGN_OR_RETURN(c.num_experts, r.PositiveInt("num_experts"));
-    CARE_ASSIGN_OR_RETURN(c.num_experts_per_tok,
-                          r.PositiveInt("num_experts_per_tok"));
-    if (c.num_experts_per_tok > c.num_experts) {
-      return r.Error(
-          "num_experts_per_tok",
-          absl::StrCat("(", c.num_experts_per_tok, ") exceeds num_experts (",
-                       c.num_experts, ")"));
-    }
-    CARE_ASSIGN_OR_RETURN(c.moe_intermediate_size,
-                          r.PositiveInt("moe_intermediate_size"));
-    CARE_ASSIGN_OR_RETURN(c.norm_topk_prob, r.BoolOr("norm_topk_prob", false));
-    CARE_ASSIGN_OR_RETURN(c.decoder_sparse_step,
-                          r.IntOr("decoder_sparse_step", 1));
-    if (c.decoder_sparse_step < 1) {
-      return r.Error("decoder_sparse_step", "must be >= 1");
-    }
-    CARE_ASSIGN_OR_RETURN(c.mlp_only_layers, r.IntList("mlp_only_layers"));
-    for (int64_t l : c.mlp_only_layers) {
-      if (l < 0 || l >= c.num_hidden_layers) {
-        return r.Error("mlp_only_layers",
-                       absl::StrCat("has layer ", l, " outside [0, ",
-                                    c.num_hidden_layers, ")"));
-      }
-    }
-  }
+  CARE_RETURN_IF_ERROR(c.family->ParseFields(r, c));
 
   if (r.Present("bos_token_id")) {
     CARE_ASSIGN_OR_RETURN(int64_t bos, r.Int("bos_token_id"));
@@ -363,7 +241,8 @@ absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json_text,
   return c;
 }
 
-absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& dir) {
+absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& dir,
+                                            ModelFamilies families) {
   const std::string path = dir + "/config.json";
   std::ifstream in(path, std::ios::binary);
   if (!in) {
@@ -371,7 +250,7 @@ absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& dir) {
   }
   std::ostringstream ss;
   ss << in.rdbuf();
-  return ParseModelConfig(ss.str(), path);
+  return ParseModelConfig(ss.str(), path, families);
 }
 
 }  // namespace care

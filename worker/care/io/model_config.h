@@ -1,10 +1,12 @@
-// The parts of a Hugging Face config.json that the pipeline needs, for the
-// supported families: llama, mistral, qwen2, qwen3, qwen3_moe. Parsing and
-// validation live in model_config.cc.
+// The parts of a Hugging Face config.json that the pipeline needs. The
+// fields every family shares are parsed in model_config.cc; each family
+// (model_family.h, one file per family under engine/families/) reads its
+// own and sets its defaults.
 #ifndef CARE_IO_MODEL_CONFIG_H_
 #define CARE_IO_MODEL_CONFIG_H_
 
 #include <cstdint>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -12,8 +14,13 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 
 namespace care {
+
+class ModelFamily;
+// model_family.h: a list of the families the caller knows.
+using ModelFamilies = absl::Span<const ModelFamily* const>;
 
 enum class RopeScalingType { kNone, kLinear, kLlama3, kYarn };
 
@@ -38,9 +45,18 @@ struct LatentAttentionConfig {
   std::vector<int> rank_v;  // [num_hidden_layers]
 };
 
+// Config fields only one family has (e.g. MLA ranks): the family's own
+// struct, derived from this, set by its ParseFields.
+struct FamilyFields {
+  virtual ~FamilyFields() = default;
+};
+
 struct ModelConfig {
-  std::string model_type;  // "llama", "mistral", "qwen2", "qwen3", "qwen3_moe"
+  std::string model_type;    // config.json's, e.g. "llama", "qwen3_moe"
   std::string architecture;  // architectures[0], e.g. "LlamaForCausalLM"
+  // The family of model_type (never null in a parsed config); the engine
+  // runs its layer forward, the converter asks it what it supports.
+  const ModelFamily* family = nullptr;
 
   int64_t hidden_size = 0;          // D
   int64_t intermediate_size = 0;    // dense MLP width
@@ -56,9 +72,12 @@ struct ModelConfig {
   double partial_rotary_factor = 1.0;  // fraction of d_h rotated
   bool tie_word_embeddings = false;
   bool attention_bias = false;  // q/k/v biases (qwen2; llama attention_bias)
+  bool o_proj_bias = false;     // o_proj.bias (transformers: not qwen2's)
   bool qk_norm = false;         // per-head RMSNorm on q and k (qwen3*)
+  // Attention span limit (mistral); the engine refuses longer windows.
+  std::optional<int64_t> sliding_window;
 
-  // qwen3_moe
+  // Sparse MoE (qwen3_moe); which layers use it: IsMoeLayer.
   int64_t num_experts = 0;
   int64_t num_experts_per_tok = 0;
   int64_t moe_intermediate_size = 0;
@@ -76,22 +95,30 @@ struct ModelConfig {
   // The whole parsed config.json, so writers can keep every source field.
   nlohmann::json raw;
 
+  // The family's own fields (FamilyFields), when it has any.
+  std::shared_ptr<const FamilyFields> family_fields;
+  template <typename T>
+  const T* fields() const {
+    return dynamic_cast<const T*>(family_fields.get());
+  }
+
   // g * d_h: width of K (and of V) per token per layer.
   int64_t kv_width() const { return num_key_value_heads * head_dim; }
-  // True when layer `l` uses the sparse MoE block instead of the dense MLP.
+  // True when layer `l` uses the sparse MoE block instead of the dense MLP
+  // (the family decides).
   bool IsMoeLayer(int64_t layer) const;
 };
 
-// The model_type values accepted by ParseModelConfig.
-const std::vector<std::string>& SupportedModelTypes();
-
-// Parses config.json text. `origin` (a path) prefixes error messages, which
-// name the offending field; an unsupported model_type lists the supported.
+// Parses config.json text for one of `families` (engine::Families(): all
+// the engine runs). `origin` (a path) prefixes error messages, which name
+// the offending field; an unknown model_type lists the known ones.
 absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json_text,
-                                             absl::string_view origin);
+                                             absl::string_view origin,
+                                             ModelFamilies families);
 
 // Reads and parses <dir>/config.json.
-absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& dir);
+absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& dir,
+                                            ModelFamilies families);
 
 }  // namespace care
 

@@ -1,13 +1,19 @@
 // The plugin's C entry points, found with dlsym() by compute/registry.cc
-// (CareCudaBackendCreate) and by bench/gpu (CareCudaBackendStats). No C++
-// exception crosses them.
+// (CareCudaBackendAbiVersion, CareCudaBackendCreate) and by bench/gpu
+// (CareCudaBackendStats). No C++ exception crosses them.
 #include <exception>
 #include <string>
 
 #include "care/compute/cuda/cuda_backend.h"
 #include "care/compute/cuda/stats.h"
+#include "care/compute/registry.h"
 
 #define CARE_EXPORT extern "C" __attribute__((visibility("default")))
+
+// The kBackendAbiVersion this plugin was compiled with (registry.h).
+CARE_EXPORT int CareCudaBackendAbiVersion() {
+  return care::compute::kBackendAbiVersion;
+}
 
 CARE_EXPORT care::compute::Backend* CareCudaBackendCreate(int ordinal,
                                                           std::string* error) {

@@ -8,6 +8,8 @@
 #include "care/convert/stages/stages.h"
 #include "care/convert/write_checkpoint.h"
 #include "care/data/dataset.h"
+#include "care/engine/families.h"
+#include "care/io/model_family.h"
 #include "care/io/model_source.h"
 #include "care/tokenizer/tokenizer.h"
 #include "care/util/status_macros.h"
@@ -78,19 +80,18 @@ absl::StatusOr<data::TokenRange> Range(int64_t n, const StreamFraction& f,
   return r;
 }
 
+// What the converter supports is the family's to say (ModelFamily::
+// CheckConvertible); a CARE output is never converted again.
 absl::Status CheckConvertible(const ModelConfig& c, const std::string& dir) {
   if (c.latent) {
     return absl::InvalidArgumentError(absl::StrCat(
         dir,
         " is already a CARE latent checkpoint (config.json has \"care\")"));
   }
-  if (c.num_key_value_heads < 1 || c.head_dim < 1 ||
-      c.num_attention_heads % c.num_key_value_heads != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        dir, ": attention is not GQA/MHA (num_attention_heads ",
-        c.num_attention_heads, ", num_key_value_heads ", c.num_key_value_heads,
-        ", head_dim ", c.head_dim,
-        "); need num_key_value_heads >= 1 dividing num_attention_heads"));
+  absl::Status supported = c.family->CheckConvertible(c);
+  if (!supported.ok()) {
+    return absl::Status(supported.code(),
+                        absl::StrCat(dir, ": ", supported.message()));
   }
   return absl::OkStatus();
 }
@@ -107,6 +108,15 @@ absl::Status CheckOutputDir(const ConvertOptions& options,
     return absl::AlreadyExistsError(
         absl::StrCat("output directory ", options.output_dir,
                      " already exists (pass --overwrite to replace it)"));
+  }
+  std::filesystem::path out_path =
+      std::filesystem::absolute(options.output_dir, fs_error);
+  if (!out_path.has_filename()) out_path = out_path.parent_path();  // "d/"
+  if (const std::filesystem::path parent = out_path.parent_path();
+      !std::filesystem::is_directory(parent, fs_error)) {
+    return absl::NotFoundError(
+        absl::StrCat("output directory ", options.output_dir, ": parent ",
+                     parent.string(), " does not exist"));
   }
   if (out_exists &&
       std::filesystem::equivalent(options.output_dir, model_dir, fs_error)) {
@@ -127,7 +137,8 @@ absl::Status LoadModel(const ConvertOptions& options, Inputs& in,
     if (!ec) uri = abs.lexically_normal().string();
   }
   CARE_ASSIGN_OR_RETURN(in.model_dir, io::ResolveModelDir(uri));
-  CARE_ASSIGN_OR_RETURN(in.model, io::OpenModel(in.model_dir));
+  CARE_ASSIGN_OR_RETURN(in.model,
+                        io::OpenModel(in.model_dir, engine::Families()));
   const ModelConfig& config = in.config();
   CARE_RETURN_IF_ERROR(CheckConvertible(config, in.model_dir));
   const int64_t L = config.num_hidden_layers;

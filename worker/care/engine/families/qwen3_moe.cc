@@ -1,9 +1,10 @@
-// Qwen3-MoE decoder layers: Qwen3 attention, and on the sparse layers a
-// mixture of SwiGLU experts. The router (mlp.gate.weight [E, D]) gives a
-// softmax over experts per token; the top k are kept (renormalized to sum 1
-// when norm_topk_prob), and each expert runs only on the tokens routed to it,
-// its weights loaded just for that (unused experts are never read). Layers
-// in mlp_only_layers, or off the decoder_sparse_step grid, use a dense MLP.
+// Qwen3-MoE (Qwen3MoeForCausalLM): Qwen3 attention (q/k norms, head_dim
+// default 128), and on the sparse layers a mixture of SwiGLU experts. The
+// router (mlp.gate.weight [E, D]) gives a softmax over experts per token;
+// the top k are kept (renormalized to sum 1 when norm_topk_prob), and each
+// expert runs only on the tokens routed to it, its weights loaded just for
+// that (unused experts are never read). Layers in mlp_only_layers, or off
+// the decoder_sparse_step grid, use a dense MLP.
 #include <algorithm>
 #include <cmath>
 #include <memory>
@@ -12,7 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "care/engine/attention_block.h"
-#include "care/engine/decoder_family.h"
+#include "care/engine/families/gqa_family.h"
 #include "care/engine/mlp.h"
 #include "care/io/tensor_names.h"
 #include "care/util/status_macros.h"
@@ -101,32 +102,86 @@ absl::Status SparseMoe(const LayerContext& ctx, int64_t layer,
   return be.SumRowGroups(out, k, y);  // [tokens, D]
 }
 
-class Qwen3MoeFamily : public DecoderFamily {
+class Qwen3MoeFamily : public GqaFamily {
  public:
-  absl::Status RunLayer(const LayerContext& ctx, int64_t layer,
-                        compute::Matrix* hidden) const override {
-    const ModelConfig& c = ctx.config;
-    CARE_RETURN_IF_ERROR(RunAttentionBlock(ctx, layer,
-                                           {.qk_norm = true,
-                                            .q_bias = c.attention_bias,
-                                            .o_bias = c.attention_bias},
-                                           hidden));
-    if (c.IsMoeLayer(layer)) {
-      return RunMlpBlock(
-          ctx, layer,
-          [&](const compute::Matrix& x, compute::Matrix* y) {
-            return SparseMoe(ctx, layer, x, y);
-          },
-          /*blocked=*/false, hidden);
+  Qwen3MoeFamily()
+      : GqaFamily({.model_type = "qwen3_moe",
+                   .default_head_dim = 128,
+                   .qk_norm = true}) {}
+
+  absl::Status ParseFields(const ConfigReader& r,
+                           ModelConfig& c) const override {
+    CARE_RETURN_IF_ERROR(GqaFamily::ParseFields(r, c));
+    CARE_ASSIGN_OR_RETURN(c.num_experts, r.PositiveInt("num_experts"));
+    CARE_ASSIGN_OR_RETURN(c.num_experts_per_tok,
+                          r.PositiveInt("num_experts_per_tok"));
+    if (c.num_experts_per_tok > c.num_experts) {
+      return r.Error(
+          "num_experts_per_tok",
+          absl::StrCat("(", c.num_experts_per_tok, ") exceeds num_experts (",
+                       c.num_experts, ")"));
     }
-    return RunDenseMlpBlock(ctx, layer, hidden);
+    CARE_ASSIGN_OR_RETURN(c.moe_intermediate_size,
+                          r.PositiveInt("moe_intermediate_size"));
+    CARE_ASSIGN_OR_RETURN(c.norm_topk_prob, r.BoolOr("norm_topk_prob", false));
+    CARE_ASSIGN_OR_RETURN(c.decoder_sparse_step,
+                          r.IntOr("decoder_sparse_step", 1));
+    if (c.decoder_sparse_step < 1) {
+      return r.Error("decoder_sparse_step", "must be >= 1");
+    }
+    CARE_ASSIGN_OR_RETURN(c.mlp_only_layers, r.IntList("mlp_only_layers"));
+    for (int64_t l : c.mlp_only_layers) {
+      if (l < 0 || l >= c.num_hidden_layers) {
+        return r.Error("mlp_only_layers",
+                       absl::StrCat("has layer ", l, " outside [0, ",
+                                    c.num_hidden_layers, ")"));
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  bool IsMoeLayer(const ModelConfig& c, int64_t layer) const override {
+    if (c.num_experts <= 0) return false;
+    if (std::find(c.mlp_only_layers.begin(), c.mlp_only_layers.end(), layer) !=
+        c.mlp_only_layers.end()) {
+      return false;
+    }
+    return c.decoder_sparse_step > 0 &&
+           (layer + 1) % c.decoder_sparse_step == 0;
+  }
+
+ protected:
+  void AppendMlpTensors(const ModelConfig& c, int64_t l,
+                        std::vector<io::ExpectedTensor>& out) const override {
+    if (!c.IsMoeLayer(l)) return GqaFamily::AppendMlpTensors(c, l, out);
+    const int64_t d = c.hidden_size, im = c.moe_intermediate_size;
+    out.push_back({io::names::Router(l), {c.num_experts, d}});
+    for (int64_t e = 0; e < c.num_experts; ++e) {
+      out.push_back({io::names::ExpertGate(l, e), {im, d}});
+      out.push_back({io::names::ExpertUp(l, e), {im, d}});
+      out.push_back({io::names::ExpertDown(l, e), {d, im}});
+    }
+  }
+
+  absl::Status RunMlp(const LayerContext& ctx, int64_t layer,
+                      compute::Matrix* hidden) const override {
+    if (!ctx.config.IsMoeLayer(layer)) {
+      return GqaFamily::RunMlp(ctx, layer, hidden);
+    }
+    return RunMlpBlock(
+        ctx, layer,
+        [&](const compute::Matrix& x, compute::Matrix* y) {
+          return SparseMoe(ctx, layer, x, y);
+        },
+        /*blocked=*/false, hidden);
   }
 };
 
 }  // namespace
 
-std::unique_ptr<DecoderFamily> MakeQwen3MoeFamily() {
-  return std::make_unique<Qwen3MoeFamily>();
+const DecoderFamily& Qwen3Moe() {
+  static const Qwen3MoeFamily family;
+  return family;
 }
 
 }  // namespace care::engine
