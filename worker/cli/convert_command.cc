@@ -36,8 +36,8 @@ constexpr char kUsage[] =
     "         [--sequential]\n"
     "         [--calib-samples N] [--calib-seq-len T] [--seed S] [--damping "
     "A]\n"
-    "         [--calib-range A:B] [--heldout-windows W] [--calib-text-field "
-    "F]\n"
+    "         [--calib-range A:B] [--heldout-windows W] [--heldout]\n"
+    "         [--calib-text-field F]\n"
     "         [--eval DATA] [--eval-seq-len T] [--eval-windows W] "
     "[--eval-range A:B]\n"
     "         [--eval-text-field F] [--eval-bos] [--dtype D]\n"
@@ -83,6 +83,9 @@ constexpr char kUsage[] =
     "                     0:1, or 0:0.9 when --eval is the same file)\n"
     "  --heldout-windows W  held-out calibration windows (default 64; the\n"
     "                     last 10% of the calibration range)\n"
+    "  --heldout          run the held-out windows (held-out NLL and\n"
+    "                     per-layer errors) even when the allocation does\n"
+    "                     not need them (auto and --sequential always do)\n"
     "  --calib-text-field F  JSONL field holding the text (default text)\n"
     "  --eval DATA        evaluation text; perplexity of original and "
     "converted\n"
@@ -160,7 +163,8 @@ absl::StatusOr<convert::ConvertOptions> ParseArgs(
   CARE_ASSIGN_OR_RETURN(
       Flags flags, Flags::Parse(args, {"overwrite", "quiet", "adjusted-factors",
                                        "sequential", "eval-bos",
-                                       "no-kv-balance", "no-nope-correction"}));
+                                       "no-kv-balance", "no-nope-correction",
+                                       "heldout"}));
   CARE_RETURN_IF_ERROR(flags.CheckKnown({"model",
                                          "out",
                                          "kv-save",
@@ -176,6 +180,7 @@ absl::StatusOr<convert::ConvertOptions> ParseArgs(
                                          "damping",
                                          "calib-range",
                                          "heldout-windows",
+                                         "heldout",
                                          "eval",
                                          "eval-seq-len",
                                          "eval-windows",
@@ -263,6 +268,7 @@ absl::StatusOr<convert::ConvertOptions> ParseArgs(
   CARE_ASSIGN_OR_RETURN(o.damping, flags.DoubleOr("damping", o.damping));
   CARE_ASSIGN_OR_RETURN(o.heldout_windows,
                         flags.IntOr("heldout-windows", o.heldout_windows));
+  o.heldout_figures = flags.Bool("heldout");
   if (flags.Has("calib-range")) {
     CARE_ASSIGN_OR_RETURN(o.calib_range, ParseFraction(flags, "calib-range"));
   }

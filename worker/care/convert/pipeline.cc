@@ -11,6 +11,13 @@
 
 namespace care::convert {
 
+std::string HeldoutReason(const ConvertOptions& options) {
+  if (options.allocation == AllocationStrategy::kAuto) return "allocation auto";
+  if (options.sequential) return "sequential";
+  if (options.heldout_figures) return "asked";
+  return "";
+}
+
 absl::StatusOr<ConversionReport> ConvertModel(const ConvertOptions& options,
                                               const ProgressCallback& progress,
                                               const CancelCheck& cancelled) {

@@ -105,6 +105,11 @@ struct ConversionReport {
   int64_t calib_tokens = 0, heldout_tokens = 0;
   double heldout_nll_original = 0;
   double heldout_nll_converted = 0;
+  // Whether the held-out windows were run, and why: HeldoutReason
+  // (pipeline.h). When not, the held-out NLLs, the per-layer held-out
+  // errors and the candidates' scores are not in the JSON.
+  bool heldout_run = true;
+  std::string heldout_reason;
   // Evaluation (absent without evaluation data)
   std::string eval_data;
   int64_t eval_range_begin = 0, eval_range_end = 0;

@@ -361,9 +361,17 @@ std::optional<SavedLayer> ResumeState::LoadLayer(int64_t layer,
     s.identity_fallback = fallback != 0;
     CARE_ASSIGN_OR_RETURN(s.note, r.Str());
     LayerGrams& g = out.grams;
-    for (Eigen::MatrixXd* m :
-         {&g.calib_k, &g.calib_v, &g.heldout_k, &g.heldout_v}) {
+    for (Eigen::MatrixXd* m : {&g.calib_k, &g.calib_v}) {
       CARE_ASSIGN_OR_RETURN(*m, r.Matrix(kv_width, kv_width));
+    }
+    // Empty when the pass had no held-out windows (not needed by the job).
+    for (Eigen::MatrixXd* m : {&g.heldout_k, &g.heldout_v}) {
+      CARE_ASSIGN_OR_RETURN(*m, r.Matrix(-1, -1));
+      if (m->size() != 0 && (m->rows() != kv_width || m->cols() != kv_width)) {
+        return absl::DataLossError(absl::StrCat(
+            "held-out Gram [", m->rows(), ", ", m->cols(), "], expected [",
+            kv_width, ", ", kv_width, "] or empty"));
+      }
     }
     CARE_RETURN_IF_ERROR(r.Finish());
     return out;

@@ -183,6 +183,15 @@ absl::Status LoadData(const ConvertOptions& options, Inputs& in,
   plan.heldout_fraction = options.heldout_fraction;
   plan.heldout_windows = options.heldout_windows;
   CARE_ASSIGN_OR_RETURN(in.windows, MakeCalibrationWindows(calib_stream, plan));
+  // The held-out slice stays out of the sampled range either way (same
+  // windows, same factors); its windows run only when the job needs them.
+  report->heldout_reason = HeldoutReason(options);
+  report->heldout_run = !report->heldout_reason.empty();
+  if (!report->heldout_run) {
+    in.windows.heldout.num_windows = 0;
+    in.windows.heldout.ids.clear();
+    in.windows.heldout_targets.clear();
+  }
   const CalibrationWindows& windows = in.windows;
   report->calib_data = options.calib_data;
   report->calib_samples = plan.samples;
