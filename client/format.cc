@@ -6,6 +6,7 @@
 #include <map>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -32,113 +33,44 @@ absl::StatusOr<OutputFormat> ParseOutputFormat(absl::string_view text) {
       absl::StrCat("flag --output: expected table or json, got '", text, "'"));
 }
 
+namespace {
+
+// The table's word, or `unset` when the value has none.
+template <typename Enum, size_t N>
+std::string WordOr(const care::api::EnumWord<Enum> (&table)[N], Enum value,
+                   absl::string_view unset) {
+  absl::string_view word = care::api::WordOf(table, value);
+  return std::string(word.empty() ? unset : word);
+}
+
+}  // namespace
+
 std::string StateName(care::v1::JobState state) {
-  switch (state) {
-    case care::v1::JOB_STATE_QUEUED:
-      return "QUEUED";
-    case care::v1::JOB_STATE_RUNNING:
-      return "RUNNING";
-    case care::v1::JOB_STATE_CANCELLING:
-      return "CANCELLING";
-    case care::v1::JOB_STATE_SUCCEEDED:
-      return "SUCCEEDED";
-    case care::v1::JOB_STATE_FAILED:
-      return "FAILED";
-    case care::v1::JOB_STATE_CANCELLED:
-      return "CANCELLED";
-    default:
-      return "-";
-  }
+  return absl::AsciiStrToUpper(WordOr(care::api::kStateWords, state, "-"));
 }
 
 std::string MethodName(care::v1::Method method) {
-  switch (method) {
-    case care::v1::METHOD_CARE:
-      return "care";
-    case care::v1::METHOD_CARE_C:
-      return "care-c";
-    case care::v1::METHOD_ASVD:
-      return "asvd";
-    case care::v1::METHOD_SVD:
-      return "svd";
-    case care::v1::METHOD_PCA:
-      return "pca";
-    default:
-      return "care (default)";
-  }
+  return WordOr(care::api::kMethodWords, method, "care (default)");
 }
 
 std::string AllocationName(care::v1::RankAllocation allocation) {
-  switch (allocation) {
-    case care::v1::RANK_ALLOCATION_UNIFORM:
-      return "uniform";
-    case care::v1::RANK_ALLOCATION_ADJUSTED:
-      return "adjusted";
-    case care::v1::RANK_ALLOCATION_AUTO:
-      return "auto";
-    default:
-      return "uniform (default)";
-  }
+  return WordOr(care::api::kAllocationWords, allocation, "uniform (default)");
 }
 
 std::string DtypeName(care::v1::OutputDtype dtype) {
-  switch (dtype) {
-    case care::v1::OUTPUT_DTYPE_F32:
-      return "f32";
-    case care::v1::OUTPUT_DTYPE_F16:
-      return "f16";
-    case care::v1::OUTPUT_DTYPE_BF16:
-      return "bf16";
-    default:
-      return "same as source";
-  }
+  return WordOr(care::api::kDtypeWords, dtype, "same as source");
 }
 
 std::string DeviceName(care::v1::Device device) {
-  switch (device) {
-    case care::v1::DEVICE_CPU:
-      return "cpu";
-    case care::v1::DEVICE_CUDA:
-      return "cuda";
-    default:
-      return "any";
-  }
+  return WordOr(care::api::kDeviceWords, device, "any");
 }
 
 std::string ReasonName(care::v1::FailureReason reason) {
-  switch (reason) {
-    case care::v1::FAILURE_REASON_USER_INPUT:
-      return "user input";
-    case care::v1::FAILURE_REASON_INFRASTRUCTURE:
-      return "infrastructure";
-    case care::v1::FAILURE_REASON_INTERNAL:
-      return "internal";
-    default:
-      return "unspecified";
-  }
+  return WordOr(care::api::kReasonWords, reason, "unspecified");
 }
 
 std::string EventTypeName(care::v1::EventType type) {
-  switch (type) {
-    case care::v1::EVENT_TYPE_STATE_CHANGED:
-      return "state";
-    case care::v1::EVENT_TYPE_STAGE_CHANGED:
-      return "stage";
-    case care::v1::EVENT_TYPE_PROGRESS:
-      return "progress";
-    case care::v1::EVENT_TYPE_LAYER_DONE:
-      return "layer";
-    case care::v1::EVENT_TYPE_LEASE_EXPIRED:
-      return "lease-expired";
-    default:
-      return "-";
-  }
-}
-
-bool IsTerminal(care::v1::JobState state) {
-  return state == care::v1::JOB_STATE_SUCCEEDED ||
-         state == care::v1::JOB_STATE_FAILED ||
-         state == care::v1::JOB_STATE_CANCELLED;
+  return WordOr(care::api::kEventTypeWords, type, "-");
 }
 
 std::string FormatTimestamp(const google::protobuf::Timestamp& time) {
@@ -199,15 +131,47 @@ std::string FormatCalibration(const care::v1::JobSpec& spec) {
 
 std::string FormatEvaluation(const care::v1::JobSpec& spec) {
   const auto& e = spec.evaluation();
-  if (e.dataset_uri().empty()) return "none";
+  std::string tasks;
+  if (e.tasks_size() > 0) {
+    std::vector<std::string> names;
+    for (const auto& t : e.tasks()) names.push_back(t.name());
+    tasks = absl::StrCat("tasks ", absl::StrJoin(names, ", "));
+  }
+  if (e.dataset_uri().empty()) return tasks.empty() ? "none" : tasks;
   return absl::StrCat(
       e.dataset_uri(), ", windows of ", e.window_length(), " tokens, ",
       e.max_windows() == 0 ? std::string("all windows")
                            : absl::StrCat("at most ", e.max_windows()),
-      e.prepend_bos() ? ", BOS" : "");
+      e.prepend_bos() ? ", BOS" : "",
+      e.rolling_stride() > 0
+          ? absl::StrCat(
+                ", rolling stride ", e.rolling_stride(),
+                e.rolling_documents() == "wikitext" ? " (wikitext)" : "")
+          : "",
+      tasks.empty() ? "" : "; ", tasks);
 }
 
 std::string Num(double value) { return absl::StrFormat("%.6g", value); }
+
+// Accuracy before/after per evaluation task, "acc±stderr".
+void AppendTaskAccuracy(const care::v1::Report& report, std::string& out) {
+  if (report.task_accuracy_size() == 0) return;
+  auto score = [](double v, double se) {
+    return absl::StrFormat("%.4f±%.4f", v, se);
+  };
+  Table table({"TASK", "FORMAT", "ITEMS", "ACC_ORIGINAL", "ACC_CONVERTED",
+               "ACC_NORM_ORIGINAL", "ACC_NORM_CONVERTED"});
+  for (const auto& t : report.task_accuracy()) {
+    table.AddRow(
+        {t.name(), t.format(), absl::StrCat(t.items()),
+         score(t.original().acc(), t.original().acc_stderr()),
+         score(t.converted().acc(), t.converted().acc_stderr()),
+         score(t.original().acc_norm(), t.original().acc_norm_stderr()),
+         score(t.converted().acc_norm(), t.converted().acc_norm_stderr())});
+  }
+  out += "\n";
+  out += table.Render();
+}
 
 void AppendReport(const care::v1::Report& report, std::string& out) {
   KeyValueList kv;
@@ -222,6 +186,17 @@ void AppendReport(const care::v1::Report& report, std::string& out) {
     }
     absl::StrAppend(&ppl, " on ", report.converted().predictions(), " tokens");
     kv.Add("perplexity", ppl);
+  }
+  if (report.has_rolling_original() && report.has_rolling_converted()) {
+    const auto& a = report.rolling_original();
+    const auto& b = report.rolling_converted();
+    kv.Add("rolling ppl", absl::StrCat("token ", Num(a.token_perplexity()),
+                                       " -> ", Num(b.token_perplexity()),
+                                       ", word ", Num(a.word_perplexity()),
+                                       " -> ", Num(b.word_perplexity()),
+                                       ", byte ", Num(a.byte_perplexity()),
+                                       " -> ", Num(b.byte_perplexity()), " on ",
+                                       a.documents(), " documents"));
   }
   std::string width = absl::StrCat(report.kv_width_before(), " -> ",
                                    report.kv_width_after(), " floats/token");
@@ -259,21 +234,27 @@ void AppendReport(const care::v1::Report& report, std::string& out) {
   }
   kv.Add("timings", absl::StrJoin(timings, ", "));
   kv.Add("written to", report.output_uri());
+  if (report.report_html_bytes() > 0) {
+    kv.Add("html report", absl::StrCat(report.report_html_bytes(),
+                                       " bytes stored (carectl report)"));
+  }
   out += "\nreport:\n";
   out += kv.Render();
-  if (report.layers_size() == 0) return;
-  Table table({"LAYER", "RANK_K", "RANK_V", "K_REL_ERR", "V_REL_ERR",
-               "K_ENERGY", "V_ENERGY"});
-  for (const auto& l : report.layers()) {
-    table.AddRow({absl::StrCat(l.layer()), absl::StrCat(l.rank_k()),
-                  absl::StrCat(l.rank_v()),
-                  absl::StrFormat("%.4g", l.k_relative_error()),
-                  absl::StrFormat("%.4g", l.v_relative_error()),
-                  absl::StrFormat("%.4f", l.k_retained_energy()),
-                  absl::StrFormat("%.4f", l.v_retained_energy())});
+  if (report.layers_size() > 0) {
+    Table table({"LAYER", "RANK_K", "RANK_V", "K_REL_ERR", "V_REL_ERR",
+                 "K_ENERGY", "V_ENERGY"});
+    for (const auto& l : report.layers()) {
+      table.AddRow({absl::StrCat(l.layer()), absl::StrCat(l.rank_k()),
+                    absl::StrCat(l.rank_v()),
+                    absl::StrFormat("%.4g", l.k_relative_error()),
+                    absl::StrFormat("%.4g", l.v_relative_error()),
+                    absl::StrFormat("%.4f", l.k_retained_energy()),
+                    absl::StrFormat("%.4f", l.v_retained_energy())});
+    }
+    out += "\n";
+    out += table.Render();
   }
-  out += "\n";
-  out += table.Render();
+  AppendTaskAccuracy(report, out);
 }
 
 }  // namespace

@@ -82,6 +82,12 @@ const Subcommand kSubcommands[] = {
      "  --connected  only workers seen within the server's\n"
      "               --worker-seen-seconds\n",
      care::client::RunWorkers},
+    {"report", "fetch a succeeded job's report (HTML page, JSON)",
+     "usage: carectl report JOB_ID [--html FILE] [--json]\n"
+     "  --html FILE  write the self-contained HTML report to FILE (- for\n"
+     "               stdout); default JOB_ID.html unless --json is given\n"
+     "  --json       print the report JSON (care_report.json) to stdout\n",
+     care::client::RunReport},
 };
 
 void PrintHelp(std::ostream& out) {

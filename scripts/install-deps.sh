@@ -12,7 +12,8 @@ build_pkgs=(
   nlohmann-json3-dev libcurl4-openssl-dev libsentencepiece-dev libutf8proc-dev
   libyaml-cpp-dev libssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  python3 python3-yaml prometheus
+  python3 python3-yaml python3-numpy prometheus
+  chromium fonts-dejavu-core  # tests: the HTML report in a real browser
 )
 
 missing=()

@@ -1,6 +1,7 @@
 #include "api/spec_validation.h"
 
 #include <cmath>
+#include <set>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -193,9 +194,11 @@ absl::Status ValidateCalibration(const JobSpec& spec) {
 absl::Status ValidateEvaluation(const JobSpec& spec) {
   const auto& e = spec.evaluation();
   if (e.dataset_uri().empty()) {
-    if (e.window_length() != 0 || e.max_windows() != 0) {
+    if (e.window_length() != 0 || e.max_windows() != 0 ||
+        e.rolling_stride() != 0) {
       return Invalid("evaluation.dataset_uri",
-                     "required when window_length or max_windows is set");
+                     "required when window_length, max_windows or "
+                     "rolling_stride is set");
     }
     return absl::OkStatus();
   }
@@ -207,7 +210,75 @@ absl::Status ValidateEvaluation(const JobSpec& spec) {
   if (!s.ok()) return s;
   s = CheckRange("evaluation.max_windows", e.max_windows(), 0, 1000000);
   if (!s.ok()) return s;
+  const int window = e.window_length() > 0 ? e.window_length()
+                                           : kDefaultEvaluationWindowLength;
+  s = CheckRange("evaluation.rolling_stride", e.rolling_stride(), 0, window);
+  if (!s.ok()) return s;
+  if (e.rolling_documents() != "" && e.rolling_documents() != "whole" &&
+      e.rolling_documents() != "wikitext") {
+    return Invalid("evaluation.rolling_documents",
+                   absl::StrCat("unknown value '", e.rolling_documents(),
+                                "' (allowed: whole, wikitext)"));
+  }
   return CheckTextField("evaluation.text_field", e.text_field());
+}
+
+constexpr const char* kTaskFormats[] = {
+    "",     "auto",       "generic", "arc",       "hellaswag",
+    "piqa", "winogrande", "boolq",   "openbookqa"};
+
+// The report name of a task without one: the file's stem.
+std::string TaskStem(const std::string& uri) {
+  std::string base = uri.substr(uri.find_last_of('/') + 1);
+  const size_t dot = base.find_last_of('.');
+  return dot == std::string::npos || dot == 0 ? base : base.substr(0, dot);
+}
+
+bool IsTaskName(const std::string& name) {
+  if (name.empty() || name.size() > 64) return false;
+  for (char c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                    (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+absl::Status ValidateTasks(const JobSpec& spec) {
+  const auto& tasks = spec.evaluation().tasks();
+  if (tasks.size() > 16) {
+    return Invalid("evaluation.tasks",
+                   absl::StrCat("at most 16 tasks, got ", tasks.size()));
+  }
+  std::set<std::string> names;
+  for (int i = 0; i < tasks.size(); ++i) {
+    const auto& t = tasks[i];
+    const std::string at = absl::StrCat("evaluation.tasks[", i, "]");
+    absl::Status s = CheckUri(at + ".uri", t.uri(), /*allow_hub=*/false);
+    if (!s.ok()) return s;
+    const std::string name = t.name().empty() ? TaskStem(t.uri()) : t.name();
+    if (!IsTaskName(name)) {
+      return Invalid(at + ".name",
+                     absl::StrCat("'", name,
+                                  "' must be 1-64 bytes of [A-Za-z0-9_.-] "
+                                  "(unset: the file's stem)"));
+    }
+    if (!names.insert(name).second) {
+      return Invalid(at + ".name",
+                     absl::StrCat("'", name, "' is used by another task"));
+    }
+    bool known = false;
+    for (const char* f : kTaskFormats) known = known || t.format() == f;
+    if (!known) {
+      return Invalid(at + ".format",
+                     absl::StrCat("unknown format '", t.format(),
+                                  "' (allowed: auto, generic, arc, hellaswag, "
+                                  "piqa, winogrande, boolq, openbookqa)"));
+    }
+    s = CheckRange(at + ".limit", t.limit(), 0, 1000000);
+    if (!s.ok()) return s;
+  }
+  return absl::OkStatus();
 }
 
 absl::Status ValidateLabels(const JobSpec& spec) {
@@ -249,7 +320,7 @@ absl::Status ValidateJobSpec(const JobSpec& spec) {
           return CheckUri("output_uri", s.output_uri(), false);
         },
         &ValidateBudget, &ValidateEnums, &ValidateCalibration,
-        &ValidateEvaluation, &ValidateLabels, &ValidateRopeDim,
+        &ValidateEvaluation, &ValidateTasks, &ValidateLabels, &ValidateRopeDim,
         &ValidateFreqfold, &ValidateKvLoraRank, &ValidateNoKvBalance,
         &ValidateLayoutDtype,
         +[](const JobSpec& s) { return ValidateRequestId(s.request_id()); }}) {
@@ -268,10 +339,10 @@ absl::Status ValidateJobSpec(const JobSpec& spec) {
 
 void ApplyJobSpecDefaults(JobSpec& spec) {
   if (spec.method() == care::v1::METHOD_UNSPECIFIED) {
-    spec.set_method(care::v1::METHOD_CARE);
+    spec.set_method(kDefaultMethod);
   }
   if (spec.rank_allocation() == care::v1::RANK_ALLOCATION_UNSPECIFIED) {
-    spec.set_rank_allocation(care::v1::RANK_ALLOCATION_UNIFORM);
+    spec.set_rank_allocation(kDefaultAllocation);
   }
   if (spec.output_layout() == care::v1::OUTPUT_LAYOUT_UNSPECIFIED) {
     spec.set_output_layout(care::v1::OUTPUT_LAYOUT_LATENT);
@@ -288,6 +359,10 @@ void ApplyJobSpecDefaults(JobSpec& spec) {
       c->set_sequence_length(kDefaultCalibrationSequenceLength);
     }
     if (c->text_field().empty()) c->set_text_field(kDefaultTextField);
+  }
+  for (auto& t : *spec.mutable_evaluation()->mutable_tasks()) {
+    if (t.name().empty()) t.set_name(TaskStem(t.uri()));
+    if (t.format().empty()) t.set_format("auto");
   }
   if (!spec.evaluation().dataset_uri().empty()) {
     auto* e = spec.mutable_evaluation();

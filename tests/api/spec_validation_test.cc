@@ -171,6 +171,97 @@ const Case kCases[] = {
     {"eval_relative_uri",
      [](JobSpec& s) { s.mutable_evaluation()->set_dataset_uri("eval.txt"); },
      "evaluation.dataset_uri"},
+    // evaluation.rolling_stride / rolling_documents
+    {"rolling_valid",
+     [](JobSpec& s) {
+       s.mutable_evaluation()->set_dataset_uri("/data/wiki.test.raw");
+       s.mutable_evaluation()->set_window_length(1024);
+       s.mutable_evaluation()->set_rolling_stride(512);
+       s.mutable_evaluation()->set_rolling_documents("wikitext");
+     },
+     ""},
+    {"rolling_without_uri",
+     [](JobSpec& s) { s.mutable_evaluation()->set_rolling_stride(8); },
+     "evaluation.dataset_uri"},
+    {"rolling_stride_above_window",
+     [](JobSpec& s) {
+       s.mutable_evaluation()->set_dataset_uri("/data/eval.txt");
+       s.mutable_evaluation()->set_window_length(256);
+       s.mutable_evaluation()->set_rolling_stride(257);
+     },
+     "evaluation.rolling_stride"},
+    {"rolling_stride_negative",
+     [](JobSpec& s) {
+       s.mutable_evaluation()->set_dataset_uri("/data/eval.txt");
+       s.mutable_evaluation()->set_rolling_stride(-1);
+     },
+     "evaluation.rolling_stride"},
+    {"rolling_documents_unknown",
+     [](JobSpec& s) {
+       s.mutable_evaluation()->set_dataset_uri("/data/eval.txt");
+       s.mutable_evaluation()->set_rolling_stride(64);
+       s.mutable_evaluation()->set_rolling_documents("pages");
+     },
+     "evaluation.rolling_documents"},
+    // evaluation.tasks
+    {"tasks_valid",
+     [](JobSpec& s) {
+       auto* t = s.mutable_evaluation()->add_tasks();
+       t->set_uri("/data/arc_easy.jsonl");
+       t->set_format("arc");
+       t->set_limit(500);
+       s.mutable_evaluation()->add_tasks()->set_uri("file:///data/piqa.jsonl");
+     },
+     ""},
+    {"tasks_uri_missing",
+     [](JobSpec& s) { s.mutable_evaluation()->add_tasks()->set_name("x"); },
+     "evaluation.tasks[0].uri"},
+    {"tasks_uri_relative",
+     [](JobSpec& s) {
+       s.mutable_evaluation()->add_tasks()->set_uri("/data/a.jsonl");
+       s.mutable_evaluation()->add_tasks()->set_uri("tasks/b.jsonl");
+     },
+     "evaluation.tasks[1].uri"},
+    {"tasks_uri_hub",
+     [](JobSpec& s) {
+       s.mutable_evaluation()->add_tasks()->set_uri("hf://allenai/ai2_arc");
+     },
+     "evaluation.tasks[0].uri"},
+    {"tasks_format_unknown",
+     [](JobSpec& s) {
+       auto* t = s.mutable_evaluation()->add_tasks();
+       t->set_uri("/data/mmlu.jsonl");
+       t->set_format("mmlu");
+     },
+     "evaluation.tasks[0].format"},
+    {"tasks_limit_negative",
+     [](JobSpec& s) {
+       auto* t = s.mutable_evaluation()->add_tasks();
+       t->set_uri("/data/a.jsonl");
+       t->set_limit(-1);
+     },
+     "evaluation.tasks[0].limit"},
+    {"tasks_name_bad",
+     [](JobSpec& s) {
+       auto* t = s.mutable_evaluation()->add_tasks();
+       t->set_uri("/data/a.jsonl");
+       t->set_name("arc easy");
+     },
+     "evaluation.tasks[0].name"},
+    {"tasks_name_duplicate_stem",
+     [](JobSpec& s) {
+       s.mutable_evaluation()->add_tasks()->set_uri("/data/v1/arc.jsonl");
+       s.mutable_evaluation()->add_tasks()->set_uri("/data/v2/arc.jsonl");
+     },
+     "evaluation.tasks[1].name"},
+    {"tasks_too_many",
+     [](JobSpec& s) {
+       for (int i = 0; i < 17; ++i) {
+         s.mutable_evaluation()->add_tasks()->set_uri(
+             "/data/t" + std::to_string(i) + ".jsonl");
+       }
+     },
+     "evaluation.tasks"},
     {"eval_text_field_long",
      [](JobSpec& s) {
        s.mutable_evaluation()->set_dataset_uri("/data/eval.jsonl");
@@ -320,6 +411,22 @@ TEST(ApplyJobSpecDefaultsTest, FillsUnsetFieldsOnly) {
   JobSpec again = spec;
   ApplyJobSpecDefaults(again);
   EXPECT_EQ(again.SerializeAsString(), spec.SerializeAsString());
+}
+
+TEST(ApplyJobSpecDefaultsTest, TaskNameAndFormat) {
+  JobSpec spec = ValidSpec();
+  spec.mutable_evaluation()->add_tasks()->set_uri("/data/arc_easy.test.jsonl");
+  auto* named = spec.mutable_evaluation()->add_tasks();
+  named->set_uri("/data/x.jsonl");
+  named->set_name("piqa");
+  named->set_format("piqa");
+  ASSERT_TRUE(ValidateJobSpec(spec).ok());
+  ApplyJobSpecDefaults(spec);
+  EXPECT_EQ(spec.evaluation().tasks(0).name(), "arc_easy.test");
+  EXPECT_EQ(spec.evaluation().tasks(0).format(), "auto");
+  EXPECT_EQ(spec.evaluation().tasks(1).name(), "piqa");
+  EXPECT_EQ(spec.evaluation().tasks(1).format(), "piqa");
+  EXPECT_TRUE(ValidateJobSpec(spec).ok());
 }
 
 TEST(ApplyJobSpecDefaultsTest, KeepsARequiredDevice) {

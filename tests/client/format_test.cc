@@ -194,6 +194,77 @@ TEST(FormatGolden, SucceededJobJson) {
                ToJson(Parse<care::v1::Job>(kSucceededJob), true) + "\n");
 }
 
+// The same job with two evaluation tasks and rolling perplexity: the spec
+// line, the rolling line and the accuracy table before/after.
+TEST(FormatGolden, SucceededJobWithTasksTable) {
+  care::v1::Job job = Parse<care::v1::Job>(kSucceededJob);
+  for (const char* name : {"arc_easy", "hellaswag"}) {
+    auto* t = job.mutable_spec()->mutable_evaluation()->add_tasks();
+    t->set_name(name);
+    t->set_uri(std::string("/data/tasks/") + name + ".jsonl");
+    t->set_format(name == std::string("arc_easy") ? "arc" : "hellaswag");
+  }
+  job.mutable_report()->MergeFrom(Parse<care::v1::Report>(R"pb(
+    task_accuracy {
+      name: "arc_easy"
+      format: "arc"
+      items: 2376
+      original {
+        acc: 0.7513
+        acc_stderr: 0.0089
+        acc_norm: 0.7231
+        acc_norm_stderr: 0.0092
+      }
+      converted {
+        acc: 0.7391
+        acc_stderr: 0.009
+        acc_norm: 0.7104
+        acc_norm_stderr: 0.0093
+      }
+    }
+    task_accuracy {
+      name: "hellaswag"
+      format: "hellaswag"
+      items: 10042
+      original {
+        acc: 0.5712
+        acc_stderr: 0.0049
+        acc_norm: 0.7598
+        acc_norm_stderr: 0.0043
+      }
+      converted {
+        acc: 0.5533
+        acc_stderr: 0.005
+        acc_norm: 0.7402
+        acc_norm_stderr: 0.0044
+      }
+    }
+  )pb"));
+  job.mutable_spec()->mutable_evaluation()->set_rolling_stride(128);
+  job.mutable_spec()->mutable_evaluation()->set_rolling_documents("wikitext");
+  job.mutable_report()->MergeFrom(Parse<care::v1::Report>(R"pb(
+    rolling_original {
+      documents: 62
+      windows: 1528
+      predictions: 765948
+      token_perplexity: 75.4976
+      word_perplexity: 912380.2
+      byte_perplexity: 13.0192
+      bits_per_byte: 3.7026
+    }
+    rolling_converted {
+      documents: 62
+      windows: 1528
+      predictions: 765948
+      token_perplexity: 80.11
+      word_perplexity: 1.2e6
+      byte_perplexity: 13.5
+      bits_per_byte: 3.75
+    }
+  )pb"));
+  ExpectGolden("job_succeeded_tasks.txt", FormatJobTable(job));
+}
+
 TEST(FormatGolden, RunningJobTable) {
   ExpectGolden("job_running.txt",
                FormatJobTable(Parse<care::v1::Job>(kRunningJob)));

@@ -59,6 +59,10 @@ TEST(SpecFile, YamlGoldenEqualsItsJsonTwin) {
   EXPECT_TRUE(from_yaml->calibration().sequential());
   EXPECT_TRUE(from_yaml->evaluation().prepend_bos());
   EXPECT_EQ(from_yaml->evaluation().text_field(), "123");
+  ASSERT_EQ(from_yaml->evaluation().tasks_size(), 2);
+  EXPECT_EQ(from_yaml->evaluation().tasks(0).limit(), 500);
+  EXPECT_EQ(from_yaml->evaluation().tasks(0).format(), "arc");
+  EXPECT_EQ(from_yaml->evaluation().tasks(1).name(), "hs");
   EXPECT_EQ(from_yaml->request_id(), "42");
   EXPECT_TRUE(from_yaml->has_damping());
   EXPECT_EQ(from_yaml->output_dtype(), care::v1::OUTPUT_DTYPE_BF16);

@@ -90,6 +90,11 @@ TEST_F(ServerRootsTest, RejectsEscapes) {
   spec = Spec();
   spec.mutable_evaluation()->set_dataset_uri("/etc/passwd");
   EXPECT_EQ(CheckField(spec), "evaluation.dataset_uri");
+  spec = Spec();
+  spec.mutable_evaluation()->add_tasks()->set_uri(dir_ + "/data/arc.jsonl");
+  EXPECT_EQ(CheckField(spec), "ok");
+  spec.mutable_evaluation()->add_tasks()->set_uri("/etc/passwd");
+  EXPECT_EQ(CheckField(spec), "evaluation.tasks[1].uri");
 }
 
 TEST_F(ServerRootsTest, NoRootsMeansNoLocalPathsAndHubCanBeDisabled) {

@@ -40,6 +40,9 @@ constexpr char kSpec[] = R"pb(
     dataset_uri: "file:///data/e.u16"
     window_length: 128
     max_windows: 4
+    rolling_stride: 64
+    tasks { uri: "file:///data/arc.jsonl" format: "arc" limit: 100 }
+    tasks { name: "hs" uri: "/data/hellaswag.jsonl" }
   }
   damping: 0
 )pb";
@@ -61,6 +64,14 @@ TEST(JobOptions, EveryFieldReachesThePipeline) {
   EXPECT_EQ((*o)["eval_data"], "/data/e.u16");
   EXPECT_EQ((*o)["eval_seq_len"], 128);
   EXPECT_EQ((*o)["eval_windows"], 4);
+  ASSERT_EQ((*o)["eval_tasks"].size(), 2u);
+  EXPECT_EQ((*o)["eval_tasks"][0]["path"], "/data/arc.jsonl");
+  EXPECT_EQ((*o)["eval_tasks"][0]["format"], "arc");
+  EXPECT_EQ((*o)["eval_tasks"][0]["limit"], 100);
+  EXPECT_EQ((*o)["eval_tasks"][1]["name"], "hs");
+  EXPECT_EQ((*o)["eval_tasks"][1]["format"], "auto");
+  EXPECT_EQ((*o)["eval_rolling_stride"], 64);
+  EXPECT_EQ((*o)["eval_rolling_documents"], "whole");
   EXPECT_EQ((*o)["threads"], 3);
   EXPECT_EQ((*o)["overwrite"], false);
 }
@@ -148,7 +159,45 @@ TEST(JobOptions, ReportFromPipelineJson) {
        {{"write", 0.5}, {"load", 1.0}, {"decompose", 2.0}, {"allocate", 0.25}}},
       {"method", "care-c"},
       {"damping", 0.01},
-      {"output_dir", "/out/x"}};
+      {"output_dir", "/out/x"},
+      {"rolling",
+       {{"max_length", 128},
+        {"stride", 64},
+        {"original",
+         {{"documents", 2},
+          {"windows", 9},
+          {"predictions", 1000},
+          {"words", 200},
+          {"bytes", 900},
+          {"token_perplexity", 3.5},
+          {"word_perplexity", 20.0},
+          {"byte_perplexity", 1.5},
+          {"bits_per_byte", 0.58}}},
+        {"converted",
+         {{"documents", 2},
+          {"windows", 9},
+          {"predictions", 1000},
+          {"words", 200},
+          {"bytes", 900},
+          {"token_perplexity", 4.0},
+          {"word_perplexity", 25.0},
+          {"byte_perplexity", 1.6},
+          {"bits_per_byte", 0.68}}}}},
+      {"tasks",
+       {{{"name", "arc"},
+         {"path", "/data/arc.jsonl"},
+         {"format", "arc"},
+         {"items", 100},
+         {"original",
+          {{"acc", 0.75},
+           {"acc_stderr", 0.04},
+           {"acc_norm", 0.7},
+           {"acc_norm_stderr", 0.05}}},
+         {"converted",
+          {{"acc", 0.5},
+           {"acc_stderr", 0.05},
+           {"acc_norm", 0.25},
+           {"acc_norm_stderr", 0.04}}}}}}};
   care::v1::JobSpec spec;
   spec.set_rank_allocation(care::v1::RANK_ALLOCATION_ADJUSTED);
   auto report = ReportFromPipelineJson(r, spec);
@@ -168,6 +217,15 @@ TEST(JobOptions, ReportFromPipelineJson) {
   EXPECT_EQ(report->method(), care::v1::METHOD_CARE_C);
   EXPECT_EQ(report->rank_allocation(), care::v1::RANK_ALLOCATION_ADJUSTED);
   EXPECT_EQ(report->output_uri(), "/out/x");
+  EXPECT_EQ(report->rolling_original().predictions(), 1000);
+  EXPECT_DOUBLE_EQ(report->rolling_converted().word_perplexity(), 25.0);
+  EXPECT_DOUBLE_EQ(report->rolling_original().bits_per_byte(), 0.58);
+  ASSERT_EQ(report->task_accuracy_size(), 1);
+  EXPECT_EQ(report->task_accuracy(0).name(), "arc");
+  EXPECT_EQ(report->task_accuracy(0).items(), 100);
+  EXPECT_DOUBLE_EQ(report->task_accuracy(0).original().acc(), 0.75);
+  EXPECT_DOUBLE_EQ(report->task_accuracy(0).converted().acc_norm(), 0.25);
+  EXPECT_DOUBLE_EQ(report->task_accuracy(0).converted().acc_stderr(), 0.05);
 
   r.erase("kv_width_after");
   auto broken = ReportFromPipelineJson(r, spec);

@@ -17,6 +17,7 @@
 #include "absl/strings/str_split.h"
 #include "care/convert/pipeline.h"
 #include "care/convert/write_checkpoint.h"
+#include "care/eval/documents.h"
 #include "care/util/flags.h"
 #include "care/util/status_macros.h"
 #include "cli/command.h"
@@ -35,11 +36,14 @@ constexpr char kUsage[] =
     "         [--sequential]\n"
     "         [--calib-samples N] [--calib-seq-len T] [--seed S] [--damping "
     "A]\n"
-    "         [--calib-range A:B] [--heldout-windows W] [--calib-text-field "
-    "F]\n"
+    "         [--calib-range A:B] [--heldout-windows W] [--heldout]\n"
+    "         [--calib-text-field F]\n"
     "         [--eval DATA] [--eval-seq-len T] [--eval-windows W] "
     "[--eval-range A:B]\n"
     "         [--eval-text-field F] [--eval-bos] [--dtype D]\n"
+    "         [--eval-tasks FILES [--eval-task-format F] [--eval-task-limit "
+    "N]]\n"
+    "         [--eval-rolling-stride S [--eval-rolling-documents D]]\n"
     "         [--report FILE] [--overwrite] [--threads N] [--quiet]\n"
     "         [--device cpu|cuda[:N]] [--work-dir DIR]\n"
     "\n"
@@ -79,6 +83,9 @@ constexpr char kUsage[] =
     "                     0:1, or 0:0.9 when --eval is the same file)\n"
     "  --heldout-windows W  held-out calibration windows (default 64; the\n"
     "                     last 10% of the calibration range)\n"
+    "  --heldout          run the held-out windows (held-out NLL and\n"
+    "                     per-layer errors) even when the allocation does\n"
+    "                     not need them (auto and --sequential always do)\n"
     "  --calib-text-field F  JSONL field holding the text (default text)\n"
     "  --eval DATA        evaluation text; perplexity of original and "
     "converted\n"
@@ -90,6 +97,15 @@ constexpr char kUsage[] =
     "  --eval-text-field F  JSONL field of the evaluation data (default text)\n"
     "  --eval-bos         prepend the model's BOS id to every evaluation\n"
     "                     window (T-1 stream tokens each; BOS not scored)\n"
+    "  --eval-rolling-stride S  also score --eval as whole documents with\n"
+    "                     rolling windows of --eval-seq-len, stride S, BOS\n"
+    "                     first (token, word, byte perplexity)\n"
+    "  --eval-rolling-documents whole (default) or wikitext\n"
+    "  --eval-tasks FILES JSONL multiple-choice tasks, comma-separated:\n"
+    "                     acc / acc_norm of original and converted\n"
+    "  --eval-task-format F  auto (default), generic, arc, hellaswag, piqa,\n"
+    "                     winogrande, boolq, openbookqa\n"
+    "  --eval-task-limit N  first N items of each task (default: all)\n"
     "  --dtype D          dtype of the written factors and floating-point\n"
     "                     weights: source (default; factors F32), f32, f16,\n"
     "                     bf16\n"
@@ -147,7 +163,8 @@ absl::StatusOr<convert::ConvertOptions> ParseArgs(
   CARE_ASSIGN_OR_RETURN(
       Flags flags, Flags::Parse(args, {"overwrite", "quiet", "adjusted-factors",
                                        "sequential", "eval-bos",
-                                       "no-kv-balance", "no-nope-correction"}));
+                                       "no-kv-balance", "no-nope-correction",
+                                       "heldout"}));
   CARE_RETURN_IF_ERROR(flags.CheckKnown({"model",
                                          "out",
                                          "kv-save",
@@ -163,6 +180,7 @@ absl::StatusOr<convert::ConvertOptions> ParseArgs(
                                          "damping",
                                          "calib-range",
                                          "heldout-windows",
+                                         "heldout",
                                          "eval",
                                          "eval-seq-len",
                                          "eval-windows",
@@ -170,6 +188,11 @@ absl::StatusOr<convert::ConvertOptions> ParseArgs(
                                          "calib-text-field",
                                          "eval-text-field",
                                          "eval-bos",
+                                         "eval-tasks",
+                                         "eval-task-format",
+                                         "eval-task-limit",
+                                         "eval-rolling-stride",
+                                         "eval-rolling-documents",
                                          "dtype",
                                          "report",
                                          "overwrite",
@@ -222,41 +245,75 @@ absl::StatusOr<convert::ConvertOptions> ParseArgs(
     CARE_ASSIGN_OR_RETURN(int64_t r, flags.IntOr("rank", 0));
     o.budget = convert::Budget::Rank(r);
   }
-  CARE_ASSIGN_OR_RETURN(o.method,
-                        convert::ParseMethod(flags.StringOr("method", "care")));
-  CARE_ASSIGN_OR_RETURN(o.allocation,
-                        convert::ParseAllocationStrategy(
-                            flags.StringOr("allocation", "uniform")));
+  // Unset flags keep ConvertOptions' defaults (pipeline.h), named once.
+  if (flags.Has("method")) {
+    CARE_ASSIGN_OR_RETURN(o.method,
+                          convert::ParseMethod(flags.StringOr("method", "")));
+  }
+  if (flags.Has("allocation")) {
+    CARE_ASSIGN_OR_RETURN(o.allocation, convert::ParseAllocationStrategy(
+                                            flags.StringOr("allocation", "")));
+  }
   o.adjusted.depth_factor = o.adjusted.rank_cost_factor =
       flags.Bool("adjusted-factors");
   o.sequential = flags.Bool("sequential");
-  CARE_ASSIGN_OR_RETURN(o.calib_samples, flags.IntOr("calib-samples", 256));
-  CARE_ASSIGN_OR_RETURN(o.calib_seq_len, flags.IntOr("calib-seq-len", 32));
-  CARE_ASSIGN_OR_RETURN(int64_t seed, flags.IntOr("seed", 0));
+  CARE_ASSIGN_OR_RETURN(o.calib_samples,
+                        flags.IntOr("calib-samples", o.calib_samples));
+  CARE_ASSIGN_OR_RETURN(o.calib_seq_len,
+                        flags.IntOr("calib-seq-len", o.calib_seq_len));
+  CARE_ASSIGN_OR_RETURN(int64_t seed,
+                        flags.IntOr("seed", static_cast<int64_t>(o.seed)));
   if (seed < 0) return absl::InvalidArgumentError("--seed must be >= 0");
   o.seed = static_cast<uint64_t>(seed);
-  CARE_ASSIGN_OR_RETURN(o.damping, flags.DoubleOr("damping", 0.01));
-  CARE_ASSIGN_OR_RETURN(o.heldout_windows, flags.IntOr("heldout-windows", 64));
+  CARE_ASSIGN_OR_RETURN(o.damping, flags.DoubleOr("damping", o.damping));
+  CARE_ASSIGN_OR_RETURN(o.heldout_windows,
+                        flags.IntOr("heldout-windows", o.heldout_windows));
+  o.heldout_figures = flags.Bool("heldout");
   if (flags.Has("calib-range")) {
     CARE_ASSIGN_OR_RETURN(o.calib_range, ParseFraction(flags, "calib-range"));
   }
   o.eval_data = flags.StringOr("eval", "");
-  CARE_ASSIGN_OR_RETURN(o.eval_seq_len, flags.IntOr("eval-seq-len", 256));
-  CARE_ASSIGN_OR_RETURN(o.eval_windows, flags.IntOr("eval-windows", 32));
+  CARE_ASSIGN_OR_RETURN(o.eval_seq_len,
+                        flags.IntOr("eval-seq-len", o.eval_seq_len));
+  CARE_ASSIGN_OR_RETURN(o.eval_windows,
+                        flags.IntOr("eval-windows", o.eval_windows));
   if (flags.Has("eval-range")) {
     CARE_ASSIGN_OR_RETURN(o.eval_range, ParseFraction(flags, "eval-range"));
   }
-  o.calib_text_field = flags.StringOr("calib-text-field", "text");
-  o.eval_text_field = flags.StringOr("eval-text-field", "text");
+  o.calib_text_field = flags.StringOr("calib-text-field", o.calib_text_field);
+  o.eval_text_field = flags.StringOr("eval-text-field", o.eval_text_field);
   o.eval_prepend_bos = flags.Bool("eval-bos");
+  CARE_ASSIGN_OR_RETURN(o.eval_rolling_stride,
+                        flags.IntOr("eval-rolling-stride", 0));
+  if (o.eval_rolling_stride < 0 || o.eval_rolling_stride > o.eval_seq_len) {
+    return absl::InvalidArgumentError(
+        "--eval-rolling-stride must be in [0, --eval-seq-len]");
+  }
+  o.eval_rolling_documents = flags.StringOr("eval-rolling-documents", "whole");
+  CARE_RETURN_IF_ERROR(
+      eval::ParseDocumentSplit(o.eval_rolling_documents).status());
+  if (auto tasks = flags.String("eval-tasks")) {
+    CARE_ASSIGN_OR_RETURN(int64_t limit, flags.IntOr("eval-task-limit", 0));
+    if (limit < 0) {
+      return absl::InvalidArgumentError("--eval-task-limit must be >= 0");
+    }
+    for (absl::string_view path : absl::StrSplit(*tasks, ',')) {
+      if (path.empty()) continue;
+      o.eval_tasks.push_back(
+          {.name = "",
+           .path = std::string(path),
+           .format = flags.StringOr("eval-task-format", "auto"),
+           .limit = limit});
+    }
+  }
   CARE_ASSIGN_OR_RETURN(o.output_dtype,
                         convert::ParseOutputDType(flags.StringOr("dtype", "")));
-  CARE_ASSIGN_OR_RETURN(int64_t threads, flags.IntOr("threads", 0));
+  CARE_ASSIGN_OR_RETURN(int64_t threads, flags.IntOr("threads", o.threads));
   if (threads < 0 || threads > 4096) {
     return absl::InvalidArgumentError("--threads must be in [0, 4096]");
   }
   o.threads = static_cast<int>(threads);
-  o.device = flags.StringOr("device", "cpu");
+  o.device = flags.StringOr("device", o.device);
   o.work_dir = flags.StringOr("work-dir", "");
   o.overwrite = flags.Bool("overwrite");
   *quiet = flags.Bool("quiet");
@@ -315,7 +372,13 @@ int ConvertMain(const std::vector<std::string>& args) {
       return 1;
     }
   }
-  if (!quiet) std::cout << convert::ReportSummary(*report);
+  if (!quiet) {
+    std::cout << convert::ReportSummary(*report) << "  report: "
+              << (std::filesystem::path(report->output_dir) /
+                  "care_report.html")
+                     .string()
+              << "\n";
+  }
   return 0;
 }
 

@@ -108,12 +108,18 @@ absl::StatusOr<convert::ConvertOptions> OptionsFromJson(
     CARE_RETURN_IF_ERROR(Read(*budget, "kv_save", &save));
     c.budget = convert::Budget::KvSave(save);
   }
-  std::string method = "care", allocation = "uniform";
-  CARE_RETURN_IF_ERROR(Read(o, "method", &method));
-  CARE_RETURN_IF_ERROR(Read(o, "allocation", &allocation));
-  CARE_ASSIGN_OR_RETURN(c.method, convert::ParseMethod(method));
-  CARE_ASSIGN_OR_RETURN(c.allocation,
-                        convert::ParseAllocationStrategy(allocation));
+  // Absent fields keep ConvertOptions' defaults (pipeline.h).
+  if (o.contains("method")) {
+    std::string method;
+    CARE_RETURN_IF_ERROR(Read(o, "method", &method));
+    CARE_ASSIGN_OR_RETURN(c.method, convert::ParseMethod(method));
+  }
+  if (o.contains("allocation")) {
+    std::string allocation;
+    CARE_RETURN_IF_ERROR(Read(o, "allocation", &allocation));
+    CARE_ASSIGN_OR_RETURN(c.allocation,
+                          convert::ParseAllocationStrategy(allocation));
+  }
   CARE_RETURN_IF_ERROR(Read(o, "damping", &c.damping));
   CARE_RETURN_IF_ERROR(Read(o, "calib_data", &c.calib_data));
   CARE_RETURN_IF_ERROR(Read(o, "calib_samples", &c.calib_samples));
@@ -127,9 +133,34 @@ absl::StatusOr<convert::ConvertOptions> OptionsFromJson(
   CARE_RETURN_IF_ERROR(Read(o, "work_dir", &c.work_dir));
   CARE_RETURN_IF_ERROR(Read(o, "staging_tag", &c.staging_tag));
   CARE_RETURN_IF_ERROR(Read(o, "sequential", &c.sequential));
+  // A job's Report carries the per-layer held-out errors: service jobs run
+  // the held-out windows unless the options say otherwise.
+  c.heldout_figures = true;
+  CARE_RETURN_IF_ERROR(Read(o, "heldout_figures", &c.heldout_figures));
   CARE_RETURN_IF_ERROR(Read(o, "calib_text_field", &c.calib_text_field));
   CARE_RETURN_IF_ERROR(Read(o, "eval_text_field", &c.eval_text_field));
   CARE_RETURN_IF_ERROR(Read(o, "eval_prepend_bos", &c.eval_prepend_bos));
+  CARE_RETURN_IF_ERROR(Read(o, "eval_rolling_stride", &c.eval_rolling_stride));
+  CARE_RETURN_IF_ERROR(
+      Read(o, "eval_rolling_documents", &c.eval_rolling_documents));
+  if (auto tasks = o.find("eval_tasks"); tasks != o.end()) {
+    if (!tasks->is_array()) {
+      return absl::InvalidArgumentError(
+          "job options: field 'eval_tasks' is not an array");
+    }
+    for (const nlohmann::json& t : *tasks) {
+      if (!t.is_object()) {
+        return absl::InvalidArgumentError(
+            "job options: an 'eval_tasks' entry is not an object");
+      }
+      convert::TaskEvalSpec task;
+      CARE_RETURN_IF_ERROR(Read(t, "name", &task.name));
+      CARE_RETURN_IF_ERROR(Read(t, "path", &task.path));
+      CARE_RETURN_IF_ERROR(Read(t, "format", &task.format));
+      CARE_RETURN_IF_ERROR(Read(t, "limit", &task.limit));
+      c.eval_tasks.push_back(std::move(task));
+    }
+  }
   std::string dtype = "source";
   CARE_RETURN_IF_ERROR(Read(o, "output_dtype", &dtype));
   CARE_ASSIGN_OR_RETURN(c.output_dtype, convert::ParseOutputDType(dtype));

@@ -4,6 +4,8 @@
 #include <map>
 
 #include "absl/strings/str_cat.h"
+#include "api/names.h"
+#include "api/spec_validation.h"
 #include "care/io/uri.h"
 #include "care/util/status_macros.h"
 
@@ -21,12 +23,9 @@ absl::StatusOr<std::string> LocalPath(const std::string& uri,
   return parsed->path;
 }
 
+// The pipeline's option words are the API's (api/names.h).
 care::v1::Method ApiMethod(const std::string& name) {
-  if (name == "care-c") return care::v1::METHOD_CARE_C;
-  if (name == "asvd") return care::v1::METHOD_ASVD;
-  if (name == "svd") return care::v1::METHOD_SVD;
-  if (name == "pca") return care::v1::METHOD_PCA;
-  return care::v1::METHOD_CARE;
+  return api::ValueOf(api::kMethodWords, name).value_or(api::kDefaultMethod);
 }
 
 // Reads `key` of `object` as T; InvalidArgument naming it otherwise.
@@ -100,49 +99,37 @@ absl::StatusOr<nlohmann::json> PipelineOptionsFromJob(const care::v1::Job& job,
       }
       o["budget"] = {{"kv_save", 0.0}};  // unused: kv_lora_rank is given
   }
-  switch (spec.method()) {
-    case care::v1::METHOD_CARE_C:
-      o["method"] = "care-c";
-      break;
-    case care::v1::METHOD_ASVD:
-      o["method"] = "asvd";
-      break;
-    case care::v1::METHOD_SVD:
-      o["method"] = "svd";
-      break;
-    case care::v1::METHOD_PCA:
-      o["method"] = "pca";
-      break;
-    default:
-      o["method"] = "care";
+  // Unset: the API's defaults (spec_validation.h).
+  absl::string_view method = api::WordOf(api::kMethodWords, spec.method());
+  if (method.empty())
+    method = api::WordOf(api::kMethodWords, api::kDefaultMethod);
+  o["method"] = std::string(method);
+  absl::string_view allocation =
+      api::WordOf(api::kAllocationWords, spec.rank_allocation());
+  if (allocation.empty()) {
+    allocation = api::WordOf(api::kAllocationWords, api::kDefaultAllocation);
   }
-  switch (spec.rank_allocation()) {
-    case care::v1::RANK_ALLOCATION_ADJUSTED:
-      o["allocation"] = "adjusted";
-      break;
-    case care::v1::RANK_ALLOCATION_AUTO:
-      o["allocation"] = "auto";
-      break;
-    default:
-      o["allocation"] = "uniform";
-  }
-  o["damping"] = spec.has_damping() ? spec.damping() : 0.01;
+  o["allocation"] = std::string(allocation);
+  o["damping"] = spec.has_damping() ? spec.damping() : api::kDefaultDamping;
 
   const auto& calib = spec.calibration();
   const auto& eval = spec.evaluation();
   o["sequential"] = calib.sequential();
   o["calib_text_field"] =
-      calib.text_field().empty() ? "text" : calib.text_field();
-  o["eval_text_field"] = eval.text_field().empty() ? "text" : eval.text_field();
+      calib.text_field().empty() ? api::kDefaultTextField : calib.text_field();
+  o["eval_text_field"] =
+      eval.text_field().empty() ? api::kDefaultTextField : eval.text_field();
   std::string calib_data;
   if (!calib.dataset_uri().empty()) {
     CARE_ASSIGN_OR_RETURN(
         calib_data, LocalPath(calib.dataset_uri(), "calibration.dataset_uri"));
   }
   o["calib_data"] = calib_data;
-  o["calib_samples"] = calib.samples() > 0 ? calib.samples() : 256;
-  o["calib_seq_len"] =
-      calib.sequence_length() > 0 ? calib.sequence_length() : 32;
+  o["calib_samples"] =
+      calib.samples() > 0 ? calib.samples() : api::kDefaultCalibrationSamples;
+  o["calib_seq_len"] = calib.sequence_length() > 0
+                           ? calib.sequence_length()
+                           : api::kDefaultCalibrationSequenceLength;
   o["seed"] = calib.seed();
   std::string eval_data;
   if (!eval.dataset_uri().empty()) {
@@ -151,25 +138,35 @@ absl::StatusOr<nlohmann::json> PipelineOptionsFromJob(const care::v1::Job& job,
   }
   o["eval_prepend_bos"] = eval.prepend_bos();
   o["eval_data"] = eval_data;
-  o["eval_seq_len"] = eval.window_length() > 0 ? eval.window_length() : 2048;
+  o["eval_seq_len"] = eval.window_length() > 0
+                          ? eval.window_length()
+                          : api::kDefaultEvaluationWindowLength;
   o["eval_windows"] = eval.max_windows();  // 0 = all, as in the pipeline.
-  switch (spec.output_dtype()) {
-    case care::v1::OUTPUT_DTYPE_UNSPECIFIED:
-      o["output_dtype"] = "source";
-      break;
-    case care::v1::OUTPUT_DTYPE_F32:
-      o["output_dtype"] = "f32";
-      break;
-    case care::v1::OUTPUT_DTYPE_F16:
-      o["output_dtype"] = "f16";
-      break;
-    case care::v1::OUTPUT_DTYPE_BF16:
-      o["output_dtype"] = "bf16";
-      break;
-    default:
+  nlohmann::json tasks = nlohmann::json::array();
+  for (int i = 0; i < eval.tasks_size(); ++i) {
+    const care::v1::TaskSpec& t = eval.tasks(i);
+    CARE_ASSIGN_OR_RETURN(
+        std::string path,
+        LocalPath(t.uri(), absl::StrCat("evaluation.tasks[", i, "].uri")));
+    tasks.push_back({{"name", t.name()},
+                     {"path", path},
+                     {"format", t.format().empty() ? "auto" : t.format()},
+                     {"limit", t.limit()}});
+  }
+  o["eval_tasks"] = std::move(tasks);
+  o["eval_rolling_stride"] = eval.rolling_stride();
+  o["eval_rolling_documents"] =
+      eval.rolling_documents().empty() ? "whole" : eval.rolling_documents();
+  // Unset: the source's dtype ("source", convert::ParseOutputDType).
+  o["output_dtype"] = "source";
+  if (spec.output_dtype() != care::v1::OUTPUT_DTYPE_UNSPECIFIED) {
+    absl::string_view word = api::WordOf(api::kDtypeWords, spec.output_dtype());
+    if (word.empty()) {
       return absl::InvalidArgumentError(
           absl::StrCat("output_dtype: unknown value ", spec.output_dtype(),
                        " (allowed: unspecified, F32, F16, BF16)"));
+    }
+    o["output_dtype"] = std::string(word);
   }
   o["threads"] = threads;
 
@@ -249,11 +246,69 @@ absl::StatusOr<care::v1::Report> ReportFromPipelineJson(
       dest->set_seconds(seconds);
     }
   }
+  if (auto rolling = r.find("rolling");
+      rolling != r.end() && rolling->is_object()) {
+    for (const char* which : {"original", "converted"}) {
+      auto it = rolling->find(which);
+      if (it == rolling->end() || !it->is_object()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("pipeline report: rolling has no ", which));
+      }
+      auto* dest = std::string(which) == "original"
+                       ? out.mutable_rolling_original()
+                       : out.mutable_rolling_converted();
+      CARE_ASSIGN_OR_RETURN(int64_t docs, Field<int64_t>(*it, "documents"));
+      CARE_ASSIGN_OR_RETURN(int64_t windows, Field<int64_t>(*it, "windows"));
+      CARE_ASSIGN_OR_RETURN(int64_t preds, Field<int64_t>(*it, "predictions"));
+      CARE_ASSIGN_OR_RETURN(double tok, Field<double>(*it, "token_perplexity"));
+      CARE_ASSIGN_OR_RETURN(double word, Field<double>(*it, "word_perplexity"));
+      CARE_ASSIGN_OR_RETURN(double byte, Field<double>(*it, "byte_perplexity"));
+      CARE_ASSIGN_OR_RETURN(double bpb, Field<double>(*it, "bits_per_byte"));
+      dest->set_documents(docs);
+      dest->set_windows(windows);
+      dest->set_predictions(preds);
+      dest->set_token_perplexity(tok);
+      dest->set_word_perplexity(word);
+      dest->set_byte_perplexity(byte);
+      dest->set_bits_per_byte(bpb);
+    }
+  }
+  if (auto tasks = r.find("tasks"); tasks != r.end() && tasks->is_array()) {
+    for (const auto& t : *tasks) {
+      auto* dest = out.add_task_accuracy();
+      CARE_ASSIGN_OR_RETURN(std::string name, Field<std::string>(t, "name"));
+      CARE_ASSIGN_OR_RETURN(std::string format,
+                            Field<std::string>(t, "format"));
+      CARE_ASSIGN_OR_RETURN(int64_t items, Field<int64_t>(t, "items"));
+      dest->set_name(name);
+      dest->set_format(format);
+      dest->set_items(items);
+      for (const char* which : {"original", "converted"}) {
+        auto it = t.find(which);
+        if (it == t.end() || !it->is_object()) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "pipeline report: task '", name, "' has no ", which));
+        }
+        auto* score = std::string(which) == "original"
+                          ? dest->mutable_original()
+                          : dest->mutable_converted();
+        CARE_ASSIGN_OR_RETURN(double acc, Field<double>(*it, "acc"));
+        CARE_ASSIGN_OR_RETURN(double acc_se, Field<double>(*it, "acc_stderr"));
+        CARE_ASSIGN_OR_RETURN(double norm, Field<double>(*it, "acc_norm"));
+        CARE_ASSIGN_OR_RETURN(double norm_se,
+                              Field<double>(*it, "acc_norm_stderr"));
+        score->set_acc(acc);
+        score->set_acc_stderr(acc_se);
+        score->set_acc_norm(norm);
+        score->set_acc_norm_stderr(norm_se);
+      }
+    }
+  }
   CARE_ASSIGN_OR_RETURN(std::string method, Field<std::string>(r, "method"));
   out.set_method(ApiMethod(method));
   out.set_rank_allocation(spec.rank_allocation() ==
                                   care::v1::RANK_ALLOCATION_UNSPECIFIED
-                              ? care::v1::RANK_ALLOCATION_UNIFORM
+                              ? api::kDefaultAllocation
                               : spec.rank_allocation());
   CARE_ASSIGN_OR_RETURN(double damping, Field<double>(r, "damping"));
   out.set_damping(damping);

@@ -18,7 +18,9 @@ namespace care::worker {
 //  "calib_text_field", "calib_samples", "calib_seq_len", "seed",
 //  "eval_data", "eval_text_field", "eval_prepend_bos", "eval_seq_len",
 //  "eval_windows", "output_dtype" ("source"|"f32"|"f16"|"bf16"),
-//  "threads"}: the fields of care::convert::ConvertOptions. Every JobSpec
+//  "threads", "eval_tasks": [{"name", "path", "format", "limit"}],
+//  "eval_rolling_stride", "eval_rolling_documents"}: the
+// fields of care::convert::ConvertOptions. Every JobSpec
 // field the pipeline reads is mapped; InvalidArgument naming the field for
 // a URI that is not local or an enum value this build does not know.
 absl::StatusOr<nlohmann::json> PipelineOptionsFromJob(const care::v1::Job& job,

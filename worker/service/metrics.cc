@@ -3,6 +3,7 @@
 #include <sys/resource.h>
 
 #include <exception>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "api/names.h"
@@ -46,6 +47,17 @@ WorkerMetrics::WorkerMetrics()
                 .Help("Leased jobs by outcome: succeeded, failed, "
                       "cancelled, released, lease_lost.")
                 .Register(*registry_)),
+      task_accuracy_(prometheus::BuildGauge()
+                         .Name("care_worker_task_accuracy")
+                         .Help("Zero-shot accuracy (acc) of the latest "
+                               "finished job on each evaluation task, of the "
+                               "original and of the converted model.")
+                         .Register(*registry_)),
+      task_accuracy_norm_(prometheus::BuildGauge()
+                              .Name("care_worker_task_accuracy_norm")
+                              .Help("The same for acc_norm (log-likelihood "
+                                    "divided by the choice's length).")
+                              .Register(*registry_)),
       busy_(prometheus::BuildGauge()
                 .Name("care_worker_busy")
                 .Help("1 while a job is running.")
@@ -108,6 +120,19 @@ void WorkerMetrics::JobFinished(absl::string_view outcome) {
 }
 
 void WorkerMetrics::SetBusy(bool busy) { busy_.Set(busy ? 1 : 0); }
+
+void WorkerMetrics::SetTaskAccuracy(const care::v1::Report& report) {
+  for (const care::v1::TaskAccuracy& t : report.task_accuracy()) {
+    for (const auto& [model, score] :
+         {std::pair{"original", &t.original()},
+          std::pair{"converted", &t.converted()}}) {
+      task_accuracy_.Add({{"task", t.name()}, {"model", model}})
+          .Set(score->acc());
+      task_accuracy_norm_.Add({{"task", t.name()}, {"model", model}})
+          .Set(score->acc_norm());
+    }
+  }
+}
 
 void WorkerMetrics::UpdatePeakRss() {
   rusage usage{};

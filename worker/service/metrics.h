@@ -38,6 +38,9 @@ class WorkerMetrics {
   // Outcome: succeeded, failed, cancelled, released, lease_lost.
   void JobFinished(absl::string_view outcome);
   void SetBusy(bool busy);
+  // care_worker_task_accuracy{task, model="original"|"converted"} (acc) and
+  // care_worker_task_accuracy_norm (acc_norm) from a finished job's report.
+  void SetTaskAccuracy(const care::v1::Report& report);
   // Refreshes care_worker_peak_rss_bytes from getrusage.
   void UpdatePeakRss();
 
@@ -51,6 +54,8 @@ class WorkerMetrics {
   prometheus::Family<prometheus::Counter>& stage_flops_;
   prometheus::Family<prometheus::Gauge>& achieved_gflops_;
   prometheus::Family<prometheus::Counter>& jobs_;
+  prometheus::Family<prometheus::Gauge>& task_accuracy_;
+  prometheus::Family<prometheus::Gauge>& task_accuracy_norm_;
   prometheus::Gauge& busy_;
   prometheus::Gauge& peak_rss_;
 };

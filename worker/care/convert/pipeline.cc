@@ -11,6 +11,13 @@
 
 namespace care::convert {
 
+std::string HeldoutReason(const ConvertOptions& options) {
+  if (options.allocation == AllocationStrategy::kAuto) return "allocation auto";
+  if (options.sequential) return "sequential";
+  if (options.heldout_figures) return "asked";
+  return "";
+}
+
 absl::StatusOr<ConversionReport> ConvertModel(const ConvertOptions& options,
                                               const ProgressCallback& progress,
                                               const CancelCheck& cancelled) {
@@ -44,6 +51,10 @@ absl::StatusOr<ConversionReport> ConvertModel(const ConvertOptions& options,
   fit.decompositions.clear();
   fit.grams.clear();
   CARE_RETURN_IF_ERROR(stage::Evaluate(in, fit.layers, steps, &report));
+  CARE_RETURN_IF_ERROR(stage::EvaluateRollingPerplexity(options, in, fit.layers,
+                                                        steps, &report));
+  CARE_RETURN_IF_ERROR(
+      stage::EvaluateTasks(options, in, fit.layers, steps, &report));
   CARE_RETURN_IF_ERROR(stage::Write(options, in, fit.layers, steps, &report));
   // The output is in place: the state has served its purpose.
   if (in.resume) in.resume->Remove();

@@ -13,12 +13,14 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "care/convert/allocate.h"
 #include "care/convert/factorize.h"
 #include "care/convert/mla_export/options.h"
 #include "care/convert/report.h"
+#include "care/convert/task_accuracy.h"
 #include "care/io/dtype.h"
 
 namespace care::convert {
@@ -54,6 +56,15 @@ struct ConvertOptions {
   std::optional<StreamFraction> calib_range;
   double heldout_fraction = 0.1;  // last part of the calibration range
   int64_t heldout_windows = 64;
+  // The held-out windows are run only when the job needs them: `auto`
+  // scores its candidates there and `sequential` reports its re-fit there.
+  // Otherwise (uniform, adjusted) they are skipped unless this asks for
+  // the held-out figures (original and converted held-out NLL, per-layer
+  // held-out errors): the calibration pass then runs the calibration
+  // windows only, up to the last layer's k/v input, and no allocation pass
+  // runs. The held-out slice stays out of the sampled range either way, so
+  // the windows and the factors are the same. See HeldoutNeeded.
+  bool heldout_figures = false;
 
   // Evaluation (skipped when eval_data is empty): plain windows (P1).
   std::string eval_data;
@@ -65,6 +76,15 @@ struct ConvertOptions {
   bool eval_prepend_bos = false;
   // Default: the whole stream, or [0.9, 1) when it is the calibration file.
   std::optional<StreamFraction> eval_range;
+  // Zero-shot multiple-choice tasks scored before and after (task_accuracy.h;
+  // independent of eval_data).
+  std::vector<TaskEvalSpec> eval_tasks;
+  // > 0: eval_data is also scored as whole documents with rolling windows
+  // of eval_seq_len inputs and this stride, BOS first (care/eval/rolling.h);
+  // eval_range and eval_windows do not apply. Documents: "whole" or
+  // "wikitext" (care/eval/documents.h).
+  int64_t eval_rolling_stride = 0;
+  std::string eval_rolling_documents = "whole";
 
   // dtype of the written latent factors and copied floating-point weights
   // (F32, F16 or BF16); nullopt: copies keep the source's, factors F32.
@@ -114,6 +134,10 @@ struct ConvertProgress {
 using ProgressCallback = std::function<void(const ConvertProgress&)>;
 // Returns true to stop; checked at layer boundaries (CancelledError).
 using CancelCheck = std::function<bool()>;
+
+// Whether the job runs the held-out windows, and why (for the report):
+// "allocation auto", "sequential", "asked", or "" when it skips them.
+std::string HeldoutReason(const ConvertOptions& options);
 
 absl::StatusOr<ConversionReport> ConvertModel(
     const ConvertOptions& options, const ProgressCallback& progress = nullptr,

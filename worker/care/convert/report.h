@@ -21,6 +21,17 @@ struct PerplexityReport {
   int64_t predictions = 0;
 };
 
+// A K or V spectrum the allocation was computed from (σ of the method's
+// scaled matrix, descending), sampled to a bounded number of points
+// (spectrum_sample.h): sigma[i] is σ at 0-based position index[i] of the
+// full spectrum of `size` values; energy[i] is Σ_{j≤index[i]} σ_j² / Σ σ².
+struct SpectrumReport {
+  int64_t size = 0;
+  std::vector<int64_t> index;
+  std::vector<double> sigma;
+  std::vector<double> energy;
+};
+
 struct LayerReport {
   int64_t rank_k = 0;
   int64_t rank_v = 0;
@@ -33,7 +44,8 @@ struct LayerReport {
   // Σ_{i≤r} σ² / Σ σ² of the method's scaled spectrum.
   double retained_energy_k = 0;
   double retained_energy_v = 0;
-  std::string note;  // rank deficiency, jitter, fallbacks
+  std::string note;                       // rank deficiency, jitter, fallbacks
+  SpectrumReport spectrum_k, spectrum_v;  // empty when not recorded
 };
 
 struct CandidateReport {
@@ -47,6 +59,26 @@ struct StageTiming {
   std::string stage;
   double seconds = 0;
   double flops = 0;  // useful FLOPs (flop_model.h); 0 for load and write
+};
+
+// Zero-shot multiple-choice accuracy (care/eval/multiple_choice.h).
+struct TaskScore {
+  double acc = 0, acc_stderr = 0;
+  double acc_norm = 0, acc_norm_stderr = 0;
+};
+
+struct TaskAccuracyReport {
+  std::string name, path, format;
+  int64_t items = 0;
+  TaskScore original, converted;  // the same requests
+};
+
+// Rolling-window perplexity of whole documents (care/eval/rolling.h).
+struct RollingReport {
+  int64_t documents = 0, windows = 0, predictions = 0;
+  int64_t words = 0, bytes = 0;
+  double token_perplexity = 0, word_perplexity = 0, byte_perplexity = 0;
+  double bits_per_byte = 0;
 };
 
 struct ConversionReport {
@@ -73,11 +105,21 @@ struct ConversionReport {
   int64_t calib_tokens = 0, heldout_tokens = 0;
   double heldout_nll_original = 0;
   double heldout_nll_converted = 0;
+  // Whether the held-out windows were run, and why: HeldoutReason
+  // (pipeline.h). When not, the held-out NLLs, the per-layer held-out
+  // errors and the candidates' scores are not in the JSON.
+  bool heldout_run = true;
+  std::string heldout_reason;
   // Evaluation (absent without evaluation data)
   std::string eval_data;
   int64_t eval_range_begin = 0, eval_range_end = 0;
   int64_t eval_seq_len = 0;
   std::optional<PerplexityReport> original, converted;
+  // Task accuracy before/after (evaluation tasks; empty without them).
+  std::vector<TaskAccuracyReport> tasks;
+  // Rolling perplexity before/after (eval_rolling_stride > 0).
+  int64_t rolling_max_length = 0, rolling_stride = 0;
+  std::optional<RollingReport> rolling_original, rolling_converted;
 
   std::vector<LayerReport> layers;
   std::vector<CandidateReport> candidates;

@@ -134,6 +134,12 @@ class LayerwiseForward {
   // states afterwards are the input of layer `end`.
   absl::Status RunLayers(int64_t end, const LayerHooks& hooks = {});
 
+  // Layer next_layer()'s k/v input only: its input_layernorm of the hidden
+  // states, handed to hooks.on_kv_input, without the layer's attention or
+  // MLP. What a calibration pass needs of the last layer (nothing after it).
+  // The hidden states and next_layer() are unchanged.
+  absl::Status ObserveKvInput(const LayerHooks& hooks);
+
   // [tokens, D]: the embeddings, or the output of layer next_layer()-1, in
   // backend memory.
   const compute::Matrix& hidden() const { return hidden_; }
@@ -147,6 +153,10 @@ class LayerwiseForward {
   // one entry per token; -1 marks a position that is not scored. Returns the
   // NLL of every scored target, accumulated in double.
   absl::StatusOr<NllSum> ScoreTargets(const std::vector<int32_t>& targets);
+  // The same per token: [tokens] NLLs, 0 at unscored positions (-1).
+  // Multiple-choice scoring (care/eval) needs each continuation's sum.
+  absl::StatusOr<std::vector<double>> ScoreTargetsEach(
+      const std::vector<int32_t>& targets);
   // After all layers: the logits of every token, [tokens, vocab]. Meant for
   // tests and small inputs; ScoreTargets is the memory-bounded path.
   absl::StatusOr<MatrixRM> Logits();

@@ -43,12 +43,10 @@ std::string LmHeadTensorName(const ModelConfig& config) {
   return config.tie_word_embeddings ? io::names::Embed() : io::names::LmHead();
 }
 
-absl::StatusOr<NllSum> ScoreHiddenStates(const ModelConfig& c,
-                                         const TensorSource& weights,
-                                         compute::Backend& be,
-                                         const compute::Matrix& hidden,
-                                         const std::vector<int32_t>& targets,
-                                         int64_t block_elements) {
+absl::StatusOr<std::vector<double>> ScoreHiddenStatesEach(
+    const ModelConfig& c, const TensorSource& weights, compute::Backend& be,
+    const compute::Matrix& hidden, const std::vector<int32_t>& targets,
+    int64_t block_elements) {
   if (static_cast<int64_t>(targets.size()) != hidden.rows) {
     return absl::InvalidArgumentError(absl::StrCat(
         "got ", targets.size(), " targets for ", hidden.rows, " tokens"));
@@ -66,8 +64,8 @@ absl::StatusOr<NllSum> ScoreHiddenStates(const ModelConfig& c,
     rows.push_back(t);
     scored.push_back(targets[t]);
   }
-  NllSum total;
-  if (rows.empty()) return total;
+  std::vector<double> out(targets.size(), 0.0);
+  if (rows.empty()) return out;
   const int64_t S = rows.size();
   compute::Matrix x;
   {
@@ -101,8 +99,25 @@ absl::StatusOr<NllSum> ScoreHiddenStates(const ModelConfig& c,
   CARE_ASSIGN_OR_RETURN(std::vector<double> nll, be.ScoreFinish(state));
   ReleaseMappedPages(weights, LmHeadTensorName(c));
   ReleaseMappedPages(weights, io::names::FinalNorm());
-  for (double v : nll) total.sum += v;
-  total.count = S;
+  for (int64_t i = 0; i < S; ++i) out[rows[i]] = nll[i];
+  return out;
+}
+
+absl::StatusOr<NllSum> ScoreHiddenStates(const ModelConfig& c,
+                                         const TensorSource& weights,
+                                         compute::Backend& be,
+                                         const compute::Matrix& hidden,
+                                         const std::vector<int32_t>& targets,
+                                         int64_t block_elements) {
+  CARE_ASSIGN_OR_RETURN(
+      std::vector<double> each,
+      ScoreHiddenStatesEach(c, weights, be, hidden, targets, block_elements));
+  NllSum total;
+  for (size_t t = 0; t < targets.size(); ++t) {
+    if (targets[t] < 0) continue;
+    total.sum += each[t];
+    ++total.count;
+  }
   return total;
 }
 

@@ -32,6 +32,12 @@ absl::StatusOr<NllSum> ScoreHiddenStates(const ModelConfig& config,
                                          const std::vector<int32_t>& targets,
                                          int64_t block_elements);
 
+// The same per token: [tokens] NLLs, 0 where targets[t] < 0.
+absl::StatusOr<std::vector<double>> ScoreHiddenStatesEach(
+    const ModelConfig& config, const TensorSource& weights,
+    compute::Backend& backend, const compute::Matrix& hidden,
+    const std::vector<int32_t>& targets, int64_t block_elements);
+
 // All logits, [tokens, vocab], on the host.
 absl::StatusOr<MatrixRM> ComputeLogits(const ModelConfig& config,
                                        const TensorSource& weights,

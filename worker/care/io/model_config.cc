@@ -1,14 +1,13 @@
 #include "care/io/model_config.h"
 
 #include <algorithm>
-#include <fstream>
-#include <sstream>
 #include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "care/io/config_reader.h"
+#include "care/io/file_util.h"
 #include "care/io/model_family.h"
 #include "care/util/status_macros.h"
 
@@ -273,13 +272,8 @@ absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json_text,
 absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& dir,
                                             ModelFamilies families) {
   const std::string path = dir + "/config.json";
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return absl::NotFoundError(absl::StrCat("cannot read ", path));
-  }
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ParseModelConfig(ss.str(), path, families);
+  CARE_ASSIGN_OR_RETURN(const std::string text, io::ReadFileToString(path));
+  return ParseModelConfig(text, path, families);
 }
 
 }  // namespace care

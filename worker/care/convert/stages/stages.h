@@ -2,7 +2,7 @@
 // ConvertModel (pipeline.cc) runs in this order:
 //
 //   Load ─▶ Calibrate ─▶ Allocate ─▶ [Sequential] ─▶ ReportLayers
-//        ─▶ Evaluate ─▶ Write
+//        ─▶ Evaluate ─▶ EvaluateRollingPerplexity ─▶ EvaluateTasks ─▶ Write
 //
 // Each stage is one function in its own file, stages/<stage>.cc. It takes
 // plain values (the options, the Inputs that Load opened, the previous
@@ -72,6 +72,9 @@ struct Fit {
   std::vector<LatentLayer> layers;                 // [L]
   std::vector<LayerDecomposition> decompositions;  // [L], weights dropped
   std::vector<LayerGrams> grams;                   // [L]
+  // [L] The spectra the allocation compared, sampled for the report (the
+  // first pass's, also after a sequential re-fit).
+  std::vector<SpectrumReport> spectra_k, spectra_v;
 };
 
 // Resolves and opens the model, checks that it converts and that the output
@@ -109,6 +112,24 @@ void ReportLayers(const Fit& fit, ConversionReport* report);
 // windows (nothing without them). Fills: original, converted.
 absl::Status Evaluate(const Inputs& in, const std::vector<LatentLayer>& layers,
                       StageProgress& progress, ConversionReport* report);
+
+// Zero-shot task accuracy of the original and the converted model on
+// options.eval_tasks (nothing without them; task_accuracy.h). Reports
+// progress under "evaluate"; its time is added to the evaluate timing.
+// Fills: tasks.
+absl::Status EvaluateTasks(const ConvertOptions& options, const Inputs& in,
+                           const std::vector<LatentLayer>& layers,
+                           StageProgress& progress, ConversionReport* report);
+
+// options.eval_rolling_stride > 0: rolling-window perplexity of the
+// evaluation file's documents, original and converted (care/eval/rolling.h).
+// Progress under "evaluate"; time added to the evaluate timing. Fills:
+// rolling_max_length, rolling_stride, rolling_original, rolling_converted.
+absl::Status EvaluateRollingPerplexity(const ConvertOptions& options,
+                                       const Inputs& in,
+                                       const std::vector<LatentLayer>& layers,
+                                       StageProgress& progress,
+                                       ConversionReport* report);
 
 // Writes the converted checkpoint, with the report so far as
 // care_report.json, into options.output_dir. Fills: nothing (its timing is
