@@ -263,7 +263,7 @@ TEST(FactorizeTest, NoDataFallsBackToPlainSvd) {
 
 TEST(FactorizeTest, BadInputsAreRejected) {
   EXPECT_EQ(ParseMethod("care-c").value(), Method::kCareC);
-  const absl::Status bad = ParseMethod("pca").status();
+  const absl::Status bad = ParseMethod("lowrank").status();
   EXPECT_NE(bad.message().find("care, care-c, asvd, svd or pca"),
             std::string::npos);
   const LayerStatistics stats = Stats(Activations(100, 12));

@@ -13,6 +13,11 @@ namespace care::convert {
 
 std::string HeldoutReason(const ConvertOptions& options) {
   if (options.allocation == AllocationStrategy::kAuto) return "allocation auto";
+  // The deepseek-v3 layout scores its rope split (and `auto` candidates) on
+  // the held-out windows.
+  if (options.output_layout == OutputLayout::kDeepseekV3) {
+    return "deepseek-v3 layout";
+  }
   if (options.sequential) return "sequential";
   if (options.heldout_figures) return "asked";
   return "";
