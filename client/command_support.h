@@ -27,6 +27,11 @@ absl::StatusOr<CommandSetup> SetupCommand(const std::vector<std::string>& args,
                                           const std::set<std::string>& valued,
                                           const std::set<std::string>& boolean);
 
+// Every argument ends up in a proto3 string, which the server cannot parse
+// when it is not UTF-8 (gRPC would answer a bare INTERNAL): InvalidArgument
+// naming the flag or argument when one is not valid UTF-8.
+absl::Status CheckArgumentsUtf8(const std::vector<std::string>& args);
+
 // Prints "carectl <command>: <message>" and the usage hint; returns
 // kExitUsage.
 int UsageError(const char* command, const absl::Status& status);

@@ -6,6 +6,8 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "api/tls_files.h"
+#include "api/token_file.h"
 #include "client/cli.h"
 
 namespace care::client {
@@ -15,18 +17,6 @@ namespace {
 std::string Env(const char* name) {
   const char* value = std::getenv(name);
   return value ? std::string(value) : std::string();
-}
-
-absl::StatusOr<std::string> ReadSmallFile(const std::string& path,
-                                          absl::string_view what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return absl::NotFoundError(
-        absl::StrCat("cannot read ", what, " '", path, "'"));
-  }
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
 }
 
 }  // namespace
@@ -75,12 +65,17 @@ absl::StatusOr<ConnectionOptions> ConnectionOptionsFromFlags(
     options.token_source = absl::StrCat("$CARE_TOKEN_FILE ", env_file);
   }
   if (!token_file.empty()) {
-    auto text = ReadSmallFile(token_file, "token file");
-    if (!text.ok()) return text.status();
-    options.token = std::string(absl::StripAsciiWhitespace(*text));
-    if (options.token.empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("token file '", token_file, "' is empty"));
+    // Read like the server's token files: comments, blank lines, one token.
+    auto token = care::api::ReadSingleTokenFile(token_file);
+    if (!token.ok()) return token.status();
+    options.token = *std::move(token);
+  } else if (!options.token.empty()) {
+    // A control character would abort gRPC's metadata check (and print the
+    // header, i.e. the token): refuse it here, without echoing it.
+    if (absl::Status valid =
+            care::api::CheckToken(options.token, options.token_source);
+        !valid.ok()) {
+      return valid;
     }
   }
 
@@ -109,7 +104,7 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(
   if (options.tls) {
     grpc::SslCredentialsOptions ssl;
     if (!options.tls_ca_file.empty()) {
-      auto pem = ReadSmallFile(options.tls_ca_file, "TLS CA file");
+      auto pem = care::api::ReadCaCertificates(options.tls_ca_file, "--tls-ca");
       if (!pem.ok()) return pem.status();
       ssl.pem_root_certs = *pem;
     }

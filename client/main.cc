@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "client/cli.h"
+#include "client/command_support.h"
 
 namespace {
 
@@ -113,6 +114,12 @@ int main(int argc, char** argv) {
   for (const Subcommand& c : kSubcommands) {
     if (args[0] == c.name) {
       args.erase(args.begin());
+      // Before any command's own parsing (labels, spec flags): nothing that
+      // is not UTF-8 may reach a proto3 string.
+      if (absl::Status utf8 = care::client::CheckArgumentsUtf8(args);
+          !utf8.ok()) {
+        return care::client::UsageError(c.name, utf8);
+      }
       return c.run(args);
     }
   }

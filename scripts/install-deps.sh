@@ -10,7 +10,7 @@ build_pkgs=(
   protobuf-compiler protobuf-compiler-grpc libprotobuf-dev libgrpc++-dev
   libabsl-dev libeigen3-dev libsqlite3-dev sqlite3 prometheus-cpp-dev
   nlohmann-json3-dev libcurl4-openssl-dev libsentencepiece-dev libutf8proc-dev
-  libyaml-cpp-dev
+  libyaml-cpp-dev libssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-yaml python3-numpy prometheus
 )

@@ -1,10 +1,9 @@
 #include "server/auth.h"
 
-#include <fstream>
-
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "api/token_file.h"
 #include "care/util/status_macros.h"
 
 namespace care::server {
@@ -22,32 +21,8 @@ bool ConstantTimeEquals(absl::string_view a, absl::string_view b) {
 
 absl::StatusOr<std::vector<std::string>> TokenAuth::ReadTokenFile(
     const std::string& path) {
-  std::ifstream in(path);
-  if (!in) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("cannot read token file ", path));
-  }
-  std::vector<std::string> tokens;
-  std::string line;
-  int number = 0;
-  while (std::getline(in, line)) {
-    ++number;
-    std::string token(absl::StripAsciiWhitespace(line));
-    if (token.empty() || token[0] == '#') continue;
-    bool printable = true;
-    for (char c : token) printable &= (c > 0x20 && c < 0x7f);
-    if (!printable || token.size() < kMinTokenBytes) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "token file ", path, " line ", number, ": a token needs at least ",
-          kMinTokenBytes, " printable non-space ASCII bytes"));
-    }
-    tokens.push_back(std::move(token));
-  }
-  if (tokens.empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("token file ", path, " holds no token"));
-  }
-  return tokens;
+  // The same rules as carectl and care-worker (api/token_file.h).
+  return care::api::ReadTokenFile(path, kMinTokenBytes);
 }
 
 absl::StatusOr<TokenAuth> TokenAuth::Load(const std::string& client_file,

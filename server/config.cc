@@ -1,5 +1,10 @@
 #include "server/config.h"
 
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <fstream>
 #include <map>
 #include <set>
@@ -35,6 +40,8 @@ const std::set<std::string>& KnownFlags() {
                                                    "reaper-interval-ms",
                                                    "max-wait-ms",
                                                    "poll-interval-ms",
+                                                   "max-watches",
+                                                   "max-watches-per-token",
                                                    "worker-seen-seconds",
                                                    "drain-seconds",
                                                    "max-message-bytes",
@@ -125,11 +132,42 @@ absl::StatusOr<absl::Duration> PositiveDuration(const Flags& flags,
 }  // namespace
 
 bool IsLoopbackAddress(const std::string& address) {
-  std::string host = address.substr(0, address.rfind(':'));
+  const size_t colon = address.rfind(':');
+  if (colon == std::string::npos) return false;
+  std::string host = address.substr(0, colon);
   if (absl::StartsWith(host, "[") && absl::EndsWith(host, "]")) {
     host = host.substr(1, host.size() - 2);
   }
-  return host == "localhost" || host == "::1" || absl::StartsWith(host, "127.");
+  // A literal address is judged as it is; a name by every address it
+  // resolves to (127.attacker.example is a name, not 127.0.0.0/8).
+  in_addr v4{};
+  in6_addr v6{};
+  if (inet_pton(AF_INET, host.c_str(), &v4) == 1) {
+    return (ntohl(v4.s_addr) >> 24) == 127;
+  }
+  if (inet_pton(AF_INET6, host.c_str(), &v6) == 1) {
+    return IN6_IS_ADDR_LOOPBACK(&v6);
+  }
+  if (host != "localhost") return false;
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (getaddrinfo(host.c_str(), nullptr, &hints, &found) != 0) return false;
+  bool all_loopback = found != nullptr;
+  for (addrinfo* a = found; a != nullptr; a = a->ai_next) {
+    if (a->ai_family == AF_INET) {
+      const auto* in = reinterpret_cast<const sockaddr_in*>(a->ai_addr);
+      all_loopback &= (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    } else if (a->ai_family == AF_INET6) {
+      const auto* in6 = reinterpret_cast<const sockaddr_in6*>(a->ai_addr);
+      all_loopback &= IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr) != 0;
+    } else {
+      all_loopback = false;
+    }
+  }
+  freeaddrinfo(found);
+  return all_loopback;
 }
 
 absl::StatusOr<ServerConfig> ParseServerConfig(
@@ -212,6 +250,24 @@ absl::StatusOr<ServerConfig> ParseServerConfig(
         "flag --busy-timeout-ms must be in [0, 600000]");
   }
   c.busy_timeout_ms = static_cast<int>(busy);
+  // Open watches hold server threads: at most half of them, so worker RPCs
+  // always find one (watch_limiter.h).
+  CARE_ASSIGN_OR_RETURN(int64_t watches,
+                        flags.IntOr("max-watches", c.max_watches));
+  if (watches < 1 || watches > kMaxWatches) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "flag --max-watches must be in [1, ", kMaxWatches, "], got ", watches));
+  }
+  c.max_watches = static_cast<int>(watches);
+  CARE_ASSIGN_OR_RETURN(
+      int64_t per_token,
+      flags.IntOr("max-watches-per-token", c.max_watches_per_token));
+  if (per_token < 1 || per_token > c.max_watches) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "flag --max-watches-per-token must be in [1, --max-watches], got ",
+        per_token));
+  }
+  c.max_watches_per_token = static_cast<int>(per_token);
   const std::string level = flags.StringOr("log-level", "info");
   if (!ParseLogLevel(level, &c.log_level)) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -254,6 +310,8 @@ std::string Usage() {
   --drain-seconds N          in-flight RPC grace on SIGTERM/SIGINT (10)
   --max-message-bytes N      gRPC message limit both ways (16777216)
   --busy-timeout-ms N        SQLite busy timeout (5000)
+  --max-watches N            open WatchJob streams, all clients (256, at most 256)
+  --max-watches-per-token N  open WatchJob streams per token (32)
   --log-level LEVEL          debug, info, warn, error (info)
 )";
 }

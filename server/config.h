@@ -15,6 +15,11 @@
 
 namespace care::server {
 
+// Sync-server threads (every waiting LeaseJob/WatchJob holds one); open
+// watches may take at most half of them.
+inline constexpr int kMaxServerThreads = 512;
+inline constexpr int kMaxWatches = kMaxServerThreads / 2;
+
 struct ServerConfig {
   std::string listen = "127.0.0.1:50051";
   std::string metrics_listen = "127.0.0.1:9464";
@@ -33,6 +38,10 @@ struct ServerConfig {
   absl::Duration drain = absl::Seconds(10);
   int max_message_bytes = 16 << 20;
   int busy_timeout_ms = 5000;
+  // Open WatchJob streams (each holds a server thread), in total and per
+  // bearer token: clients cannot take the threads worker RPCs need.
+  int max_watches = 256;
+  int max_watches_per_token = 32;
   LogLevel log_level = LogLevel::kInfo;
   bool help = false;
 };
@@ -43,7 +52,9 @@ absl::StatusOr<ServerConfig> ParseServerConfig(
 
 std::string Usage();
 
-// True for 127.0.0.0/8, ::1 and "localhost" hosts of a host:port address.
+// True when the host of a host:port address is a literal loopback address
+// (127.0.0.0/8, ::1), or "localhost" resolving to loopback addresses only.
+// Any other name is false, whatever it resolves to.
 bool IsLoopbackAddress(const std::string& address);
 
 }  // namespace care::server

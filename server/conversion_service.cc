@@ -125,6 +125,17 @@ absl::Status ConversionServiceImpl::Watch(
   if (req.after_sequence() < 0) {
     return absl::InvalidArgumentError("after_sequence: must be >= 0");
   }
+  // Each open watch holds a server thread: capped per token and in total,
+  // so that worker RPCs keep theirs (watch_limiter.h).
+  std::string reason;
+  absl::StatusOr<std::unique_ptr<WatchLimiter::Slot>> slot =
+      deps_.watches->Acquire(AuthorizationHeader(*ctx).value_or(""), &reason);
+  if (!slot.ok()) {
+    deps_.metrics->RpcRejected("WatchJob", reason);
+    Log(LogLevel::kWarn, "watch refused",
+        {{"reason", reason}, {"peer", ctx->peer()}});
+    return slot.status();
+  }
   int64_t after = req.after_sequence();
   while (true) {
     const uint64_t generation = deps_.notifier->generation();

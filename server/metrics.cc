@@ -169,6 +169,11 @@ Metrics::Metrics(CountsFn counts)
                 .Name("care_rpc_requests_total")
                 .Help("Finished RPCs by method and status code")
                 .Register(*registry_)),
+      rejected_(BuildCounter()
+                    .Name("care_rpc_rejected_total")
+                    .Help("RPCs refused by a capacity limit or unparsable, "
+                          "by method and reason")
+                    .Register(*registry_)),
       job_duration_(BuildHistogram()
                         .Name("care_job_duration_seconds")
                         .Help("First lease to terminal state, by outcome")
@@ -260,6 +265,12 @@ void Metrics::Rpc(absl::string_view method, absl::StatusCode code,
                                      {"code", absl::StatusCodeToString(code)}};
   rpcs_.Add(labels).Increment();
   rpc_duration_.Add(labels, RpcSecondsBuckets()).Observe(seconds);
+}
+
+void Metrics::RpcRejected(absl::string_view method, absl::string_view reason) {
+  rejected_
+      .Add({{"method", std::string(method)}, {"reason", std::string(reason)}})
+      .Increment();
 }
 
 }  // namespace care::server

@@ -43,6 +43,10 @@ class Metrics {
   // A job went back to QUEUED; cause is "lease_expired" or "worker_failure".
   void JobRetried(absl::string_view cause, int count = 1);
   void Rpc(absl::string_view method, absl::StatusCode code, double seconds);
+  // An RPC refused to protect capacity or because it could not be parsed:
+  // reason "watch_limit_token", "watch_limit_total", "threads_exhausted",
+  // "unparsable_request".
+  void RpcRejected(absl::string_view method, absl::string_view reason);
 
  private:
   class StateGauges;
@@ -57,6 +61,7 @@ class Metrics {
   prometheus::Family<prometheus::Counter>& lease_expiries_;
   prometheus::Family<prometheus::Counter>& retries_;
   prometheus::Family<prometheus::Counter>& rpcs_;
+  prometheus::Family<prometheus::Counter>& rejected_;
   prometheus::Family<prometheus::Histogram>& job_duration_;
   prometheus::Family<prometheus::Histogram>& queue_wait_;
   prometheus::Family<prometheus::Histogram>& stage_duration_;

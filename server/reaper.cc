@@ -8,6 +8,14 @@ namespace care::server {
 void Reaper::Start() {
   thread_ = std::thread([this] {
     std::unique_lock<std::mutex> lock(mu_);
+    if (grace_ > absl::ZeroDuration()) {
+      Log(LogLevel::kInfo, "reaper waits one lease period after start",
+          {{"grace_seconds", absl::StrCat(absl::ToDoubleSeconds(grace_))}});
+      if (cv_.wait_for(lock, absl::ToChronoNanoseconds(grace_),
+                       [this] { return stop_; })) {
+        return;
+      }
+    }
     while (!stop_) {
       lock.unlock();
       RunOnce();

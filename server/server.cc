@@ -10,30 +10,15 @@
 #include <unistd.h>
 
 #include <exception>
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "api/tls_files.h"
 #include "care/util/status_macros.h"
+#include "server/edge_interceptor.h"
 #include "server/log.h"
 
 namespace care::server {
 namespace {
-
-// Sync-server threads: every waiting LeaseJob/WatchJob holds one.
-constexpr int kMaxServerThreads = 512;
-
-absl::StatusOr<std::string> ReadFile(const std::string& path,
-                                     absl::string_view flag) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(flag, ": cannot read ", path));
-  }
-  std::stringstream buf;
-  buf << in.rdbuf();
-  return buf.str();
-}
 
 std::string HostOf(const std::string& address) {
   return address.substr(0, address.rfind(':'));
@@ -107,17 +92,20 @@ absl::StatusOr<std::unique_ptr<CareServer>> CareServer::Start(
                    &s->notifier_,   &s->gate_};
   deps.max_lease_wait = config.max_lease_wait;
   deps.poll_interval = config.poll_interval;
+  s->watches_ = std::make_unique<WatchLimiter>(config.max_watches_per_token,
+                                               config.max_watches);
+  deps.watches = s->watches_.get();
   s->conversion_ = std::make_unique<ConversionServiceImpl>(deps);
   s->worker_ = std::make_unique<WorkerServiceImpl>(deps);
 
   std::shared_ptr<grpc::ServerCredentials> creds;
   if (!config.tls_cert.empty()) {
     grpc::SslServerCredentialsOptions ssl;
-    CARE_ASSIGN_OR_RETURN(std::string cert,
-                          ReadFile(config.tls_cert, "--tls-cert"));
-    CARE_ASSIGN_OR_RETURN(std::string key,
-                          ReadFile(config.tls_key, "--tls-key"));
-    ssl.pem_key_cert_pairs.push_back({key, cert});
+    // Checked here: gRPC would only fail to bind, without saying why.
+    CARE_ASSIGN_OR_RETURN(
+        care::api::KeyPair pair,
+        care::api::ReadKeyPair(config.tls_cert, config.tls_key));
+    ssl.pem_key_cert_pairs.push_back({pair.key_pem, pair.cert_pem});
     creds = grpc::SslServerCredentials(ssl);
   } else {
     creds = grpc::InsecureServerCredentials();
@@ -142,6 +130,13 @@ absl::StatusOr<std::unique_ptr<CareServer>> CareServer::Start(
   grpc::ResourceQuota quota("care-server");
   quota.SetMaxThreads(kMaxServerThreads);
   builder.SetResourceQuota(quota);
+  // Counts and logs what gRPC refuses before a handler runs.
+  std::vector<
+      std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+      interceptors;
+  interceptors.push_back(
+      std::make_unique<EdgeInterceptorFactory>(s->metrics_.get()));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   builder.RegisterService(s->conversion_.get());
   builder.RegisterService(s->worker_.get());
   s->server_ = builder.BuildAndStart();
@@ -151,8 +146,10 @@ absl::StatusOr<std::unique_ptr<CareServer>> CareServer::Start(
   }
   s->grpc_address_ = absl::StrCat(HostOf(config.listen), ":", port);
 
-  s->reaper_ = std::make_unique<Reaper>(store, s->metrics_.get(),
-                                        config.reaper_interval);
+  // Grace of one lease period: leases that ran out while the server was
+  // down are not expired before their workers could reconnect and renew.
+  s->reaper_ = std::make_unique<Reaper>(
+      store, s->metrics_.get(), config.reaper_interval, config.lease_duration);
   s->reaper_->Start();
   s->shut_down_ = false;
   Log(LogLevel::kInfo, "started",

@@ -51,6 +51,7 @@ class CareServer {
   std::unique_ptr<UriRoots> roots_;
   std::unique_ptr<Metrics> metrics_;
   std::unique_ptr<prometheus::Exposer> exposer_;
+  std::unique_ptr<WatchLimiter> watches_;
   std::unique_ptr<ConversionServiceImpl> conversion_;
   std::unique_ptr<WorkerServiceImpl> worker_;
   std::unique_ptr<grpc::Server> server_;

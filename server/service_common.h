@@ -16,11 +16,13 @@
 #include "absl/time/time.h"
 #include "api/status_convert.h"
 #include "server/auth.h"
+#include "server/edge_interceptor.h"
 #include "server/log.h"
 #include "server/metrics.h"
 #include "server/notifier.h"
 #include "server/roots.h"
 #include "server/store.h"
+#include "server/watch_limiter.h"
 
 namespace care::server {
 
@@ -43,6 +45,8 @@ struct ServiceDeps {
   // Longest sleep of a waiting WatchJob or LeaseJob between database checks
   // when no change notification arrives (a safety net, not the mechanism).
   absl::Duration poll_interval = absl::Seconds(1);
+  // Caps on open WatchJob streams (never null in the server).
+  WatchLimiter* watches = nullptr;
 };
 
 inline std::optional<absl::string_view> AuthorizationHeader(
@@ -58,6 +62,7 @@ template <typename Body>
 grpc::Status RunRpc(const ServiceDeps& deps, absl::string_view method,
                     Role role, grpc::ServerContext* ctx, Body&& body) {
   const absl::Time start = absl::Now();
+  MarkHandlerRan(ctx);  // Counted and logged here, not by the interceptor.
   deps.gate->in_flight.fetch_add(1);
   absl::Status status = deps.auth->Check(AuthorizationHeader(*ctx), role);
   if (status.ok() && deps.gate->draining.load()) {

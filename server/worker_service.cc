@@ -124,6 +124,33 @@ grpc::Status WorkerServiceImpl::Heartbeat(grpc::ServerContext* ctx,
   });
 }
 
+grpc::Status WorkerServiceImpl::CommitOutput(grpc::ServerContext* ctx,
+                                             const v1::CommitOutputRequest* req,
+                                             v1::CommitOutputResponse* resp) {
+  return RunRpc(
+      deps_, "CommitOutput", Role::kWorker, ctx, [&]() -> absl::Status {
+        CARE_RETURN_IF_ERROR(
+            CheckIds(req->worker_id(), req->job_id(), req->attempt()));
+        // A heartbeat's fenced renewal: one transaction checks that this is
+        // the current attempt held by this worker and extends its lease, so
+        // the rename that follows has a whole lease period to happen in.
+        CARE_ASSIGN_OR_RETURN(
+            HeartbeatResult result,
+            deps_.store->Heartbeat(req->worker_id(), req->job_id(),
+                                   req->attempt(), nullptr, {}));
+        resp->set_granted(!result.cancel_requested);
+        resp->set_cancel_requested(result.cancel_requested);
+        *resp->mutable_lease_deadline() = ToTimestamp(result.deadline);
+        Log(LogLevel::kInfo,
+            result.cancel_requested ? "output commit refused (cancelling)"
+                                    : "output commit granted",
+            {{"job", req->job_id()},
+             {"attempt", absl::StrCat(req->attempt())},
+             {"worker", req->worker_id()}});
+        return absl::OkStatus();
+      });
+}
+
 grpc::Status WorkerServiceImpl::CompleteJob(grpc::ServerContext* ctx,
                                             const v1::CompleteJobRequest* req,
                                             v1::CompleteJobResponse* resp) {

@@ -18,6 +18,9 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
   grpc::Status Heartbeat(grpc::ServerContext* ctx,
                          const v1::HeartbeatRequest* req,
                          v1::HeartbeatResponse* resp) override;
+  grpc::Status CommitOutput(grpc::ServerContext* ctx,
+                            const v1::CommitOutputRequest* req,
+                            v1::CommitOutputResponse* resp) override;
   grpc::Status CompleteJob(grpc::ServerContext* ctx,
                            const v1::CompleteJobRequest* req,
                            v1::CompleteJobResponse* resp) override;

@@ -26,9 +26,11 @@
 #include "absl/status/status.h"
 #include "care/compute/cpu_backend.h"
 #include "care/compute/registry.h"
+#include "care/convert/flop_model.h"
 #include "care/engine/engine.h"
 #include "care/engine/families.h"
 #include "care/engine/perplexity.h"
+#include "care/io/deepseek_v3_config.h"
 #include "care/io/model.h"
 #include "care/util/flags.h"
 #include "care/util/status_macros.h"
@@ -146,8 +148,13 @@ absl::Status Run(const std::vector<std::string>& args) {
       2 * (D * qw + 2 * D * kv + qw * D + 3 * D * c.intermediate_size);
   const double attn_per_window =
       2.0 * 2 * c.num_attention_heads * dh * (T * (T + 1) / 2.0);
-  const double layer_flops = c.num_hidden_layers * (per_token_layer * tokens +
-                                                    attn_per_window * windows);
+  // deepseek_v3 (latent projections, routed + shared experts): the
+  // conversion's FLOP model.
+  const double layer_flops =
+      c.fields<care::DeepseekV3Config>() != nullptr
+          ? tokens * care::convert::LayerFlopsPerToken(c, T)
+          : c.num_hidden_layers *
+                (per_token_layer * tokens + attn_per_window * windows);
   const double head_flops = 2.0 * D * c.vocab_size * nll.count;
   const double gf_layers = layer_flops / t_layers / 1e9;
   const double gf_total = (layer_flops + head_flops) / total / 1e9;

@@ -1,60 +1,16 @@
-// Test helpers that run the project's real binaries: a child process with
-// its output captured to files, and a care-server on ephemeral loopback
-// ports with a temporary database, token files and roots.
+// care-server from this build on ephemeral loopback ports with a temporary
+// database, token files and roots (processes: support/process.h).
 #ifndef CARE_TESTS_CLIENT_PROCESS_H_
 #define CARE_TESTS_CLIENT_PROCESS_H_
 
-#include <sys/types.h>
-
-#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "absl/time/time.h"
+#include "support/process.h"
 
 namespace care::testing {
-
-std::string ReadFileOrEmpty(const std::string& path);
-
-// A child process; stdout/stderr go to files under `log_dir`. Killed with
-// SIGKILL on destruction if still running.
-class Process {
- public:
-  static absl::StatusOr<std::unique_ptr<Process>> Start(
-      const std::vector<std::string>& argv, const std::string& log_dir,
-      const std::map<std::string, std::string>& extra_env = {});
-  ~Process();
-
-  pid_t pid() const { return pid_; }
-  // Exit code, or 128 + signal; error after `timeout` (the child keeps
-  // running).
-  absl::StatusOr<int> Wait(absl::Duration timeout);
-  bool Running();
-  void Signal(int signal_number);
-  std::string Stdout() const { return ReadFileOrEmpty(stdout_path_); }
-  std::string Stderr() const { return ReadFileOrEmpty(stderr_path_); }
-
- private:
-  Process() = default;
-  pid_t pid_ = -1;
-  bool reaped_ = false;
-  int exit_code_ = -1;
-  std::string stdout_path_, stderr_path_;
-};
-
-struct CommandResult {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
-
-// Runs to completion (at most `timeout`, then SIGKILL and exit_code -1).
-CommandResult RunCommand(const std::vector<std::string>& argv,
-                         const std::string& log_dir,
-                         absl::Duration timeout = absl::Seconds(30),
-                         const std::map<std::string, std::string>& env = {});
 
 // care-server from this build, on 127.0.0.1 ephemeral ports.
 class ServerProcess {

@@ -342,6 +342,172 @@ TEST_P(BackendContractTest, CausalAttentionGqaWindowsAndLongBlocks) {
   ExpectNear(Down(out), want, cpu_ ? 1e-4 : 2e-2);
 }
 
+TEST_P(BackendContractTest, CausalAttentionValueDimAndScale) {
+  // Multi-head latent attention's shape: values narrower than q/k heads and
+  // an explicit softmax scale; T = 130 again crosses the 128-query blocks.
+  const AttentionShape s{.windows = 2,
+                         .seq_len = 130,
+                         .heads = 3,
+                         .kv_heads = 3,
+                         .head_dim = 12,
+                         .v_head_dim = 5,
+                         .scale = 0.37};
+  const int64_t n = s.windows * s.seq_len, qc = s.heads * s.head_dim,
+                vc = s.heads * s.v_head_dim;
+  const Host qh = Random(n * qc, 31), kh = Random(n * qc, 32),
+             vh = Random(n * vc, 33);
+  Matrix out = Alloc(n, vc);
+  ASSERT_TRUE(
+      be_->CausalAttention(s, Up(qh, n, qc), Up(kh, n, qc), Up(vh, n, vc), &out)
+          .ok());
+  std::vector<double> want(n * vc);
+  for (int64_t w = 0; w < s.windows; ++w) {
+    for (int64_t h = 0; h < s.heads; ++h) {
+      for (int64_t i = 0; i < s.seq_len; ++i) {
+        const int64_t qi = w * s.seq_len + i;
+        std::vector<double> p(i + 1);
+        double mx = -1e300, sum = 0.0;
+        for (int64_t j = 0; j <= i; ++j) {
+          double d = 0.0;
+          for (int64_t e = 0; e < s.head_dim; ++e) {
+            d += double{qh[qi * qc + h * s.head_dim + e]} *
+                 kh[(w * s.seq_len + j) * qc + h * s.head_dim + e];
+          }
+          p[j] = d * s.scale;
+          mx = std::max(mx, p[j]);
+        }
+        for (double& v : p) sum += v = std::exp(v - mx);
+        for (int64_t e = 0; e < s.v_head_dim; ++e) {
+          double o = 0.0;
+          for (int64_t j = 0; j <= i; ++j) {
+            o += p[j] / sum *
+                 vh[(w * s.seq_len + j) * vc + h * s.v_head_dim + e];
+          }
+          want[qi * vc + h * s.v_head_dim + e] = o;
+        }
+      }
+    }
+  }
+  ExpectNear(Down(out), want, cpu_ ? 1e-4 : 2e-2);
+  // out must have the value width.
+  Matrix wrong = Alloc(n, qc);
+  EXPECT_EQ(be_->CausalAttention(s, Up(qh, n, qc), Up(kh, n, qc), Up(vh, n, vc),
+                                 &wrong)
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_P(BackendContractTest, CopyColumnsStridedBlocksAndBroadcast) {
+  const int64_t R = 3, SC = 10, DC = 12;
+  const Host sh = Random(R * SC, 34);
+  const Matrix src = Up(sh, R, SC);
+  const Host base = Random(R * DC, 35);
+  Matrix dst = Up(base, R, DC);
+  // 3 blocks of 2 columns from 1, 4, 7 to 0, 4, 8.
+  ASSERT_TRUE(be_->CopyColumns(src,
+                               {.groups = 3,
+                                .width = 2,
+                                .src_col0 = 1,
+                                .src_stride = 3,
+                                .dst_col0 = 0,
+                                .dst_stride = 4},
+                               &dst)
+                  .ok());
+  // Columns 8..9 of src repeated into columns 2..3, 6..7, 10..11.
+  ASSERT_TRUE(be_->CopyColumns(src,
+                               {.groups = 3,
+                                .width = 2,
+                                .src_col0 = 8,
+                                .src_stride = 0,
+                                .dst_col0 = 2,
+                                .dst_stride = 4},
+                               &dst)
+                  .ok());
+  std::vector<double> want(R * DC);
+  for (int64_t r = 0; r < R; ++r) {
+    for (int64_t g = 0; g < 3; ++g) {
+      for (int64_t j = 0; j < 2; ++j) {
+        want[r * DC + g * 4 + j] = sh[r * SC + 1 + g * 3 + j];
+        want[r * DC + g * 4 + 2 + j] = sh[r * SC + 8 + j];
+      }
+    }
+  }
+  ExpectNear(Down(dst), want, 0.0);
+  // Out of range, overlapping destination blocks, row mismatch.
+  EXPECT_EQ(
+      be_->CopyColumns(src, {.groups = 1, .width = 4, .src_col0 = 7}, &dst)
+          .code(),
+      absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      be_->CopyColumns(src, {.groups = 2, .width = 3, .dst_stride = 2}, &dst)
+          .code(),
+      absl::StatusCode::kInvalidArgument);
+  Matrix short_dst = Alloc(2, DC);
+  EXPECT_EQ(be_->CopyColumns(src, {.groups = 1, .width = 1}, &short_dst).code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_P(BackendContractTest, RouteGroupedTopKSigmoidGroupsBiasAndMask) {
+  // 8 experts in 4 groups of 2, 2 groups kept, top 2, scale 2.5.
+  const Host logits = {3, -3, 2, 2, -1, 0,  4, -3.5f,  // token 0
+                       3, -3, 2, 2, -1, 0,  4, -3.5f,  // token 1
+                       0, 0,  1, 1, -1, -1, 2, 2};     // token 2
+  const Host bias = {0,  0,  0,  0,    0,  0,  0,  0,  //
+                     0,  0,  0,  0.5f, 0,  0,  -2, 0,
+                     -2, -2, -2, -2,   -2, -2, -2, -2};
+  auto sig = [](double x) { return 1.0 / (1.0 + std::exp(-x)); };
+  const GroupedTopK r{
+      .k = 2, .groups = 4, .topk_groups = 2, .renormalize = true, .scale = 2.5};
+  struct Case {
+    int64_t token;
+    std::vector<int32_t> experts;
+  };
+  // Token 0: groups {2,3} (1.76) and {6,7} (1.01) win over {0,1} (1.00);
+  // expert 6 first, then 2 over 3 (tie: lower index).
+  // Token 1: the bias lifts 3 and sinks 6: groups {2,3} and {0,1}; 3 then 0
+  // by corrected score, weighted by their uncorrected sigmoids.
+  // Token 2: every corrected score is negative, so the experts of the
+  // dropped groups (masked to 0, as transformers) win: 0 and 1.
+  const std::vector<Case> cases = {{0, {6, 2}}, {1, {3, 0}}, {2, {0, 1}}};
+  for (const Case& c : cases) {
+    const Matrix l =
+        Up(Host(logits.begin() + c.token * 8, logits.begin() + c.token * 8 + 8),
+           1, 8);
+    const Matrix b = Up(
+        Host(bias.begin() + c.token * 8, bias.begin() + c.token * 8 + 8), 1, 8);
+    auto got = be_->RouteGroupedTopK(l, b, r);
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_EQ(got->experts, c.experts) << "token " << c.token;
+    double sum = 0;
+    for (int32_t e : c.experts) sum += sig(logits[c.token * 8 + e]);
+    for (int64_t j = 0; j < 2; ++j) {
+      EXPECT_NEAR(got->weights[j],
+                  2.5 * sig(logits[c.token * 8 + c.experts[j]]) / sum, 1e-6);
+    }
+  }
+  // Without renormalization the weights are the scaled sigmoids.
+  GroupedTopK plain = r;
+  plain.renormalize = false;
+  auto got =
+      be_->RouteGroupedTopK(Up(Host(logits.begin(), logits.begin() + 8), 1, 8),
+                            Up(Host(8, 0.0f), 1, 8), plain);
+  ASSERT_TRUE(got.ok());
+  EXPECT_NEAR(got->weights[0], 2.5 * sig(4.0), 1e-6);
+  // Groups of one expert cannot be scored by their best two.
+  GroupedTopK bad = r;
+  bad.groups = 8;
+  EXPECT_EQ(be_->RouteGroupedTopK(Up(Host(8, 0.0f), 1, 8),
+                                  Up(Host(8, 0.0f), 1, 8), bad)
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      be_->RouteGroupedTopK(Up(Host(8, 0.0f), 1, 8), Up(Host(7, 0.0f), 1, 7), r)
+          .status()
+          .code(),
+      absl::StatusCode::kInvalidArgument);
+}
+
 TEST_P(BackendContractTest, RouteTopKSoftmaxTiesRenormalize) {
   // Token 0: experts 1 and 3 tie at the top: the lower index comes first.
   const Host logits = {0.0f, 2.0f, -1.0f, 2.0f,  //

@@ -191,6 +191,17 @@ TEST(ServerLogTest, FormatsOneLineWithQuotedValues) {
   EXPECT_TRUE(IsLoopbackAddress("127.0.0.1:0"));
   EXPECT_TRUE(IsLoopbackAddress("[::1]:5"));
   EXPECT_FALSE(IsLoopbackAddress("0.0.0.0:5"));
+  // Literal addresses only, or "localhost": a name that merely starts with
+  // "127." is not loopback (issue 23).
+  EXPECT_TRUE(IsLoopbackAddress("127.3.4.5:1"));
+  EXPECT_TRUE(IsLoopbackAddress("localhost:1"));
+  EXPECT_FALSE(IsLoopbackAddress("127.attacker.example:0"));
+  EXPECT_FALSE(IsLoopbackAddress("127.0.0.1.nip.io:0"));
+  EXPECT_FALSE(IsLoopbackAddress("[::2]:5"));
+  EXPECT_FALSE(IsLoopbackAddress("noport"));
+  EXPECT_FALSE(ParseServerConfig(
+                   {"--insecure-no-auth", "--listen=127.attacker.example:0"})
+                   .ok());
 }
 
 TEST(ServerStartTest, BindsEphemeralPortsAndLocksTheDatabase) {

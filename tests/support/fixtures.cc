@@ -1,11 +1,11 @@
 #include "support/fixtures.h"
 
-#include <sys/wait.h>
-
-#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
+
+#include "absl/strings/str_cat.h"
+#include "support/process.h"
 
 namespace care::testing {
 
@@ -41,18 +41,22 @@ std::string BinaryPath(const std::string& relative) {
 }
 
 ShellResult RunCareWorker(const std::string& args, bool with_stderr) {
-  const std::string command = BinaryPath("worker/cli/care-worker") + " " +
-                              args + (with_stderr ? " 2>&1" : " 2>/dev/null");
+  // Shell syntax (quoting, globs) through /bin/sh, run like every other
+  // test process (support/process.h); output captured in a temp directory.
   ShellResult result;
-  FILE* pipe = popen(command.c_str(), "r");
-  if (pipe == nullptr) return result;
-  char buffer[4096];
-  size_t n;
-  while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0) {
-    result.output.append(buffer, n);
-  }
-  const int status = pclose(pipe);
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  const std::string logs = MakeTempDir("care-worker-run");
+  if (logs.empty()) return result;
+  CommandResult run = RunCommand(
+      {"/bin/sh", "-c",
+       absl::StrCat("exec ", BinaryPath("worker/cli/care-worker"), " ", args,
+                    with_stderr ? " 2>&1" : " 2>/dev/null")},
+      logs, absl::Minutes(10));
+  std::error_code ignored;
+  std::filesystem::remove_all(logs, ignored);
+  result.output = run.out;
+  // Signals map to 128 + n in Wait(); ShellResult says -1 for them.
+  result.exit_code =
+      run.exit_code >= 0 && run.exit_code < 128 ? run.exit_code : -1;
   return result;
 }
 

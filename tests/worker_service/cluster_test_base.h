@@ -89,9 +89,10 @@ class ClusterTest : public ::testing::Test {
     if (!HasFailure() && !dir_.empty()) std::filesystem::remove_all(dir_);
   }
 
-  void StartServer(int port) {
+  void StartServer(int port, int lease_seconds = 2) {
     ServerProcess::Options options;
-    options.lease_seconds = 2;  // kill -9 test: the re-lease comes quickly.
+    // kill -9 test: the re-lease comes quickly.
+    options.lease_seconds = lease_seconds;
     options.reaper_interval_ms = 100;
     options.extra_model_roots = {fixtures_};
     options.extra_data_roots = {fixtures_};

@@ -226,12 +226,16 @@ absl::Status RunPlain(const EvalArgs& a, const io::Model& model,
   out["ppl"] = r.ppl;
   out["seq_len"] = a.seq_len;
   out["bos"] = a.bos;
+  out["model_type"] = model.config.model_type;
+  out["kv_values_per_token"] = KvValuesPerToken(model.config);
   out["timing"] = {{"seconds", seconds}, {"tokens_per_second", tps}};
   if (!a.json) {
     std::cout << absl::StrFormat(
         "windows      %d\npredictions  %d\nmean_nll     %.6f\nppl          "
-        "%.6f\nseconds      %.3f (%.0f tokens/s)\n",
-        r.windows, r.predictions, r.mean_nll, r.ppl, seconds, tps);
+        "%.6f\nseconds      %.3f (%.0f tokens/s)\n"
+        "KV cache     %d values per token (%s, all layers)\n",
+        r.windows, r.predictions, r.mean_nll, r.ppl, seconds, tps,
+        KvValuesPerToken(model.config), model.config.model_type);
   }
   return absl::OkStatus();
 }

@@ -13,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "care/engine/families.h"
 #include "care/io/checkpoint.h"
+#include "care/io/deepseek_v3_config.h"
 #include "care/io/model.h"
 #include "care/io/model_source.h"
 #include "care/util/flags.h"
@@ -99,6 +100,21 @@ nlohmann::json Describe(const io::Model& m, const std::string& uri) {
     j["num_experts_per_tok"] = c.num_experts_per_tok;
     j["moe_intermediate_size"] = c.moe_intermediate_size;
   }
+  if (const auto* mla = c.fields<DeepseekV3Config>()) {
+    // MLA caches c_kv and the shared k_pe per token and layer.
+    const DeepseekV3Config& d = *mla;
+    j["head_dim"] = d.qk_head_dim();
+    j["kv_width"] = d.kv_cache_width();
+    j["kv_values_per_token"] = d.kv_cache_width() * c.num_hidden_layers;
+    j["mla"] = {{"q_lora_rank", d.q_lora_rank ? nlohmann::json(*d.q_lora_rank)
+                                              : nlohmann::json(nullptr)},
+                {"kv_lora_rank", d.kv_lora_rank},
+                {"qk_nope_head_dim", d.qk_nope_head_dim},
+                {"qk_rope_head_dim", d.qk_rope_head_dim},
+                {"v_head_dim", d.v_head_dim},
+                {"first_k_dense_replace", d.first_k_dense_replace},
+                {"n_shared_experts", d.n_shared_experts}};
+  }
   if (c.latent) {
     j["latent"] = {{"rank_k", c.latent->rank_k}, {"rank_v", c.latent->rank_v}};
     int64_t per_token = 0;
@@ -119,8 +135,8 @@ void PrintText(const nlohmann::json& j) {
       "hidden size   %d (MLP %d)\n"
       "heads         %d query, %d KV (group %d)\n"
       "head dim      %d\n"
-      "KV width      %d per token per layer for K, as much for V (g * d_h)\n"
-      "KV cache      %d values per token (all layers, K + V)\n",
+      "KV width      %d per token per layer %s\n"
+      "KV cache      %d values per token (all layers%s)\n",
       j["uri"].get<std::string>(), j["dir"].get<std::string>(),
       j["architecture"].get<std::string>(), j["model_type"].get<std::string>(),
       j["num_hidden_layers"].get<int64_t>(), j["hidden_size"].get<int64_t>(),
@@ -130,12 +146,26 @@ void PrintText(const nlohmann::json& j) {
       j["num_attention_heads"].get<int64_t>() /
           j["num_key_value_heads"].get<int64_t>(),
       j["head_dim"].get<int64_t>(), j["kv_width"].get<int64_t>(),
-      j["kv_values_per_token"].get<int64_t>());
+      j.contains("mla") ? "(kv_lora_rank + qk_rope_head_dim: c_kv and the "
+                          "shared k_pe)"
+                        : "for K, as much for V (g * d_h)",
+      j["kv_values_per_token"].get<int64_t>(),
+      j.contains("mla") ? "" : ", K + V");
   if (j.contains("num_experts")) {
     std::cout << absl::StrFormat("experts       %d, %d per token (MLP %d)\n",
                                  j["num_experts"].get<int64_t>(),
                                  j["num_experts_per_tok"].get<int64_t>(),
                                  j["moe_intermediate_size"].get<int64_t>());
+  }
+  if (j.contains("mla")) {
+    const auto& m = j["mla"];
+    std::cout << absl::StrFormat(
+        "MLA           q_lora_rank %s, kv_lora_rank %d, qk %d + %d (nope + "
+        "rope), v %d; dense layers %d\n",
+        m["q_lora_rank"].dump(), m["kv_lora_rank"].get<int64_t>(),
+        m["qk_nope_head_dim"].get<int64_t>(),
+        m["qk_rope_head_dim"].get<int64_t>(), m["v_head_dim"].get<int64_t>(),
+        m["first_k_dense_replace"].get<int64_t>());
   }
   if (j.contains("latent")) {
     std::cout << "latent ranks  K " << j["latent"]["rank_k"].dump() << ", V "

@@ -16,7 +16,6 @@
 #include <cstring>
 #include <filesystem>
 #include <iostream>
-#include <iterator>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -126,6 +125,7 @@ absl::StatusOr<convert::ConvertOptions> OptionsFromJson(
   CARE_RETURN_IF_ERROR(Read(o, "threads", &c.threads));
   CARE_RETURN_IF_ERROR(Read(o, "device", &c.device));
   CARE_RETURN_IF_ERROR(Read(o, "work_dir", &c.work_dir));
+  CARE_RETURN_IF_ERROR(Read(o, "staging_tag", &c.staging_tag));
   CARE_RETURN_IF_ERROR(Read(o, "sequential", &c.sequential));
   CARE_RETURN_IF_ERROR(Read(o, "calib_text_field", &c.calib_text_field));
   CARE_RETURN_IF_ERROR(Read(o, "eval_text_field", &c.eval_text_field));
@@ -170,11 +170,31 @@ int RunJobMain() {
   signal(SIGTERM, OnStopSignal);
   signal(SIGINT, OnStopSignal);
 
-  std::string text((std::istreambuf_iterator<char>(std::cin)),
-                   std::istreambuf_iterator<char>());
+  // The options are the first line; stdin stays open for the answer to the
+  // commit request.
+  std::string text;
+  std::getline(std::cin, text);
   absl::StatusOr<convert::ConversionReport> report;
   absl::StatusOr<convert::ConvertOptions> options = OptionsFromJson(text);
   if (options.ok()) {
+    // Fenced commit: the output is renamed into place (and the resume state
+    // removed) only once the service says the server confirmed that this
+    // attempt still holds the job. No answer (the service died): nothing.
+    options->before_publish = [&emit, &options]() -> absl::Status {
+      emit({{"commit", {{"output", options->output_dir}}}});
+      std::string answer;
+      if (!std::getline(std::cin, answer)) {
+        return absl::AbortedError(
+            "output not published: the worker service did not answer the "
+            "commit request");
+      }
+      nlohmann::json a = nlohmann::json::parse(answer, nullptr, false);
+      if (a.is_object() && a.value("granted", false)) return absl::OkStatus();
+      return absl::AbortedError(
+          absl::StrCat("output not published: ",
+                       a.is_object() ? a.value("reason", std::string("refused"))
+                                     : std::string("malformed answer")));
+    };
     auto on_progress = [&emit](const convert::ConvertProgress& p) {
       emit({{"progress",
              {{"stage", p.stage},

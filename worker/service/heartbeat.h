@@ -2,7 +2,14 @@
 // bounded interval (and soon after a stage change), carries the latest
 // progress and finished layers, and turns the server's answer into the
 // runner's CancelToken (cancel requested, or the lease lost to another
-// attempt). It is also the runner's ProgressSink, and feeds the metrics.
+// attempt). It is also the runner's ProgressSink (including the fenced
+// output commit, ConfirmCommit), and feeds the metrics.
+//
+// The lease is only as good as its last renewal: when no heartbeat has
+// succeeded by the lease deadline (measured on this host's clock from the
+// moment the renewing request was sent), the job is stopped as lost
+// (kLeaseLost): the server may already have handed it to someone else, and
+// a stale attempt must neither publish nor delete shared state.
 #ifndef CARE_WORKER_SERVICE_HEARTBEAT_H_
 #define CARE_WORKER_SERVICE_HEARTBEAT_H_
 
@@ -16,6 +23,7 @@
 #include "care/v1/worker_service.grpc.pb.h"
 #include "service/job_runner.h"
 #include "service/metrics.h"
+#include "service/server_channel.h"
 
 namespace care::worker {
 
@@ -30,9 +38,12 @@ class Heartbeat : public ProgressSink {
  public:
   // `interval` is the longest gap between heartbeats; `min_spacing` the
   // shortest between progress-driven ones. `metrics` may be null.
-  Heartbeat(care::v1::WorkerService::Stub& stub, LeaseIdentity lease,
-            absl::Duration interval, absl::Duration min_spacing,
-            CancelToken& cancel, WorkerMetrics* metrics);
+  // `lease_length`: how long each renewal extends the lease (the server's
+  // --lease-seconds); the first lease counts from now.
+  Heartbeat(ServerChannel& server, LeaseIdentity lease,
+            absl::Duration lease_length, absl::Duration interval,
+            absl::Duration min_spacing, CancelToken& cancel,
+            WorkerMetrics* metrics);
   ~Heartbeat() override;
 
   void Start();
@@ -46,6 +57,8 @@ class Heartbeat : public ProgressSink {
   void StageCompute(care::v1::Stage stage, double flops,
                     double seconds) override;
 
+  absl::Status ConfirmCommit(const std::string& output) override;
+
   care::v1::Progress progress() const;
   int sent() const;
 
@@ -53,13 +66,20 @@ class Heartbeat : public ProgressSink {
   void Loop();
   // One Heartbeat RPC with the pending state.
   void SendOnce();
+  // Past the lease deadline without a renewal: the job is lost (mu_ held).
+  bool LeaseLapsed(absl::Time now) const;
+  // Records a renewal sent at `sent`: the server set its deadline to its
+  // now + lease_length_, and its now was after `sent`; so sent +
+  // lease_length_ is a safe local deadline, whatever the clocks' skew.
+  void Renewed(absl::Time sent);
   // Metrics of a progress change; mu_ held.
   void AccountStage(const care::v1::Progress& next, absl::Time now);
   // Counts layers [layers_counted_, done) of the current stage (mu_ held).
   void CountLayers(int64_t done);
 
-  care::v1::WorkerService::Stub& stub_;
+  ServerChannel& server_;
   const LeaseIdentity lease_;
+  const absl::Duration lease_length_;
   const absl::Duration interval_;
   const absl::Duration min_spacing_;
   CancelToken& cancel_;
@@ -75,6 +95,7 @@ class Heartbeat : public ProgressSink {
   bool urgent_ = false;  // Stage changed or layers pending.
   bool stop_ = false;
   int sent_ = 0;
+  absl::Time lease_deadline_;  // Local clock.
   absl::Time stage_start_;
   // The stage whose cumulative FLOPs StageCompute last saw, and how many of
   // them are already in the counter.

@@ -1,12 +1,14 @@
 // What the worker service runs for a leased job, behind a small interface:
-// the CARE pipeline in production (convert_runner.h). The runner reports
+// the CARE pipeline in production (subprocess_runner.h). The runner reports
 // progress through a ProgressSink and checks a CancelToken at every layer
 // boundary; the service turns both into heartbeats and the job's outcome.
 #ifndef CARE_WORKER_SERVICE_JOB_RUNNER_H_
 #define CARE_WORKER_SERVICE_JOB_RUNNER_H_
 
 #include <atomic>
+#include <string>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "care/v1/job.pb.h"
 
@@ -24,6 +26,11 @@ class ProgressSink {
   // metrics. Optional.
   virtual void StageCompute(care::v1::Stage /*stage*/, double /*flops*/,
                             double /*seconds*/) {}
+  // The fenced output commit: the runner is about to rename the job's
+  // output into place (and drop shared resume state). OK only when the
+  // server has just confirmed that this attempt still holds the job; the
+  // error says why not, and the runner then publishes nothing.
+  virtual absl::Status ConfirmCommit(const std::string& output) = 0;
 };
 
 // Why the runner should stop. Several may be set; the service decides the

@@ -11,23 +11,13 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "api/tls_files.h"
+#include "api/token_file.h"
 #include "care/util/status_macros.h"
 
 namespace care::worker {
 
 namespace {
-
-absl::StatusOr<std::string> ReadFile(const std::string& path,
-                                     const char* what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return absl::NotFoundError(
-        absl::StrCat("cannot read ", what, " '", path, "'"));
-  }
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
 
 absl::StatusOr<int64_t> IntInRange(const Flags& flags, const char* name,
                                    int64_t fallback, int64_t lo, int64_t hi) {
@@ -82,13 +72,8 @@ absl::StatusOr<ServiceOptions> ServiceOptionsFromFlags(const Flags& flags) {
   ServiceOptions o;
   CARE_ASSIGN_OR_RETURN(o.server, flags.Required("server"));
   CARE_ASSIGN_OR_RETURN(o.token_file, flags.Required("token-file"));
-  CARE_ASSIGN_OR_RETURN(std::string token,
-                        ReadFile(o.token_file, "--token-file"));
-  o.token = std::string(absl::StripAsciiWhitespace(token));
-  if (o.token.empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--token-file '", o.token_file, "' is empty"));
-  }
+  // Read like the server's token files: comments, blank lines, one token.
+  CARE_ASSIGN_OR_RETURN(o.token, care::api::ReadSingleTokenFile(o.token_file));
   o.tls_ca_file = flags.StringOr("tls-ca", "");
   o.tls = flags.Bool("tls") || !o.tls_ca_file.empty();
   char host[256] = {};
@@ -145,8 +130,9 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> CreateServerChannel(
   if (options.tls) {
     grpc::SslCredentialsOptions ssl;
     if (!options.tls_ca_file.empty()) {
-      CARE_ASSIGN_OR_RETURN(ssl.pem_root_certs,
-                            ReadFile(options.tls_ca_file, "--tls-ca"));
+      CARE_ASSIGN_OR_RETURN(
+          ssl.pem_root_certs,
+          care::api::ReadCaCertificates(options.tls_ca_file, "--tls-ca"));
     }
     credentials = grpc::SslCredentials(ssl);
   } else {

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "service/failure.h"
 #include "service/heartbeat.h"
+#include "service/leftovers.h"
 
 namespace care::worker {
 
@@ -21,10 +22,21 @@ void Log(const std::string& line) {
   std::cerr << "care-worker: " << line << "\n";
 }
 
-bool Transient(const grpc::Status& status) {
-  return status.error_code() == grpc::StatusCode::UNAVAILABLE ||
-         status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
-         status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED;
+// The lease's length, from the server's own timestamps (the deadline minus
+// the lease time), so that no clock skew between the hosts enters it; the
+// deadline minus this host's now when an older server sent no lease time.
+absl::Duration LeaseLength(const care::v1::LeaseJobResponse& lease) {
+  auto time = [](const google::protobuf::Timestamp& t) {
+    return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
+  };
+  const absl::Time deadline = time(lease.lease_deadline());
+  const care::v1::Job& job = lease.job();
+  if (!job.attempts().empty() &&
+      job.attempts().rbegin()->attempt() == lease.attempt() &&
+      job.attempts().rbegin()->has_lease_time()) {
+    return deadline - time(job.attempts().rbegin()->lease_time());
+  }
+  return std::max(deadline - absl::Now(), absl::Seconds(1));
 }
 
 }  // namespace
@@ -33,8 +45,7 @@ Worker::Worker(const ServiceOptions& options,
                std::shared_ptr<grpc::Channel> channel, JobRunner& runner,
                WorkerMetrics* metrics)
     : options_(options),
-      channel_(channel),
-      stub_(care::v1::WorkerService::NewStub(channel)),
+      server_(options_, std::move(channel)),
       runner_(runner),
       metrics_(metrics) {}
 
@@ -66,6 +77,13 @@ absl::Status Worker::Serve() {
   absl::Duration backoff = options_.backoff_initial;
   Log(absl::StrCat("worker ", options_.worker_id, " on ", options_.device_name,
                    " serving ", options_.server));
+  // What crashed workers left in a shared --work-dir (leftovers.h).
+  if (const int removed = RemoveAbandonedScratch(options_.work_dir);
+      removed > 0) {
+    Log(absl::StrCat("removed ", removed,
+                     " abandoned scratch directories from ",
+                     options_.work_dir));
+  }
   while (true) {
     if (options_.max_jobs > 0 && jobs_run_.load() >= options_.max_jobs) break;
     care::v1::LeaseJobRequest request;
@@ -83,7 +101,8 @@ absl::Status Worker::Serve() {
       lease_call_ = context.get();
     }
     care::v1::LeaseJobResponse response;
-    grpc::Status status = stub_->LeaseJob(context.get(), request, &response);
+    grpc::Status status =
+        server_.stub()->LeaseJob(context.get(), request, &response);
     bool stop_now = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -117,12 +136,7 @@ absl::Status Worker::Serve() {
       // A channel in transient failure keeps failing calls fast with its
       // last error until its own reconnect backoff ends (seconds after the
       // server is back): start over with a fresh one instead.
-      if (channel_->GetState(false) == GRPC_CHANNEL_TRANSIENT_FAILURE) {
-        if (auto fresh = CreateServerChannel(options_); fresh.ok()) {
-          channel_ = *fresh;
-          stub_ = care::v1::WorkerService::NewStub(channel_);
-        }
-      }
+      server_.ReconnectIfFailing();
       SleepUnlessStopped(sleep);
       backoff = std::min(backoff * 2, options_.backoff_max);
       continue;
@@ -147,19 +161,14 @@ void Worker::RunJob(const care::v1::LeaseJobResponse& lease) {
   }
   if (metrics_ != nullptr) metrics_->SetBusy(true);
 
-  // Renew well within the lease: at most a third of what is left of it.
-  absl::Duration interval = options_.heartbeat_interval;
-  if (lease.has_lease_deadline()) {
-    absl::Time deadline =
-        absl::FromUnixSeconds(lease.lease_deadline().seconds()) +
-        absl::Nanoseconds(lease.lease_deadline().nanos());
-    interval = std::clamp((deadline - absl::Now()) / 3, absl::Milliseconds(50),
-                          interval);
-  }
+  // Renew well within the lease: at most a third of it.
+  const absl::Duration lease_length = LeaseLength(lease);
+  const absl::Duration interval = std::clamp(
+      lease_length / 3, absl::Milliseconds(50), options_.heartbeat_interval);
   Heartbeat heartbeat(
-      *stub_, {options_.worker_id, job.id(), lease.attempt(), options_.token},
-      interval, std::min(options_.min_heartbeat_spacing, interval), cancel,
-      metrics_);
+      server_, {options_.worker_id, job.id(), lease.attempt(), options_.token},
+      lease_length, interval,
+      std::min(options_.min_heartbeat_spacing, interval), cancel, metrics_);
   heartbeat.Start();
   absl::StatusOr<care::v1::Report> result = runner_.Run(job, heartbeat, cancel);
   heartbeat.Finish(/*completed=*/result.ok());
@@ -226,17 +235,17 @@ void Worker::Finish(const std::string& job_id, int attempt,
     grpc::Status status;
     if (completing) {
       care::v1::CompleteJobResponse response;
-      status = stub_->CompleteJob(context.get(), complete, &response);
+      status = server_.stub()->CompleteJob(context.get(), complete, &response);
     } else {
       care::v1::FailJobResponse response;
-      status = stub_->FailJob(context.get(), fail, &response);
+      status = server_.stub()->FailJob(context.get(), fail, &response);
     }
     if (status.ok()) {
       Log(absl::StrCat(job_id, " attempt ", attempt, ": ", outcome,
                        completing ? "" : ": " + fail.failure().message()));
       break;
     }
-    if (!Transient(status) || absl::Now() > give_up) {
+    if (!TransientRpcError(status) || absl::Now() > give_up) {
       // FAILED_PRECONDITION: fenced off (the lease expired meanwhile).
       Log(absl::StrCat(job_id, " attempt ", attempt, ": server rejected the ",
                        outcome, " report: ", status.error_message()));
@@ -245,6 +254,7 @@ void Worker::Finish(const std::string& job_id, int attempt,
       }
       break;
     }
+    server_.ReconnectIfFailing();
     std::this_thread::sleep_for(absl::ToChronoMilliseconds(backoff));
     backoff = std::min(backoff * 2, absl::Seconds(5));
   }

@@ -19,6 +19,7 @@
 #include "service/job_runner.h"
 #include "service/metrics.h"
 #include "service/options.h"
+#include "service/server_channel.h"
 
 namespace care::worker {
 
@@ -51,8 +52,7 @@ class Worker {
   void SleepUnlessStopped(absl::Duration duration);
 
   const ServiceOptions options_;
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<care::v1::WorkerService::Stub> stub_;
+  ServerChannel server_;  // After options_, which it refers to.
   JobRunner& runner_;
   WorkerMetrics* metrics_;
   std::atomic<int> jobs_run_{0};

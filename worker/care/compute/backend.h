@@ -115,7 +115,44 @@ struct AttentionShape {
   int64_t seq_len = 0;
   int64_t heads = 0;     // n_h
   int64_t kv_heads = 0;  // g, divides n_h
-  int64_t head_dim = 0;  // d_h
+  int64_t head_dim = 0;  // d_h of q and k
+  // Multi-head latent attention (DeepSeek) has values narrower than the
+  // query/key heads and its own softmax scale.
+  int64_t v_head_dim = 0;  // d_v of v and out; 0: head_dim
+  double scale = 0;        // softmax scale; 0: 1/sqrt(head_dim)
+
+  int64_t value_dim() const { return v_head_dim > 0 ? v_head_dim : head_dim; }
+};
+
+// Column blocks copied between two matrices with the same rows: for every
+// group i < groups and row r,
+//   dst[r, dst_col0 + i·dst_stride + j] = src[r, src_col0 + i·src_stride + j]
+// for j < width. src_stride 0 repeats one block into every group (DeepSeek's
+// shared k_pe into each head). Blocks must lie inside their matrices and the
+// destination blocks must not overlap.
+struct ColumnBlocks {
+  int64_t groups = 1;
+  int64_t width = 0;
+  int64_t src_col0 = 0;
+  int64_t src_stride = 0;
+  int64_t dst_col0 = 0;
+  int64_t dst_stride = 0;
+};
+
+// DeepSeek-V3's router (transformers' DeepseekV3TopkRouter): per token, the
+// scores s = sigmoid(logit) of E experts; selection uses s + bias; the E
+// experts form `groups` groups of E/groups (>= 2), each scored by the sum of
+// its two highest corrected scores; the `topk_groups` best groups stay and
+// the other groups' experts compete with a corrected score of 0 (as
+// transformers' masked_fill(0.0)); the k highest corrected scores win (the
+// lower index on ties). Weights are their s (not corrected), divided by
+// (their sum + 1e-20) when renormalize, times `scale`.
+struct GroupedTopK {
+  int64_t k = 1;
+  int64_t groups = 1;
+  int64_t topk_groups = 1;
+  bool renormalize = false;
+  double scale = 1.0;  // routed_scaling_factor
 };
 
 // Mixture-of-experts routing of T tokens to k of E experts, on the host.
@@ -165,6 +202,10 @@ class Backend {
   virtual absl::Status Download(const Matrix& m, float* host) = 0;
   // dst = src (same shape; may not overlap).
   virtual absl::Status Copy(const Matrix& src, Matrix* dst) = 0;
+  // Copies column blocks (ColumnBlocks above); src and dst have the same
+  // rows and may not overlap.
+  virtual absl::Status CopyColumns(const Matrix& src, const ColumnBlocks& b,
+                                   Matrix* dst) = 0;
   // m = 0.
   virtual absl::Status SetZero(Matrix* m) = 0;
   // A Weight of t (converted to the backend's format). InvalidArgument for
@@ -224,9 +265,11 @@ class Backend {
 
   // ---- attention
   // Causal GQA self-attention per window and head, after RoPE:
-  // q [W*T, n_h*d_h]; k, v [W*T, g*d_h]; out [W*T, n_h*d_h] = softmax(q kᵀ /
-  // sqrt(d_h) + causal mask) v. Query head h reads KV head h / (n_h / g);
-  // rows of window w are w*T .. w*T+T-1 and attend within their window only.
+  // q, k [W*T, n_h*d_h], [W*T, g*d_h]; v [W*T, g*d_v]; out [W*T, n_h*d_v] =
+  // softmax(q kᵀ · scale + causal mask) v, with d_v = shape.value_dim() and
+  // scale = shape.scale (default 1/sqrt(d_h)). Query head h reads KV head
+  // h / (n_h / g); rows of window w are w*T .. w*T+T-1 and attend within
+  // their window only.
   // cpu: exact softmax per 128-query block; cuda: flash-style tiles with an
   // online softmax (memory O(tile), so T = 4096 fits).
   virtual absl::Status CausalAttention(const AttentionShape& shape,
@@ -241,6 +284,12 @@ class Backend {
   // The result is on the host.
   virtual absl::StatusOr<Routing> RouteTopK(const Matrix& logits, int64_t k,
                                             bool renormalize) = 0;
+  // GroupedTopK routing (DeepSeek-V3, above) of logits [T, E] with the
+  // selection bias [1, E], in float64 from the fp32 inputs; the k experts
+  // per token highest corrected score first. The result is on the host.
+  virtual absl::StatusOr<Routing> RouteGroupedTopK(const Matrix& logits,
+                                                   const Matrix& bias,
+                                                   const GroupedTopK& r) = 0;
   // out.row(i) = x.row(rows[i]) for i < rows.size(); out [rows.size(),
   // x.cols]. Every id must be in [0, x.rows) (InvalidArgument otherwise).
   virtual absl::Status GatherRows(const Matrix& x,
@@ -300,6 +349,17 @@ class Backend {
 // [r, c], expected [er, ec]" when m is not [rows, cols].
 absl::Status CheckShape(const char* op, const char* what, const Matrix& m,
                         int64_t rows, int64_t cols);
+
+// CopyColumns' argument checks (rows, bounds, non-negative sizes).
+absl::Status CheckColumnBlocks(const Matrix& src, const ColumnBlocks& b,
+                               const Matrix& dst);
+
+// RouteGroupedTopK on host rows: logits [T, E] and bias [E] row-major. The
+// one implementation of the routing rule; backends check shapes, bring the
+// logits to the host if needed and call it.
+absl::StatusOr<Routing> GroupedTopKOnHost(const float* logits, int64_t T,
+                                          int64_t E, const float* bias,
+                                          const GroupedTopK& r);
 
 }  // namespace care::compute
 

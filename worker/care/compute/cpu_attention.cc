@@ -24,23 +24,27 @@ absl::Status CpuBackend::CausalAttention(const AttentionShape& s,
                                          const Matrix& q, const Matrix& k,
                                          const Matrix& v, Matrix* out) {
   if (s.windows < 1 || s.seq_len < 1 || s.heads < 1 || s.kv_heads < 1 ||
-      s.head_dim < 1 || s.heads % s.kv_heads != 0) {
+      s.head_dim < 1 || s.v_head_dim < 0 || s.heads % s.kv_heads != 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "CausalAttention: bad shape windows ", s.windows, ", seq_len ",
         s.seq_len, ", heads ", s.heads, ", kv_heads ", s.kv_heads,
-        ", head_dim ", s.head_dim, " (kv_heads must divide heads)"));
+        ", head_dim ", s.head_dim, ", v_head_dim ", s.v_head_dim,
+        " (kv_heads must divide heads)"));
   }
-  const int64_t T = s.seq_len, dh = s.head_dim, n = s.windows * T;
+  const int64_t T = s.seq_len, dh = s.head_dim, dv = s.value_dim();
+  const int64_t n = s.windows * T;
   CARE_RETURN_IF_ERROR(CheckShape("CausalAttention", "q", q, n, s.heads * dh));
   CARE_RETURN_IF_ERROR(
       CheckShape("CausalAttention", "k", k, n, s.kv_heads * dh));
   CARE_RETURN_IF_ERROR(
-      CheckShape("CausalAttention", "v", v, n, s.kv_heads * dh));
+      CheckShape("CausalAttention", "v", v, n, s.kv_heads * dv));
   CARE_RETURN_IF_ERROR(
-      CheckShape("CausalAttention", "out", *out, n, s.heads * dh));
+      CheckShape("CausalAttention", "out", *out, n, s.heads * dv));
   const int64_t group = s.heads / s.kv_heads;
-  const int64_t q_stride = q.cols, kv_stride = k.cols;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
+  const int64_t q_stride = q.cols, k_stride = k.cols, v_stride = v.cols;
+  const int64_t o_stride = out->cols;
+  const float scale = s.scale > 0 ? static_cast<float>(s.scale)
+                                  : 1.0f / std::sqrt(static_cast<float>(dh));
   const int64_t blocks = (T + kQueryBlock - 1) / kQueryBlock;
   const float* qd = q.data;
   const float* kd = k.data;
@@ -62,10 +66,10 @@ absl::Status CpuBackend::CausalAttention(const AttentionShape& s,
           const int64_t base = w * T;
           StridedMap qb(qd + (base + row0) * q_stride + h * dh, rows, dh,
                         Eigen::OuterStride<Eigen::Dynamic>(q_stride));
-          StridedMap kb(kd + base * kv_stride + kv_h * dh, keys, dh,
-                        Eigen::OuterStride<Eigen::Dynamic>(kv_stride));
-          StridedMap vb(vd + base * kv_stride + kv_h * dh, keys, dh,
-                        Eigen::OuterStride<Eigen::Dynamic>(kv_stride));
+          StridedMap kb(kd + base * k_stride + kv_h * dh, keys, dh,
+                        Eigen::OuterStride<Eigen::Dynamic>(k_stride));
+          StridedMap vb(vd + base * v_stride + kv_h * dv, keys, dv,
+                        Eigen::OuterStride<Eigen::Dynamic>(v_stride));
           scores.resize(rows, keys);
           scores.noalias() = qb * kb.transpose();  // [rows, keys]
           for (int64_t r = 0; r < rows; ++r) {
@@ -79,9 +83,9 @@ absl::Status CpuBackend::CausalAttention(const AttentionShape& s,
             vis *= 1.0f / vis.sum();
             row.tail(keys - visible).setZero();
           }
-          StridedMapMut ob(od + (base + row0) * q_stride + h * dh, rows, dh,
-                           Eigen::OuterStride<Eigen::Dynamic>(q_stride));
-          ob.noalias() = scores * vb;  // [rows, d_h]
+          StridedMapMut ob(od + (base + row0) * o_stride + h * dv, rows, dv,
+                           Eigen::OuterStride<Eigen::Dynamic>(o_stride));
+          ob.noalias() = scores * vb;  // [rows, d_v]
         }
       }
     }

@@ -70,6 +70,24 @@ absl::Status CpuBackend::Download(const Matrix& m, float* host) {
   return absl::OkStatus();
 }
 
+absl::Status CpuBackend::CopyColumns(const Matrix& src, const ColumnBlocks& b,
+                                     Matrix* dst) {
+  CARE_RETURN_IF_ERROR(CheckColumnBlocks(src, b, *dst));
+  if (b.groups == 0 || b.width == 0 || src.rows == 0) return absl::OkStatus();
+  const int64_t rows = src.rows, bytes = b.width * sizeof(float);
+  const float* s = src.data;
+  float* d = dst->data;
+#pragma omp parallel for schedule(static) if (rows * b.groups * b.width >= \
+                                              kParallelMin)
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t g = 0; g < b.groups; ++g) {
+      std::memcpy(d + r * dst->cols + b.dst_col0 + g * b.dst_stride,
+                  s + r * src.cols + b.src_col0 + g * b.src_stride, bytes);
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CpuBackend::Copy(const Matrix& src, Matrix* dst) {
   CARE_RETURN_IF_ERROR(CheckSame("Copy", src, *dst));
   if (src.size() > 0 && src.data != dst->data) {

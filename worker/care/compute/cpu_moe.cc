@@ -64,6 +64,14 @@ absl::StatusOr<Routing> CpuBackend::RouteTopK(const Matrix& logits, int64_t k,
   return r;
 }
 
+absl::StatusOr<Routing> CpuBackend::RouteGroupedTopK(const Matrix& logits,
+                                                     const Matrix& bias,
+                                                     const GroupedTopK& r) {
+  CARE_RETURN_IF_ERROR(
+      CheckShape("RouteGroupedTopK", "bias", bias, 1, logits.cols));
+  return GroupedTopKOnHost(logits.data, logits.rows, logits.cols, bias.data, r);
+}
+
 absl::Status CpuBackend::GatherRows(const Matrix& x,
                                     const std::vector<int64_t>& rows,
                                     Matrix* out) {

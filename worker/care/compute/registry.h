@@ -39,7 +39,8 @@ using CudaBackendCreateFn = Backend* (*)(int ordinal, std::string* error);
 // the Backend class (backend.h), the entry points and CareCudaStats. Bump it
 // with any change to them; the plugin returns the value it was compiled
 // with from kCudaAbiEntryPoint.
-inline constexpr int kBackendAbiVersion = 1;
+// 2: CopyColumns, RouteGroupedTopK, AttentionShape::v_head_dim/scale.
+inline constexpr int kBackendAbiVersion = 2;
 inline constexpr char kCudaAbiEntryPoint[] = "CareCudaBackendAbiVersion";
 using CudaAbiVersionFn = int (*)();
 

@@ -1,9 +1,42 @@
 #include "care/convert/flop_model.h"
 
+#include "care/io/deepseek_v3_config.h"
+
 namespace care::convert {
+
+namespace {
+
+// deepseek_v3: q (low rank or not), kv_a, kv_b, o; attention over qk and v
+// widths; router + k routed + shared experts, or the dense MLP.
+double DeepseekV3LayerFlopsPerToken(const ModelConfig& c, int64_t seq_len,
+                                    int64_t layer) {
+  const DeepseekV3Config& d = *c.fields<DeepseekV3Config>();
+  const double D = c.hidden_size, H = c.num_attention_heads;
+  const double qk = d.qk_head_dim(), dv = d.v_head_dim, r = d.kv_lora_rank;
+  double total = d.q_lora_rank
+                     ? 2 * (D * *d.q_lora_rank + *d.q_lora_rank * H * qk)
+                     : 2 * D * H * qk;
+  total += 2 * D * (r + d.qk_rope_head_dim);
+  total += 2 * r * H * (d.qk_nope_head_dim + dv);
+  total += 2 * H * dv * D;
+  total += 2 * H * (qk + dv) * (seq_len + 1) / 2.0;
+  if (c.IsMoeLayer(layer)) {
+    const double im = d.moe_intermediate_size;
+    total += 2 * D * d.n_routed_experts;
+    total += (d.num_experts_per_tok + d.n_shared_experts) * 2 * 3 * D * im;
+  } else {
+    total += 2 * 3 * D * static_cast<double>(c.intermediate_size);
+  }
+  return total;
+}
+
+}  // namespace
 
 double LayerFlopsPerToken(const ModelConfig& c, int64_t seq_len,
                           int64_t layer) {
+  if (c.fields<DeepseekV3Config>() != nullptr) {
+    return DeepseekV3LayerFlopsPerToken(c, seq_len, layer);
+  }
   const double D = c.hidden_size, H = c.num_attention_heads, dh = c.head_dim;
   const double g = c.num_key_value_heads;
   // q, k, v, o projections: [D -> H·dh], 2 × [D -> g·dh], [H·dh -> D].

@@ -1,7 +1,8 @@
 // Useful floating-point operations of a conversion's stages (2 per
 // multiply-add), from the model config and token counts. Counts what a dense
 // implementation must compute: every projection on every token (for MoE
-// layers: the router and the k routed experts), causal attention (QKᵀ and PV
+// layers: the router and the k routed experts, plus DeepSeek's shared
+// experts; deepseek_v3's latent projections), causal attention (QKᵀ and PV
 // over the T(T+1)/2 visible pairs) and the lm_head on the scored tokens
 // only. The pipeline divides these by measured wall time for its achieved
 // GFLOP/s (report "flops", worker metric care_worker_achieved_gflops);

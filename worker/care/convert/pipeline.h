@@ -90,6 +90,13 @@ struct ConvertOptions {
   // Compute device of the engine: "cpu", "cuda" or "cuda:N"
   // (care::compute::OpenBackend; docs/worker.md "Devices").
   std::string device = "cpu";
+
+  // The worker's fenced commit (docs/worker.md "Output"): the write stage's
+  // temporary directory carries `staging_tag` in its name, and
+  // `before_publish` runs just before the checkpoint is renamed into place;
+  // its error publishes nothing and keeps the resume state. Unset offline.
+  std::string staging_tag{};
+  std::function<absl::Status()> before_publish{};
 };
 
 struct ConvertProgress {

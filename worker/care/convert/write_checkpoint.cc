@@ -131,6 +131,8 @@ absl::Status WriteConvertedCheckpoint(const io::Checkpoint& source,
   const io::DType latent_dtype = options.dtype.value_or(io::DType::kF32);
   io::WriterOptions wo;
   wo.overwrite = options.overwrite;
+  wo.temp_tag = options.temp_tag;
+  wo.before_rename = options.before_commit;
   CARE_ASSIGN_OR_RETURN(auto writer, io::CheckpointWriter::Create(out_dir, wo));
   int64_t written_layers = 0;
   for (const std::string& name : source.Names()) {

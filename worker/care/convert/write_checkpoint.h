@@ -9,6 +9,7 @@
 #define CARE_CONVERT_WRITE_CHECKPOINT_H_
 
 #include <cstdint>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -48,6 +49,10 @@ absl::StatusOr<std::optional<io::DType>> ParseOutputDType(
 
 struct WriteOptions {
   bool overwrite = false;
+  // io::WriterOptions::temp_tag and before_rename (the worker's fenced
+  // commit); empty: none.
+  std::string temp_tag{};
+  std::function<absl::Status()> before_commit{};
   std::string report_json;  // written as care_report.json when non-empty
   // F32, F16 or BF16 for factors and floating-point copies; nullopt keeps
   // the source's dtype for copies and F32 for factors. Integer tensors are

@@ -12,10 +12,11 @@ const DecoderFamily& Mistral();
 const DecoderFamily& Qwen2();
 const DecoderFamily& Qwen3();
 const DecoderFamily& Qwen3Moe();
+const DecoderFamily& DeepseekV3();
 
 ModelFamilies Families() {
   static const ModelFamily* const kFamilies[] = {
-      &Llama(), &Mistral(), &Qwen2(), &Qwen3(), &Qwen3Moe(),
+      &Llama(), &Mistral(), &Qwen2(), &Qwen3(), &Qwen3Moe(), &DeepseekV3(),
   };
   return kFamilies;
 }

@@ -19,8 +19,9 @@ double CorrectionDim(double rotations, int64_t dim, double base,
          (2 * std::log(base));
 }
 
-double YarnMscale(double factor) {
-  return factor <= 1.0 ? 1.0 : 0.1 * std::log(factor) + 1.0;
+// transformers' get_mscale(scale, mscale).
+double YarnMscale(double factor, double mscale = 1.0) {
+  return factor <= 1.0 ? 1.0 : 0.1 * mscale * std::log(factor) + 1.0;
 }
 
 }  // namespace
@@ -92,8 +93,12 @@ absl::StatusOr<RopeFrequencies> ComputeRopeFrequencies(
             "yarn rope_scaling needs original_max_position_embeddings (or "
             "max_position_embeddings) > 0");
       }
-      double low = std::floor(CorrectionDim(rs.beta_fast, dim, base, orig_max));
-      double high = std::ceil(CorrectionDim(rs.beta_slow, dim, base, orig_max));
+      double low = CorrectionDim(rs.beta_fast, dim, base, orig_max);
+      double high = CorrectionDim(rs.beta_slow, dim, base, orig_max);
+      if (rs.truncate) {
+        low = std::floor(low);
+        high = std::ceil(high);
+      }
       low = std::max(low, 0.0);
       high = std::min(high, static_cast<double>(dim - 1));
       if (low == high) high += 0.001;
@@ -103,9 +108,14 @@ absl::StatusOr<RopeFrequencies> ComputeRopeFrequencies(
         inv[i] =
             inv[i] / rs.factor * (1 - extrapolation) + inv[i] * extrapolation;
       }
-      f.attention_factor = rs.attention_factor.has_value()
-                               ? *rs.attention_factor
-                               : YarnMscale(rs.factor);
+      if (rs.attention_factor.has_value()) {
+        f.attention_factor = *rs.attention_factor;
+      } else if (rs.mscale != 0 && rs.mscale_all_dim != 0) {
+        f.attention_factor = YarnMscale(rs.factor, rs.mscale) /
+                             YarnMscale(rs.factor, rs.mscale_all_dim);
+      } else {
+        f.attention_factor = YarnMscale(rs.factor);
+      }
       break;
     }
   }

@@ -143,7 +143,11 @@ Tensor SyntheticTensor(const SyntheticTensorSpec& spec,
   const uint64_t seed = HashName(spec.name, o.seed);
   const std::string& n = spec.name;
   if (spec.shape.size() == 1) {
-    if (EndsWith(n, ".bias")) {
+    if (EndsWith(n, "e_score_correction_bias")) {
+      // Of the order of the sigmoid scores' spread, so that it changes
+      // which experts win (DeepSeek-V3's router uses it for selection).
+      FillNormal(seed, 0.0f, 0.1f, &t.data);
+    } else if (EndsWith(n, ".bias")) {
       FillNormal(seed, 0.0f, o.bias_std, &t.data);
     } else {  // norm weights
       FillNormal(seed, 1.0f, o.norm_jitter, &t.data);
@@ -296,11 +300,98 @@ absl::StatusOr<nlohmann::json> PresetConfigJson(absl::string_view preset,
          {"bos_token_id", 151643},
          {"eos_token_id", 151645},
          {"torch_dtype", "bfloat16"}};
+  } else if (preset == "deepseek-v3-tiny") {
+    // Every DeepSeek-V3 path at test size: low-rank q, yarn with
+    // mscale_all_dim, a dense layer, then group-routed MoE layers.
+    j = {{"architectures", {"DeepseekV3ForCausalLM"}},
+         {"model_type", "deepseek_v3"},
+         {"hidden_size", 64},
+         {"intermediate_size", 96},
+         {"moe_intermediate_size", 32},
+         {"num_hidden_layers", 3},
+         {"num_attention_heads", 4},
+         {"num_key_value_heads", 4},
+         {"q_lora_rank", 24},
+         {"kv_lora_rank", 16},
+         {"qk_nope_head_dim", 8},
+         {"qk_rope_head_dim", 8},
+         {"v_head_dim", 12},
+         {"n_routed_experts", 8},
+         {"n_shared_experts", 1},
+         {"num_experts_per_tok", 2},
+         {"n_group", 4},
+         {"topk_group", 2},
+         {"first_k_dense_replace", 1},
+         {"norm_topk_prob", true},
+         {"routed_scaling_factor", 2.5},
+         {"vocab_size", 128},
+         {"max_position_embeddings", 256},
+         {"rms_norm_eps", 1e-6},
+         {"rope_theta", 10000.0},
+         {"rope_interleave", true},
+         {"rope_scaling",
+          {{"type", "yarn"},
+           {"factor", 4.0},
+           {"original_max_position_embeddings", 64},
+           {"beta_fast", 32},
+           {"beta_slow", 1},
+           {"mscale", 1.0},
+           {"mscale_all_dim", 1.0}}},
+         {"tie_word_embeddings", false},
+         {"attention_bias", false},
+         {"hidden_act", "silu"},
+         {"bos_token_id", 0},
+         {"eos_token_id", 1},
+         {"torch_dtype", "bfloat16"}};
+  } else if (preset == "deepseek-v2-lite") {
+    // DeepSeek-V2-Lite's shapes (16 heads, kv_lora_rank 512, q_proj without
+    // low rank, 64 experts of 1408 + 2 shared, 6 per token) as deepseek_v3
+    // (sigmoid router); for benchmarks.
+    j = {{"architectures", {"DeepseekV3ForCausalLM"}},
+         {"model_type", "deepseek_v3"},
+         {"hidden_size", 2048},
+         {"intermediate_size", 10944},
+         {"moe_intermediate_size", 1408},
+         {"num_hidden_layers", 27},
+         {"num_attention_heads", 16},
+         {"num_key_value_heads", 16},
+         {"q_lora_rank", nullptr},
+         {"kv_lora_rank", 512},
+         {"qk_nope_head_dim", 128},
+         {"qk_rope_head_dim", 64},
+         {"v_head_dim", 128},
+         {"n_routed_experts", 64},
+         {"n_shared_experts", 2},
+         {"num_experts_per_tok", 6},
+         {"n_group", 1},
+         {"topk_group", 1},
+         {"first_k_dense_replace", 1},
+         {"norm_topk_prob", false},
+         {"routed_scaling_factor", 1.0},
+         {"vocab_size", 102400},
+         {"max_position_embeddings", 163840},
+         {"rms_norm_eps", 1e-6},
+         {"rope_theta", 10000.0},
+         {"rope_interleave", true},
+         {"rope_scaling",
+          {{"type", "yarn"},
+           {"factor", 40.0},
+           {"original_max_position_embeddings", 4096},
+           {"beta_fast", 32},
+           {"beta_slow", 1},
+           {"mscale", 0.707},
+           {"mscale_all_dim", 0.707}}},
+         {"tie_word_embeddings", false},
+         {"attention_bias", false},
+         {"hidden_act", "silu"},
+         {"bos_token_id", 100000},
+         {"eos_token_id", 100001},
+         {"torch_dtype", "bfloat16"}};
   } else {
-    return absl::NotFoundError(
-        absl::StrCat("unknown synthetic preset '", preset,
-                     "' (known: demo, llama-3.2-1b, llama-3.1-8b, qwen3-4b, "
-                     "qwen3-30b-a3b)"));
+    return absl::NotFoundError(absl::StrCat(
+        "unknown synthetic preset '", preset,
+        "' (known: demo, llama-3.2-1b, llama-3.1-8b, qwen3-4b, qwen3-30b-a3b, "
+        "deepseek-v3-tiny, deepseek-v2-lite)"));
   }
   if (num_layers > 0) j["num_hidden_layers"] = num_layers;
   return j;

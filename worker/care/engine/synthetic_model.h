@@ -82,8 +82,10 @@ std::vector<int64_t> SyntheticOutlierChannels(int64_t hidden_size,
                                               const SyntheticOptions& options);
 
 // config.json of a real model's shape: "llama-3.2-1b", "llama-3.1-8b",
-// "qwen3-4b", "qwen3-30b-a3b" (MoE: 128 experts, 8 per token; NotFound lists
-// the presets). num_layers > 0 overrides the
+// "qwen3-4b", "qwen3-30b-a3b" (MoE: 128 experts, 8 per token),
+// "deepseek-v3-tiny" (every DeepSeek-V3 path at test size),
+// "deepseek-v2-lite" (DeepSeek-V2-Lite's shapes as deepseek_v3); NotFound
+// lists the presets. num_layers > 0 overrides the
 // layer count (benchmarks that run a few layers).
 absl::StatusOr<nlohmann::json> PresetConfigJson(absl::string_view preset,
                                                 int64_t num_layers = 0);

@@ -1,6 +1,8 @@
 #include "care/engine/weight_loader.h"
 
+#include <cstring>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -103,6 +105,49 @@ absl::StatusOr<compute::Weight> LoadWeightRowsOn(compute::Backend& backend,
                              .rows = m.rows(),
                              .cols = m.cols(),
                              .data = m.data()});
+}
+
+absl::StatusOr<compute::Weight> LoadWeightRowsInOrderOn(
+    compute::Backend& backend, const TensorSource& source,
+    const std::string& name, int64_t rows, int64_t cols,
+    const std::vector<int64_t>& order) {
+  for (int64_t r : order) {
+    if (r < 0 || r >= rows) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "row ", r, " of '", name, "' is outside [0, ", rows, ")"));
+    }
+  }
+  const int64_t n = order.size();
+  if (const auto* ckpt = dynamic_cast<const io::Checkpoint*>(&source);
+      ckpt != nullptr && ckpt->Has(name)) {
+    CARE_ASSIGN_OR_RETURN(io::RawTensor raw, ckpt->Raw(name));
+    if (raw.shape != std::vector<int64_t>{rows, cols}) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tensor '", name, "' in ", ckpt->Location(name), " has shape ",
+          ShapeString(raw.shape), ", expected [", rows, ", ", cols, "]"));
+    }
+    if (std::optional<compute::DType> dt = ComputeDType(raw.dtype)) {
+      const size_t row_bytes = cols * io::DTypeSize(raw.dtype);
+      std::vector<char> bytes(n * row_bytes);
+      for (int64_t i = 0; i < n; ++i) {
+        std::memcpy(bytes.data() + i * row_bytes,
+                    raw.bytes.data() + order[i] * row_bytes, row_bytes);
+      }
+      ReleaseMappedRange(raw.bytes.data(), raw.bytes.size());
+      return backend.LoadWeight(
+          {.dtype = *dt, .rows = n, .cols = cols, .data = bytes.data()});
+    }
+  }
+  CARE_ASSIGN_OR_RETURN(Tensor t, LoadChecked(source, name, {rows, cols}));
+  std::vector<float> picked(n * cols);
+  for (int64_t i = 0; i < n; ++i) {
+    std::memcpy(picked.data() + i * cols, t.data.data() + order[i] * cols,
+                cols * sizeof(float));
+  }
+  return backend.LoadWeight({.dtype = compute::DType::kF32,
+                             .rows = n,
+                             .cols = cols,
+                             .data = picked.data()});
 }
 
 absl::StatusOr<compute::Matrix> LoadRowOn(compute::Backend& backend,

@@ -35,6 +35,15 @@ absl::StatusOr<compute::Weight> LoadWeightRowsOn(compute::Backend& backend,
                                                  int64_t rows, int64_t cols,
                                                  int64_t begin, int64_t end);
 
+// Rows order[0], order[1], .. of the 2-D tensor `name` [rows, cols] as a
+// backend weight [order.size(), cols] (rows regrouped or split, e.g.
+// DeepSeek's q_pe rows moved ahead of q_nope). From a checkpoint the rows'
+// stored bytes are copied in their dtype (a bf16 tensor stays bf16).
+absl::StatusOr<compute::Weight> LoadWeightRowsInOrderOn(
+    compute::Backend& backend, const TensorSource& source,
+    const std::string& name, int64_t rows, int64_t cols,
+    const std::vector<int64_t>& order);
+
 // 1-D tensor `name` [n] as a [1, n] backend matrix (norm weights, biases).
 absl::StatusOr<compute::Matrix> LoadRowOn(compute::Backend& backend,
                                           const TensorSource& source,

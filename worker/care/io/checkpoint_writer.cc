@@ -4,13 +4,16 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -26,6 +29,21 @@ using nlohmann::json;
 // Tensor data is converted in chunks of this many elements, so a 1 GB
 // tensor needs no second full-size buffer.
 constexpr size_t kChunkElements = 1 << 20;
+
+// The process umask, read without changing it (umask(2) would, racing
+// other threads' file creation).
+mode_t CurrentUmask() {
+  FILE* status = std::fopen("/proc/self/status", "r");
+  unsigned mask = 022;
+  if (status != nullptr) {
+    char line[256];
+    while (std::fgets(line, sizeof(line), status) != nullptr) {
+      if (std::sscanf(line, "Umask: %o", &mask) == 1) break;
+    }
+    std::fclose(status);
+  }
+  return static_cast<mode_t>(mask & 0777);
+}
 
 }  // namespace
 
@@ -58,10 +76,26 @@ absl::StatusOr<std::unique_ptr<CheckpointWriter>> CheckpointWriter::Create(
                                             dest_dir, " does not exist"));
   }
   // Hidden and beside the destination: same filesystem, so rename works.
-  std::string pattern =
-      absl::StrCat(parent, "/.", BaseName(dest_dir), ".tmp-XXXXXX");
+  for (char c : options.temp_tag) {
+    if (!absl::ascii_isalnum(c) && c != '-' && c != '_' && c != '.') {
+      return absl::InvalidArgumentError(
+          absl::StrCat("temp_tag '", options.temp_tag,
+                       "': only letters, digits, '-', '_' and '.'"));
+    }
+  }
+  std::string pattern = absl::StrCat(
+      parent, "/.", BaseName(dest_dir), ".tmp-",
+      options.temp_tag.empty() ? "" : absl::StrCat(options.temp_tag, "-"),
+      "XXXXXX");
   if (::mkdtemp(pattern.data()) == nullptr) {
     return ErrnoStatus(errno, "cannot create a temporary directory in", parent);
+  }
+  // mkdtemp makes it 0700; the published checkpoint gets the mode of any
+  // other new directory (0777 minus the umask), readable on shared volumes.
+  if (::chmod(pattern.c_str(), 0777 & ~CurrentUmask()) != 0) {
+    const int err = errno;
+    RemoveTree(pattern);
+    return ErrnoStatus(err, "cannot set the mode of", pattern);
   }
   auto w = std::unique_ptr<CheckpointWriter>(new CheckpointWriter());
   w->dest_ = dest_dir;
@@ -358,6 +392,7 @@ absl::Status CheckpointWriter::Commit() {
   CARE_RETURN_IF_ERROR(WriteSmallFile("config.json", config_->dump(2) + "\n"));
   CARE_RETURN_IF_ERROR(FsyncPath(tmp_));
 
+  if (options_.before_rename) CARE_RETURN_IF_ERROR(options_.before_rename());
   const std::string parent = ParentDir(dest_);
   if (PathExists(dest_)) {
     if (!options_.overwrite) {

@@ -14,6 +14,7 @@
 #define CARE_IO_CHECKPOINT_WRITER_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -44,6 +45,14 @@ struct WriterOptions {
   // The default (-1) reserves 1 MiB (~7,000 tensors) when max_shard_bytes
   // >= 1 GB, and nothing for small shards, which stay compact.
   int64_t header_reserve_bytes = -1;
+  // Part of the temporary directory's name, `.<dest name>.tmp-<tag>-XXXXXX`
+  // (e.g. a job attempt), so its owner can find and remove it after a crash.
+  // Letters, digits, '-', '_' and '.' only.
+  std::string temp_tag{};
+  // Called after everything is written and fsynced, just before the rename
+  // into place: an error aborts the commit (nothing is published and the
+  // temporary directory is removed). The worker's fenced commit.
+  std::function<absl::Status()> before_rename{};
 };
 
 // True for files that hold weights (never copied by CopyAuxiliaryFiles):

@@ -3,6 +3,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "care/io/checkpoint.h"
+#include "care/io/dtype.h"
 #include "care/io/tensor_names.h"
 #include "care/util/status_macros.h"
 
@@ -49,6 +51,18 @@ absl::StatusOr<Model> OpenModel(const std::string& dir,
   CARE_ASSIGN_OR_RETURN(m.config, LoadModelConfig(dir, families));
   CARE_ASSIGN_OR_RETURN(m.weights, Checkpoint::Open(dir));
   CARE_RETURN_IF_ERROR(CheckTensors(m.config, *m.weights));
+  // The engine reads every expected tensor as float: refuse integer ones
+  // (quantized or corrupt checkpoints) here, not stages later.
+  for (const ExpectedTensor& t : ExpectedTensors(m.config)) {
+    CARE_ASSIGN_OR_RETURN(DType dtype, m.weights->TensorDType(t.name));
+    if (!IsConvertibleToF32(dtype)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tensor '", t.name, "' in ", m.weights->Location(t.name),
+          " has dtype ", DTypeName(dtype),
+          "; weights must be F32, F16, BF16 or F64 (a quantized checkpoint "
+          "is not supported)"));
+    }
+  }
   return m;
 }
 

@@ -68,6 +68,9 @@ absl::StatusOr<RopeScaling> ParseRopeScaling(const json& j,
       CARE_ASSIGN_OR_RETURN(double af, r.Double("attention_factor"));
       rs.attention_factor = af;
     }
+    CARE_ASSIGN_OR_RETURN(rs.mscale, r.DoubleOr("mscale", 0.0));
+    CARE_ASSIGN_OR_RETURN(rs.mscale_all_dim, r.DoubleOr("mscale_all_dim", 0.0));
+    CARE_ASSIGN_OR_RETURN(rs.truncate, r.BoolOr("truncate", true));
   } else {
     return absl::InvalidArgumentError(absl::StrCat(
         origin, ": rope_scaling type '", type,
@@ -116,6 +119,22 @@ bool ModelConfig::IsMoeLayer(int64_t layer) const {
   return family != nullptr && family->IsMoeLayer(*this, layer);
 }
 
+int64_t KvValuesPerToken(const ModelConfig& c) {
+  if (c.latent) {
+    int64_t total = 0;
+    for (size_t l = 0; l < c.latent->rank_k.size(); ++l) {
+      total += c.latent->rank_k[l] + c.latent->rank_v[l];
+    }
+    return total;
+  }
+  if (c.family != nullptr) {
+    if (std::optional<int64_t> w = c.family->KvCacheWidth(c)) {
+      return *w * c.num_hidden_layers;
+    }
+  }
+  return 2 * c.kv_width() * c.num_hidden_layers;
+}
+
 const ModelFamily* FindModelFamily(ModelFamilies families,
                                    absl::string_view model_type) {
   for (const ModelFamily* f : families) {
@@ -149,6 +168,10 @@ absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json_text,
         origin, ": model_type '", c.model_type,
         "' is not supported (supported: ", ModelTypeList(families), ")"));
   }
+  // Fields are read from the family's view of the file (its defaults for
+  // absent keys filled in); raw keeps the file as written.
+  json as_written = j;
+  c.family->PrepareConfig(j);
   if (r.Present("architectures")) {
     const json& a = r.Get("architectures");
     if (!a.is_array() || (!a.empty() && !a[0].is_string())) {
@@ -237,7 +260,7 @@ absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json_text,
   if (r.Present("care")) {
     CARE_RETURN_IF_ERROR(ParseLatent(j["care"], c, origin));
   }
-  c.raw = std::move(j);
+  c.raw = std::move(as_written);
   return c;
 }
 

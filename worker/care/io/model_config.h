@@ -36,6 +36,12 @@ struct RopeScaling {
   double beta_fast = 32.0;
   double beta_slow = 1.0;
   std::optional<double> attention_factor;  // yarn mscale override
+  // yarn, DeepSeek style: without attention_factor, both set and nonzero,
+  // cos/sin are scaled by mscale(factor, mscale) / mscale(factor,
+  // mscale_all_dim) instead of mscale(factor, 1).
+  double mscale = 0;
+  double mscale_all_dim = 0;
+  bool truncate = true;  // yarn: floor/ceil the correction range
 };
 
 // Per-layer latent ranks of a CARE-converted checkpoint
@@ -108,6 +114,11 @@ struct ModelConfig {
   // (the family decides).
   bool IsMoeLayer(int64_t layer) const;
 };
+
+// Values a KV cache holds per token over all layers: 2·g·d_h per layer (K
+// and V); Σ (rank_k + rank_v) for a CARE latent checkpoint; what the family
+// says otherwise (deepseek_v3: kv_lora_rank + qk_rope_head_dim per layer).
+int64_t KvValuesPerToken(const ModelConfig& config);
 
 // Parses config.json text for one of `families` (engine::Families(): all
 // the engine runs). `origin` (a path) prefixes error messages, which name

@@ -36,6 +36,13 @@ class ModelFamily {
   // config.json's model_type, e.g. "qwen3".
   virtual absl::string_view model_type() const = 0;
 
+  // Adjusts config.json before any field is read: e.g. fills the keys the
+  // family's transformers config defaults when absent (deepseek_v3). The
+  // parsed config's `raw` keeps the file as written.
+  virtual void PrepareConfig(nlohmann::json& config_json) const {
+    (void)config_json;
+  }
+
   // head_dim when config.json has none; nullopt: hidden_size /
   // num_attention_heads.
   virtual std::optional<int64_t> default_head_dim() const {
@@ -60,6 +67,14 @@ class ModelFamily {
     (void)config;
     (void)layer;
     return false;
+  }
+
+  // Values cached per token per layer when it is not K and V of width
+  // g·d_h each (latent attention, e.g. kv_lora_rank + qk_rope_head_dim);
+  // nullopt: 2·g·d_h.
+  virtual std::optional<int64_t> KvCacheWidth(const ModelConfig& config) const {
+    (void)config;
+    return std::nullopt;
   }
 
   // What the converter supports: OK when CARE can factorize this

@@ -5,6 +5,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 
@@ -16,17 +17,35 @@ bool IsRepoChar(char c) {
          (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
 }
 
+// The character starting at part[i] for an error message: a whole UTF-8
+// sequence (never a lone byte of one, which would make the message invalid
+// UTF-8), or \xNN for a byte that starts no valid sequence.
+std::string CharacterAt(absl::string_view part, size_t i) {
+  const auto lead = static_cast<unsigned char>(part[i]);
+  const size_t length = lead < 0x80             ? 1
+                        : (lead & 0xE0) == 0xC0 ? 2
+                        : (lead & 0xF0) == 0xE0 ? 3
+                        : (lead & 0xF8) == 0xF0 ? 4
+                                                : 0;
+  bool valid = length > 0 && i + length <= part.size();
+  for (size_t k = 1; valid && k < length; ++k) {
+    valid = (static_cast<unsigned char>(part[i + k]) & 0xC0) == 0x80;
+  }
+  if (valid) return std::string(part.substr(i, length));
+  return absl::StrFormat("\\x%02X", lead);
+}
+
 absl::Status CheckRepoPart(absl::string_view part, absl::string_view uri) {
   if (part.empty() || part.size() > 96 || part == "." || part == ".." ||
       part.front() == '-' || part.front() == '.') {
     return absl::InvalidArgumentError(absl::StrCat(
         "invalid Hugging Face repo component '", part, "' in '", uri, "'"));
   }
-  for (char c : part) {
-    if (!IsRepoChar(c)) {
+  for (size_t i = 0; i < part.size(); ++i) {
+    if (!IsRepoChar(part[i])) {
       return absl::InvalidArgumentError(
-          absl::StrCat("invalid character '", std::string(1, c), "' in '", uri,
-                       "' (repo ids use letters, digits, '-', '_', '.')"));
+          absl::StrCat("invalid character '", CharacterAt(part, i), "' in '",
+                       uri, "' (repo ids use letters, digits, '-', '_', '.')"));
     }
   }
   return absl::OkStatus();

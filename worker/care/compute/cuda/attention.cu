@@ -25,9 +25,9 @@ constexpr int kKTile = 32;                     // keys per tile = warp width
 constexpr int kMaxDimsPerLane = kMaxAttentionHeadDim / 32;
 
 // Shared memory: q [kQTile, dh] (pre-scaled), k [kKTile, dh + 1] (padded so
-// lane j reading key j's column d hits distinct banks), v [kKTile, dh].
-size_t SharedBytes(int64_t dh) {
-  return sizeof(float) * (kQTile * dh + kKTile * (dh + 1) + kKTile * dh);
+// lane j reading key j's column d hits distinct banks), v [kKTile, dv].
+size_t SharedBytes(int64_t dh, int64_t dv) {
+  return sizeof(float) * (kQTile * dh + kKTile * (dh + 1) + kKTile * dv);
 }
 
 __global__ void __launch_bounds__(kWarps * 32)
@@ -35,21 +35,22 @@ __global__ void __launch_bounds__(kWarps * 32)
                          const float* __restrict__ k,
                          const float* __restrict__ v, float* __restrict__ out,
                          int64_t seq_len, int64_t heads, int64_t kv_heads,
-                         int64_t dh, float scale) {
+                         int64_t dh, int64_t dv, float scale) {
   extern __shared__ float smem[];
   float* qs = smem;                    // [kQTile, dh]
   float* ks = qs + kQTile * dh;        // [kKTile, dh + 1]
-  float* vs = ks + kKTile * (dh + 1);  // [kKTile, dh]
+  float* vs = ks + kKTile * (dh + 1);  // [kKTile, dv]
 
   // Longest blocks (last query tiles) first.
   const int64_t q_tiles = (seq_len + kQTile - 1) / kQTile;
   const int64_t q0 = (q_tiles - 1 - blockIdx.x) * kQTile;
   const int64_t h = blockIdx.y, w = blockIdx.z;
   const int64_t kv_h = h / (heads / kv_heads);
-  const int64_t q_stride = heads * dh, kv_stride = kv_heads * dh;
+  const int64_t q_stride = heads * dh, k_stride = kv_heads * dh;
+  const int64_t v_stride = kv_heads * dv, o_stride = heads * dv;
   const float* qb = q + (w * seq_len) * q_stride + h * dh;
-  const float* kb = k + (w * seq_len) * kv_stride + kv_h * dh;
-  const float* vb = v + (w * seq_len) * kv_stride + kv_h * dh;
+  const float* kb = k + (w * seq_len) * k_stride + kv_h * dh;
+  const float* vb = v + (w * seq_len) * v_stride + kv_h * dv;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
 
   for (int64_t i = tid; i < kQTile * dh; i += blockDim.x) {
@@ -73,9 +74,12 @@ __global__ void __launch_bounds__(kWarps * 32)
     __syncthreads();  // previous tile fully consumed (and qs written)
     for (int64_t i = tid; i < kKTile * dh; i += blockDim.x) {
       const int64_t j = i / dh, d = i % dh;
-      const bool in = k0 + j < seq_len;
-      ks[j * (dh + 1) + d] = in ? kb[(k0 + j) * kv_stride + d] : 0.0f;
-      vs[j * dh + d] = in ? vb[(k0 + j) * kv_stride + d] : 0.0f;
+      ks[j * (dh + 1) + d] =
+          k0 + j < seq_len ? kb[(k0 + j) * k_stride + d] : 0.0f;
+    }
+    for (int64_t i = tid; i < kKTile * dv; i += blockDim.x) {
+      const int64_t j = i / dv, d = i % dv;
+      vs[j * dv + d] = k0 + j < seq_len ? vb[(k0 + j) * v_stride + d] : 0.0f;
     }
     __syncthreads();
     // Lane j scores key k0 + j against the warp's rows.
@@ -112,11 +116,11 @@ __global__ void __launch_bounds__(kWarps * 32)
       for (int i = 0; i < kMaxDimsPerLane; ++i) acc[r][i] *= corr;
       for (int j = 0; j < kKTile; ++j) {
         const float pj = __shfl_sync(0xffffffffu, p, j);
-        const float* vj = vs + j * dh;
+        const float* vj = vs + j * dv;
 #pragma unroll
         for (int i = 0; i < kMaxDimsPerLane; ++i) {
           const int64_t d = lane + 32 * i;
-          if (d < dh) acc[r][i] += pj * vj[d];
+          if (d < dv) acc[r][i] += pj * vj[d];
         }
       }
     }
@@ -125,12 +129,12 @@ __global__ void __launch_bounds__(kWarps * 32)
   for (int r = 0; r < kRowsPerWarp; ++r) {
     const int64_t row = row0 + r;
     if (row >= seq_len) continue;
-    float* o = out + (w * seq_len + row) * q_stride + h * dh;
+    float* o = out + (w * seq_len + row) * o_stride + h * dv;
     const float inv = 1.0f / l[r];
 #pragma unroll
     for (int i = 0; i < kMaxDimsPerLane; ++i) {
       const int64_t d = lane + 32 * i;
-      if (d < dh) o[d] = acc[r][i] * inv;
+      if (d < dv) o[d] = acc[r][i] * inv;
     }
   }
 }
@@ -141,13 +145,15 @@ cudaError_t LaunchCausalAttention(const float* q, const float* k,
                                   const float* v, float* out, int64_t windows,
                                   int64_t seq_len, int64_t heads,
                                   int64_t kv_heads, int64_t head_dim,
+                                  int64_t v_head_dim, float scale,
                                   cudaStream_t stream) {
   if (windows == 0 || seq_len == 0 || heads == 0) return cudaSuccess;
-  if (head_dim <= 0 || head_dim > kMaxAttentionHeadDim || kv_heads <= 0 ||
+  if (head_dim <= 0 || head_dim > kMaxAttentionHeadDim || v_head_dim <= 0 ||
+      v_head_dim > kMaxAttentionHeadDim || kv_heads <= 0 ||
       heads % kv_heads != 0 || heads > 65535 || windows > 65535) {
     return cudaErrorInvalidValue;
   }
-  const size_t smem = SharedBytes(head_dim);
+  const size_t smem = SharedBytes(head_dim, v_head_dim);
   // Above 48 KiB (head_dim > 128) the kernel must opt in.
   cudaError_t err = cudaFuncSetAttribute(
       FlashAttentionKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -156,9 +162,8 @@ cudaError_t LaunchCausalAttention(const float* q, const float* k,
   const dim3 grid(static_cast<unsigned int>((seq_len + kQTile - 1) / kQTile),
                   static_cast<unsigned int>(heads),
                   static_cast<unsigned int>(windows));
-  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
   FlashAttentionKernel<<<grid, kWarps * 32, smem, stream>>>(
-      q, k, v, out, seq_len, heads, kv_heads, head_dim, scale);
+      q, k, v, out, seq_len, heads, kv_heads, head_dim, v_head_dim, scale);
   return cudaGetLastError();
 }
 

@@ -93,6 +93,25 @@ absl::Status CudaBackend::Copy(const Matrix& src, Matrix* dst) {
       "Copy", ShapeOf(src));
 }
 
+absl::Status CudaBackend::CopyColumns(const Matrix& src, const ColumnBlocks& b,
+                                      Matrix* dst) {
+  CARE_RETURN_IF_ERROR(CheckColumnBlocks(src, b, *dst));
+  if (b.groups == 0 || b.width == 0 || src.rows == 0) return absl::OkStatus();
+  CARE_RETURN_IF_ERROR(ctx_->Enter());
+  // One strided 2-D copy per block: rows of `width` floats, each matrix's
+  // own row pitch.
+  for (int64_t g = 0; g < b.groups; ++g) {
+    CARE_RETURN_IF_ERROR(ctx_->Check(
+        cudaMemcpy2DAsync(dst->data + b.dst_col0 + g * b.dst_stride,
+                          sizeof(float) * dst->cols,
+                          src.data + b.src_col0 + g * b.src_stride,
+                          sizeof(float) * src.cols, sizeof(float) * b.width,
+                          src.rows, cudaMemcpyDeviceToDevice, ctx_->stream()),
+        "CopyColumns", absl::StrCat(ShapeOf(src), " -> ", ShapeOf(*dst))));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CudaBackend::SetZero(Matrix* m) {
   if (m->empty()) return absl::OkStatus();
   CARE_RETURN_IF_ERROR(ctx_->Enter());
@@ -196,19 +215,20 @@ absl::Status CudaBackend::AddRow(const Matrix& b, Matrix* y) {
 absl::Status CudaBackend::CausalAttention(const AttentionShape& s,
                                           const Matrix& q, const Matrix& k,
                                           const Matrix& v, Matrix* out) {
-  const std::string shape =
-      absl::StrCat("windows ", s.windows, " seq_len ", s.seq_len, " heads ",
-                   s.heads, " kv_heads ", s.kv_heads, " head_dim ", s.head_dim);
+  const int64_t dv = s.value_dim();
+  const std::string shape = absl::StrCat(
+      "windows ", s.windows, " seq_len ", s.seq_len, " heads ", s.heads,
+      " kv_heads ", s.kv_heads, " head_dim ", s.head_dim, " v_head_dim ", dv);
   if (s.windows < 0 || s.seq_len < 0 || s.heads < 1 || s.kv_heads < 1 ||
-      s.heads % s.kv_heads != 0 || s.head_dim < 1) {
+      s.heads % s.kv_heads != 0 || s.head_dim < 1 || s.v_head_dim < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("CausalAttention: invalid shape (", shape,
                      "); kv_heads must divide heads"));
   }
-  if (s.head_dim > kMaxAttentionHeadDim) {
-    return absl::UnimplementedError(
-        absl::StrCat("CausalAttention on cuda: head_dim ", s.head_dim,
-                     " exceeds the kernel's limit ", kMaxAttentionHeadDim));
+  if (s.head_dim > kMaxAttentionHeadDim || dv > kMaxAttentionHeadDim) {
+    return absl::UnimplementedError(absl::StrCat(
+        "CausalAttention on cuda: head_dim ", s.head_dim, " / v_head_dim ", dv,
+        " exceed the kernel's limit ", kMaxAttentionHeadDim));
   }
   const int64_t rows = s.windows * s.seq_len;
   CARE_RETURN_IF_ERROR(
@@ -216,19 +236,22 @@ absl::Status CudaBackend::CausalAttention(const AttentionShape& s,
   CARE_RETURN_IF_ERROR(
       CheckShape("CausalAttention", "k", k, rows, s.kv_heads * s.head_dim));
   CARE_RETURN_IF_ERROR(
-      CheckShape("CausalAttention", "v", v, rows, s.kv_heads * s.head_dim));
+      CheckShape("CausalAttention", "v", v, rows, s.kv_heads * dv));
   CARE_RETURN_IF_ERROR(
-      CheckShape("CausalAttention", "out", *out, rows, s.heads * s.head_dim));
+      CheckShape("CausalAttention", "out", *out, rows, s.heads * dv));
   if (rows == 0) return absl::OkStatus();
+  const float scale = s.scale > 0
+                          ? static_cast<float>(s.scale)
+                          : 1.0f / std::sqrt(static_cast<float>(s.head_dim));
   CARE_RETURN_IF_ERROR(ctx_->Enter());
-  CARE_RETURN_IF_ERROR(
-      CheckLaunch(LaunchCausalAttention(q.data, k.data, v.data, out->data,
-                                        s.windows, s.seq_len, s.heads,
-                                        s.kv_heads, s.head_dim, ctx_->stream()),
-                  "CausalAttention", shape));
+  CARE_RETURN_IF_ERROR(CheckLaunch(
+      LaunchCausalAttention(q.data, k.data, v.data, out->data, s.windows,
+                            s.seq_len, s.heads, s.kv_heads, s.head_dim, dv,
+                            scale, ctx_->stream()),
+      "CausalAttention", shape));
   // q·kᵀ and p·v over the T(T+1)/2 visible pairs, 2 flop per multiply-add.
   const double pairs = 0.5 * static_cast<double>(s.seq_len) * (s.seq_len + 1);
-  ctx_->AddFlop(0, 4.0 * s.head_dim * pairs * s.heads * s.windows);
+  ctx_->AddFlop(0, 2.0 * (s.head_dim + dv) * pairs * s.heads * s.windows);
   return absl::OkStatus();
 }
 
@@ -273,6 +296,20 @@ absl::StatusOr<Routing> CudaBackend::RouteTopK(const Matrix& logits, int64_t k,
   CARE_RETURN_IF_ERROR(
       ctx_->Check(cudaStreamSynchronize(ctx_->stream()), "RouteTopK", shape));
   return r;
+}
+
+absl::StatusOr<Routing> CudaBackend::RouteGroupedTopK(const Matrix& logits,
+                                                      const Matrix& bias,
+                                                      const GroupedTopK& r) {
+  CARE_RETURN_IF_ERROR(
+      CheckShape("RouteGroupedTopK", "bias", bias, 1, logits.cols));
+  // The decisions are wanted on the host anyway: bring [T, E] fp32 scores
+  // over (T·E·4 bytes, small next to a layer's GEMMs) and apply the one
+  // host implementation of the rule, so both backends route identically.
+  std::vector<float> l(logits.size()), b(bias.size());
+  CARE_RETURN_IF_ERROR(Download(logits, l.data()));
+  CARE_RETURN_IF_ERROR(Download(bias, b.data()));
+  return GroupedTopKOnHost(l.data(), logits.rows, logits.cols, b.data(), r);
 }
 
 absl::StatusOr<std::shared_ptr<void>> CudaBackend::UploadIds(

@@ -34,6 +34,8 @@ class CudaBackend final : public Backend {
                                 int64_t cols) override;
   absl::Status Download(const Matrix& m, float* host) override;
   absl::Status Copy(const Matrix& src, Matrix* dst) override;
+  absl::Status CopyColumns(const Matrix& src, const ColumnBlocks& b,
+                           Matrix* dst) override;
   absl::Status SetZero(Matrix* m) override;
   absl::StatusOr<Weight> LoadWeight(const HostTensor& t) override;
   absl::Status Synchronize() override;
@@ -61,6 +63,9 @@ class CudaBackend final : public Backend {
 
   absl::StatusOr<Routing> RouteTopK(const Matrix& logits, int64_t k,
                                     bool renormalize) override;
+  absl::StatusOr<Routing> RouteGroupedTopK(const Matrix& logits,
+                                           const Matrix& bias,
+                                           const GroupedTopK& r) override;
   absl::Status GatherRows(const Matrix& x, const std::vector<int64_t>& rows,
                           Matrix* out) override;
   absl::Status ScatterRows(const Matrix& x, const std::vector<int64_t>& rows,

@@ -48,15 +48,17 @@ cudaError_t LaunchBf16ToF32(const Bf16Bits* x, float* y, int64_t n,
                             cudaStream_t stream);
 
 // Causal grouped-query attention, flash style (online softmax over key tiles
-// in fp32, no [T, T] score matrix). q, out: [windows * seq_len, heads *
-// head_dim]; k, v: [windows * seq_len, kv_heads * head_dim]; query head h
-// reads kv head h / (heads / kv_heads); scale 1/sqrt(head_dim).
-// head_dim <= kMaxAttentionHeadDim.
+// in fp32, no [T, T] score matrix). q: [windows * seq_len, heads *
+// head_dim]; k: [windows * seq_len, kv_heads * head_dim]; v: [.., kv_heads *
+// v_head_dim]; out: [.., heads * v_head_dim]; query head h reads kv head
+// h / (heads / kv_heads); scores are q·k · scale. head_dim and v_head_dim
+// <= kMaxAttentionHeadDim.
 inline constexpr int64_t kMaxAttentionHeadDim = 256;
 cudaError_t LaunchCausalAttention(const float* q, const float* k,
                                   const float* v, float* out, int64_t windows,
                                   int64_t seq_len, int64_t heads,
                                   int64_t kv_heads, int64_t head_dim,
+                                  int64_t v_head_dim, float scale,
                                   cudaStream_t stream);
 
 // Router: logits [tokens, experts] -> softmax (double) -> top k (higher

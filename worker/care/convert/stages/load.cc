@@ -110,6 +110,15 @@ absl::Status CheckOutputDir(const ConvertOptions& options,
         absl::StrCat("output directory ", options.output_dir,
                      " already exists (pass --overwrite to replace it)"));
   }
+  std::filesystem::path out_path =
+      std::filesystem::absolute(options.output_dir, fs_error);
+  if (!out_path.has_filename()) out_path = out_path.parent_path();  // "d/"
+  if (const std::filesystem::path parent = out_path.parent_path();
+      !std::filesystem::is_directory(parent, fs_error)) {
+    return absl::NotFoundError(
+        absl::StrCat("output directory ", options.output_dir, ": parent ",
+                     parent.string(), " does not exist"));
+  }
   if (out_exists &&
       std::filesystem::equivalent(options.output_dir, model_dir, fs_error)) {
     return absl::InvalidArgumentError(absl::StrCat(

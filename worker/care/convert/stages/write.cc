@@ -17,6 +17,8 @@ absl::Status Write(const ConvertOptions& options, const Inputs& in,
   wopt.overwrite = options.overwrite;
   wopt.dtype = options.output_dtype;
   wopt.report_json = ReportToJson(*report).dump(2);
+  wopt.temp_tag = options.staging_tag;
+  wopt.before_commit = options.before_publish;
   CARE_RETURN_IF_ERROR(WriteConvertedCheckpoint(
       in.weights(), in.config(), layers,
       ConvertedConfigJson(in.config(), layers, meta), options.output_dir, wopt,
