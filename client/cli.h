@@ -25,6 +25,7 @@ int RunCancel(const std::vector<std::string>& args);
 int RunEvents(const std::vector<std::string>& args);
 int RunHealth(const std::vector<std::string>& args);
 int RunWorkers(const std::vector<std::string>& args);
+int RunReport(const std::vector<std::string>& args);
 
 // Watches `job_id` until it is terminal; shared by `watch` and
 // `submit --wait`. Returns the exit code of the outcome.

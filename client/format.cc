@@ -6,6 +6,7 @@
 #include <map>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -32,111 +33,44 @@ absl::StatusOr<OutputFormat> ParseOutputFormat(absl::string_view text) {
       absl::StrCat("flag --output: expected table or json, got '", text, "'"));
 }
 
+namespace {
+
+// The table's word, or `unset` when the value has none.
+template <typename Enum, size_t N>
+std::string WordOr(const care::api::EnumWord<Enum> (&table)[N], Enum value,
+                   absl::string_view unset) {
+  absl::string_view word = care::api::WordOf(table, value);
+  return std::string(word.empty() ? unset : word);
+}
+
+}  // namespace
+
 std::string StateName(care::v1::JobState state) {
-  switch (state) {
-    case care::v1::JOB_STATE_QUEUED:
-      return "QUEUED";
-    case care::v1::JOB_STATE_RUNNING:
-      return "RUNNING";
-    case care::v1::JOB_STATE_CANCELLING:
-      return "CANCELLING";
-    case care::v1::JOB_STATE_SUCCEEDED:
-      return "SUCCEEDED";
-    case care::v1::JOB_STATE_FAILED:
-      return "FAILED";
-    case care::v1::JOB_STATE_CANCELLED:
-      return "CANCELLED";
-    default:
-      return "-";
-  }
+  return absl::AsciiStrToUpper(WordOr(care::api::kStateWords, state, "-"));
 }
 
 std::string MethodName(care::v1::Method method) {
-  switch (method) {
-    case care::v1::METHOD_CARE:
-      return "care";
-    case care::v1::METHOD_CARE_C:
-      return "care-c";
-    case care::v1::METHOD_ASVD:
-      return "asvd";
-    case care::v1::METHOD_SVD:
-      return "svd";
-    default:
-      return "care (default)";
-  }
+  return WordOr(care::api::kMethodWords, method, "care (default)");
 }
 
 std::string AllocationName(care::v1::RankAllocation allocation) {
-  switch (allocation) {
-    case care::v1::RANK_ALLOCATION_UNIFORM:
-      return "uniform";
-    case care::v1::RANK_ALLOCATION_ADJUSTED:
-      return "adjusted";
-    case care::v1::RANK_ALLOCATION_AUTO:
-      return "auto";
-    default:
-      return "uniform (default)";
-  }
+  return WordOr(care::api::kAllocationWords, allocation, "uniform (default)");
 }
 
 std::string DtypeName(care::v1::OutputDtype dtype) {
-  switch (dtype) {
-    case care::v1::OUTPUT_DTYPE_F32:
-      return "f32";
-    case care::v1::OUTPUT_DTYPE_F16:
-      return "f16";
-    case care::v1::OUTPUT_DTYPE_BF16:
-      return "bf16";
-    default:
-      return "same as source";
-  }
+  return WordOr(care::api::kDtypeWords, dtype, "same as source");
 }
 
 std::string DeviceName(care::v1::Device device) {
-  switch (device) {
-    case care::v1::DEVICE_CPU:
-      return "cpu";
-    case care::v1::DEVICE_CUDA:
-      return "cuda";
-    default:
-      return "any";
-  }
+  return WordOr(care::api::kDeviceWords, device, "any");
 }
 
 std::string ReasonName(care::v1::FailureReason reason) {
-  switch (reason) {
-    case care::v1::FAILURE_REASON_USER_INPUT:
-      return "user input";
-    case care::v1::FAILURE_REASON_INFRASTRUCTURE:
-      return "infrastructure";
-    case care::v1::FAILURE_REASON_INTERNAL:
-      return "internal";
-    default:
-      return "unspecified";
-  }
+  return WordOr(care::api::kReasonWords, reason, "unspecified");
 }
 
 std::string EventTypeName(care::v1::EventType type) {
-  switch (type) {
-    case care::v1::EVENT_TYPE_STATE_CHANGED:
-      return "state";
-    case care::v1::EVENT_TYPE_STAGE_CHANGED:
-      return "stage";
-    case care::v1::EVENT_TYPE_PROGRESS:
-      return "progress";
-    case care::v1::EVENT_TYPE_LAYER_DONE:
-      return "layer";
-    case care::v1::EVENT_TYPE_LEASE_EXPIRED:
-      return "lease-expired";
-    default:
-      return "-";
-  }
-}
-
-bool IsTerminal(care::v1::JobState state) {
-  return state == care::v1::JOB_STATE_SUCCEEDED ||
-         state == care::v1::JOB_STATE_FAILED ||
-         state == care::v1::JOB_STATE_CANCELLED;
+  return WordOr(care::api::kEventTypeWords, type, "-");
 }
 
 std::string FormatTimestamp(const google::protobuf::Timestamp& time) {
@@ -279,6 +213,20 @@ void AppendReport(const care::v1::Report& report, std::string& out) {
          absl::StrCat(MethodName(report.method()), ", ",
                       AllocationName(report.rank_allocation()),
                       " allocation, damping ", Num(report.damping())));
+  if (report.output_layout() == care::v1::OUTPUT_LAYOUT_DEEPSEEK_V3) {
+    kv.Add("layout", absl::StrCat("deepseek_v3: rope_dim ", report.rope_dim(),
+                                  ", freqfold ", report.freqfold(),
+                                  ", kv_lora_rank ", report.kv_lora_rank(),
+                                  " (", report.kv_width_per_layer_before(),
+                                  " -> ", report.kv_width_per_layer_after(),
+                                  " floats/token/layer)"));
+    kv.Add("partial rope only",
+           absl::StrCat("held-out NLL ", Num(report.partial_rope_heldout_nll()),
+                        report.has_partial_rope_ppl()
+                            ? absl::StrCat(", perplexity ",
+                                           Num(report.partial_rope_ppl()))
+                            : std::string()));
+  }
   std::vector<std::string> timings;
   for (const auto& t : report.timings()) {
     timings.push_back(
@@ -286,6 +234,10 @@ void AppendReport(const care::v1::Report& report, std::string& out) {
   }
   kv.Add("timings", absl::StrJoin(timings, ", "));
   kv.Add("written to", report.output_uri());
+  if (report.report_html_bytes() > 0) {
+    kv.Add("html report", absl::StrCat(report.report_html_bytes(),
+                                       " bytes stored (carectl report)"));
+  }
   out += "\nreport:\n";
   out += kv.Render();
   if (report.layers_size() > 0) {
@@ -334,7 +286,18 @@ std::string FormatJobTable(const Job& job) {
   }
   kv.Add("model", spec.model_uri());
   kv.Add("output", spec.output_uri());
-  kv.Add("budget", FormatBudget(spec.kv_budget()));
+  kv.Add("budget", spec.kv_lora_rank() > 0
+                       ? absl::StrCat("kv_lora_rank ", spec.kv_lora_rank())
+                       : FormatBudget(spec.kv_budget()));
+  if (spec.output_layout() == care::v1::OUTPUT_LAYOUT_DEEPSEEK_V3) {
+    auto or_auto = [](int32_t v) {
+      return v == 0 ? std::string("auto") : absl::StrCat(v);
+    };
+    kv.Add("layout",
+           absl::StrCat("deepseek_v3, rope_dim ", or_auto(spec.rope_dim()),
+                        ", freqfold ", or_auto(spec.freqfold()),
+                        spec.no_kv_balance() ? ", no K/V balance" : ""));
+  }
   kv.Add("method",
          absl::StrCat(MethodName(spec.method()), ", ",
                       AllocationName(spec.rank_allocation()), " allocation"));

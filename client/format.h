@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "api/names.h"
 #include "care/v1/conversion_service.pb.h"
 #include "care/v1/job.pb.h"
 #include "google/protobuf/message.h"
@@ -32,7 +33,8 @@ std::string DtypeName(care::v1::OutputDtype dtype);
 std::string DeviceName(care::v1::Device device);
 std::string ReasonName(care::v1::FailureReason reason);
 std::string EventTypeName(care::v1::EventType type);
-bool IsTerminal(care::v1::JobState state);
+// True for SUCCEEDED, FAILED and CANCELLED (api/names.h).
+using care::api::IsTerminal;
 
 // RFC 3339 in UTC with seconds ("2026-11-28T10:00:00Z"); "-" when unset.
 std::string FormatTimestamp(const google::protobuf::Timestamp& time);

@@ -38,7 +38,11 @@ const Subcommand kSubcommands[] = {
      "  --out PATH            output directory (must not exist)\n"
      "  --kv-save F | --rank R  KV budget: fraction saved in [0,1) or "
      "rank per matrix\n"
-     "  --method care|care-c|asvd|svd   --allocation uniform|adjusted|auto\n"
+     "  --method care|care-c|asvd|svd|pca   --allocation "
+     "uniform|adjusted|auto\n"
+     "  --layout latent|deepseek-v3  --rope-dim R|auto  --freqfold K|auto\n"
+     "  --kv-lora-rank N (deepseek-v3, instead of a budget)  "
+     "--no-kv-balance\n"
      "  --calib URI  --calib-samples N  --calib-seq-len N  --seed N\n"
      "  --calib-text-field F  --sequential\n"
      "  --eval URI  --eval-seq-len N  --eval-windows N  --eval-text-field F"
@@ -78,6 +82,12 @@ const Subcommand kSubcommands[] = {
      "  --connected  only workers seen within the server's\n"
      "               --worker-seen-seconds\n",
      care::client::RunWorkers},
+    {"report", "fetch a succeeded job's report (HTML page, JSON)",
+     "usage: carectl report JOB_ID [--html FILE] [--json]\n"
+     "  --html FILE  write the self-contained HTML report to FILE (- for\n"
+     "               stdout); default JOB_ID.html unless --json is given\n"
+     "  --json       print the report JSON (care_report.json) to stdout\n",
+     care::client::RunReport},
 };
 
 void PrintHelp(std::ostream& out) {

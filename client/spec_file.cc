@@ -6,7 +6,6 @@
 #include <cmath>
 #include <cstdint>
 #include <exception>
-#include <fstream>
 #include <limits>
 #include <set>
 #include <sstream>
@@ -18,6 +17,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "care/util/annotate.h"
+#include "care/util/file.h"
 #include "care/util/status_macros.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/util/json_util.h"
@@ -516,15 +517,9 @@ absl::StatusOr<care::v1::JobSpec> ParseSpecText(absl::string_view text,
 }
 
 absl::StatusOr<care::v1::JobSpec> ReadSpecFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return absl::NotFoundError(
-        absl::StrCat("spec file '", path, "' cannot be read"));
-  }
-  std::stringstream text;
-  text << in.rdbuf();
-  const std::string body = text.str();
-  return ParseSpecText(body, DetectSpecFormat(path, body), path);
+  absl::StatusOr<std::string> body = ReadFileToString(path);
+  if (!body.ok()) return Annotate(body.status(), "spec file");
+  return ParseSpecText(*body, DetectSpecFormat(path, *body), path);
 }
 
 }  // namespace care::client

@@ -9,6 +9,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "api/names.h"
 #include "care/util/status_macros.h"
 
 namespace care::client {
@@ -20,13 +21,14 @@ const std::set<std::string>& SpecFlagNames() {
       "calib-samples", "calib-seq-len", "seed",         "calib-text-field",
       "eval",          "eval-seq-len",  "eval-windows", "eval-text-field",
       "damping",       "dtype",         "priority",     "request-id",
-      "device",        "max-attempts"};
+      "device",        "max-attempts",  "layout",       "rope-dim",
+      "freqfold",      "kv-lora-rank"};
   return *names;
 }
 
 const std::set<std::string>& SpecBoolFlagNames() {
   static const auto* names =
-      new std::set<std::string>{"sequential", "eval-bos"};
+      new std::set<std::string>{"sequential", "eval-bos", "no-kv-balance"};
   return *names;
 }
 
@@ -70,19 +72,26 @@ absl::StatusOr<std::pair<std::string, std::string>> ParseLabel(
 
 namespace {
 
-template <typename Enum>
+// `text` (any case) looked up in the API's word table (api/names.h), plus
+// `extra` words only carectl accepts; the error lists every word.
+template <typename Enum, size_t N>
 absl::StatusOr<Enum> Lookup(
     absl::string_view text, absl::string_view flag,
-    const std::vector<std::pair<const char*, Enum>>& table) {
-  std::string lower = absl::AsciiStrToLower(text);
-  std::vector<std::string> names;
-  for (const auto& [name, value] : table) {
-    if (lower == name) return value;
-    names.push_back(name);
+    const care::api::EnumWord<Enum> (&table)[N],
+    std::initializer_list<care::api::EnumWord<Enum>> extra = {}) {
+  const std::string lower = absl::AsciiStrToLower(text);
+  std::vector<std::string> words;
+  for (const care::api::EnumWord<Enum>& e : extra) {
+    if (lower == e.word) return e.value;
+    words.emplace_back(e.word);
+  }
+  for (const care::api::EnumWord<Enum>& e : table) {
+    if (lower == e.word) return e.value;
+    words.emplace_back(e.word);
   }
   return absl::InvalidArgumentError(
       absl::StrCat("flag --", flag, ": expected one of ",
-                   absl::StrJoin(names, ", "), "; got '", text, "'"));
+                   absl::StrJoin(words, ", "), "; got '", text, "'"));
 }
 
 // Local paths are resolved here: the server needs absolute ones, and a
@@ -99,49 +108,31 @@ std::string AbsoluteIfLocal(const std::string& uri) {
 }  // namespace
 
 absl::StatusOr<care::v1::Method> ParseMethod(absl::string_view text) {
-  return Lookup<care::v1::Method>(text, "method",
-                                  {{"care", care::v1::METHOD_CARE},
-                                   {"care-c", care::v1::METHOD_CARE_C},
-                                   {"asvd", care::v1::METHOD_ASVD},
-                                   {"svd", care::v1::METHOD_SVD}});
+  return Lookup(text, "method", care::api::kMethodWords);
+}
+
+absl::StatusOr<care::v1::OutputLayout> ParseLayout(absl::string_view text) {
+  return Lookup(text, "layout", care::api::kLayoutWords);
 }
 
 absl::StatusOr<care::v1::RankAllocation> ParseAllocation(
     absl::string_view text) {
-  return Lookup<care::v1::RankAllocation>(
-      text, "allocation",
-      {{"uniform", care::v1::RANK_ALLOCATION_UNIFORM},
-       {"adjusted", care::v1::RANK_ALLOCATION_ADJUSTED},
-       {"auto", care::v1::RANK_ALLOCATION_AUTO}});
+  return Lookup(text, "allocation", care::api::kAllocationWords);
 }
 
 absl::StatusOr<care::v1::OutputDtype> ParseDtype(absl::string_view text) {
-  return Lookup<care::v1::OutputDtype>(
-      text, "dtype",
-      {{"same", care::v1::OUTPUT_DTYPE_UNSPECIFIED},
-       {"f32", care::v1::OUTPUT_DTYPE_F32},
-       {"f16", care::v1::OUTPUT_DTYPE_F16},
-       {"bf16", care::v1::OUTPUT_DTYPE_BF16}});
+  return Lookup(text, "dtype", care::api::kDtypeWords,
+                {{care::v1::OUTPUT_DTYPE_UNSPECIFIED, "same"}});
 }
 
 absl::StatusOr<care::v1::Device> ParseDevice(absl::string_view text) {
-  return Lookup<care::v1::Device>(text, "device",
-                                  {{"any", care::v1::DEVICE_ANY},
-                                   {"cpu", care::v1::DEVICE_CPU},
-                                   {"cuda", care::v1::DEVICE_CUDA}});
+  return Lookup(text, "device", care::api::kDeviceWords);
 }
 
 absl::StatusOr<care::v1::JobState> ParseState(absl::string_view text) {
   std::string lower = absl::AsciiStrToLower(text);
   if (absl::StartsWith(lower, "job_state_")) lower = lower.substr(10);
-  return Lookup<care::v1::JobState>(
-      lower, "state",
-      {{"queued", care::v1::JOB_STATE_QUEUED},
-       {"running", care::v1::JOB_STATE_RUNNING},
-       {"cancelling", care::v1::JOB_STATE_CANCELLING},
-       {"succeeded", care::v1::JOB_STATE_SUCCEEDED},
-       {"failed", care::v1::JOB_STATE_FAILED},
-       {"cancelled", care::v1::JOB_STATE_CANCELLED}});
+  return Lookup(lower, "state", care::api::kStateWords);
 }
 
 void ExpandShortFlags(std::vector<std::string>& args) {
@@ -191,6 +182,11 @@ absl::StatusOr<care::v1::JobSpec> SpecFromFlags(
     CARE_ASSIGN_OR_RETURN(auto device, ParseDevice(*v));
     spec.set_device(device);
   }
+  if (auto v = flags.String("layout")) {
+    CARE_ASSIGN_OR_RETURN(auto layout, ParseLayout(*v));
+    spec.set_output_layout(layout);
+  }
+  if (flags.Bool("no-kv-balance")) spec.set_no_kv_balance(true);
 
   // Integer flags whose range ValidateJobSpec checks; here only int32 fit.
   auto int32_flag = [&](const char* name, auto setter) -> absl::Status {
@@ -233,6 +229,16 @@ absl::StatusOr<care::v1::JobSpec> SpecFromFlags(
     CARE_ASSIGN_OR_RETURN(double damping, flags.DoubleOr("damping", 0));
     spec.set_damping(damping);
   }
+  // "auto" is the unset 0 of rope_dim and freqfold.
+  for (const char* name : {"rope-dim", "freqfold"}) {
+    if (flags.String(name) == "auto") continue;
+    CARE_RETURN_IF_ERROR(int32_flag(name, [&](int32_t v) {
+      std::string(name) == "rope-dim" ? spec.set_rope_dim(v)
+                                      : spec.set_freqfold(v);
+    }));
+  }
+  CARE_RETURN_IF_ERROR(
+      int32_flag("kv-lora-rank", [&](int32_t v) { spec.set_kv_lora_rank(v); }));
   CARE_RETURN_IF_ERROR(
       int32_flag("priority", [&](int32_t v) { spec.set_priority(v); }));
   CARE_RETURN_IF_ERROR(

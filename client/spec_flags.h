@@ -35,6 +35,8 @@ absl::StatusOr<care::v1::RankAllocation> ParseAllocation(
     absl::string_view text);
 absl::StatusOr<care::v1::OutputDtype> ParseDtype(absl::string_view text);
 absl::StatusOr<care::v1::Device> ParseDevice(absl::string_view text);
+// "latent", "deepseek-v3" (or deepseek_v3).
+absl::StatusOr<care::v1::OutputLayout> ParseLayout(absl::string_view text);
 // "queued", "RUNNING", "job_state_failed" ... (case-insensitive).
 absl::StatusOr<care::v1::JobState> ParseState(absl::string_view text);
 

@@ -13,6 +13,7 @@ build_pkgs=(
   libyaml-cpp-dev libssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-yaml python3-numpy prometheus
+  chromium fonts-dejavu-core  # tests: the HTML report in a real browser
 )
 
 missing=()

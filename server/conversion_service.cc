@@ -205,4 +205,21 @@ grpc::Status ConversionServiceImpl::ListWorkers(
       });
 }
 
+grpc::Status ConversionServiceImpl::GetJobReport(
+    grpc::ServerContext* ctx, const v1::GetJobReportRequest* req,
+    v1::JobReport* resp) {
+  return RunRpc(
+      deps_, "GetJobReport", Role::kClient, ctx, [&]() -> absl::Status {
+        CARE_RETURN_IF_ERROR(RequireJobId(req->job_id()));
+        CARE_ASSIGN_OR_RETURN(
+            JobReportFiles files,
+            deps_.store->GetJobReport(req->job_id(), req->json_only()));
+        resp->set_job_id(req->job_id());
+        resp->set_attempt(files.attempt);
+        resp->set_report_json(std::move(files.json));
+        resp->set_report_html(std::move(files.html));
+        return absl::OkStatus();
+      });
+}
+
 }  // namespace care::server

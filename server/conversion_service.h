@@ -32,6 +32,9 @@ class ConversionServiceImpl final : public v1::ConversionService::Service {
   grpc::Status ListWorkers(grpc::ServerContext* ctx,
                            const v1::ListWorkersRequest* req,
                            v1::ListWorkersResponse* resp) override;
+  grpc::Status GetJobReport(grpc::ServerContext* ctx,
+                            const v1::GetJobReportRequest* req,
+                            v1::JobReport* resp) override;
 
  private:
   absl::Status Watch(grpc::ServerContext* ctx, const v1::WatchJobRequest& req,

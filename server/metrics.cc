@@ -144,6 +144,12 @@ Metrics::Metrics(CountsFn counts)
                     .Name("care_jobs_finished_total")
                     .Help("Jobs that reached a terminal state, by outcome")
                     .Register(*registry_)),
+      finished_by_layout_(
+          BuildCounter()
+              .Name("care_jobs_finished_by_layout_total")
+              .Help("Jobs that reached a terminal state, by output layout "
+                    "(latent, deepseek_v3) and outcome")
+              .Register(*registry_)),
       failed_(BuildCounter()
                   .Name("care_jobs_failed_total")
                   .Help("FAILED jobs by failure reason")
@@ -210,6 +216,13 @@ void Metrics::JobSubmitted() { submitted_.Add({}).Increment(); }
 void Metrics::JobFinished(const v1::Job& job) {
   const std::string outcome = Outcome(job.state());
   finished_.Add({{"outcome", outcome}}).Increment();
+  finished_by_layout_
+      .Add({{"layout",
+             job.spec().output_layout() == v1::OUTPUT_LAYOUT_DEEPSEEK_V3
+                 ? "deepseek_v3"
+                 : "latent"},
+            {"outcome", outcome}})
+      .Increment();
   if (job.state() == v1::JOB_STATE_FAILED) {
     failed_
         .Add({{"reason", Lower(v1::FailureReason_Name(job.failure().reason()),

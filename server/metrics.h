@@ -55,6 +55,7 @@ class Metrics {
   std::shared_ptr<StateGauges> gauges_;
   prometheus::Family<prometheus::Counter>& submitted_;
   prometheus::Family<prometheus::Counter>& finished_;
+  prometheus::Family<prometheus::Counter>& finished_by_layout_;
   prometheus::Family<prometheus::Counter>& failed_;
   prometheus::Family<prometheus::Counter>& leases_;
   prometheus::Family<prometheus::Counter>& leases_by_device_;

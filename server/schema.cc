@@ -79,6 +79,18 @@ ALTER TABLE workers ADD COLUMN device_ordinal INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE workers ADD COLUMN device_name TEXT NOT NULL DEFAULT '';
 CREATE INDEX workers_seen ON workers(device, last_seen_us);
 )sql",
+      // 3: the full report of a succeeded job (issue 20), as its worker
+      // sent it with CompleteJob: care_report.json and care_report.html.
+      // A separate table keeps the jobs rows small for listing.
+      R"sql(
+CREATE TABLE job_reports (
+  job_id TEXT PRIMARY KEY NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+  attempt INTEGER NOT NULL,
+  json BLOB NOT NULL,
+  html BLOB NOT NULL,
+  create_us INTEGER NOT NULL
+);
+)sql",
   };
   return kMigrations;
 }

@@ -24,22 +24,9 @@ using internal::LoadJob;
 using internal::StateName;
 using internal::ToMicros;
 
-bool IsTerminal(v1::JobState state) {
-  return state == v1::JOB_STATE_SUCCEEDED || state == v1::JOB_STATE_FAILED ||
-         state == v1::JOB_STATE_CANCELLED;
-}
-
 std::string DeviceLabel(v1::Device device) {
-  switch (device) {
-    case v1::DEVICE_ANY:
-      return "any";
-    case v1::DEVICE_CPU:
-      return "cpu";
-    case v1::DEVICE_CUDA:
-      return "cuda";
-    default:
-      return "unspecified";
-  }
+  absl::string_view word = api::WordOf(api::kDeviceWords, device);
+  return std::string(word.empty() ? "unspecified" : word);
 }
 
 std::string DefaultDeviceName(v1::Device kind, int ordinal) {

@@ -19,6 +19,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "api/names.h"
 #include "care/v1/conversion_service.pb.h"
 #include "care/v1/job.pb.h"
 #include "server/clock.h"
@@ -114,8 +115,15 @@ struct StateCounts {
   std::map<std::string, int64_t> workers_by_device;
 };
 
-// True for SUCCEEDED, FAILED and CANCELLED.
-bool IsTerminal(v1::JobState state);
+// A succeeded job's full report as its worker wrote it (GetJobReport).
+struct JobReportFiles {
+  std::string json;  // care_report.json
+  std::string html;  // care_report.html
+  int attempt = 0;   // the attempt that wrote it
+};
+
+// True for SUCCEEDED, FAILED and CANCELLED (api/names.h).
+using api::IsTerminal;
 
 class Store {
  public:
@@ -159,9 +167,16 @@ class Store {
       const v1::Progress* progress, const std::vector<v1::LayerReport>& layers);
   // RUNNING/CANCELLING -> SUCCEEDED with the report, or CANCELLING ->
   // CANCELLED when `cancelled`.
+  // `files` (may be null), when succeeding, is stored in the same
+  // transaction for GetJobReport.
   absl::StatusOr<v1::Job> Complete(absl::string_view worker_id,
                                    absl::string_view job_id, int attempt,
-                                   const v1::Report& report, bool cancelled);
+                                   const v1::Report& report, bool cancelled,
+                                   const JobReportFiles* files = nullptr);
+  // The stored report of a SUCCEEDED job: NOT_FOUND for an unknown job or
+  // none stored, FAILED_PRECONDITION for a job that has not succeeded.
+  absl::StatusOr<JobReportFiles> GetJobReport(absl::string_view job_id,
+                                              bool json_only);
   // -> QUEUED when retryable, RUNNING and attempts remain; else -> FAILED.
   absl::StatusOr<FailResult> Fail(absl::string_view worker_id,
                                   absl::string_view job_id, int attempt,

@@ -13,6 +13,7 @@
 #include "absl/time/time.h"
 #include "care/v1/job.pb.h"
 #include "server/db.h"
+#include "server/store.h"
 
 namespace care::server::internal {
 
@@ -56,6 +57,11 @@ absl::Status AppendEvent(Connection& conn, absl::string_view job_id,
 absl::Status ExpectOneChange(Connection& conn, absl::string_view what);
 
 std::string StateName(v1::JobState state);
+
+// Inserts or replaces the job's stored report (store_report.cc); call inside
+// the transaction that completes the job.
+absl::Status PutJobReport(Connection& conn, absl::string_view job_id,
+                          const JobReportFiles& files, int64_t now_us);
 
 }  // namespace care::server::internal
 

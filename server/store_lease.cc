@@ -238,7 +238,8 @@ absl::StatusOr<HeartbeatResult> Store::Heartbeat(
 absl::StatusOr<v1::Job> Store::Complete(absl::string_view worker_id,
                                         absl::string_view job_id, int attempt,
                                         const v1::Report& report,
-                                        bool cancelled) {
+                                        bool cancelled,
+                                        const JobReportFiles* files) {
   std::lock_guard<std::mutex> lock(writer_mu_);
   Connection& db = *writer_;
   const int64_t now = ToMicros(clock_->Now());
@@ -269,6 +270,9 @@ absl::StatusOr<v1::Job> Store::Complete(absl::string_view worker_id,
       .Bind(6, int64_t{attempt});
   CARE_RETURN_IF_ERROR(update.Run());
   CARE_RETURN_IF_ERROR(ExpectOneChange(db, "complete"));
+  if (!cancelled && files != nullptr) {
+    CARE_RETURN_IF_ERROR(internal::PutJobReport(db, job_id, *files, now));
+  }
   EventInit event;
   event.type = v1::EVENT_TYPE_STATE_CHANGED;
   event.state = next;

@@ -1,10 +1,13 @@
 #include "server/worker_service.h"
 
 #include <algorithm>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "api/report_limits.h"
 #include "care/util/status_macros.h"
 
 namespace care::server {
@@ -26,6 +29,26 @@ absl::Status CheckIds(const std::string& worker_id, const std::string& job_id,
         absl::StrCat("attempt: must be >= 1, got ", attempt));
   }
   return absl::OkStatus();
+}
+
+// The report files sent with a successful CompleteJob, within the size
+// limit (api/report_limits.h); nullopt when none were sent.
+absl::StatusOr<std::optional<JobReportFiles>> ReportFiles(
+    const v1::CompleteJobRequest& req) {
+  for (const auto& [name, bytes] : {std::pair<const char*, const std::string*>{
+                                        "report_json", &req.report_json()},
+                                    {"report_html", &req.report_html()}}) {
+    if (bytes->size() > care::api::kMaxReportFileBytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(name, ": ", bytes->size(), " bytes, over the limit of ",
+                       care::api::kMaxReportFileBytes));
+    }
+  }
+  if (req.cancelled() ||
+      (req.report_json().empty() && req.report_html().empty())) {
+    return std::nullopt;
+  }
+  return JobReportFiles{req.report_json(), req.report_html(), req.attempt()};
 }
 
 }  // namespace
@@ -158,10 +181,19 @@ grpc::Status WorkerServiceImpl::CompleteJob(grpc::ServerContext* ctx,
       deps_, "CompleteJob", Role::kWorker, ctx, [&]() -> absl::Status {
         CARE_RETURN_IF_ERROR(
             CheckIds(req->worker_id(), req->job_id(), req->attempt()));
+        CARE_ASSIGN_OR_RETURN(std::optional<JobReportFiles> files,
+                              ReportFiles(*req));
+        v1::Report report = req->report();
+        // Output only: what this server stores, whatever the worker said.
+        report.set_report_json_bytes(
+            files ? static_cast<int64_t>(files->json.size()) : 0);
+        report.set_report_html_bytes(
+            files ? static_cast<int64_t>(files->html.size()) : 0);
         CARE_ASSIGN_OR_RETURN(
-            v1::Job job, deps_.store->Complete(req->worker_id(), req->job_id(),
-                                               req->attempt(), req->report(),
-                                               req->cancelled()));
+            v1::Job job,
+            deps_.store->Complete(req->worker_id(), req->job_id(),
+                                  req->attempt(), report, req->cancelled(),
+                                  files ? &*files : nullptr));
         deps_.metrics->JobFinished(job);
         Log(LogLevel::kInfo, "job finished",
             {{"job", job.id()},

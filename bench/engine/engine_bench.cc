@@ -107,8 +107,8 @@ absl::Status Run(const std::vector<std::string>& args) {
   const int64_t tokens = ev.inputs.tokens();
   const int64_t T = ev.inputs.seq_len;
 
-  double t_embed = 0, t_layers = 0, cpu_layers = 0, t_head = 0, total = 0,
-         cpu_total = 0;
+  double t_embed = 0, t_layers = 0, cpu_layers = 0, t_head = 0, cpu_head = 0,
+         total = 0, cpu_total = 0;
   care::engine::NllSum nll;
   options.threads = n_threads;
   std::vector<std::pair<double, double>> pass_layers;  // (wall, CPU) s
@@ -124,8 +124,10 @@ absl::Status Run(const std::vector<std::string>& args) {
     t_layers = Seconds(t1);
     cpu_layers = CpuSeconds() - cpu1;
     const auto t2 = Clock::now();
+    const double cpu2 = CpuSeconds();
     CARE_ASSIGN_OR_RETURN(nll, fwd->ScoreTargets(ev.targets));
     t_head = Seconds(t2);
+    cpu_head = CpuSeconds() - cpu2;
     total = Seconds(t0);
     cpu_total = CpuSeconds() - cpu0;
     pass_layers.emplace_back(t_layers, cpu_layers);
@@ -177,6 +179,15 @@ absl::Status Run(const std::vector<std::string>& args) {
       100 * (layer_flops + head_flops) / cpu_total / 1e9 / cpu_ceiling,
       cpu_ceiling, cpu_total, nll.mean(), static_cast<long long>(nll.count),
       peak_rss);
+  // The head: final norm, lm_head GEMM in vocabulary chunks (BF16 rows
+  // converted per chunk) and the log-softmax; FLOPs of the GEMM only.
+  std::printf(
+      "  head + log-softmax: %.2f s wall (%.1f GFLOP/s, %.0f%% of ceiling), "
+      "%.2f CPU-s (%.1f GFLOP per CPU-s, %.0f%% of the GEMM)\n",
+      t_head, head_flops / t_head / 1e9,
+      100 * head_flops / t_head / 1e9 / ceiling, cpu_head,
+      head_flops / cpu_head / 1e9,
+      100 * head_flops / cpu_head / 1e9 / cpu_ceiling);
   for (size_t p = 0; p < pass_layers.size(); ++p) {
     std::printf(
         "  pass %zu: layers %.2f s wall, %.2f CPU-s, %.1f GFLOP per CPU-s = "

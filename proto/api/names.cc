@@ -2,21 +2,9 @@
 
 namespace care::api {
 
-absl::string_view StageWord(care::v1::Stage stage) {
-  switch (stage) {
-    case care::v1::STAGE_LOADING:
-      return "loading";
-    case care::v1::STAGE_CALIBRATING:
-      return "calibrating";
-    case care::v1::STAGE_DECOMPOSING:
-      return "decomposing";
-    case care::v1::STAGE_EVALUATING:
-      return "evaluating";
-    case care::v1::STAGE_WRITING:
-      return "writing";
-    default:
-      return "";
-  }
+bool IsTerminal(v1::JobState state) {
+  return state == v1::JOB_STATE_SUCCEEDED || state == v1::JOB_STATE_FAILED ||
+         state == v1::JOB_STATE_CANCELLED;
 }
 
 }  // namespace care::api

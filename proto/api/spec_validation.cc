@@ -59,7 +59,18 @@ bool IsLabelKey(const std::string& key) {
   return true;
 }
 
+bool DeepseekV3(const JobSpec& spec) {
+  return spec.output_layout() == care::v1::OUTPUT_LAYOUT_DEEPSEEK_V3;
+}
+
 absl::Status ValidateBudget(const JobSpec& spec) {
+  if (spec.kv_lora_rank() != 0 && DeepseekV3(spec)) {
+    if (spec.has_kv_budget()) {
+      return Invalid("kv_budget",
+                     "must be unset when kv_lora_rank gives the latent width");
+    }
+    return absl::OkStatus();
+  }
   if (!spec.has_kv_budget()) return Invalid("kv_budget", "required");
   const auto& b = spec.kv_budget();
   switch (b.budget_case()) {
@@ -92,6 +103,10 @@ absl::Status ValidateEnums(const JobSpec& spec) {
     return Invalid("output_dtype",
                    absl::StrCat("unknown value ", spec.output_dtype()));
   }
+  if (!care::v1::OutputLayout_IsValid(spec.output_layout())) {
+    return Invalid("output_layout",
+                   absl::StrCat("unknown value ", spec.output_layout()));
+  }
   if (!care::v1::Device_IsValid(spec.device())) {
     return Invalid("device",
                    absl::StrCat("unknown value ", spec.device(),
@@ -101,9 +116,58 @@ absl::Status ValidateEnums(const JobSpec& spec) {
   return absl::OkStatus();
 }
 
+// The DeepSeek-V3 layout's fields (rope_dim, freqfold, kv_lora_rank,
+// no_kv_balance): one rule per field, each naming it.
+absl::Status ValidateRopeDim(const JobSpec& spec) {
+  if (spec.rope_dim() == 0) return absl::OkStatus();
+  if (!DeepseekV3(spec)) {
+    return Invalid("rope_dim", "applies to OUTPUT_LAYOUT_DEEPSEEK_V3 only");
+  }
+  if (spec.rope_dim() % 2 != 0) {
+    return Invalid("rope_dim",
+                   absl::StrCat("must be even, got ", spec.rope_dim()));
+  }
+  return CheckRange("rope_dim", spec.rope_dim(), 2, 1024);
+}
+
+absl::Status ValidateFreqfold(const JobSpec& spec) {
+  if (spec.freqfold() == 0) return absl::OkStatus();
+  if (!DeepseekV3(spec)) {
+    return Invalid("freqfold", "applies to OUTPUT_LAYOUT_DEEPSEEK_V3 only");
+  }
+  return CheckRange("freqfold", spec.freqfold(), 1, 64);
+}
+
+absl::Status ValidateKvLoraRank(const JobSpec& spec) {
+  if (spec.kv_lora_rank() == 0) return absl::OkStatus();
+  if (!DeepseekV3(spec)) {
+    return Invalid("kv_lora_rank", "applies to OUTPUT_LAYOUT_DEEPSEEK_V3 only");
+  }
+  return CheckRange("kv_lora_rank", spec.kv_lora_rank(), 1, 65536);
+}
+
+absl::Status ValidateNoKvBalance(const JobSpec& spec) {
+  if (spec.no_kv_balance() && !DeepseekV3(spec)) {
+    return Invalid("no_kv_balance",
+                   "applies to OUTPUT_LAYOUT_DEEPSEEK_V3 only");
+  }
+  return absl::OkStatus();
+}
+
+// kv_a_layernorm's linear regime scales the latent far below f16's range.
+absl::Status ValidateLayoutDtype(const JobSpec& spec) {
+  if (DeepseekV3(spec) && spec.output_dtype() == care::v1::OUTPUT_DTYPE_F16) {
+    return Invalid("output_dtype",
+                   "OUTPUT_DTYPE_F16 cannot hold OUTPUT_LAYOUT_DEEPSEEK_V3 "
+                   "(the scaled latent underflows); use BF16 or F32");
+  }
+  return absl::OkStatus();
+}
+
 bool NeedsCalibration(const JobSpec& spec) {
   return spec.method() != care::v1::METHOD_SVD ||
-         spec.rank_allocation() == care::v1::RANK_ALLOCATION_AUTO;
+         spec.rank_allocation() == care::v1::RANK_ALLOCATION_AUTO ||
+         DeepseekV3(spec);
 }
 
 absl::Status ValidateCalibration(const JobSpec& spec) {
@@ -112,7 +176,7 @@ absl::Status ValidateCalibration(const JobSpec& spec) {
     if (NeedsCalibration(spec)) {
       return Invalid("calibration.dataset_uri",
                      "required unless method is METHOD_SVD with a non-auto "
-                     "rank allocation");
+                     "rank allocation and the latent layout");
     }
     return absl::OkStatus();
   }
@@ -256,7 +320,9 @@ absl::Status ValidateJobSpec(const JobSpec& spec) {
           return CheckUri("output_uri", s.output_uri(), false);
         },
         &ValidateBudget, &ValidateEnums, &ValidateCalibration,
-        &ValidateEvaluation, &ValidateTasks, &ValidateLabels,
+        &ValidateEvaluation, &ValidateTasks, &ValidateLabels, &ValidateRopeDim,
+        &ValidateFreqfold, &ValidateKvLoraRank, &ValidateNoKvBalance,
+        &ValidateLayoutDtype,
         +[](const JobSpec& s) { return ValidateRequestId(s.request_id()); }}) {
     absl::Status s = check(spec);
     if (!s.ok()) return s;
@@ -273,10 +339,13 @@ absl::Status ValidateJobSpec(const JobSpec& spec) {
 
 void ApplyJobSpecDefaults(JobSpec& spec) {
   if (spec.method() == care::v1::METHOD_UNSPECIFIED) {
-    spec.set_method(care::v1::METHOD_CARE);
+    spec.set_method(kDefaultMethod);
   }
   if (spec.rank_allocation() == care::v1::RANK_ALLOCATION_UNSPECIFIED) {
-    spec.set_rank_allocation(care::v1::RANK_ALLOCATION_UNIFORM);
+    spec.set_rank_allocation(kDefaultAllocation);
+  }
+  if (spec.output_layout() == care::v1::OUTPUT_LAYOUT_UNSPECIFIED) {
+    spec.set_output_layout(care::v1::OUTPUT_LAYOUT_LATENT);
   }
   if (spec.device() == care::v1::DEVICE_UNSPECIFIED) {
     spec.set_device(care::v1::DEVICE_ANY);

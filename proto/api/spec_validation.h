@@ -16,6 +16,9 @@ inline constexpr int kDefaultEvaluationWindowLength = 2048;
 inline constexpr double kDefaultDamping = 0.01;
 inline constexpr int kDefaultMaxAttempts = 3;
 inline constexpr char kDefaultTextField[] = "text";
+inline constexpr care::v1::Method kDefaultMethod = care::v1::METHOD_CARE;
+inline constexpr care::v1::RankAllocation kDefaultAllocation =
+    care::v1::RANK_ALLOCATION_UNIFORM;
 
 // Returns OK, or InvalidArgument whose message starts with the offending
 // field's path (e.g. "calibration.samples: must be in [1, 1048576], got 0").

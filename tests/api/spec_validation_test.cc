@@ -22,6 +22,10 @@ JobSpec ValidSpec() {
   return spec;
 }
 
+void SetDeepseekV3(JobSpec& s) {
+  s.set_output_layout(care::v1::OUTPUT_LAYOUT_DEEPSEEK_V3);
+}
+
 struct Case {
   std::string name;
   std::function<void(JobSpec&)> mutate;
@@ -298,6 +302,89 @@ const Case kCases[] = {
      "max_attempts"},
     {"max_attempts_negative", [](JobSpec& s) { s.set_max_attempts(-1); },
      "max_attempts"},
+    // DeepSeek-V3 output layout (issue 17).
+    {"method_pca", [](JobSpec& s) { s.set_method(care::v1::METHOD_PCA); }, ""},
+    {"layout_unknown",
+     [](JobSpec& s) {
+       s.set_output_layout(static_cast<care::v1::OutputLayout>(9));
+     },
+     "output_layout"},
+    {"layout_deepseek_v3", [](JobSpec& s) { SetDeepseekV3(s); }, ""},
+    {"rope_dim_latent", [](JobSpec& s) { s.set_rope_dim(8); }, "rope_dim"},
+    {"rope_dim_odd",
+     [](JobSpec& s) {
+       SetDeepseekV3(s);
+       s.set_rope_dim(7);
+     },
+     "rope_dim"},
+    {"rope_dim_negative",
+     [](JobSpec& s) {
+       SetDeepseekV3(s);
+       s.set_rope_dim(-2);
+     },
+     "rope_dim"},
+    {"rope_dim_ok",
+     [](JobSpec& s) {
+       SetDeepseekV3(s);
+       s.set_rope_dim(64);
+     },
+     ""},
+    {"freqfold_latent", [](JobSpec& s) { s.set_freqfold(2); }, "freqfold"},
+    {"freqfold_huge",
+     [](JobSpec& s) {
+       SetDeepseekV3(s);
+       s.set_freqfold(65);
+     },
+     "freqfold"},
+    {"freqfold_ok",
+     [](JobSpec& s) {
+       SetDeepseekV3(s);
+       s.set_freqfold(4);
+     },
+     ""},
+    {"kv_lora_rank_latent", [](JobSpec& s) { s.set_kv_lora_rank(512); },
+     "kv_lora_rank"},
+    {"kv_lora_rank_with_budget",
+     [](JobSpec& s) {
+       SetDeepseekV3(s);
+       s.set_kv_lora_rank(512);
+     },
+     "kv_budget"},
+    {"kv_lora_rank_instead_of_budget",
+     [](JobSpec& s) {
+       SetDeepseekV3(s);
+       s.clear_kv_budget();
+       s.set_kv_lora_rank(512);
+     },
+     ""},
+    {"kv_lora_rank_negative",
+     [](JobSpec& s) {
+       SetDeepseekV3(s);
+       s.clear_kv_budget();
+       s.set_kv_lora_rank(-1);
+     },
+     "kv_lora_rank"},
+    {"no_kv_balance_latent", [](JobSpec& s) { s.set_no_kv_balance(true); },
+     "no_kv_balance"},
+    {"deepseek_v3_f16",
+     [](JobSpec& s) {
+       SetDeepseekV3(s);
+       s.set_output_dtype(care::v1::OUTPUT_DTYPE_F16);
+     },
+     "output_dtype"},
+    {"deepseek_v3_bf16",
+     [](JobSpec& s) {
+       SetDeepseekV3(s);
+       s.set_output_dtype(care::v1::OUTPUT_DTYPE_BF16);
+     },
+     ""},
+    {"deepseek_v3_svd_needs_calibration",
+     [](JobSpec& s) {
+       SetDeepseekV3(s);
+       s.set_method(care::v1::METHOD_SVD);
+       s.clear_calibration();
+     },
+     "calibration.dataset_uri"},
 };
 
 INSTANTIATE_TEST_SUITE_P(Rules, SpecValidationTest, ::testing::ValuesIn(kCases),
@@ -311,6 +398,7 @@ TEST(ApplyJobSpecDefaultsTest, FillsUnsetFieldsOnly) {
   EXPECT_EQ(spec.method(), care::v1::METHOD_CARE);
   EXPECT_EQ(spec.rank_allocation(), care::v1::RANK_ALLOCATION_UNIFORM);
   EXPECT_EQ(spec.device(), care::v1::DEVICE_ANY);
+  EXPECT_EQ(spec.output_layout(), care::v1::OUTPUT_LAYOUT_LATENT);
   EXPECT_DOUBLE_EQ(spec.damping(), kDefaultDamping);
   EXPECT_EQ(spec.max_attempts(), kDefaultMaxAttempts);
   EXPECT_EQ(spec.calibration().samples(), kDefaultCalibrationSamples);

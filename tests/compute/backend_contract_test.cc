@@ -12,6 +12,7 @@
 // (rounded to bf16 when w.dtype is kBF16), leaving the activation rounding,
 // ~2e-3 relative per term, ~3e-2 absolute on sums of 64 O(1) terms; 5e-2.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -112,6 +113,8 @@ class BackendContractTest : public ::testing::TestWithParam<std::string> {
     EXPECT_LE(worst, tol) << GetParam();
   }
 
+  void LinearCase(int64_t n);  // LinearBiasAccumulate with n rows
+
   std::unique_ptr<Backend> be_;
   bool cpu_ = true;
 };
@@ -166,7 +169,19 @@ TEST_P(BackendContractTest, LoadWeightConvertsBf16F16F32) {
 }
 
 TEST_P(BackendContractTest, LinearBiasAccumulate) {
-  const int64_t n = 7, in = 64, out = 9;
+  // 1029 rows: the cpu backend splits >= 2 x 256 rows across its threads
+  // (uneven blocks of whole 8-row groups); 7 rows run as one GEMM.
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(std::max(2, threads));
+  for (const int64_t n : {int64_t{7}, int64_t{1029}}) {
+    SCOPED_TRACE(n);
+    LinearCase(n);
+  }
+  omp_set_num_threads(threads);
+}
+
+void BackendContractTest::LinearCase(int64_t n) {
+  const int64_t in = 64, out = 9;
   const Host xh = Random(n * in, 2), wh = Random(out * in, 3, 0.2f);
   const Host bh = Random(out, 4), y0 = Random(n * out, 5);
   const Matrix x = Up(xh, n, in), b = Up(bh, 1, out);

@@ -36,6 +36,12 @@ TEST(ConvertCliTest, ConvertThenEvalReproducesTheConvertedPerplexity) {
   ASSERT_EQ(conv.exit_code, 0) << conv.output;
   EXPECT_NE(conv.output.find("(50.0% saved)"), std::string::npos)
       << conv.output;
+  // The last line names the HTML report written beside the JSON.
+  EXPECT_NE(conv.output.find(
+                absl::StrCat("  report: ", dir, "/out/care_report.html\n")),
+            std::string::npos)
+      << conv.output;
+  EXPECT_TRUE(std::filesystem::is_regular_file(dir + "/out/care_report.html"));
   const nlohmann::json report = ReadJson(dir + "/report.json");
   ASSERT_FALSE(report.is_discarded());
   EXPECT_EQ(report["kv_width_after"], 160);

@@ -4,10 +4,12 @@
 
 #include <Eigen/SVD>
 #include <cmath>
+#include <tuple>
 #include <vector>
 
 #include "care/convert/covariance.h"
 #include "care/convert/decompose_model.h"
+#include "care/convert/latent_layer.h"
 
 namespace care::convert {
 namespace {
@@ -133,6 +135,50 @@ TEST(FactorizeTest, GramErrorEqualsCovarianceError) {
         << "rank " << r;
   }
   EXPECT_LT(RelativeErrorFromGram(gram, d, kOut), 1e-12);
+}
+
+TEST(FactorizeTest, GramRouteMatchesTheFactoredRoute) {
+  const MatrixRM x = Activations(400, 11);
+  LayerWeights lw;
+  lw.w_k = Weight(12);
+  lw.w_v = Weight(13);
+  const LayerStatistics stats = Stats(x);
+  const FactorizeOptions o{.damping = 0.01};
+  ASSERT_TRUE(GramRouteApplies(o));
+  EXPECT_FALSE(GramRouteApplies({.damping = 0.0}));
+  EXPECT_FALSE(GramRouteApplies({.method = Method::kCareC, .damping = 0.01}));
+  // Undamped Grams WᵀCW, as FitLayer forms them for the report.
+  auto gram = [&](const MatrixRM& w) {
+    const Eigen::MatrixXd wd = w.cast<double>();
+    return Eigen::MatrixXd(wd.transpose() * stats.covariance * wd);
+  };
+  const Eigen::MatrixXd gk = gram(lw.w_k), gv = gram(lw.w_v);
+  const LayerDecomposition factored = *DecomposeLayer(lw, stats, o);
+  const LayerDecomposition direct = *DecomposeLayer(lw, stats, o, &gk, &gv);
+  // The same matrix (S·W)ᵀ(S·W) = Wᵀ(C + δI)W up to float64 rounding: same
+  // spectrum to ~1e-12 relative (1e-9 allows the eigensolver's own error
+  // amplified by the Cholesky route's conditioning), same rank-r factors to
+  // float32 rounding (1e-5 of ‖W‖, as Cholesky vs eigen whitening).
+  EXPECT_DOUBLE_EQ(direct.scaling.damping_added,
+                   factored.scaling.damping_added);
+  for (const auto& [a, b, w] : {std::tuple{&factored.k, &direct.k, &lw.w_k},
+                                std::tuple{&factored.v, &direct.v, &lw.w_v}}) {
+    EXPECT_LT((a->singular_values - b->singular_values).norm(),
+              1e-9 * a->singular_values.norm());
+    for (int64_t r : {int64_t{3}, int64_t{10}, kOut}) {
+      const Factors fa = *Truncate(*a, *w, r);
+      const Factors fb = *Truncate(*b, *w, r);
+      EXPECT_LT(MatrixRM(fa.w_down * fa.w_up - fb.w_down * fb.w_up).norm(),
+                1e-5 * w->norm())
+          << "rank " << r;
+    }
+  }
+  // A deferred scaling is not a usable S.
+  const Scaling deferred = *ScalingInfoOnly(stats, o);
+  EXPECT_TRUE(deferred.deferred);
+  EXPECT_EQ(Decompose(deferred, lw.w_k).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_FALSE(ScalingInfoOnly(stats, {.damping = 0.0}).ok());
 }
 
 TEST(FactorizeTest, CholeskyAndEigenWhiteningAgree) {

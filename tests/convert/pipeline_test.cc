@@ -203,6 +203,70 @@ TEST(PipelineTest, AutoKeepsTheBestCandidateWithinTheBudget) {
   std::filesystem::remove_all(std::filesystem::path(out).parent_path());
 }
 
+TEST(PipelineTest, HeldOutWindowsRunOnlyWhenNeededOrAsked) {
+  CARE_REQUIRE_FIXTURES();
+  const std::string dir = ::care::testing::MakeTempDir("convert_heldout");
+  auto options = [&](const std::string& name) {
+    ConvertOptions o = SmallOptions(Fixture("tinygqa-hf"), dir + "/" + name,
+                                    Budget::KvSave(0.75), Method::kCare);
+    o.eval_data = testing::TokenFile();
+    o.eval_range = StreamFraction{0.9, 1};
+    o.eval_seq_len = 64;
+    o.eval_windows = 2;
+    return o;
+  };
+  EXPECT_EQ(HeldoutReason(options("x")), "");
+  ConvertOptions asked = options("asked");
+  asked.heldout_figures = true;
+  EXPECT_EQ(HeldoutReason(asked), "asked");
+  ConvertOptions automatic = options("auto");
+  automatic.allocation = AllocationStrategy::kAuto;
+  EXPECT_EQ(HeldoutReason(automatic), "allocation auto");
+
+  absl::StatusOr<ConversionReport> skipped = ConvertModel(options("skipped"));
+  ASSERT_TRUE(skipped.ok()) << skipped.status();
+  absl::StatusOr<ConversionReport> full = ConvertModel(asked);
+  ASSERT_TRUE(full.ok()) << full.status();
+  EXPECT_FALSE(skipped->heldout_run);
+  EXPECT_TRUE(full->heldout_run);
+  EXPECT_EQ(full->heldout_reason, "asked");
+  // The held-out slice stays out of the sampled range either way: the same
+  // calibration windows give bit-identical factors and perplexities.
+  ASSERT_TRUE(skipped->converted.has_value() && full->converted.has_value());
+  EXPECT_EQ(skipped->converted->mean_nll, full->converted->mean_nll);
+  EXPECT_EQ(skipped->original->mean_nll, full->original->mean_nll);
+  EXPECT_EQ(skipped->calib_range_end, full->calib_range_end);
+  EXPECT_EQ(skipped->heldout_tokens, 0);
+  EXPECT_GT(full->heldout_tokens, 0);
+  ASSERT_EQ(skipped->layers.size(), full->layers.size());
+  for (size_t l = 0; l < full->layers.size(); ++l) {
+    EXPECT_EQ(skipped->layers[l].rank_k, full->layers[l].rank_k);
+    EXPECT_EQ(skipped->layers[l].calib_error_k, full->layers[l].calib_error_k);
+    EXPECT_GT(full->layers[l].heldout_error_k, 0);
+  }
+  // Less work, as counted: no held-out rows, no last-layer attention/MLP and
+  // no head in the calibration pass, no allocation pass.
+  auto flops = [](const ConversionReport& r, const std::string& stage) {
+    for (const StageTiming& t : r.timings) {
+      if (t.stage == stage) return t.flops;
+    }
+    return -1.0;
+  };
+  EXPECT_LT(flops(*skipped, "calibrate"), flops(*full, "calibrate"));
+  EXPECT_EQ(flops(*skipped, "allocate"), 0);
+  EXPECT_GT(flops(*full, "allocate"), 0);
+  // The JSON says so and leaves the held-out figures out.
+  const nlohmann::json j = ReportToJson(*skipped);
+  EXPECT_FALSE(j["calibration"]["heldout_run"].get<bool>());
+  EXPECT_FALSE(j["calibration"].contains("heldout_nll_original"));
+  EXPECT_FALSE(j["layers"][0].contains("heldout_error_k"));
+  EXPECT_FALSE(j["candidates"][0].contains("heldout_nll"));
+  const nlohmann::json jf = ReportToJson(*full);
+  EXPECT_TRUE(jf["calibration"].contains("heldout_nll_converted"));
+  EXPECT_TRUE(jf["layers"][0].contains("heldout_error_k"));
+  std::filesystem::remove_all(dir);
+}
+
 TEST(PipelineTest, SequentialRefitIsConsistentAndExactAtFullRank) {
   CARE_REQUIRE_FIXTURES();
   const std::string dir = ::care::testing::MakeTempDir("convert_seq");

@@ -356,6 +356,52 @@ TEST(SyntheticForwardTest, HooksSeeKvInputsAndReplaceProjection) {
   EXPECT_NE(st.message().find("layer 1"), std::string::npos) << st;
 }
 
+TEST(SyntheticForwardTest, ObserveKvInputIsTheLayersKvInputAlone) {
+  Written w = Write(BaseConfig("llama"), TestWeights(), "observe");
+  const ModelConfig& c = w.model.config;
+  const TensorSource& s = *w.model.weights;
+  // Reference: layer 1's k/v input as a full RunLayer hands it over.
+  std::vector<MatrixRM> seen;
+  LayerHooks hooks;
+  hooks.on_kv_input = [&](int64_t, const compute::Matrix& x) {
+    seen.push_back(Host(x));
+    return absl::OkStatus();
+  };
+  auto full = LayerwiseForward::Create(c, s, Windows(c.vocab_size), Options());
+  ASSERT_TRUE(full.ok());
+  ASSERT_TRUE((*full)->RunLayers(2, hooks).ok());
+  ASSERT_EQ(seen.size(), 2u);
+  const MatrixRM reference = seen[1];
+  // The same from ObserveKvInput after layer 0: bit-identical (same norm
+  // code on the same hidden states), and the pass does not advance.
+  auto fwd = LayerwiseForward::Create(c, s, Windows(c.vocab_size), Options());
+  ASSERT_TRUE(fwd.ok());
+  ASSERT_TRUE((*fwd)->RunLayers(1, {}).ok());
+  const MatrixRM before = Host((*fwd)->hidden());
+  seen.clear();
+  int64_t observed_layer = -1;
+  hooks.on_kv_input = [&](int64_t layer, const compute::Matrix& x) {
+    observed_layer = layer;
+    seen.push_back(Host(x));
+    return absl::OkStatus();
+  };
+  ASSERT_TRUE((*fwd)->ObserveKvInput(hooks).ok());
+  EXPECT_EQ(observed_layer, 1);
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(MaxDiff(seen[0], reference), 0.0);
+  EXPECT_EQ((*fwd)->next_layer(), 1);
+  EXPECT_EQ(MaxDiff(Host((*fwd)->hidden()), before), 0.0);
+  // A failing hook names the layer; past the last layer it is refused.
+  hooks.on_kv_input = [](int64_t, const compute::Matrix&) {
+    return absl::InternalError("boom");
+  };
+  const absl::Status st = (*fwd)->ObserveKvInput(hooks);
+  EXPECT_NE(st.message().find("layer 1"), std::string::npos) << st;
+  ASSERT_TRUE((*fwd)->RunLayers(2, {}).ok());
+  EXPECT_EQ((*fwd)->ObserveKvInput(hooks).code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
 TEST(SyntheticForwardTest, LatentCheckpointMatchesNaive) {
   json j = BaseConfig("qwen2");
   j["attention_bias"] = true;

@@ -308,7 +308,7 @@ TEST_F(DeviceStoreTest, MigratesASchemaOneDatabase) {
     ASSERT_TRUE(version.ok());
     ASSERT_TRUE(*version->Step());
     EXPECT_EQ(version->Int(0), LatestSchemaVersion());
-    EXPECT_EQ(LatestSchemaVersion(), 2);
+    EXPECT_GE(LatestSchemaVersion(), 2);  // later migrations add more
   }
   v1::Job old = Get("job-old");
   EXPECT_EQ(old.state(), v1::JOB_STATE_QUEUED);

@@ -117,6 +117,13 @@ TEST(ServerMetricsTest, ExactSeriesAfterAScriptedSequence) {
             Sorted({"care_jobs_finished_total{outcome=\"cancelled\"} 1",
                     "care_jobs_finished_total{outcome=\"succeeded\"} 1",
                     "care_jobs_finished_total{outcome=\"failed\"} 1"}));
+  EXPECT_EQ(Series(text, "care_jobs_finished_by_layout_total"),
+            Sorted({"care_jobs_finished_by_layout_total{layout=\"latent\","
+                    "outcome=\"cancelled\"} 1",
+                    "care_jobs_finished_by_layout_total{layout=\"latent\","
+                    "outcome=\"succeeded\"} 1",
+                    "care_jobs_finished_by_layout_total{layout=\"latent\","
+                    "outcome=\"failed\"} 1"}));
   EXPECT_EQ(Series(text, "care_jobs_failed_total"),
             V{"care_jobs_failed_total{reason=\"infrastructure\"} 1"});
   EXPECT_EQ(Series(text, "care_leases_granted_total"),

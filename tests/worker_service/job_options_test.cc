@@ -233,6 +233,61 @@ TEST(JobOptions, ReportFromPipelineJson) {
   EXPECT_THAT(broken.status().message(), HasSubstr("kv_width_after"));
 }
 
+TEST(JobOptions, DeepseekV3FieldsReachThePipelineAndComeBack) {
+  auto o = PipelineOptionsFromJob(JobFrom(R"pb(
+                                    model_uri: "/m"
+                                    output_uri: "/tmp/care-nonexistent-out"
+                                    method: METHOD_PCA
+                                    output_layout: OUTPUT_LAYOUT_DEEPSEEK_V3
+                                    rope_dim: 32
+                                    kv_lora_rank: 512
+                                    no_kv_balance: true
+                                    calibration { dataset_uri: "/c.txt" }
+                                  )pb"),
+                                  1);
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ((*o)["layout"], "deepseek_v3");
+  EXPECT_EQ((*o)["method"], "pca");
+  EXPECT_EQ((*o)["rope_dim"], 32);
+  EXPECT_EQ((*o)["freqfold"], 0);  // auto
+  EXPECT_EQ((*o)["kv_lora_rank"], 512);
+  EXPECT_EQ((*o)["kv_balance"], false);
+  auto latent = PipelineOptionsFromJob(JobFrom(kSpec), 1);
+  ASSERT_TRUE(latent.ok());
+  EXPECT_EQ((*latent)["layout"], "latent");
+  EXPECT_FALSE(latent->contains("rope_dim"));
+
+  nlohmann::json r = {{"kv_width_before", 640},
+                      {"kv_width_after", 320},
+                      {"layers", nlohmann::json::array()},
+                      {"method", "pca"},
+                      {"damping", 0.01},
+                      {"output_dir", "/out/x"},
+                      {"deepseek_v3",
+                       {{"rope_dim", 8},
+                        {"freqfold", 2},
+                        {"kv_lora_rank", 24},
+                        {"kv_width_per_layer_before", 64},
+                        {"kv_width_per_layer_after", 32},
+                        {"heldout_nll_partial_rope", 2.5},
+                        {"eval_ppl_partial_rope", 9.75}}}};
+  auto report = ReportFromPipelineJson(r, care::v1::JobSpec());
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->method(), care::v1::METHOD_PCA);
+  EXPECT_EQ(report->output_layout(), care::v1::OUTPUT_LAYOUT_DEEPSEEK_V3);
+  EXPECT_EQ(report->rope_dim(), 8);
+  EXPECT_EQ(report->freqfold(), 2);
+  EXPECT_EQ(report->kv_lora_rank(), 24);
+  EXPECT_EQ(report->kv_width_per_layer_before(), 64);
+  EXPECT_EQ(report->kv_width_per_layer_after(), 32);
+  EXPECT_DOUBLE_EQ(report->partial_rope_heldout_nll(), 2.5);
+  EXPECT_DOUBLE_EQ(report->partial_rope_ppl(), 9.75);
+  r["deepseek_v3"].erase("kv_lora_rank");
+  auto broken = ReportFromPipelineJson(r, care::v1::JobSpec());
+  ASSERT_FALSE(broken.ok());
+  EXPECT_THAT(broken.status().message(), HasSubstr("kv_lora_rank"));
+}
+
 TEST(Failure, ClassesByStatusCode) {
   care::v1::Progress where;
   where.set_stage(care::v1::STAGE_CALIBRATING);

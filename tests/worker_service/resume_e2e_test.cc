@@ -37,7 +37,8 @@ class ResumeEndToEndTest : public ClusterTest {
                                      "convert"};
     std::vector<std::string> flags = Flags(out);
     argv.insert(argv.end(), flags.begin(), flags.end());
-    argv.insert(argv.end(), {"--threads", "1", "--quiet"});
+    // The service runs the held-out windows for its report; so does this.
+    argv.insert(argv.end(), {"--threads", "1", "--quiet", "--heldout"});
     CommandResult r = RunCommand(argv, logs_, absl::Seconds(120));
     EXPECT_EQ(r.exit_code, 0) << r.err;
     return nlohmann::json::parse(ReadFileOrEmpty(out + "/care_report.json"),

@@ -28,13 +28,16 @@ namespace {
 constexpr char kUsage[] =
     "usage: care-worker convert --model URI --out DIR (--kv-save F | --rank "
     "R)\n"
-    "         --calib DATA [--method care|care-c|asvd|svd]\n"
+    "         --calib DATA [--method care|care-c|asvd|svd|pca]\n"
+    "         [--layout latent|deepseek-v3] [--rope-dim R|auto]\n"
+    "         [--freqfold K|auto] [--kv-lora-rank N] [--no-kv-balance]\n"
+    "         [--no-nope-correction]\n"
     "         [--allocation uniform|adjusted|auto] [--adjusted-factors]\n"
     "         [--sequential]\n"
     "         [--calib-samples N] [--calib-seq-len T] [--seed S] [--damping "
     "A]\n"
-    "         [--calib-range A:B] [--heldout-windows W] [--calib-text-field "
-    "F]\n"
+    "         [--calib-range A:B] [--heldout-windows W] [--heldout]\n"
+    "         [--calib-text-field F]\n"
     "         [--eval DATA] [--eval-seq-len T] [--eval-windows W] "
     "[--eval-range A:B]\n"
     "         [--eval-text-field F] [--eval-bos] [--dtype D]\n"
@@ -52,7 +55,19 @@ constexpr char kUsage[] =
     "                     --overwrite)\n"
     "  --kv-save F        fraction of the GQA KV cache saved, 0 <= F < 1\n"
     "  --rank R           average latent rank per K and V matrix per layer\n"
-    "  --method M         care (default), care-c, asvd, svd\n"
+    "  --method M         care (default), care-c, asvd, svd, pca (= care\n"
+    "                     without damping: PCA of the K/V outputs)\n"
+    "  --layout L         latent (default: CARE latent checkpoint) or\n"
+    "                     deepseek-v3 (stock DeepseekV3ForCausalLM, MLA)\n"
+    "  --rope-dim R       deepseek-v3: qk_rope_head_dim, even, <= head_dim,\n"
+    "                     or auto (default: best on held-out NLL)\n"
+    "  --freqfold K       deepseek-v3: adjacent RoPE frequencies folded\n"
+    "                     together (K divides R/2), or auto (default)\n"
+    "  --kv-lora-rank N   deepseek-v3: latent width instead of a budget\n"
+    "                     (cache per token per layer = N + rope dim)\n"
+    "  --no-kv-balance    deepseek-v3: no K/V energy balancing in the latent\n"
+    "  --no-nope-correction  deepseek-v3: drop the NoPE part's rotation\n"
+    "                     instead of its attention-weighted 2x2 fit\n"
     "  --allocation A     uniform (default), adjusted (paper CARE-E), auto\n"
     "                     (best of several candidates on held-out NLL)\n"
     "  --adjusted-factors use the released code's depth and rank-cost "
@@ -68,6 +83,9 @@ constexpr char kUsage[] =
     "                     0:1, or 0:0.9 when --eval is the same file)\n"
     "  --heldout-windows W  held-out calibration windows (default 64; the\n"
     "                     last 10% of the calibration range)\n"
+    "  --heldout          run the held-out windows (held-out NLL and\n"
+    "                     per-layer errors) even when the allocation does\n"
+    "                     not need them (auto and --sequential always do)\n"
     "  --calib-text-field F  JSONL field holding the text (default text)\n"
     "  --eval DATA        evaluation text; perplexity of original and "
     "converted\n"
@@ -114,12 +132,39 @@ absl::StatusOr<convert::StreamFraction> ParseFraction(const Flags& flags,
   return f;
 }
 
+// An integer flag or "auto" (0); `what` names it in errors.
+absl::StatusOr<int64_t> IntOrAuto(const Flags& flags, const char* name) {
+  const std::string v = flags.StringOr(name, "auto");
+  if (v == "auto") return 0;
+  int64_t n = 0;
+  if (!absl::SimpleAtoi(v, &n) || n < 1) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "--%s must be a positive integer or auto, got '%s'", name, v));
+  }
+  return n;
+}
+
+absl::StatusOr<convert::MlaExportOptions> ParseMlaFlags(const Flags& flags) {
+  convert::MlaExportOptions m;
+  CARE_ASSIGN_OR_RETURN(m.rope_dim, IntOrAuto(flags, "rope-dim"));
+  CARE_ASSIGN_OR_RETURN(m.freqfold, IntOrAuto(flags, "freqfold"));
+  CARE_ASSIGN_OR_RETURN(m.kv_lora_rank, flags.IntOr("kv-lora-rank", 0));
+  if (flags.Has("kv-lora-rank") && m.kv_lora_rank < 1) {
+    return absl::InvalidArgumentError("--kv-lora-rank must be >= 1");
+  }
+  m.balance_kv = !flags.Bool("no-kv-balance");
+  m.nope_correction = !flags.Bool("no-nope-correction");
+  return m;
+}
+
 absl::StatusOr<convert::ConvertOptions> ParseArgs(
     const std::vector<std::string>& args, bool* quiet,
     std::string* report_file) {
   CARE_ASSIGN_OR_RETURN(
       Flags flags, Flags::Parse(args, {"overwrite", "quiet", "adjusted-factors",
-                                       "sequential", "eval-bos"}));
+                                       "sequential", "eval-bos",
+                                       "no-kv-balance", "no-nope-correction",
+                                       "heldout"}));
   CARE_RETURN_IF_ERROR(flags.CheckKnown({"model",
                                          "out",
                                          "kv-save",
@@ -135,6 +180,7 @@ absl::StatusOr<convert::ConvertOptions> ParseArgs(
                                          "damping",
                                          "calib-range",
                                          "heldout-windows",
+                                         "heldout",
                                          "eval",
                                          "eval-seq-len",
                                          "eval-windows",
@@ -153,7 +199,13 @@ absl::StatusOr<convert::ConvertOptions> ParseArgs(
                                          "threads",
                                          "device",
                                          "work-dir",
-                                         "quiet"}));
+                                         "quiet",
+                                         "layout",
+                                         "rope-dim",
+                                         "freqfold",
+                                         "kv-lora-rank",
+                                         "no-kv-balance",
+                                         "no-nope-correction"}));
   if (!flags.positionals().empty()) {
     return absl::InvalidArgumentError("unexpected argument '" +
                                       flags.positionals()[0] + "'");
@@ -162,43 +214,74 @@ absl::StatusOr<convert::ConvertOptions> ParseArgs(
   CARE_ASSIGN_OR_RETURN(o.model, flags.Required("model"));
   CARE_ASSIGN_OR_RETURN(o.output_dir, flags.Required("out"));
   CARE_ASSIGN_OR_RETURN(o.calib_data, flags.Required("calib"));
-  if (flags.Has("kv-save") == flags.Has("rank")) {
-    return absl::InvalidArgumentError(
-        "give exactly one of --kv-save F (0 <= F < 1) and --rank R");
+  CARE_ASSIGN_OR_RETURN(
+      o.output_layout,
+      convert::ParseOutputLayout(flags.StringOr("layout", "latent")));
+  const bool mla = o.output_layout == convert::OutputLayout::kDeepseekV3;
+  for (const char* name : {"rope-dim", "freqfold", "kv-lora-rank",
+                           "no-kv-balance", "no-nope-correction"}) {
+    if (!mla && flags.Has(name)) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("--%s applies to --layout deepseek-v3 only", name));
+    }
   }
-  if (flags.Has("kv-save")) {
+  if (mla) {
+    CARE_ASSIGN_OR_RETURN(o.mla, ParseMlaFlags(flags));
+  }
+  const int budgets =
+      flags.Has("kv-save") + flags.Has("rank") + flags.Has("kv-lora-rank");
+  if (budgets != 1) {
+    return absl::InvalidArgumentError(
+        mla ? "give exactly one of --kv-save F (0 <= F < 1), --rank R and "
+              "--kv-lora-rank N"
+            : "give exactly one of --kv-save F (0 <= F < 1) and --rank R");
+  }
+  if (flags.Has("kv-lora-rank")) {
+    o.budget = convert::Budget::KvSave(0);  // unused: the rank is given
+  } else if (flags.Has("kv-save")) {
     CARE_ASSIGN_OR_RETURN(double f, flags.DoubleOr("kv-save", 0));
     o.budget = convert::Budget::KvSave(f);
   } else {
     CARE_ASSIGN_OR_RETURN(int64_t r, flags.IntOr("rank", 0));
     o.budget = convert::Budget::Rank(r);
   }
-  CARE_ASSIGN_OR_RETURN(o.method,
-                        convert::ParseMethod(flags.StringOr("method", "care")));
-  CARE_ASSIGN_OR_RETURN(o.allocation,
-                        convert::ParseAllocationStrategy(
-                            flags.StringOr("allocation", "uniform")));
+  // Unset flags keep ConvertOptions' defaults (pipeline.h), named once.
+  if (flags.Has("method")) {
+    CARE_ASSIGN_OR_RETURN(o.method,
+                          convert::ParseMethod(flags.StringOr("method", "")));
+  }
+  if (flags.Has("allocation")) {
+    CARE_ASSIGN_OR_RETURN(o.allocation, convert::ParseAllocationStrategy(
+                                            flags.StringOr("allocation", "")));
+  }
   o.adjusted.depth_factor = o.adjusted.rank_cost_factor =
       flags.Bool("adjusted-factors");
   o.sequential = flags.Bool("sequential");
-  CARE_ASSIGN_OR_RETURN(o.calib_samples, flags.IntOr("calib-samples", 256));
-  CARE_ASSIGN_OR_RETURN(o.calib_seq_len, flags.IntOr("calib-seq-len", 32));
-  CARE_ASSIGN_OR_RETURN(int64_t seed, flags.IntOr("seed", 0));
+  CARE_ASSIGN_OR_RETURN(o.calib_samples,
+                        flags.IntOr("calib-samples", o.calib_samples));
+  CARE_ASSIGN_OR_RETURN(o.calib_seq_len,
+                        flags.IntOr("calib-seq-len", o.calib_seq_len));
+  CARE_ASSIGN_OR_RETURN(int64_t seed,
+                        flags.IntOr("seed", static_cast<int64_t>(o.seed)));
   if (seed < 0) return absl::InvalidArgumentError("--seed must be >= 0");
   o.seed = static_cast<uint64_t>(seed);
-  CARE_ASSIGN_OR_RETURN(o.damping, flags.DoubleOr("damping", 0.01));
-  CARE_ASSIGN_OR_RETURN(o.heldout_windows, flags.IntOr("heldout-windows", 64));
+  CARE_ASSIGN_OR_RETURN(o.damping, flags.DoubleOr("damping", o.damping));
+  CARE_ASSIGN_OR_RETURN(o.heldout_windows,
+                        flags.IntOr("heldout-windows", o.heldout_windows));
+  o.heldout_figures = flags.Bool("heldout");
   if (flags.Has("calib-range")) {
     CARE_ASSIGN_OR_RETURN(o.calib_range, ParseFraction(flags, "calib-range"));
   }
   o.eval_data = flags.StringOr("eval", "");
-  CARE_ASSIGN_OR_RETURN(o.eval_seq_len, flags.IntOr("eval-seq-len", 256));
-  CARE_ASSIGN_OR_RETURN(o.eval_windows, flags.IntOr("eval-windows", 32));
+  CARE_ASSIGN_OR_RETURN(o.eval_seq_len,
+                        flags.IntOr("eval-seq-len", o.eval_seq_len));
+  CARE_ASSIGN_OR_RETURN(o.eval_windows,
+                        flags.IntOr("eval-windows", o.eval_windows));
   if (flags.Has("eval-range")) {
     CARE_ASSIGN_OR_RETURN(o.eval_range, ParseFraction(flags, "eval-range"));
   }
-  o.calib_text_field = flags.StringOr("calib-text-field", "text");
-  o.eval_text_field = flags.StringOr("eval-text-field", "text");
+  o.calib_text_field = flags.StringOr("calib-text-field", o.calib_text_field);
+  o.eval_text_field = flags.StringOr("eval-text-field", o.eval_text_field);
   o.eval_prepend_bos = flags.Bool("eval-bos");
   CARE_ASSIGN_OR_RETURN(o.eval_rolling_stride,
                         flags.IntOr("eval-rolling-stride", 0));
@@ -225,12 +308,12 @@ absl::StatusOr<convert::ConvertOptions> ParseArgs(
   }
   CARE_ASSIGN_OR_RETURN(o.output_dtype,
                         convert::ParseOutputDType(flags.StringOr("dtype", "")));
-  CARE_ASSIGN_OR_RETURN(int64_t threads, flags.IntOr("threads", 0));
+  CARE_ASSIGN_OR_RETURN(int64_t threads, flags.IntOr("threads", o.threads));
   if (threads < 0 || threads > 4096) {
     return absl::InvalidArgumentError("--threads must be in [0, 4096]");
   }
   o.threads = static_cast<int>(threads);
-  o.device = flags.StringOr("device", "cpu");
+  o.device = flags.StringOr("device", o.device);
   o.work_dir = flags.StringOr("work-dir", "");
   o.overwrite = flags.Bool("overwrite");
   *quiet = flags.Bool("quiet");
@@ -289,7 +372,13 @@ int ConvertMain(const std::vector<std::string>& args) {
       return 1;
     }
   }
-  if (!quiet) std::cout << convert::ReportSummary(*report);
+  if (!quiet) {
+    std::cout << convert::ReportSummary(*report) << "  report: "
+              << (std::filesystem::path(report->output_dir) /
+                  "care_report.html")
+                     .string()
+              << "\n";
+  }
   return 0;
 }
 

@@ -108,12 +108,18 @@ absl::StatusOr<convert::ConvertOptions> OptionsFromJson(
     CARE_RETURN_IF_ERROR(Read(*budget, "kv_save", &save));
     c.budget = convert::Budget::KvSave(save);
   }
-  std::string method = "care", allocation = "uniform";
-  CARE_RETURN_IF_ERROR(Read(o, "method", &method));
-  CARE_RETURN_IF_ERROR(Read(o, "allocation", &allocation));
-  CARE_ASSIGN_OR_RETURN(c.method, convert::ParseMethod(method));
-  CARE_ASSIGN_OR_RETURN(c.allocation,
-                        convert::ParseAllocationStrategy(allocation));
+  // Absent fields keep ConvertOptions' defaults (pipeline.h).
+  if (o.contains("method")) {
+    std::string method;
+    CARE_RETURN_IF_ERROR(Read(o, "method", &method));
+    CARE_ASSIGN_OR_RETURN(c.method, convert::ParseMethod(method));
+  }
+  if (o.contains("allocation")) {
+    std::string allocation;
+    CARE_RETURN_IF_ERROR(Read(o, "allocation", &allocation));
+    CARE_ASSIGN_OR_RETURN(c.allocation,
+                          convert::ParseAllocationStrategy(allocation));
+  }
   CARE_RETURN_IF_ERROR(Read(o, "damping", &c.damping));
   CARE_RETURN_IF_ERROR(Read(o, "calib_data", &c.calib_data));
   CARE_RETURN_IF_ERROR(Read(o, "calib_samples", &c.calib_samples));
@@ -127,6 +133,10 @@ absl::StatusOr<convert::ConvertOptions> OptionsFromJson(
   CARE_RETURN_IF_ERROR(Read(o, "work_dir", &c.work_dir));
   CARE_RETURN_IF_ERROR(Read(o, "staging_tag", &c.staging_tag));
   CARE_RETURN_IF_ERROR(Read(o, "sequential", &c.sequential));
+  // A job's Report carries the per-layer held-out errors: service jobs run
+  // the held-out windows unless the options say otherwise.
+  c.heldout_figures = true;
+  CARE_RETURN_IF_ERROR(Read(o, "heldout_figures", &c.heldout_figures));
   CARE_RETURN_IF_ERROR(Read(o, "calib_text_field", &c.calib_text_field));
   CARE_RETURN_IF_ERROR(Read(o, "eval_text_field", &c.eval_text_field));
   CARE_RETURN_IF_ERROR(Read(o, "eval_prepend_bos", &c.eval_prepend_bos));
@@ -154,6 +164,13 @@ absl::StatusOr<convert::ConvertOptions> OptionsFromJson(
   std::string dtype = "source";
   CARE_RETURN_IF_ERROR(Read(o, "output_dtype", &dtype));
   CARE_ASSIGN_OR_RETURN(c.output_dtype, convert::ParseOutputDType(dtype));
+  std::string layout = "latent";
+  CARE_RETURN_IF_ERROR(Read(o, "layout", &layout));
+  CARE_ASSIGN_OR_RETURN(c.output_layout, convert::ParseOutputLayout(layout));
+  CARE_RETURN_IF_ERROR(Read(o, "rope_dim", &c.mla.rope_dim));
+  CARE_RETURN_IF_ERROR(Read(o, "freqfold", &c.mla.freqfold));
+  CARE_RETURN_IF_ERROR(Read(o, "kv_lora_rank", &c.mla.kv_lora_rank));
+  CARE_RETURN_IF_ERROR(Read(o, "kv_balance", &c.mla.balance_kv));
   return c;
 }
 

@@ -4,6 +4,8 @@
 #include <map>
 
 #include "absl/strings/str_cat.h"
+#include "api/names.h"
+#include "api/spec_validation.h"
 #include "care/io/uri.h"
 #include "care/util/status_macros.h"
 
@@ -21,11 +23,9 @@ absl::StatusOr<std::string> LocalPath(const std::string& uri,
   return parsed->path;
 }
 
+// The pipeline's option words are the API's (api/names.h).
 care::v1::Method ApiMethod(const std::string& name) {
-  if (name == "care-c") return care::v1::METHOD_CARE_C;
-  if (name == "asvd") return care::v1::METHOD_ASVD;
-  if (name == "svd") return care::v1::METHOD_SVD;
-  return care::v1::METHOD_CARE;
+  return api::ValueOf(api::kMethodWords, name).value_or(api::kDefaultMethod);
 }
 
 // Reads `key` of `object` as T; InvalidArgument naming it otherwise.
@@ -77,6 +77,15 @@ absl::StatusOr<nlohmann::json> PipelineOptionsFromJob(const care::v1::Job& job,
   CARE_ASSIGN_OR_RETURN(std::string output,
                         LocalPath(spec.output_uri(), "output_uri"));
   o["output_dir"] = output;
+  const bool deepseek_v3 =
+      spec.output_layout() == care::v1::OUTPUT_LAYOUT_DEEPSEEK_V3;
+  o["layout"] = deepseek_v3 ? "deepseek_v3" : "latent";
+  if (deepseek_v3) {
+    o["rope_dim"] = spec.rope_dim();          // 0 = auto
+    o["freqfold"] = spec.freqfold();          // 0 = auto
+    o["kv_lora_rank"] = spec.kv_lora_rank();  // 0 = from the budget
+    o["kv_balance"] = !spec.no_kv_balance();
+  }
   switch (spec.kv_budget().budget_case()) {
     case care::v1::KvBudget::kKvSaveFraction:
       o["budget"] = {{"kv_save", spec.kv_budget().kv_save_fraction()}};
@@ -85,48 +94,42 @@ absl::StatusOr<nlohmann::json> PipelineOptionsFromJob(const care::v1::Job& job,
       o["budget"] = {{"rank", spec.kv_budget().rank_per_matrix()}};
       break;
     default:
-      return absl::InvalidArgumentError("kv_budget: required");
+      if (!(deepseek_v3 && spec.kv_lora_rank() > 0)) {
+        return absl::InvalidArgumentError("kv_budget: required");
+      }
+      o["budget"] = {{"kv_save", 0.0}};  // unused: kv_lora_rank is given
   }
-  switch (spec.method()) {
-    case care::v1::METHOD_CARE_C:
-      o["method"] = "care-c";
-      break;
-    case care::v1::METHOD_ASVD:
-      o["method"] = "asvd";
-      break;
-    case care::v1::METHOD_SVD:
-      o["method"] = "svd";
-      break;
-    default:
-      o["method"] = "care";
+  // Unset: the API's defaults (spec_validation.h).
+  absl::string_view method = api::WordOf(api::kMethodWords, spec.method());
+  if (method.empty())
+    method = api::WordOf(api::kMethodWords, api::kDefaultMethod);
+  o["method"] = std::string(method);
+  absl::string_view allocation =
+      api::WordOf(api::kAllocationWords, spec.rank_allocation());
+  if (allocation.empty()) {
+    allocation = api::WordOf(api::kAllocationWords, api::kDefaultAllocation);
   }
-  switch (spec.rank_allocation()) {
-    case care::v1::RANK_ALLOCATION_ADJUSTED:
-      o["allocation"] = "adjusted";
-      break;
-    case care::v1::RANK_ALLOCATION_AUTO:
-      o["allocation"] = "auto";
-      break;
-    default:
-      o["allocation"] = "uniform";
-  }
-  o["damping"] = spec.has_damping() ? spec.damping() : 0.01;
+  o["allocation"] = std::string(allocation);
+  o["damping"] = spec.has_damping() ? spec.damping() : api::kDefaultDamping;
 
   const auto& calib = spec.calibration();
   const auto& eval = spec.evaluation();
   o["sequential"] = calib.sequential();
   o["calib_text_field"] =
-      calib.text_field().empty() ? "text" : calib.text_field();
-  o["eval_text_field"] = eval.text_field().empty() ? "text" : eval.text_field();
+      calib.text_field().empty() ? api::kDefaultTextField : calib.text_field();
+  o["eval_text_field"] =
+      eval.text_field().empty() ? api::kDefaultTextField : eval.text_field();
   std::string calib_data;
   if (!calib.dataset_uri().empty()) {
     CARE_ASSIGN_OR_RETURN(
         calib_data, LocalPath(calib.dataset_uri(), "calibration.dataset_uri"));
   }
   o["calib_data"] = calib_data;
-  o["calib_samples"] = calib.samples() > 0 ? calib.samples() : 256;
-  o["calib_seq_len"] =
-      calib.sequence_length() > 0 ? calib.sequence_length() : 32;
+  o["calib_samples"] =
+      calib.samples() > 0 ? calib.samples() : api::kDefaultCalibrationSamples;
+  o["calib_seq_len"] = calib.sequence_length() > 0
+                           ? calib.sequence_length()
+                           : api::kDefaultCalibrationSequenceLength;
   o["seed"] = calib.seed();
   std::string eval_data;
   if (!eval.dataset_uri().empty()) {
@@ -135,7 +138,9 @@ absl::StatusOr<nlohmann::json> PipelineOptionsFromJob(const care::v1::Job& job,
   }
   o["eval_prepend_bos"] = eval.prepend_bos();
   o["eval_data"] = eval_data;
-  o["eval_seq_len"] = eval.window_length() > 0 ? eval.window_length() : 2048;
+  o["eval_seq_len"] = eval.window_length() > 0
+                          ? eval.window_length()
+                          : api::kDefaultEvaluationWindowLength;
   o["eval_windows"] = eval.max_windows();  // 0 = all, as in the pipeline.
   nlohmann::json tasks = nlohmann::json::array();
   for (int i = 0; i < eval.tasks_size(); ++i) {
@@ -152,23 +157,16 @@ absl::StatusOr<nlohmann::json> PipelineOptionsFromJob(const care::v1::Job& job,
   o["eval_rolling_stride"] = eval.rolling_stride();
   o["eval_rolling_documents"] =
       eval.rolling_documents().empty() ? "whole" : eval.rolling_documents();
-  switch (spec.output_dtype()) {
-    case care::v1::OUTPUT_DTYPE_UNSPECIFIED:
-      o["output_dtype"] = "source";
-      break;
-    case care::v1::OUTPUT_DTYPE_F32:
-      o["output_dtype"] = "f32";
-      break;
-    case care::v1::OUTPUT_DTYPE_F16:
-      o["output_dtype"] = "f16";
-      break;
-    case care::v1::OUTPUT_DTYPE_BF16:
-      o["output_dtype"] = "bf16";
-      break;
-    default:
+  // Unset: the source's dtype ("source", convert::ParseOutputDType).
+  o["output_dtype"] = "source";
+  if (spec.output_dtype() != care::v1::OUTPUT_DTYPE_UNSPECIFIED) {
+    absl::string_view word = api::WordOf(api::kDtypeWords, spec.output_dtype());
+    if (word.empty()) {
       return absl::InvalidArgumentError(
           absl::StrCat("output_dtype: unknown value ", spec.output_dtype(),
                        " (allowed: unspecified, F32, F16, BF16)"));
+    }
+    o["output_dtype"] = std::string(word);
   }
   o["threads"] = threads;
 
@@ -310,13 +308,38 @@ absl::StatusOr<care::v1::Report> ReportFromPipelineJson(
   out.set_method(ApiMethod(method));
   out.set_rank_allocation(spec.rank_allocation() ==
                                   care::v1::RANK_ALLOCATION_UNSPECIFIED
-                              ? care::v1::RANK_ALLOCATION_UNIFORM
+                              ? api::kDefaultAllocation
                               : spec.rank_allocation());
   CARE_ASSIGN_OR_RETURN(double damping, Field<double>(r, "damping"));
   out.set_damping(damping);
   CARE_ASSIGN_OR_RETURN(std::string output,
                         Field<std::string>(r, "output_dir"));
   out.set_output_uri(output);
+  if (auto it = r.find("deepseek_v3"); it != r.end() && it->is_object()) {
+    const nlohmann::json& d = *it;
+    out.set_output_layout(care::v1::OUTPUT_LAYOUT_DEEPSEEK_V3);
+    CARE_ASSIGN_OR_RETURN(int64_t rope, Field<int64_t>(d, "rope_dim"));
+    CARE_ASSIGN_OR_RETURN(int64_t fold, Field<int64_t>(d, "freqfold"));
+    CARE_ASSIGN_OR_RETURN(int64_t rank, Field<int64_t>(d, "kv_lora_rank"));
+    CARE_ASSIGN_OR_RETURN(int64_t w0,
+                          Field<int64_t>(d, "kv_width_per_layer_before"));
+    CARE_ASSIGN_OR_RETURN(int64_t w1,
+                          Field<int64_t>(d, "kv_width_per_layer_after"));
+    CARE_ASSIGN_OR_RETURN(double nll,
+                          Field<double>(d, "heldout_nll_partial_rope"));
+    out.set_rope_dim(static_cast<int32_t>(rope));
+    out.set_freqfold(static_cast<int32_t>(fold));
+    out.set_kv_lora_rank(static_cast<int32_t>(rank));
+    out.set_kv_width_per_layer_before(static_cast<int32_t>(w0));
+    out.set_kv_width_per_layer_after(static_cast<int32_t>(w1));
+    out.set_partial_rope_heldout_nll(nll);
+    if (auto p = d.find("eval_ppl_partial_rope");
+        p != d.end() && p->is_number()) {
+      out.set_partial_rope_ppl(p->get<double>());
+    }
+  } else {
+    out.set_output_layout(care::v1::OUTPUT_LAYOUT_LATENT);
+  }
   return out;
 }
 

@@ -9,6 +9,7 @@
 #include "service/failure.h"
 #include "service/heartbeat.h"
 #include "service/leftovers.h"
+#include "service/report_files.h"
 
 namespace care::worker {
 
@@ -207,6 +208,10 @@ void Worker::Finish(const std::string& job_id, int attempt,
   }
   if (result.ok()) {
     *complete.mutable_report() = *result;
+    for (const std::string& problem : AttachReportFiles(*result, &complete)) {
+      Log(absl::StrCat(job_id, " attempt ", attempt,
+                       ": report file not sent: ", problem));
+    }
     outcome = "succeeded";
     if (metrics_ != nullptr) metrics_->SetTaskAccuracy(*result);
   } else if (cancel.Has(CancelToken::kCancelRequested)) {

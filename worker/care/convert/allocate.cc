@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "care/util/annotate.h"
 
 namespace care::convert {
 namespace {
@@ -160,23 +161,24 @@ int64_t Allocation::Total() const {
   return t;
 }
 
+// The strategy's words, both ways (the API's are the same, api/names.h).
+constexpr std::pair<AllocationStrategy, absl::string_view> kStrategyWords[] = {
+    {AllocationStrategy::kUniform, "uniform"},
+    {AllocationStrategy::kAdjusted, "adjusted"},
+    {AllocationStrategy::kAuto, "auto"}};
+
 absl::StatusOr<AllocationStrategy> ParseAllocationStrategy(
     absl::string_view name) {
-  if (name == "uniform") return AllocationStrategy::kUniform;
-  if (name == "adjusted") return AllocationStrategy::kAdjusted;
-  if (name == "auto") return AllocationStrategy::kAuto;
+  for (const auto& [strategy, word] : kStrategyWords) {
+    if (name == word) return strategy;
+  }
   return absl::InvalidArgumentError(absl::StrCat(
       "unknown allocation \"", name, "\"; expected uniform, adjusted or auto"));
 }
 
 std::string AllocationStrategyName(AllocationStrategy strategy) {
-  switch (strategy) {
-    case AllocationStrategy::kUniform:
-      return "uniform";
-    case AllocationStrategy::kAdjusted:
-      return "adjusted";
-    case AllocationStrategy::kAuto:
-      return "auto";
+  for (const auto& [s, word] : kStrategyWords) {
+    if (s == strategy) return std::string(word);
   }
   return "unknown";
 }
@@ -290,10 +292,9 @@ absl::StatusOr<AutoChoice> ChooseAllocation(std::vector<Allocation> candidates,
   for (Allocation& a : candidates) {
     absl::StatusOr<double> score = scorer(a);
     if (!score.ok()) {
-      return absl::Status(
-          score.status().code(),
-          absl::StrCat("auto allocation: scoring candidate \"", a.name,
-                       "\": ", score.status().message()));
+      return Annotate(
+          score.status(),
+          absl::StrCat("auto allocation: scoring candidate \"", a.name, "\""));
     }
     const int64_t index = static_cast<int64_t>(choice.candidates.size());
     if (std::isfinite(*score) &&

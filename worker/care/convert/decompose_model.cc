@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "care/convert/covariance.h"
 #include "care/convert/resume_state.h"
+#include "care/util/annotate.h"
 #include "care/util/status_macros.h"
 
 namespace care::convert {
@@ -73,16 +74,16 @@ absl::StatusOr<FittedLayer> FitLayer(const ModelConfig& config,
   FittedLayer out;
   out.grams.calib_k = Gram(w.w_k, stats.covariance);
   out.grams.calib_v = Gram(w.w_v, stats.covariance);
-  CARE_ASSIGN_OR_RETURN(
-      auto held, RowGrams(x.bottomRows(x.rows() - cal_tokens), w.w_k, w.w_v));
-  out.grams.heldout_k = std::move(held.first);
-  out.grams.heldout_v = std::move(held.second);
-  absl::StatusOr<LayerDecomposition> dec =
-      DecomposeLayer(std::move(w), stats, options);
+  if (x.rows() > cal_tokens) {  // held-out rows (empty Grams without)
+    CARE_ASSIGN_OR_RETURN(
+        auto held, RowGrams(x.bottomRows(x.rows() - cal_tokens), w.w_k, w.w_v));
+    out.grams.heldout_k = std::move(held.first);
+    out.grams.heldout_v = std::move(held.second);
+  }
+  absl::StatusOr<LayerDecomposition> dec = DecomposeLayer(
+      std::move(w), stats, options, &out.grams.calib_k, &out.grams.calib_v);
   if (!dec.ok()) {
-    return absl::Status(
-        dec.status().code(),
-        absl::StrCat("decomposing layer ", l, ": ", dec.status().message()));
+    return Annotate(dec.status(), absl::StrCat("decomposing layer ", l));
   }
   out.decomposition = *std::move(dec);
   return out;
@@ -246,9 +247,18 @@ absl::StatusOr<DecomposedModel> CalibrateAndDecompose(
   }
   PersistAndDropWeights(hooks, out, resume, config.num_hidden_layers,
                         forward->backend());
-  CARE_RETURN_IF_ERROR(forward->RunLayers(config.num_hidden_layers, hooks));
-  const std::vector<int32_t> targets = BatchTargets(windows);
-  CARE_ASSIGN_OR_RETURN(out.heldout_original, forward->ScoreTargets(targets));
+  const int64_t layers = config.num_hidden_layers;
+  if (windows.heldout.num_windows > 0) {
+    CARE_RETURN_IF_ERROR(forward->RunLayers(layers, hooks));
+    const std::vector<int32_t> targets = BatchTargets(windows);
+    CARE_ASSIGN_OR_RETURN(out.heldout_original, forward->ScoreTargets(targets));
+  } else {
+    // Nothing is scored: the pass ends at the last layer's k/v input (no
+    // attention or MLP of that layer, no final norm or vocabulary head).
+    CARE_RETURN_IF_ERROR(forward->RunLayers(layers - 1, hooks));
+    CARE_RETURN_IF_ERROR(forward->ObserveKvInput(hooks));
+    if (after_layer) CARE_RETURN_IF_ERROR(after_layer(layers - 1));
+  }
   if (resume != nullptr) {
     absl::Status saved = resume->SaveValues(
         "calibrated", {out.heldout_original.sum,

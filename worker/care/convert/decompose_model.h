@@ -39,6 +39,9 @@ struct DecomposedModel {
 class ResumeState;
 
 // One engine pass over calibration + held-out windows (the ORIGINAL model).
+// Without held-out windows (windows.heldout.num_windows == 0: the job needs
+// no held-out figures) the pass stops at the last layer's k/v input and
+// nothing is scored; the held-out Grams stay empty.
 // With `resume` (may be null), the pass starts from the saved layers and
 // hidden-state snapshot when there are any, saves every fitted layer, and
 // snapshots the hidden states when due (at most ~10% of the pass's time,

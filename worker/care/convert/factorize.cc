@@ -5,6 +5,7 @@
 #include <Eigen/SVD>
 #include <algorithm>
 #include <cmath>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 
@@ -72,27 +73,32 @@ void EigenFactor(const Eigen::MatrixXd& c, Scaling& scaling) {
   scaling.dense = q * lambda.cwiseSqrt().asDiagonal() * q.transpose();
 }
 
+// BuildScaling with the factorization optional (ScalingInfoOnly).
+absl::StatusOr<Scaling> MakeScaling(const LayerStatistics& stats,
+                                    const FactorizeOptions& options,
+                                    bool factor);
+
 }  // namespace
 
+// The method's words, both ways (the API's are the same, api/names.h).
+constexpr std::pair<Method, absl::string_view> kMethodWords[] = {
+    {Method::kCare, "care"},
+    {Method::kCareC, "care-c"},
+    {Method::kAsvd, "asvd"},
+    {Method::kSvd, "svd"},
+    {Method::kPca, "pca"}};
+
 absl::StatusOr<Method> ParseMethod(absl::string_view name) {
-  if (name == "care") return Method::kCare;
-  if (name == "care-c") return Method::kCareC;
-  if (name == "asvd") return Method::kAsvd;
-  if (name == "svd") return Method::kSvd;
+  for (const auto& [method, word] : kMethodWords) {
+    if (name == word) return method;
+  }
   return absl::InvalidArgumentError(absl::StrCat(
-      "unknown method \"", name, "\"; expected care, care-c, asvd or svd"));
+      "unknown method \"", name, "\"; expected care, care-c, asvd, svd or pca"));
 }
 
 std::string MethodName(Method method) {
-  switch (method) {
-    case Method::kCare:
-      return "care";
-    case Method::kCareC:
-      return "care-c";
-    case Method::kAsvd:
-      return "asvd";
-    case Method::kSvd:
-      return "svd";
+  for (const auto& [m, word] : kMethodWords) {
+    if (m == method) return std::string(word);
   }
   return "unknown";
 }
@@ -105,8 +111,29 @@ Eigen::MatrixXd Scaling::Apply(const Eigen::MatrixXd& w) const {
   return w;
 }
 
+bool GramRouteApplies(const FactorizeOptions& options) {
+  return options.method == Method::kCare && options.damping > 0;
+}
+
+absl::StatusOr<Scaling> ScalingInfoOnly(const LayerStatistics& stats,
+                                        const FactorizeOptions& options) {
+  if (!GramRouteApplies(options)) {
+    return absl::InvalidArgumentError(
+        "the Gram route needs method care with damping > 0");
+  }
+  return MakeScaling(stats, options, /*factor=*/false);
+}
+
 absl::StatusOr<Scaling> BuildScaling(const LayerStatistics& stats,
                                      const FactorizeOptions& options) {
+  return MakeScaling(stats, options, /*factor=*/true);
+}
+
+namespace {
+
+absl::StatusOr<Scaling> MakeScaling(const LayerStatistics& stats,
+                                    const FactorizeOptions& options,
+                                    bool factor) {
   Scaling scaling;
   scaling.method = options.method;
   scaling.dim = stats.covariance.rows();
@@ -152,20 +179,30 @@ absl::StatusOr<Scaling> BuildScaling(const LayerStatistics& stats,
   }
 
   Eigen::MatrixXd damped = c;
-  scaling.info.damping_added = options.damping * mean_diag;
+  // pca: the principal axes of the outputs X·W are the eigenvectors of
+  // WᵀCW, i.e. care's right singular vectors with no damping (exact
+  // symmetric square root, rank deficiency clamped).
+  const bool pca = options.method == Method::kPca;
+  scaling.info.damping_added = pca ? 0 : options.damping * mean_diag;
   damped.diagonal().array() += scaling.info.damping_added;
   if (options.method == Method::kCareC) {
     // S = C itself (symmetric, SᵀS = C²); no factorization needed.
     scaling.dense = std::move(damped);
     return scaling;
   }
-  if (options.solver == WhiteningSolver::kCholesky) {
+  if (!factor) {
+    scaling.deferred = true;  // S·W only through WᵀCW + δ·WᵀW
+    return scaling;
+  }
+  if (!pca && options.solver == WhiteningSolver::kCholesky) {
     CholeskyFactor(std::move(damped), mean_diag, scaling);
   } else {
     EigenFactor(damped, scaling);
   }
   return scaling;
 }
+
+}  // namespace
 
 double Decomposition::TotalEnergy() const {
   return singular_values.squaredNorm();
@@ -190,6 +227,11 @@ absl::StatusOr<Decomposition> Decompose(const Scaling& scaling,
     return absl::InvalidArgumentError(
         "projection weight has a non-finite value");
   }
+  if (scaling.deferred) {
+    return absl::FailedPreconditionError(
+        "Decompose: the scaling was deferred to the Gram route "
+        "(ScalingInfoOnly); use DecomposeGram");
+  }
   const Eigen::MatrixXd m = scaling.Apply(w.cast<double>());  // [D, out]
   Decomposition out;
   if (m.cols() > m.rows()) {
@@ -209,13 +251,22 @@ absl::StatusOr<Decomposition> Decompose(const Scaling& scaling,
   // costs relative accuracy only for σ below ~1e-8·σ_max, whose energy is
   // far below the float32 factors' rounding.
   // Full GEMM (Eigen parallelises it; its SYRK is single-threaded).
-  const Eigen::MatrixXd gram = m.transpose() * m;  // [out, out] MᵀM
+  return DecomposeGram(m.transpose() * m);  // [out, out] MᵀM
+}
+
+absl::StatusOr<Decomposition> DecomposeGram(const Eigen::MatrixXd& gram) {
+  if (gram.rows() != gram.cols() || !gram.allFinite()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("DecomposeGram: the Gram is ", gram.rows(), "x",
+                     gram.cols(), " (must be square and finite)"));
+  }
+  Decomposition out;
   Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(gram);
   if (eig.info() != Eigen::Success) {
     return absl::InternalError(
         "eigendecomposition of the scaled projection's Gram did not converge");
   }
-  const int64_t n = m.cols();
+  const int64_t n = gram.cols();
   out.singular_values.resize(n);
   out.right_vectors.resize(n, n);
   for (int64_t i = 0; i < n; ++i) {  // ascending -> descending

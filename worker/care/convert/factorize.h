@@ -21,9 +21,12 @@
 
 namespace care::convert {
 
-enum class Method { kCare, kCareC, kAsvd, kSvd };
+// kPca: TransMLA's PCA of the outputs X·W (eigenvectors of WᵀCW); it
+// minimises the same activation error as care and equals care at damping 0.
+enum class Method { kCare, kCareC, kAsvd, kSvd, kPca };
 
-// "care", "care-c", "asvd", "svd"; InvalidArgument listing them otherwise.
+// "care", "care-c", "asvd", "svd", "pca"; InvalidArgument listing them
+// otherwise.
 absl::StatusOr<Method> ParseMethod(absl::string_view name);
 std::string MethodName(Method method);
 // Whether the method reads calibration statistics (svd does not).
@@ -65,6 +68,9 @@ struct Scaling {
   int64_t dim = 0;
   Eigen::MatrixXd dense;     // [D, D] when non-empty
   Eigen::VectorXd diagonal;  // [D] when non-empty
+  // ScalingInfoOnly: S exists only implicitly (Gram route); Decompose
+  // refuses it.
+  bool deferred = false;
   ScalingInfo info;
 
   // S·W for W [D, out] -> [D, out].
@@ -76,6 +82,19 @@ struct Scaling {
 // damping; everything else (rank deficiency, zero C) degrades and is noted.
 absl::StatusOr<Scaling> BuildScaling(const LayerStatistics& stats,
                                      const FactorizeOptions& options);
+
+// Whether a decomposition for `options` may come from Gram matrices alone
+// (DecomposeGram): care with damping > 0, where (S·W)ᵀ(S·W) = Wᵀ(C + δI)W
+// for every SᵀS = C + δI, so neither the Cholesky (or eigen) factor of the
+// [D, D] covariance nor the [D, D]·[D, out] product S·W is needed. With
+// damping 0, C may be singular: the factored route and its jitter apply.
+bool GramRouteApplies(const FactorizeOptions& options);
+
+// BuildScaling's checks and notes without forming S, for the Gram route:
+// `dense` stays empty and `deferred` is set, unless there is no
+// calibration signal (identity fallback: plain SVD, as BuildScaling).
+absl::StatusOr<Scaling> ScalingInfoOnly(const LayerStatistics& stats,
+                                        const FactorizeOptions& options);
 
 // Full SVD spectrum of S·W for one projection.
 struct Decomposition {
@@ -90,6 +109,11 @@ struct Decomposition {
 // W is [D, out] (= weight.transpose()).
 absl::StatusOr<Decomposition> Decompose(const Scaling& scaling,
                                         const Eigen::Ref<const MatrixRM>& w);
+
+// The decomposition of any M with MᵀM = gram ([out, out], out <= D): the
+// eigenpairs of the Gram, descending, σ = sqrt(max(λ, 0)). Decompose's own
+// last step; for care: gram = WᵀCW + δ·WᵀW (GramRouteApplies).
+absl::StatusOr<Decomposition> DecomposeGram(const Eigen::MatrixXd& gram);
 
 struct Factors {
   MatrixRM w_down;  // [D, r]; X·W_down is the cached latent

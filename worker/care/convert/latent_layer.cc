@@ -41,9 +41,23 @@ absl::StatusOr<LayerWeights> LoadLayerWeights(const ModelConfig& config,
 
 absl::StatusOr<LayerDecomposition> DecomposeLayer(
     LayerWeights weights, const LayerStatistics& stats,
-    const FactorizeOptions& options) {
+    const FactorizeOptions& options, const Eigen::MatrixXd* calib_gram_k,
+    const Eigen::MatrixXd* calib_gram_v) {
   LayerDecomposition out;
-  CARE_ASSIGN_OR_RETURN(Scaling s, BuildScaling(stats, options));
+  const int64_t kv = weights.w_k.cols();
+  const bool grams = calib_gram_k != nullptr && calib_gram_v != nullptr &&
+                     GramRouteApplies(options) && kv <= weights.w_k.rows() &&
+                     calib_gram_k->rows() == kv && calib_gram_k->cols() == kv &&
+                     calib_gram_v->rows() == kv && calib_gram_v->cols() == kv;
+  CARE_ASSIGN_OR_RETURN(Scaling s, grams ? ScalingInfoOnly(stats, options)
+                                         : BuildScaling(stats, options));
+  // (S·W)ᵀ(S·W) = Wᵀ(C + δI)W = WᵀCW + δ·WᵀW, [g·d_h, g·d_h].
+  auto damped_gram = [&](const Eigen::MatrixXd& gram, const MatrixRM& w) {
+    const Eigen::MatrixXd wd = w.cast<double>();  // [D, g·d_h]
+    Eigen::MatrixXd g = gram;
+    g.noalias() += s.info.damping_added * (wd.transpose() * wd);
+    return DecomposeGram(g);
+  };
   // K and V side by side, one thread each: their GEMMs then run single-
   // threaded (nested regions are serial) at the same total rate, while the
   // symmetric eigensolvers, which are mostly serial, overlap. Measured at the
@@ -53,9 +67,11 @@ absl::StatusOr<LayerDecomposition> DecomposeLayer(
 #pragma omp parallel sections num_threads(2)
   {
 #pragma omp section
-    k = Decompose(s, weights.w_k);
+    k = s.deferred ? damped_gram(*calib_gram_k, weights.w_k)
+                   : Decompose(s, weights.w_k);
 #pragma omp section
-    v = Decompose(s, weights.w_v);
+    v = s.deferred ? damped_gram(*calib_gram_v, weights.w_v)
+                   : Decompose(s, weights.w_v);
   }
   CARE_RETURN_IF_ERROR(k.status());
   CARE_RETURN_IF_ERROR(v.status());

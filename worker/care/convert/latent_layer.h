@@ -36,10 +36,16 @@ struct LayerDecomposition {
   ScalingInfo scaling;  // shared by K and V (same input X)
 };
 
-// BuildScaling + Decompose for K and V.
+// BuildScaling + Decompose for K and V. When the caller already has the
+// undamped Grams WᵀCW of K and V (calib_gram_k/_v, [g·d_h, g·d_h], from the
+// same covariance) and GramRouteApplies(options), the spectra come from
+// WᵀCW + δ·WᵀW instead (the same matrices as (S·W)ᵀ(S·W) up to rounding,
+// without S): no [D, D] factorization and no S·W product.
 absl::StatusOr<LayerDecomposition> DecomposeLayer(
     LayerWeights weights, const LayerStatistics& stats,
-    const FactorizeOptions& options);
+    const FactorizeOptions& options,
+    const Eigen::MatrixXd* calib_gram_k = nullptr,
+    const Eigen::MatrixXd* calib_gram_v = nullptr);
 
 // The rank-(r_K, r_V) factors of one layer.
 struct LatentLayer {

@@ -5,10 +5,18 @@
 
 #include <utility>
 
+#include "care/convert/mla_export/export_stages.h"
 #include "care/convert/stages/stages.h"
 #include "care/util/status_macros.h"
 
 namespace care::convert {
+
+std::string HeldoutReason(const ConvertOptions& options) {
+  if (options.allocation == AllocationStrategy::kAuto) return "allocation auto";
+  if (options.sequential) return "sequential";
+  if (options.heldout_figures) return "asked";
+  return "";
+}
 
 absl::StatusOr<ConversionReport> ConvertModel(const ConvertOptions& options,
                                               const ProgressCallback& progress,
@@ -17,6 +25,18 @@ absl::StatusOr<ConversionReport> ConvertModel(const ConvertOptions& options,
   ConversionReport report;
   CARE_ASSIGN_OR_RETURN(const stage::Inputs in,
                         stage::Load(options, steps, &report));
+  if (options.output_layout == OutputLayout::kDeepseekV3) {
+    // Its own fit (rope split + one joint latent), evaluated and written
+    // as a stock DeepSeek-V3 checkpoint (mla_export/export_stages.h).
+    CARE_ASSIGN_OR_RETURN(stage::MlaFit fit,
+                          stage::MlaCalibrate(options, in, steps, &report));
+    CARE_RETURN_IF_ERROR(stage::MlaChoose(options, in, fit, steps, &report));
+    CARE_RETURN_IF_ERROR(stage::MlaEvaluate(options, in, fit, steps, &report));
+    CARE_RETURN_IF_ERROR(stage::MlaWrite(options, in, fit, steps, &report));
+    // Nothing of this layout is resumable yet; drop what Load opened.
+    if (in.resume) in.resume->Remove();
+    return report;
+  }
   CARE_ASSIGN_OR_RETURN(DecomposedModel decomposed,
                         stage::Calibrate(in, steps, &report));
   CARE_ASSIGN_OR_RETURN(

@@ -18,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "care/convert/allocate.h"
 #include "care/convert/factorize.h"
+#include "care/convert/mla_export/options.h"
 #include "care/convert/report.h"
 #include "care/convert/task_accuracy.h"
 #include "care/io/dtype.h"
@@ -55,6 +56,15 @@ struct ConvertOptions {
   std::optional<StreamFraction> calib_range;
   double heldout_fraction = 0.1;  // last part of the calibration range
   int64_t heldout_windows = 64;
+  // The held-out windows are run only when the job needs them: `auto`
+  // scores its candidates there and `sequential` reports its re-fit there.
+  // Otherwise (uniform, adjusted) they are skipped unless this asks for
+  // the held-out figures (original and converted held-out NLL, per-layer
+  // held-out errors): the calibration pass then runs the calibration
+  // windows only, up to the last layer's k/v input, and no allocation pass
+  // runs. The held-out slice stays out of the sampled range either way, so
+  // the windows and the factors are the same. See HeldoutNeeded.
+  bool heldout_figures = false;
 
   // Evaluation (skipped when eval_data is empty): plain windows (P1).
   std::string eval_data;
@@ -87,6 +97,14 @@ struct ConvertOptions {
   std::string work_dir;
 
   int threads = 0;  // 0 = all cores
+  // Output layout: the CARE latent checkpoint, or a stock DeepSeek-V3 (MLA)
+  // checkpoint (docs/conversion.md "DeepSeek-V3 layout") with its options.
+  // With deepseek_v3 the budget gives kv_lora_rank + rope_dim per layer
+  // unless mla.kv_lora_rank is set; `allocation` and `sequential` do not
+  // apply (the format has one rank for all layers).
+  OutputLayout output_layout = OutputLayout::kLatent;
+  MlaExportOptions mla;
+
   // Compute device of the engine: "cpu", "cuda" or "cuda:N"
   // (care::compute::OpenBackend; docs/worker.md "Devices").
   std::string device = "cpu";
@@ -116,6 +134,10 @@ struct ConvertProgress {
 using ProgressCallback = std::function<void(const ConvertProgress&)>;
 // Returns true to stop; checked at layer boundaries (CancelledError).
 using CancelCheck = std::function<bool()>;
+
+// Whether the job runs the held-out windows, and why (for the report):
+// "allocation auto", "sequential", "asked", or "" when it skips them.
+std::string HeldoutReason(const ConvertOptions& options);
 
 absl::StatusOr<ConversionReport> ConvertModel(
     const ConvertOptions& options, const ProgressCallback& progress = nullptr,

@@ -33,6 +33,13 @@ nlohmann::json PplJson(const PerplexityReport& p) {
           {"predictions", p.predictions}};
 }
 
+nlohmann::json SpectrumJson(const SpectrumReport& s) {
+  return {{"size", s.size},
+          {"index", s.index},
+          {"sigma", s.sigma},
+          {"energy", s.energy}};
+}
+
 }  // namespace
 
 nlohmann::json ReportToJson(const ConversionReport& r) {
@@ -40,6 +47,7 @@ nlohmann::json ReportToJson(const ConversionReport& r) {
   j["model"] = r.model;
   j["output_dir"] = r.output_dir;
   j["architecture"] = r.architecture;
+  j["layout"] = r.layout;
   j["method"] = r.method;
   j["allocation"] = r.allocation;
   j["allocation_chosen"] = r.allocation_chosen;
@@ -63,8 +71,12 @@ nlohmann::json ReportToJson(const ConversionReport& r) {
       {"heldout_range", {r.heldout_range_begin, r.heldout_range_end}},
       {"tokens", r.calib_tokens},
       {"heldout_tokens", r.heldout_tokens},
-      {"heldout_nll_original", r.heldout_nll_original},
-      {"heldout_nll_converted", r.heldout_nll_converted}};
+      {"heldout_run", r.heldout_run},
+      {"heldout_reason", r.heldout_reason}};
+  if (r.heldout_run) {
+    j["calibration"]["heldout_nll_original"] = r.heldout_nll_original;
+    j["calibration"]["heldout_nll_converted"] = r.heldout_nll_converted;
+  }
   if (!r.eval_data.empty()) {
     j["evaluation"] = {{"data", r.eval_data},
                        {"range", {r.eval_range_begin, r.eval_range_end}},
@@ -96,23 +108,28 @@ nlohmann::json ReportToJson(const ConversionReport& r) {
     nlohmann::json lj = {{"layer", l},
                          {"rank_k", x.rank_k},
                          {"rank_v", x.rank_v},
-                         {"heldout_error_k", x.heldout_error_k},
-                         {"heldout_error_v", x.heldout_error_v},
                          {"calib_error_k", x.calib_error_k},
                          {"calib_error_v", x.calib_error_v},
                          {"retained_energy_k", x.retained_energy_k},
                          {"retained_energy_v", x.retained_energy_v}};
+    if (r.heldout_run) {
+      lj["heldout_error_k"] = x.heldout_error_k;
+      lj["heldout_error_v"] = x.heldout_error_v;
+    }
     if (!x.note.empty()) lj["note"] = x.note;
+    if (x.spectrum_k.size > 0) lj["spectrum_k"] = SpectrumJson(x.spectrum_k);
+    if (x.spectrum_v.size > 0) lj["spectrum_v"] = SpectrumJson(x.spectrum_v);
     layers.push_back(std::move(lj));
   }
   j["layers"] = std::move(layers);
   nlohmann::json cands = nlohmann::json::array();
   for (const CandidateReport& c : r.candidates) {
-    cands.push_back({{"name", c.name},
-                     {"heldout_nll", c.heldout_nll},
-                     {"chosen", c.chosen},
-                     {"rank_k", c.rank_k},
-                     {"rank_v", c.rank_v}});
+    nlohmann::json cj = {{"name", c.name},
+                         {"chosen", c.chosen},
+                         {"rank_k", c.rank_k},
+                         {"rank_v", c.rank_v}};
+    if (r.heldout_run) cj["heldout_nll"] = c.heldout_nll;
+    cands.push_back(std::move(cj));
   }
   j["candidates"] = std::move(cands);
   nlohmann::json timings = nlohmann::json::object();
@@ -124,6 +141,7 @@ nlohmann::json ReportToJson(const ConversionReport& r) {
   j["timings_s"] = std::move(timings);
   j["flops"] = std::move(flops);
   j["resumed_layers"] = r.resumed_layers;
+  if (r.deepseek_v3) j["deepseek_v3"] = MlaReportToJson(*r.deepseek_v3);
   return j;
 }
 
@@ -142,13 +160,23 @@ std::string ReportSummary(const ConversionReport& r) {
     rk.push_back(absl::StrCat(l.rank_k));
     rv.push_back(absl::StrCat(l.rank_v));
   }
-  absl::StrAppend(&s, "  r_K: ", absl::StrJoin(rk, " "),
-                  "\n  r_V: ", absl::StrJoin(rv, " "), "\n");
-  absl::StrAppendFormat(&s, "  held-out calibration NLL: %.4f -> %.4f\n",
-                        r.heldout_nll_original, r.heldout_nll_converted);
-  for (const CandidateReport& c : r.candidates) {
-    absl::StrAppendFormat(&s, "    candidate %-16s NLL %.4f%s\n", c.name,
-                          c.heldout_nll, c.chosen ? "  <- chosen" : "");
+  if (r.deepseek_v3) {
+    absl::StrAppend(&s, MlaReportSummary(*r.deepseek_v3));
+  } else {
+    absl::StrAppend(&s, "  r_K: ", absl::StrJoin(rk, " "),
+                    "\n  r_V: ", absl::StrJoin(rv, " "), "\n");
+  }
+  if (r.heldout_run) {
+    absl::StrAppendFormat(&s, "  held-out calibration NLL: %.4f -> %.4f\n",
+                          r.heldout_nll_original, r.heldout_nll_converted);
+    for (const CandidateReport& c : r.candidates) {
+      absl::StrAppendFormat(&s, "    candidate %-16s NLL %.4f%s\n", c.name,
+                            c.heldout_nll, c.chosen ? "  <- chosen" : "");
+    }
+  } else {
+    absl::StrAppend(&s,
+                    "  held-out windows: not run (not needed by this "
+                    "allocation; --heldout runs them)\n");
   }
   if (r.original && r.converted) {
     absl::StrAppendFormat(

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "care/convert/mla_export/mla_report.h"
+
 namespace care::convert {
 
 struct PerplexityReport {
@@ -17,6 +19,17 @@ struct PerplexityReport {
   double mean_nll = 0;
   int64_t windows = 0;
   int64_t predictions = 0;
+};
+
+// A K or V spectrum the allocation was computed from (σ of the method's
+// scaled matrix, descending), sampled to a bounded number of points
+// (spectrum_sample.h): sigma[i] is σ at 0-based position index[i] of the
+// full spectrum of `size` values; energy[i] is Σ_{j≤index[i]} σ_j² / Σ σ².
+struct SpectrumReport {
+  int64_t size = 0;
+  std::vector<int64_t> index;
+  std::vector<double> sigma;
+  std::vector<double> energy;
 };
 
 struct LayerReport {
@@ -31,7 +44,8 @@ struct LayerReport {
   // Σ_{i≤r} σ² / Σ σ² of the method's scaled spectrum.
   double retained_energy_k = 0;
   double retained_energy_v = 0;
-  std::string note;  // rank deficiency, jitter, fallbacks
+  std::string note;                       // rank deficiency, jitter, fallbacks
+  SpectrumReport spectrum_k, spectrum_v;  // empty when not recorded
 };
 
 struct CandidateReport {
@@ -70,7 +84,8 @@ struct RollingReport {
 struct ConversionReport {
   std::string model;
   std::string output_dir;
-  std::string architecture;  // of the written checkpoint
+  std::string layout = "latent";  // output layout: latent, deepseek_v3
+  std::string architecture;       // of the written checkpoint
   std::string method;
   std::string allocation;         // requested strategy
   std::string allocation_chosen;  // candidate actually used
@@ -90,6 +105,11 @@ struct ConversionReport {
   int64_t calib_tokens = 0, heldout_tokens = 0;
   double heldout_nll_original = 0;
   double heldout_nll_converted = 0;
+  // Whether the held-out windows were run, and why: HeldoutReason
+  // (pipeline.h). When not, the held-out NLLs, the per-layer held-out
+  // errors and the candidates' scores are not in the JSON.
+  bool heldout_run = true;
+  std::string heldout_reason;
   // Evaluation (absent without evaluation data)
   std::string eval_data;
   int64_t eval_range_begin = 0, eval_range_end = 0;
@@ -107,6 +127,8 @@ struct ConversionReport {
   // Calibration layers restored from the work dir (ConvertOptions::work_dir)
   // instead of being run; num_layers when the whole pass was.
   int64_t resumed_layers = 0;
+  // The DeepSeek-V3 layout's rope split, latent and candidates.
+  std::optional<MlaExportReport> deepseek_v3;
 };
 
 nlohmann::json ReportToJson(const ConversionReport& report);

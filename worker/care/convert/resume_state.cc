@@ -102,19 +102,9 @@ class RecordWriter {
     if (::pwrite(fd_, &h, sizeof(h), 0) != static_cast<ssize_t>(sizeof(h))) {
       return io::ErrnoStatus(errno, "cannot write", tmp_);
     }
-    if (::fsync(fd_) != 0) return io::ErrnoStatus(errno, "cannot fsync", tmp_);
     const int fd = fd_;
     fd_ = -1;
-    if (::close(fd) != 0) {
-      ::unlink(tmp_.c_str());
-      return io::ErrnoStatus(errno, "cannot close", tmp_);
-    }
-    if (::rename(tmp_.c_str(), path_.c_str()) != 0) {
-      const int err = errno;
-      ::unlink(tmp_.c_str());
-      return io::ErrnoStatus(err, "cannot rename into", path_);
-    }
-    return io::FsyncPath(io::ParentDir(path_));
+    return io::CommitFile(fd, tmp_, path_);
   }
 
  private:
@@ -371,9 +361,17 @@ std::optional<SavedLayer> ResumeState::LoadLayer(int64_t layer,
     s.identity_fallback = fallback != 0;
     CARE_ASSIGN_OR_RETURN(s.note, r.Str());
     LayerGrams& g = out.grams;
-    for (Eigen::MatrixXd* m :
-         {&g.calib_k, &g.calib_v, &g.heldout_k, &g.heldout_v}) {
+    for (Eigen::MatrixXd* m : {&g.calib_k, &g.calib_v}) {
       CARE_ASSIGN_OR_RETURN(*m, r.Matrix(kv_width, kv_width));
+    }
+    // Empty when the pass had no held-out windows (not needed by the job).
+    for (Eigen::MatrixXd* m : {&g.heldout_k, &g.heldout_v}) {
+      CARE_ASSIGN_OR_RETURN(*m, r.Matrix(-1, -1));
+      if (m->size() != 0 && (m->rows() != kv_width || m->cols() != kv_width)) {
+        return absl::DataLossError(absl::StrCat(
+            "held-out Gram [", m->rows(), ", ", m->cols(), "], expected [",
+            kv_width, ", ", kv_width, "] or empty"));
+      }
     }
     CARE_RETURN_IF_ERROR(r.Finish());
     return out;

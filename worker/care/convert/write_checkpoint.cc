@@ -175,6 +175,10 @@ absl::Status WriteConvertedCheckpoint(const io::Checkpoint& source,
     CARE_RETURN_IF_ERROR(
         writer->WriteFile("care_report.json", options.report_json));
   }
+  if (!options.report_html.empty()) {
+    CARE_RETURN_IF_ERROR(
+        writer->WriteFile("care_report.html", options.report_html));
+  }
   return writer->Commit();
 }
 

@@ -54,6 +54,7 @@ struct WriteOptions {
   std::string temp_tag{};
   std::function<absl::Status()> before_commit{};
   std::string report_json;  // written as care_report.json when non-empty
+  std::string report_html;  // written as care_report.html when non-empty
   // F32, F16 or BF16 for factors and floating-point copies; nullopt keeps
   // the source's dtype for copies and F32 for factors. Integer tensors are
   // always copied as they are.

@@ -1,26 +1,16 @@
 #include "care/data/dataset.h"
 
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "care/tokenizer/unicode.h"
+#include "care/util/file.h"
 #include "care/util/status_macros.h"
 #include "nlohmann/json.hpp"
 
 namespace care::data {
 namespace {
-
-absl::StatusOr<std::string> ReadBytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) return absl::DataLossError(absl::StrCat(path, ": read error"));
-  return ss.str();
-}
 
 bool IsBlank(absl::string_view line) {
   for (char c : line) {
@@ -68,7 +58,7 @@ absl::StatusOr<std::string> JoinJsonl(const std::string& path,
 
 absl::StatusOr<std::string> LoadText(const std::string& path,
                                      const TextOptions& options) {
-  CARE_ASSIGN_OR_RETURN(std::string bytes, ReadBytes(path));
+  CARE_ASSIGN_OR_RETURN(std::string bytes, ReadFileToString(path));
   // Checked on the raw bytes so the offset is the file's byte offset.
   CARE_RETURN_IF_ERROR(care::tok::ValidateUtf8(bytes, path));
   if (absl::EndsWith(path, ".jsonl")) return JoinJsonl(path, bytes, options);
@@ -92,7 +82,7 @@ absl::StatusOr<std::vector<int32_t>> ReadTokenFile(const std::string& path) {
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": unknown token file format (expected .u16/.u32)"));
   }
-  CARE_ASSIGN_OR_RETURN(const std::string bytes, ReadBytes(path));
+  CARE_ASSIGN_OR_RETURN(const std::string bytes, ReadFileToString(path));
   if (bytes.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": empty data"));
   }

@@ -10,18 +10,12 @@
 #include "care/engine/kv_projector.h"
 #include "care/engine/mlp.h"
 #include "care/io/tensor_names.h"
+#include "care/util/annotate.h"
 #include "care/util/status_macros.h"
 
 namespace care::engine {
 
 namespace {
-
-// Prefixes what failed; LayerwiseForward::RunLayer adds "layer l: ".
-absl::Status WithContext(const absl::Status& status, absl::string_view what) {
-  if (status.ok()) return status;
-  return absl::Status(status.code(),
-                      absl::StrCat(what, ": ", status.message()));
-}
 
 struct AttentionWeights {
   compute::Weight w_q, w_o;  // [n_h * d_h, D], [D, n_h * d_h]
@@ -74,7 +68,7 @@ absl::Status AttendWindows(const LayerContext& ctx, const AttentionWeights& w,
       be.Linear(x, w.w_q, OrNull(w.b_q), &q, false));  // [rows, n_h * d_h]
   compute::Matrix k, v;
   CARE_RETURN_IF_ERROR(
-      WithContext(projector.Project(be, x, &k, &v), "K/V projection"));
+      Annotate(projector.Project(be, x, &k, &v), "K/V projection"));
   if (k.rows != rows || k.cols != c.kv_width() || v.rows != rows ||
       v.cols != c.kv_width()) {
     return absl::InternalError(absl::StrCat(
@@ -118,12 +112,12 @@ absl::Status RunAttentionBlock(const LayerContext& ctx, int64_t layer,
       be.RmsNorm(*hidden, ln, c.rms_norm_eps, &x));  // [tokens, D]
   if (ctx.hooks.on_kv_input) {
     CARE_RETURN_IF_ERROR(
-        WithContext(ctx.hooks.on_kv_input(layer, x), "on_kv_input hook"));
+        Annotate(ctx.hooks.on_kv_input(layer, x), "on_kv_input hook"));
   }
   std::unique_ptr<KvProjector> projector;
   if (ctx.hooks.make_kv_projector) {
     auto made = ctx.hooks.make_kv_projector(layer);
-    CARE_RETURN_IF_ERROR(WithContext(made.status(), "make_kv_projector hook"));
+    CARE_RETURN_IF_ERROR(Annotate(made.status(), "make_kv_projector hook"));
     projector = std::move(made).value();
   }
   if (projector == nullptr) {

@@ -15,7 +15,9 @@
 #include "care/engine/logits.h"
 #include "care/engine/rope.h"
 #include "care/engine/row_loader.h"
+#include "care/engine/weight_loader.h"
 #include "care/io/tensor_names.h"
+#include "care/util/annotate.h"
 #include "care/util/status_macros.h"
 
 namespace care::engine {
@@ -224,18 +226,14 @@ absl::Status LayerwiseForward::RunLayer(const LayerHooks& hooks) {
                                     : std::string("lm_head."));
   absl::Status status = family_->RunLayer(ctx, layer, &hidden_);
   if (current_ != nullptr) current_->Clear();
-  if (!status.ok()) {
-    return absl::Status(status.code(),
-                        absl::StrCat("layer ", layer, ": ", status.message()));
-  }
+  if (!status.ok()) return Annotate(status, absl::StrCat("layer ", layer));
   ReleaseMappedPages(weights_, io::names::Layer(layer, ""));
   ++next_layer_;
   if (hooks.on_layer_output) {
     status = hooks.on_layer_output(layer, hidden_);
     if (!status.ok()) {
-      return absl::Status(status.code(), absl::StrCat("layer ", layer,
-                                                      " on_layer_output hook: ",
-                                                      status.message()));
+      return Annotate(status,
+                      absl::StrCat("layer ", layer, " on_layer_output hook"));
     }
   }
   return absl::OkStatus();
@@ -248,6 +246,31 @@ absl::Status LayerwiseForward::RunLayers(int64_t end, const LayerHooks& hooks) {
                      ", ", num_layers(), "]"));
   }
   while (next_layer_ < end) CARE_RETURN_IF_ERROR(RunLayer(hooks));
+  return absl::OkStatus();
+}
+
+absl::Status LayerwiseForward::ObserveKvInput(const LayerHooks& hooks) {
+  if (next_layer_ >= num_layers()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("all ", num_layers(), " layers have already run"));
+  }
+  if (!hooks.on_kv_input) return absl::OkStatus();
+  SetEngineThreads(options_.threads);
+  const int64_t layer = next_layer_;
+  compute::Backend& be = *backend_;
+  CARE_ASSIGN_OR_RETURN(compute::Matrix ln,
+                        LoadRowOn(be, weights_, io::names::InputNorm(layer),
+                                  config_.hidden_size));
+  CARE_ASSIGN_OR_RETURN(compute::Matrix x,
+                        be.Allocate(hidden_.rows, hidden_.cols));
+  CARE_RETURN_IF_ERROR(
+      be.RmsNorm(hidden_, ln, config_.rms_norm_eps, &x));  // [tokens, D]
+  absl::Status status = hooks.on_kv_input(layer, x);
+  if (!status.ok()) {
+    return absl::Status(status.code(),
+                        absl::StrCat("layer ", layer,
+                                     ": on_kv_input hook: ", status.message()));
+  }
   return absl::OkStatus();
 }
 

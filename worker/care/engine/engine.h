@@ -134,6 +134,12 @@ class LayerwiseForward {
   // states afterwards are the input of layer `end`.
   absl::Status RunLayers(int64_t end, const LayerHooks& hooks = {});
 
+  // Layer next_layer()'s k/v input only: its input_layernorm of the hidden
+  // states, handed to hooks.on_kv_input, without the layer's attention or
+  // MLP. What a calibration pass needs of the last layer (nothing after it).
+  // The hidden states and next_layer() are unchanged.
+  absl::Status ObserveKvInput(const LayerHooks& hooks);
+
   // [tokens, D]: the embeddings, or the output of layer next_layer()-1, in
   // backend memory.
   const compute::Matrix& hidden() const { return hidden_; }

@@ -10,6 +10,7 @@
 #include "care/io/checkpoint.h"
 #include "care/io/dtype.h"
 #include "care/io/tensor.h"
+#include "care/util/annotate.h"
 #include "care/util/status_macros.h"
 
 namespace care::engine {
@@ -50,10 +51,8 @@ absl::StatusOr<compute::Weight> LoadWeightOn(compute::Backend& backend,
       absl::StatusOr<compute::Weight> w = backend.LoadWeight(
           {.dtype = *dt, .rows = rows, .cols = cols, .data = raw.bytes.data()});
       if (!w.ok()) {
-        return absl::Status(
-            w.status().code(),
-            absl::StrCat("loading '", name, "' on ", backend.name(), ": ",
-                         w.status().message()));
+        return Annotate(w.status(), absl::StrCat("loading '", name, "' on ",
+                                                 backend.name()));
       }
       // The backend holds its own copy now: the tensor's mapped pages leave
       // the resident set at once rather than at the end of the layer (a

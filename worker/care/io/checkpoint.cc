@@ -3,13 +3,12 @@
 #include <sys/stat.h>
 
 #include <algorithm>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "care/io/file_util.h"
 #include "care/util/status_macros.h"
 
 namespace care::io {
@@ -20,16 +19,6 @@ using nlohmann::json;
 bool FileExists(const std::string& path) {
   struct stat st;
   return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
-}
-
-absl::StatusOr<std::string> ReadSmallFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad())
-    return absl::DataLossError(absl::StrCat("error reading ", path));
-  return ss.str();
 }
 
 // A shard name from the index must stay inside the checkpoint directory.
@@ -62,7 +51,7 @@ absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(
     return ckpt;
   }
 
-  CARE_ASSIGN_OR_RETURN(std::string text, ReadSmallFile(index_path));
+  CARE_ASSIGN_OR_RETURN(std::string text, ReadFileToString(index_path));
   json index = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (index.is_discarded() || !index.is_object()) {
     return absl::DataLossError(

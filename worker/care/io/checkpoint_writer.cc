@@ -307,21 +307,13 @@ absl::Status CheckpointWriter::FinishShard(Shard& shard,
     head += text;
     int fd = ::open(shard.data_path.c_str(), O_WRONLY | O_CLOEXEC);
     if (fd < 0) return ErrnoStatus(errno, "cannot open", shard.data_path);
-    absl::Status s;
     if (::pwrite(fd, head.data(), head.size(), 0) !=
         static_cast<ssize_t>(head.size())) {
-      s = ErrnoStatus(errno, "cannot write the header of", shard.data_path);
+      const int err = errno;
+      ::close(fd);
+      return ErrnoStatus(err, "cannot write the header of", shard.data_path);
     }
-    if (s.ok() && ::fsync(fd) != 0) {
-      s = ErrnoStatus(errno, "cannot fsync", shard.data_path);
-    }
-    if (::close(fd) != 0 && s.ok()) {
-      s = ErrnoStatus(errno, "cannot close", shard.data_path);
-    }
-    if (s.ok() && ::rename(shard.data_path.c_str(), path.c_str()) != 0) {
-      s = ErrnoStatus(errno, "cannot rename into", path);
-    }
-    return s;
+    return CommitFile(fd, shard.data_path, path);
   }
   int out =
       ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);

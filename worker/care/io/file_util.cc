@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -14,28 +15,6 @@
 #include "care/util/status_macros.h"
 
 namespace care::io {
-
-absl::Status ErrnoStatus(int err, absl::string_view what,
-                         absl::string_view path) {
-  std::string msg = absl::StrCat(what, " ", path, ": ", std::strerror(err));
-  switch (err) {
-    case ENOENT:
-    case ENOTDIR:
-      return absl::NotFoundError(msg);
-    case EACCES:
-    case EPERM:
-    case EROFS:
-      return absl::PermissionDeniedError(msg);
-    case ENOSPC:
-    case EDQUOT:
-      return absl::ResourceExhaustedError(absl::StrCat(msg, " (disk full)"));
-    case EEXIST:
-    case ENOTEMPTY:
-      return absl::AlreadyExistsError(msg);
-    default:
-      return absl::InternalError(msg);
-  }
-}
 
 absl::Status WriteAll(int fd, const void* data, size_t size,
                       absl::string_view path) {
@@ -62,24 +41,34 @@ absl::Status WriteFileSynced(const std::string& path,
   return s;
 }
 
-absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoStatus(errno, "cannot open", path);
-  std::string out;
-  char buf[1 << 16];
-  while (true) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      int err = errno;
-      ::close(fd);
-      return ErrnoStatus(err, "cannot read", path);
-    }
-    if (n == 0) break;
-    out.append(buf, static_cast<size_t>(n));
+absl::Status CommitFile(int fd, const std::string& tmp,
+                        const std::string& path) {
+  absl::Status s;
+  if (::fsync(fd) != 0) s = ErrnoStatus(errno, "cannot fsync", tmp);
+  if (::close(fd) != 0 && s.ok()) s = ErrnoStatus(errno, "cannot close", tmp);
+  if (s.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) {
+    s = ErrnoStatus(errno, "cannot rename into", path);
   }
-  ::close(fd);
-  return out;
+  if (!s.ok()) {
+    ::unlink(tmp.c_str());
+    return s;
+  }
+  return FsyncPath(ParentDir(path));
+}
+
+absl::Status AtomicWrite(const std::string& path, absl::string_view contents) {
+  static std::atomic<uint64_t> counter{0};
+  const std::string tmp =
+      absl::StrCat(path, ".tmp.", ::getpid(), ".", counter++);
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) return ErrnoStatus(errno, "cannot create", tmp);
+  absl::Status s = WriteAll(fd, contents.data(), contents.size(), tmp);
+  if (!s.ok()) {
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return s;
+  }
+  return CommitFile(fd, tmp, path);
 }
 
 absl::Status CopyFdRange(int from_fd, int to_fd, uint64_t size,

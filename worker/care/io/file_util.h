@@ -10,12 +10,14 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "care/util/file.h"
 
 namespace care::io {
 
-// "<what> <path>: <strerror>" with the code errno implies.
-absl::Status ErrnoStatus(int err, absl::string_view what,
-                         absl::string_view path);
+// care/util/file.h: "<what> <path>: <strerror>" with the code errno
+// implies, and the whole-file reader.
+using ::care::ErrnoStatus;
+using ::care::ReadFileToString;
 
 // Writes every byte (retrying short writes and EINTR).
 absl::Status WriteAll(int fd, const void* data, size_t size,
@@ -23,7 +25,14 @@ absl::Status WriteAll(int fd, const void* data, size_t size,
 // Creates/truncates `path` with `contents` and fsyncs it.
 absl::Status WriteFileSynced(const std::string& path,
                              absl::string_view contents);
-absl::StatusOr<std::string> ReadFileToString(const std::string& path);
+// The end of every write-a-temporary-then-rename (LevelDB's pattern): fsync
+// `fd` (open for writing at `tmp`), close it, rename `tmp` to `path`, fsync
+// the directory of `path`. `fd` is closed in every case and `tmp` removed
+// on failure, so readers see the old file or the whole new one.
+absl::Status CommitFile(int fd, const std::string& tmp,
+                        const std::string& path);
+// Writes `contents` to a fresh temporary beside `path` and CommitFile()s it.
+absl::Status AtomicWrite(const std::string& path, absl::string_view contents);
 // Copies a regular file (in-kernel when possible) and fsyncs the copy.
 absl::Status CopyFileSynced(const std::string& from, const std::string& to);
 // Appends bytes [from_offset, from_offset + size) of `from_fd` to `to_fd`

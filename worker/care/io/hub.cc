@@ -199,30 +199,27 @@ absl::Status FetchBlob(const HubOptions& o, const HttpOptions& http,
                                                url, " after ", o.max_attempts,
                                                " attempts: ", last_error));
   }
+  // Checked before the blob appears; a bad download is removed.
   const uint64_t got = FdSize(fd);
-  if (::fsync(fd) != 0) {
-    int err = errno;
-    ::close(fd);
-    return ErrnoStatus(err, "cannot fsync", part);
-  }
-  ::close(fd);
+  absl::Status verified;
   if (f.size && got != *f.size) {
-    ::unlink(part.c_str());
-    return absl::DataLossError(absl::StrCat("downloaded ", got, " bytes from ",
-                                            url, ", the hub lists ", *f.size));
-  }
-  if (!f.sha256.empty()) {
-    CARE_ASSIGN_OR_RETURN(std::string sum, Sha256File(part));
-    if (sum != f.sha256) {
-      ::unlink(part.c_str());
-      return absl::DataLossError(absl::StrCat("sha256 of ", url, " is ", sum,
-                                              ", the hub lists ", f.sha256));
+    verified = absl::DataLossError(absl::StrCat(
+        "downloaded ", got, " bytes from ", url, ", the hub lists ", *f.size));
+  } else if (!f.sha256.empty()) {
+    absl::StatusOr<std::string> sum = Sha256File(part);
+    if (!sum.ok()) {
+      verified = sum.status();
+    } else if (*sum != f.sha256) {
+      verified = absl::DataLossError(absl::StrCat(
+          "sha256 of ", url, " is ", *sum, ", the hub lists ", f.sha256));
     }
   }
-  if (::rename(part.c_str(), blob.c_str()) != 0) {
-    return ErrnoStatus(errno, "cannot rename into", blob);
+  if (!verified.ok()) {
+    ::close(fd);
+    ::unlink(part.c_str());
+    return verified;
   }
-  return absl::OkStatus();
+  return CommitFile(fd, part, blob);
 }
 
 absl::StatusOr<std::vector<std::string>> ShardsOfIndex(
@@ -412,7 +409,7 @@ absl::StatusOr<std::string> DownloadSnapshot(const HubOptions& o,
   if (revision != commit) {
     const std::string ref = absl::StrCat(repo_dir, "/refs/", revision);
     CARE_RETURN_IF_ERROR(MakeDirs(ParentDir(ref)));
-    CARE_RETURN_IF_ERROR(WriteFileSynced(ref, commit));
+    CARE_RETURN_IF_ERROR(AtomicWrite(ref, commit));
   }
   if (!IsCompleteSnapshot(snapshot)) {
     return absl::DataLossError(absl::StrCat("download of ", uri, " into ",

@@ -1,14 +1,13 @@
 #include "care/io/model_config.h"
 
 #include <algorithm>
-#include <fstream>
-#include <sstream>
 #include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "care/io/config_reader.h"
+#include "care/io/file_util.h"
 #include "care/io/model_family.h"
 #include "care/util/status_macros.h"
 
@@ -257,7 +256,13 @@ absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json_text,
   if (c.torch_dtype.empty()) {
     CARE_ASSIGN_OR_RETURN(c.torch_dtype, r.StringOr("dtype", ""));
   }
-  if (r.Present("care")) {
+  // A "care" block is provenance; only the latent layout (no "layout" key,
+  // or "latent") defines latent attention. A DeepSeek-V3 export's block
+  // ("layout": "deepseek_v3") describes a stock checkpoint.
+  const bool exported = j.contains("care") && j["care"].is_object() &&
+                        j["care"].contains("layout") &&
+                        j["care"]["layout"] != "latent";
+  if (r.Present("care") && !exported) {
     CARE_RETURN_IF_ERROR(ParseLatent(j["care"], c, origin));
   }
   c.raw = std::move(as_written);
@@ -267,13 +272,8 @@ absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json_text,
 absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& dir,
                                             ModelFamilies families) {
   const std::string path = dir + "/config.json";
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return absl::NotFoundError(absl::StrCat("cannot read ", path));
-  }
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ParseModelConfig(ss.str(), path, families);
+  CARE_ASSIGN_OR_RETURN(const std::string text, io::ReadFileToString(path));
+  return ParseModelConfig(text, path, families);
 }
 
 }  // namespace care

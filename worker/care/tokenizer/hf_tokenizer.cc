@@ -1,28 +1,18 @@
 #include "care/tokenizer/hf_tokenizer.h"
 
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "care/tokenizer/unicode.h"
+#include "care/util/file.h"
 #include "care/util/status_macros.h"
 
 namespace care::tok {
 namespace {
 
 using nlohmann::json;
-
-absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) return absl::DataLossError(absl::StrCat("cannot read ", path));
-  return ss.str();
-}
 
 absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ParseMerges(
     const json& merges, const std::string& where) {
@@ -221,13 +211,13 @@ absl::StatusOr<std::unique_ptr<HfTokenizer>> HfTokenizer::FromJson(
 
 absl::StatusOr<std::unique_ptr<HfTokenizer>> HfTokenizer::FromFile(
     const std::string& path) {
-  CARE_ASSIGN_OR_RETURN(const std::string text, ReadWholeFile(path));
+  CARE_ASSIGN_OR_RETURN(const std::string text, ReadFileToString(path));
   std::string config;
   const std::filesystem::path config_path =
       std::filesystem::path(path).parent_path() / "tokenizer_config.json";
   std::error_code ec;
   if (std::filesystem::exists(config_path, ec)) {
-    CARE_ASSIGN_OR_RETURN(config, ReadWholeFile(config_path.string()));
+    CARE_ASSIGN_OR_RETURN(config, ReadFileToString(config_path.string()));
   }
   return FromJson(text, config, path);
 }

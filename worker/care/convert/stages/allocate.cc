@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "care/convert/flop_model.h"
+#include "care/convert/spectrum_sample.h"
 #include "care/convert/stages/stages.h"
 #include "care/io/sha256.h"
 #include "care/util/status_macros.h"
@@ -71,6 +72,31 @@ absl::StatusOr<std::vector<LatentLayer>> Truncate(
   return layers;
 }
 
+// The fit at the chosen allocation: every layer truncated to its ranks.
+absl::StatusOr<Fit> Choose(const Inputs& in, DecomposedModel decomposed,
+                           Allocation chosen,
+                           std::vector<CandidateReport> candidates,
+                           StageProgress& progress, StageTimer& timer,
+                           ConversionReport* report) {
+  Fit fit;
+  for (const LayerDecomposition& d : decomposed.layers) {
+    fit.spectra_k.push_back(
+        SampleSpectrum(d.k.singular_values.data(), d.k.singular_values.size()));
+    fit.spectra_v.push_back(
+        SampleSpectrum(d.v.singular_values.data(), d.v.singular_values.size()));
+  }
+  fit.allocation = std::move(chosen);
+  report->allocation_chosen = fit.allocation.name;
+  report->candidates = std::move(candidates);
+  CARE_ASSIGN_OR_RETURN(fit.layers,
+                        Truncate(in, decomposed.layers, fit.allocation));
+  report->kv_width_after = fit.allocation.Total();
+  fit.decompositions = std::move(decomposed.layers);
+  fit.grams = std::move(decomposed.grams);
+  timer.Done("allocate", report, progress.Flops("allocate"));
+  return fit;
+}
+
 }  // namespace
 
 absl::StatusOr<Fit> Allocate(const ConvertOptions& options, const Inputs& in,
@@ -86,6 +112,18 @@ absl::StatusOr<Fit> Allocate(const ConvertOptions& options, const Inputs& in,
   const int64_t n_cand = static_cast<int64_t>(candidates.size());
   int64_t scored = 0;
   progress.Begin("allocate");
+  if (!report->heldout_run) {
+    // One candidate (uniform or adjusted) and nothing to score it on.
+    if (n_cand != 1) {
+      return absl::InternalError(
+          absl::StrCat("allocation ", report->allocation, " gave ", n_cand,
+                       " candidates but the held-out windows were not run"));
+    }
+    return Choose(in, std::move(decomposed), std::move(candidates[0]),
+                  {{candidates[0].name, 0, true, candidates[0].rank_k,
+                    candidates[0].rank_v}},
+                  progress, timer, report);
+  }
   CARE_ASSIGN_OR_RETURN(
       AutoChoice choice,
       ChooseAllocation(
@@ -116,21 +154,16 @@ absl::StatusOr<Fit> Allocate(const ConvertOptions& options, const Inputs& in,
             SaveValuesOrLog(in.resume.get(), key, {nll.mean()});
             return nll.mean();
           }));
-  Fit fit;
-  fit.allocation = choice.candidates[choice.best].allocation;
-  report->allocation_chosen = fit.allocation.name;
   report->heldout_nll_converted = choice.candidates[choice.best].score;
+  std::vector<CandidateReport> scored_candidates;
   for (int64_t i = 0; i < n_cand; ++i) {
     const ScoredAllocation& c = choice.candidates[i];
-    report->candidates.push_back({c.allocation.name, c.score, i == choice.best,
-                                  c.allocation.rank_k, c.allocation.rank_v});
+    scored_candidates.push_back({c.allocation.name, c.score, i == choice.best,
+                                 c.allocation.rank_k, c.allocation.rank_v});
   }
-  CARE_ASSIGN_OR_RETURN(fit.layers, Truncate(in, decomp, fit.allocation));
-  report->kv_width_after = fit.allocation.Total();
-  fit.decompositions = std::move(decomposed.layers);
-  fit.grams = std::move(decomposed.grams);
-  timer.Done("allocate", report, progress.Flops("allocate"));
-  return fit;
+  return Choose(in, std::move(decomposed),
+                choice.candidates[choice.best].allocation,
+                std::move(scored_candidates), progress, timer, report);
 }
 
 }  // namespace care::convert::stage

@@ -20,9 +20,15 @@ absl::StatusOr<DecomposedModel> Calibrate(const Inputs& in,
   progress.Begin("calibrate");
   // The first layer the pass reports after k restored ones is layer k.
   bool first_layer = true;
-  LayerCallback calibrate_layer = progress.Layers(
-      "calibrate", L, 0, 1,
-      ForwardLayerFlops(config, pass_tokens, report->calib_seq_len, fit_flops));
+  // Without held-out windows the pass ends at the last layer's k/v input:
+  // that layer adds only its fit.
+  const auto layer_flops =
+      ForwardLayerFlops(config, pass_tokens, report->calib_seq_len, fit_flops);
+  const bool heldout = windows.heldout.num_windows > 0;
+  LayerCallback calibrate_layer =
+      progress.Layers("calibrate", L, 0, 1, [&, layer_flops](int64_t l) {
+        return heldout || l + 1 < L ? layer_flops(l) : fit_flops;
+      });
   CARE_ASSIGN_OR_RETURN(
       DecomposedModel dm,
       CalibrateAndDecompose(

@@ -1,5 +1,6 @@
 // The per-layer report of the final fit: ranks, activation errors on the
-// calibration and held-out tokens, retained energy and notes.
+// calibration and held-out tokens, retained energy, notes and the spectra
+// the allocation compared.
 #include <utility>
 
 #include "care/convert/stages/stages.h"
@@ -20,6 +21,10 @@ void ReportLayers(const Fit& fit, ConversionReport* report) {
     lr.retained_energy_k = fit.layers[l].k.retained_energy;
     lr.retained_energy_v = fit.layers[l].v.retained_energy;
     lr.note = d.scaling.note;
+    if (l < fit.spectra_k.size() && l < fit.spectra_v.size()) {
+      lr.spectrum_k = fit.spectra_k[l];
+      lr.spectrum_v = fit.spectra_v[l];
+    }
     report->layers.push_back(std::move(lr));
   }
 }

@@ -13,6 +13,7 @@
 #include "care/io/model_family.h"
 #include "care/io/model_source.h"
 #include "care/tokenizer/tokenizer.h"
+#include "care/util/annotate.h"
 #include "care/util/status_macros.h"
 
 namespace care::convert::stage {
@@ -32,9 +33,7 @@ absl::StatusOr<std::vector<int32_t>> LoadStream(
     if (t.ok()) {
       tokenizer = *std::move(t);
     } else if (!IsIdFile(path)) {
-      return absl::Status(
-          t.status().code(),
-          absl::StrCat("tokenizing ", path, ": ", t.status().message()));
+      return Annotate(t.status(), absl::StrCat("tokenizing ", path));
     }
   }
   data::TextOptions text;
@@ -89,12 +88,7 @@ absl::Status CheckConvertible(const ModelConfig& c, const std::string& dir) {
         dir,
         " is already a CARE latent checkpoint (config.json has \"care\")"));
   }
-  absl::Status supported = c.family->CheckConvertible(c);
-  if (!supported.ok()) {
-    return absl::Status(supported.code(),
-                        absl::StrCat(dir, ": ", supported.message()));
-  }
-  return absl::OkStatus();
+  return Annotate(c.family->CheckConvertible(c), dir);
 }
 
 // Fail before the expensive stages; the writer re-checks at the end.
@@ -189,6 +183,15 @@ absl::Status LoadData(const ConvertOptions& options, Inputs& in,
   plan.heldout_fraction = options.heldout_fraction;
   plan.heldout_windows = options.heldout_windows;
   CARE_ASSIGN_OR_RETURN(in.windows, MakeCalibrationWindows(calib_stream, plan));
+  // The held-out slice stays out of the sampled range either way (same
+  // windows, same factors); its windows run only when the job needs them.
+  report->heldout_reason = HeldoutReason(options);
+  report->heldout_run = !report->heldout_reason.empty();
+  if (!report->heldout_run) {
+    in.windows.heldout.num_windows = 0;
+    in.windows.heldout.ids.clear();
+    in.windows.heldout_targets.clear();
+  }
   const CalibrationWindows& windows = in.windows;
   report->calib_data = options.calib_data;
   report->calib_samples = plan.samples;
@@ -225,10 +228,9 @@ absl::Status LoadData(const ConvertOptions& options, Inputs& in,
   absl::StatusOr<engine::EvalWindows> ew =
       engine::MakeEvalWindows(eval_stream, wo);
   if (!ew.ok()) {
-    return absl::Status(
-        ew.status().code(),
-        absl::StrCat("evaluation data ", options.eval_data, " range [",
-                     er.begin, ", ", er.end, "): ", ew.status().message()));
+    return Annotate(ew.status(),
+                    absl::StrCat("evaluation data ", options.eval_data,
+                                 " range [", er.begin, ", ", er.end, ")"));
   }
   in.eval = *std::move(ew);
   report->eval_data = options.eval_data;

@@ -72,6 +72,9 @@ struct Fit {
   std::vector<LatentLayer> layers;                 // [L]
   std::vector<LayerDecomposition> decompositions;  // [L], weights dropped
   std::vector<LayerGrams> grams;                   // [L]
+  // [L] The spectra the allocation compared, sampled for the report (the
+  // first pass's, also after a sequential re-fit).
+  std::vector<SpectrumReport> spectra_k, spectra_v;
 };
 
 // Resolves and opens the model, checks that it converts and that the output

@@ -1,6 +1,8 @@
 // The write stage: the converted checkpoint, in the CARE latent layout
-// (docs/checkpoint-format.md), with the report so far as care_report.json.
+// (docs/checkpoint-format.md), with the report so far as care_report.json
+// and care_report.html (report_html.h).
 // Another output layout is another writer, chosen here from ConvertOptions.
+#include "care/convert/report_html.h"
 #include "care/convert/stages/stages.h"
 #include "care/convert/write_checkpoint.h"
 #include "care/util/status_macros.h"
@@ -16,7 +18,9 @@ absl::Status Write(const ConvertOptions& options, const Inputs& in,
   WriteOptions wopt;
   wopt.overwrite = options.overwrite;
   wopt.dtype = options.output_dtype;
-  wopt.report_json = ReportToJson(*report).dump(2);
+  const nlohmann::json report_json = ReportToJson(*report);
+  wopt.report_json = report_json.dump(2);
+  wopt.report_html = ReportHtml(report_json);
   wopt.temp_tag = options.staging_tag;
   wopt.before_commit = options.before_publish;
   CARE_RETURN_IF_ERROR(WriteConvertedCheckpoint(

@@ -1,0 +1,273 @@
+// The DeepSeek-V3 export through the real pipeline: checkpoints on disk in,
+// a stock deepseek_v3 checkpoint out, run by the engine's deepseek_v3
+// family and by the float64 reference written from transformers' source
+// (tests/engine/deepseek_v3_reference.h), which shares no code with the
+// engine or the exporter.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "care/convert/pipeline.h"
+#include "care/engine/families.h"
+#include "care/engine/perplexity.h"
+#include "care/engine/synthetic_model.h"
+#include "care/io/model.h"
+#include "convert/pipeline_test_util.h"
+#include "engine/deepseek_v3_reference.h"
+#include "support/fixtures.h"
+
+namespace care::convert {
+namespace {
+
+using testing::FirstWindows;
+using testing::ModelLogits;
+using testing::SmallOptions;
+
+std::string Fixture(const std::string& name) {
+  return ::care::testing::FixturePath(name);
+}
+
+nlohmann::json ReadJson(const std::string& path) {
+  std::ifstream f(path);
+  std::string text((std::istreambuf_iterator<char>(f)), {});
+  return nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+}
+
+ConvertOptions ExportOptions(const std::string& model, const std::string& out,
+                             int64_t rope_dim, int64_t freqfold) {
+  ConvertOptions o =
+      SmallOptions(model, out, Budget::KvSave(0.5), Method::kCare);
+  o.output_layout = OutputLayout::kDeepseekV3;
+  o.mla.rope_dim = rope_dim;
+  o.mla.freqfold = freqfold;
+  return o;
+}
+
+// max |a − b| over all entries, and max |a|.
+std::pair<double, double> MaxDiff(const MatrixRM& a, const MatrixRM& b) {
+  return {(a - b).cwiseAbs().maxCoeff(), a.cwiseAbs().maxCoeff()};
+}
+
+MatrixRM ReferenceLogits(const std::string& dir,
+                         const std::vector<int32_t>& ids) {
+  absl::StatusOr<care::testing::RefRows> rows =
+      care::testing::DeepseekV3ReferenceLogits(dir, ids);
+  EXPECT_TRUE(rows.ok()) << rows.status();
+  if (!rows.ok()) return {};
+  MatrixRM m(rows->size(), (*rows)[0].size());
+  for (size_t t = 0; t < rows->size(); ++t) {
+    for (size_t v = 0; v < (*rows)[t].size(); ++v) m(t, v) = (*rows)[t][v];
+  }
+  return m;
+}
+
+class ExportPipelineTest : public ::testing::Test {
+ protected:
+  void SetUp() override { dir_ = ::care::testing::MakeTempDir("mla_export"); }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::string dir_;
+};
+
+// One KV head and rope_dim = head_dim: the rope split keeps the whole key
+// with RoPE (nothing becomes NoPE), and kv_lora_rank = 2·g·d_h keeps the
+// whole of V: the export must compute the original model's function.
+TEST_F(ExportPipelineTest, OneKvHeadAtFullRankExportsTheOriginalLogits) {
+  CARE_REQUIRE_FIXTURES();
+  for (bool tied : {false, true}) {
+    const std::string src = dir_ + (tied ? "/src_tied" : "/src");
+    const nlohmann::json config = {{"architectures", {"LlamaForCausalLM"}},
+                                   {"model_type", "llama"},
+                                   {"hidden_size", 32},
+                                   {"intermediate_size", 48},
+                                   {"num_hidden_layers", 2},
+                                   {"num_attention_heads", 4},
+                                   {"num_key_value_heads", 1},
+                                   {"head_dim", 8},
+                                   {"vocab_size", 512},
+                                   {"max_position_embeddings", 256},
+                                   {"rms_norm_eps", 1e-5},
+                                   {"rope_theta", 10000.0},
+                                   {"tie_word_embeddings", tied}};
+    engine::SyntheticOptions so;
+    so.fan_in_scaling = true;  // activations of order 1: a sensitive test
+    ASSERT_TRUE(
+        engine::WriteSyntheticModel(config, src, io::DType::kF32, so).ok());
+    const std::string out = src + "-mla";
+    ConvertOptions o = ExportOptions(src, out, 8, 1);
+    o.mla.kv_lora_rank = 16;  // = 2·g·d_h <= D
+    absl::StatusOr<ConversionReport> r = ConvertModel(o);
+    ASSERT_TRUE(r.ok()) << r.status();
+
+    const engine::TokenWindows windows = FirstWindows(2, 24);
+    const MatrixRM original = ModelLogits(src, windows);
+    const MatrixRM exported = ModelLogits(out, windows);
+    ASSERT_EQ(original.rows(), exported.rows());
+    ASSERT_EQ(original.cols(), exported.cols());
+    // Float32 weights and activations through two layers (~1e-6 relative
+    // each), the latent norm's linear regime (<= 2^-30 relative): 1e-4 of
+    // the logit scale leaves two orders of magnitude of margin.
+    auto [diff, scale] = MaxDiff(original, exported);
+    EXPECT_LT(diff, 1e-4 * (1 + scale)) << "tied " << tied;
+
+    // The float64 reference on the written checkpoint, first window.
+    const std::vector<int32_t> ids(windows.ids.begin(),
+                                   windows.ids.begin() + windows.seq_len);
+    const MatrixRM ref = ReferenceLogits(out, ids);
+    ASSERT_EQ(ref.rows(), windows.seq_len);
+    auto [rdiff, rscale] = MaxDiff(ref, original.topRows(windows.seq_len));
+    EXPECT_LT(rdiff, 1e-4 * (1 + rscale)) << "tied " << tied;
+
+    const nlohmann::json written = ReadJson(out + "/config.json");
+    EXPECT_EQ(written["model_type"], "deepseek_v3");
+    EXPECT_EQ(written["tie_word_embeddings"], tied);
+    EXPECT_EQ(written["kv_lora_rank"], 16);
+  }
+}
+
+TEST_F(ExportPipelineTest, ReportedPerplexityIsTheWrittenCheckpoints) {
+  CARE_REQUIRE_FIXTURES();
+  const std::string out = dir_ + "/stories-mla";
+  ConvertOptions o = ExportOptions(Fixture("stories260K-hf"), out, 8, 1);
+  o.eval_data = testing::TokenFile();
+  o.eval_range = StreamFraction{0.9, 1};
+  o.eval_seq_len = 128;
+  o.eval_windows = 8;
+  absl::StatusOr<ConversionReport> r = ConvertModel(o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_TRUE(r->original && r->converted && r->deepseek_v3);
+  const MlaExportReport& m = *r->deepseek_v3;
+  EXPECT_EQ(r->layout, "deepseek_v3");
+  EXPECT_EQ(r->architecture, "DeepseekV3ForCausalLM");
+  // stories260K: g = 4, d_h = 8, 5 layers; 50 % of 64 = 32 = 24 + 8.
+  EXPECT_EQ(m.rope_dim, 8);
+  EXPECT_EQ(m.freqfold, 1);
+  EXPECT_EQ(m.kv_lora_rank, 24);
+  EXPECT_EQ(m.kv_width_per_layer_before, 64);
+  EXPECT_EQ(m.kv_width_per_layer_after, 32);
+  EXPECT_EQ(r->kv_width_before, 5 * 64);
+  EXPECT_EQ(r->kv_width_after, 5 * 32);
+  ASSERT_EQ(m.layers.size(), 5u);
+  for (const MlaLayerReport& l : m.layers) {
+    EXPECT_GT(l.rope_energy, 0.25);  // at least one head's worth
+    EXPECT_LT(l.norm_error_max, 1e-6);
+  }
+  ASSERT_TRUE(m.eval_ppl_partial_rope);
+  // Compression on top of the rope split costs more than nothing.
+  EXPECT_LE(m.heldout_nll_partial_rope, r->heldout_nll_converted + 1e-3);
+  EXPECT_GT(r->converted->ppl, r->original->ppl);
+
+  // The written checkpoint, reloaded, scores what the report says: the
+  // conversion evaluated exactly these float32 tensors.
+  std::vector<int32_t> stream = testing::TokenStream();
+  stream.resize(r->eval_range_end);
+  auto windows = engine::MakeEvalWindows(stream, {.seq_len = 128,
+                                                  .max_windows = 8,
+                                                  .start = r->eval_range_begin,
+                                                  .bos = std::nullopt});
+  ASSERT_TRUE(windows.ok());
+  auto model = io::OpenModel(out, engine::Families());
+  ASSERT_TRUE(model.ok()) << model.status();
+  auto reloaded =
+      engine::EvaluatePerplexity(model->config, *model->weights, *windows);
+  ASSERT_TRUE(reloaded.ok()) << reloaded.status();
+  EXPECT_NEAR(reloaded->mean_nll, r->converted->mean_nll, 1e-9);
+
+  // The float64 reference agrees with the engine on the export's logits.
+  const engine::TokenWindows first = FirstWindows(1, 32);
+  const MatrixRM engine_logits = ModelLogits(out, first);
+  const MatrixRM ref = ReferenceLogits(out, first.ids);
+  ASSERT_EQ(ref.rows(), 32);
+  auto [diff, scale] = MaxDiff(ref, engine_logits);
+  EXPECT_LT(diff, 1e-4 * (1 + scale));
+
+  // Stock-loadable files: config keys, tokenizer, report.
+  const nlohmann::json c = ReadJson(out + "/config.json");
+  EXPECT_EQ(c["num_key_value_heads"], 8);
+  EXPECT_FALSE(c.contains("head_dim"));
+  EXPECT_EQ(c["first_k_dense_replace"], 5);
+  EXPECT_TRUE(c["q_lora_rank"].is_null());
+  EXPECT_TRUE(std::filesystem::exists(out + "/tokenizer.model"));
+  const nlohmann::json rep = ReadJson(out + "/care_report.json");
+  EXPECT_EQ(rep["layout"], "deepseek_v3");
+  EXPECT_EQ(rep["deepseek_v3"]["kv_lora_rank"], 24);
+}
+
+TEST_F(ExportPipelineTest, AutoScoresEveryCandidateAndKeepsTheBest) {
+  CARE_REQUIRE_FIXTURES();
+  ConvertOptions o = ExportOptions(Fixture("stories260K-hf"), dir_ + "/auto",
+                                   /*rope_dim=*/0, /*freqfold=*/0);
+  absl::StatusOr<ConversionReport> r = ConvertModel(o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  const MlaExportReport& m = *r->deepseek_v3;
+  // d_h = 8: rope 8 (freqfold 1, 2, 4), 4 (1, 2), 2 (1).
+  ASSERT_EQ(m.candidates.size(), 6u);
+  int chosen = 0;
+  for (const MlaCandidateReport& c : m.candidates) {
+    EXPECT_EQ(c.kv_lora_rank + c.rope_dim, 32);
+    EXPECT_GE(c.heldout_nll, r->heldout_nll_converted);
+    if (c.chosen) {
+      ++chosen;
+      EXPECT_EQ(c.rope_dim, m.rope_dim);
+      EXPECT_EQ(c.freqfold, m.freqfold);
+      EXPECT_EQ(c.heldout_nll, r->heldout_nll_converted);
+    }
+  }
+  EXPECT_EQ(chosen, 1);
+  EXPECT_TRUE(m.rope_dim_auto && m.freqfold_auto);
+}
+
+TEST_F(ExportPipelineTest, CareBeatsPlainSvdOnTheSameSplit) {
+  CARE_REQUIRE_FIXTURES();
+  auto run = [&](Method m, const std::string& name) {
+    ConvertOptions o =
+        ExportOptions(Fixture("stories260K-hf"), dir_ + "/" + name, 8, 1);
+    o.budget = Budget::KvSave(0.75);
+    o.heldout_windows = 128;  // 16 scoring windows of 256 tokens
+    o.method = m;
+    absl::StatusOr<ConversionReport> r = ConvertModel(o);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : ConversionReport();
+  };
+  const ConversionReport care = run(Method::kCare, "care");
+  const ConversionReport svd = run(Method::kSvd, "svd");
+  ASSERT_TRUE(care.deepseek_v3 && svd.deepseek_v3);
+  // The activation error of the joint latent on held-out tokens: care
+  // minimises it (up to damping), plain SVD ignores the activations.
+  for (size_t l = 0; l < care.deepseek_v3->layers.size(); ++l) {
+    const MlaLayerReport& c = care.deepseek_v3->layers[l];
+    const MlaLayerReport& s = svd.deepseek_v3->layers[l];
+    EXPECT_LT(c.heldout_error_k + c.heldout_error_v,
+              s.heldout_error_k + s.heldout_error_v)
+        << "layer " << l;
+  }
+  EXPECT_LT(care.heldout_nll_converted, svd.heldout_nll_converted);
+}
+
+TEST_F(ExportPipelineTest, ClearErrors) {
+  CARE_REQUIRE_FIXTURES();
+  const std::string src = Fixture("stories260K-hf");
+  auto message = [&](ConvertOptions o) {
+    absl::Status s = ConvertModel(o).status();
+    EXPECT_FALSE(s.ok());
+    return std::string(s.message());
+  };
+  ConvertOptions o = ExportOptions(src, dir_ + "/e1", 8, 1);
+  o.output_dtype = io::DType::kF16;
+  EXPECT_NE(message(o).find("f16"), std::string::npos);
+  o = ExportOptions(src, dir_ + "/e2", 6, 2);
+  EXPECT_NE(message(o).find("freqfold 2"), std::string::npos);
+  o = ExportOptions(src, dir_ + "/e3", 10, 1);
+  EXPECT_NE(message(o).find("rope_dim 10"), std::string::npos);
+  o = ExportOptions(src, dir_ + "/e4", 8, 1);
+  o.mla.kv_lora_rank = 65;  // > min(D = 64, 2·g·d_h = 64)
+  EXPECT_NE(message(o).find("kv_lora_rank 65"), std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/e4"));
+}
+
+}  // namespace
+}  // namespace care::convert

@@ -1,0 +1,495 @@
+#include "care/convert/mla_export/export_stages.h"
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <set>
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "care/convert/covariance.h"
+#include "care/convert/mla_export/mla_config.h"
+#include "care/convert/mla_export/mla_tensors.h"
+#include "care/convert/mla_export/nope_correction.h"
+#include "care/convert/mla_export/qk_norm_fold.h"
+#include "care/engine/families.h"
+#include "care/engine/rope.h"
+#include "care/io/checkpoint_writer.h"
+#include "care/io/tensor_names.h"
+#include "care/util/status_macros.h"
+
+namespace care::convert::stage {
+namespace {
+
+// Numbers cached per token per layer that the budget allows:
+// floor((1 − F)·2·g·d_h) for --kv-save F, 2·r for --rank r.
+int64_t LayerWidth(const Budget& budget, const ModelConfig& c) {
+  const int64_t gqa = 2 * c.kv_width();
+  if (budget.kind == Budget::Kind::kRank) return 2 * budget.rank;
+  return static_cast<int64_t>(
+      std::floor((1 - budget.kv_save) * static_cast<double>(gqa) + 1e-9));
+}
+
+engine::TokenWindows Batch(const CalibrationWindows& w) {
+  engine::TokenWindows all = w.calib;
+  all.ids.insert(all.ids.end(), w.heldout.ids.begin(), w.heldout.ids.end());
+  all.num_windows += w.heldout.num_windows;
+  return all;
+}
+
+std::vector<int32_t> BatchTargets(const CalibrationWindows& w) {
+  std::vector<int32_t> t(w.calib.tokens(), -1);
+  t.insert(t.end(), w.heldout_targets.begin(), w.heldout_targets.end());
+  return t;
+}
+
+mla::ExportMetadata Metadata(const ConversionReport& report) {
+  return {report.method, report.budget, report.damping};
+}
+
+// The engine's view of an export: its config.json parsed like any model's.
+absl::StatusOr<ModelConfig> ExportModelConfig(
+    const ModelConfig& source, const std::vector<mla::MlaLayer>& layers,
+    const mla::ExportMetadata& meta) {
+  CARE_ASSIGN_OR_RETURN(nlohmann::json j,
+                        mla::ExportConfigJson(source, layers, meta));
+  return ParseModelConfig(j.dump(), "deepseek-v3 export config.json",
+                          engine::Families());
+}
+
+// An export as the engine runs it: config + tensors over the source.
+struct ExportView {
+  ModelConfig config;
+  std::unique_ptr<mla::MlaTensorSource> weights;
+};
+
+absl::StatusOr<ExportView> View(const Inputs& in,
+                                const std::vector<mla::MlaLayer>& layers,
+                                const mla::ExportMetadata& meta) {
+  ExportView v;
+  CARE_ASSIGN_OR_RETURN(v.config, ExportModelConfig(in.config(), layers, meta));
+  v.weights =
+      std::make_unique<mla::MlaTensorSource>(in.weights(), in.config(), layers);
+  return v;
+}
+
+engine::LayerHooks ProgressHooks(const LayerCallback& cb) {
+  engine::LayerHooks hooks;
+  hooks.on_layer_output = [cb](int64_t l, const compute::Matrix&) {
+    return cb(l);
+  };
+  return hooks;
+}
+
+// The held-out slice as windows of up to kScoringTokens tokens. The slice's
+// windows are consecutive (ChunkEvaluationWindows), so whole groups of them
+// are regrouped: a rope split's loss grows with the attended distance, and
+// windows as short as the calibration ones (32 tokens) hide it.
+constexpr int64_t kScoringTokens = 256;
+struct Scoring {
+  engine::TokenWindows windows;
+  std::vector<int32_t> targets;
+};
+Scoring LongHeldout(const CalibrationWindows& w) {
+  const engine::TokenWindows& h = w.heldout;
+  const int64_t per = std::clamp<int64_t>(kScoringTokens / h.seq_len, 1,
+                                          std::max<int64_t>(h.num_windows, 1));
+  Scoring s;
+  s.windows.seq_len = per * h.seq_len;
+  s.windows.num_windows = h.num_windows / per;
+  s.windows.ids.assign(h.ids.begin(), h.ids.begin() + s.windows.tokens());
+  s.targets = NextTokenTargets(s.windows);
+  return s;
+}
+
+absl::StatusOr<engine::NllSum> HeldoutNll(const ExportView& v,
+                                          const Scoring& scoring,
+                                          const Inputs& in,
+                                          const LayerCallback& cb) {
+  CARE_ASSIGN_OR_RETURN(
+      auto fwd, engine::LayerwiseForward::Create(v.config, *v.weights,
+                                                 scoring.windows, in.engine));
+  CARE_RETURN_IF_ERROR(
+      fwd->RunLayers(v.config.num_hidden_layers, ProgressHooks(cb)));
+  return fwd->ScoreTargets(scoring.targets);
+}
+
+PerplexityReport ToReport(const engine::PerplexityResult& r) {
+  return {r.ppl, r.mean_nll, r.windows, r.predictions};
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<MlaCandidate>> MlaCandidates(
+    const ConvertOptions& options, const ModelConfig& c) {
+  CARE_RETURN_IF_ERROR(mla::CheckExportableRope(c));
+  if (c.num_experts > 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--layout deepseek-v3: ", c.model_type,
+        " has a sparse MoE MLP, which DeepSeek-V3's MoE cannot represent "
+        "(dense models only)"));
+  }
+  if (c.attention_bias) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--layout deepseek-v3: ", c.model_type,
+        " has q/k/v biases (attention_bias); not supported by the export "
+        "yet"));
+  }
+  if (options.output_dtype == io::DType::kF16) {
+    return absl::InvalidArgumentError(
+        "--dtype f16 cannot hold the deepseek-v3 layout: kv_a_layernorm's "
+        "linear regime scales the latent by a power of two near 2^-20, "
+        "below f16's range (use bf16 or f32)");
+  }
+  const MlaExportOptions& o = options.mla;
+  const int64_t dh = c.head_dim;
+  const int64_t max_rank = std::min<int64_t>(c.hidden_size, 2 * c.kv_width());
+  std::vector<int64_t> ropes;
+  if (o.rope_dim > 0) {
+    ropes = {o.rope_dim};
+  } else {
+    for (int64_t r : {dh, dh / 2, dh / 4}) {
+      if (r >= 2 && r % 2 == 0) ropes.push_back(r);
+    }
+  }
+  std::vector<MlaCandidate> out;
+  for (int64_t rope : ropes) {
+    std::vector<int64_t> folds;
+    if (o.freqfold > 0) {
+      folds = {o.freqfold};
+    } else {
+      for (int64_t k : {1, 2, 4}) {
+        if ((rope / 2) % k == 0) folds.push_back(k);
+      }
+    }
+    for (int64_t k : folds) {
+      const mla::RopeSplitShape shape{c.num_key_value_heads, dh, rope, k};
+      if (absl::Status s = mla::CheckRopeSplitShape(shape); !s.ok()) {
+        if (o.rope_dim > 0 && o.freqfold > 0) return s;
+        continue;
+      }
+      const int64_t rank = o.kv_lora_rank > 0
+                               ? o.kv_lora_rank
+                               : LayerWidth(options.budget, c) - rope;
+      if (rank < 1 || rank > max_rank) {
+        if (o.rope_dim > 0 || o.kv_lora_rank > 0) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "kv_lora_rank ", rank, " (with rope_dim ", rope,
+              ") is outside [1, ", max_rank,
+              "]: the budget leaves kv_lora_rank + rope_dim = ",
+              LayerWidth(options.budget, c),
+              " numbers per token per layer (2·g·d_h = ", 2 * c.kv_width(),
+              ")"));
+        }
+        continue;
+      }
+      MlaCandidate cand;
+      cand.rope_dim = rope;
+      cand.freqfold = k;
+      cand.kv_lora_rank = rank;
+      out.push_back(std::move(cand));
+    }
+  }
+  if (out.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "no (rope_dim, freqfold) fits: head_dim ", dh, ", the budget leaves ",
+        LayerWidth(options.budget, c), " numbers per token per layer"));
+  }
+  return out;
+}
+
+absl::StatusOr<MlaFit> MlaCalibrate(const ConvertOptions& options,
+                                    const Inputs& in, StageProgress& progress,
+                                    ConversionReport* report) {
+  StageTimer timer;
+  const ModelConfig& config = in.config();
+  const int64_t L = in.num_layers(), d = config.hidden_size;
+  MlaFit fit;
+  CARE_ASSIGN_OR_RETURN(fit.candidates, MlaCandidates(options, config));
+  for (MlaCandidate& cand : fit.candidates) {
+    cand.layers.resize(L);
+    cand.rope_only.resize(L);
+    cand.reports.resize(L);
+  }
+  report->layout = OutputLayoutName(OutputLayout::kDeepseekV3);
+  report->architecture = "DeepseekV3ForCausalLM";
+  report->allocation = "uniform";
+  if (options.mla.kv_lora_rank > 0) {
+    report->budget = absl::StrCat("kv_lora_rank=", options.mla.kv_lora_rank);
+  }
+  report->budget_width =
+      L * (options.mla.kv_lora_rank > 0
+               ? options.mla.kv_lora_rank + fit.candidates[0].rope_dim
+               : LayerWidth(options.budget, config));
+
+  const int64_t cal_tokens = in.windows.calib.tokens();
+  CARE_ASSIGN_OR_RETURN(const engine::RopeFrequencies freqs,
+                        engine::ComputeRopeFrequencies(config));
+  const int64_t full_rank = std::min<int64_t>(d, 2 * config.kv_width());
+  progress.Begin("calibrate");
+  const LayerCallback after = progress.Layers("calibrate", L);
+  CARE_ASSIGN_OR_RETURN(
+      auto fwd, engine::LayerwiseForward::Create(config, in.weights(),
+                                                 Batch(in.windows), in.engine));
+  engine::LayerHooks hooks;
+  hooks.on_kv_input = [&](int64_t l,
+                          const compute::Matrix& xm) -> absl::Status {
+    // x: [tokens, D], calibration rows first, held-out rows after.
+    CARE_ASSIGN_OR_RETURN(MatrixRM x,
+                          engine::DownloadMatrix(fwd->backend(), xm));
+    CovarianceAccumulator cal(d), held(d);
+    CARE_RETURN_IF_ERROR(cal.Add(x.topRows(cal_tokens)));
+    CARE_RETURN_IF_ERROR(held.Add(x.bottomRows(x.rows() - cal_tokens)));
+    const LayerStatistics stats{cal.Covariance(), cal.MeanAbs(), cal.tokens()};
+    const Eigen::MatrixXd held_c = held.Covariance();
+    CARE_ASSIGN_OR_RETURN(LayerWeights w,
+                          LoadLayerWeights(config, in.weights(), l));
+    mla::MlaLayer folds;  // Qwen3: q_norm/k_norm folded (qk_norm_fold.h)
+    const int64_t qrows = config.num_attention_heads * config.head_dim;
+    CARE_ASSIGN_OR_RETURN(
+        Tensor q_tensor,
+        LoadChecked(in.weights(), io::names::QProj(l), {qrows, d}));
+    MatrixRM w_q = q_tensor.matrix();  // [n_h·d_h, D]
+    if (config.qk_norm) {
+      CARE_ASSIGN_OR_RETURN(
+          mla::QkNormFold f,
+          mla::FitQkNormFold(config, in.weights(), l, x.topRows(cal_tokens)));
+      folds.q_fold = std::move(f.q);
+      folds.k_fold = std::move(f.k);
+      w = mla::FoldedWeights(w, folds);
+      w_q = folds.q_fold.asDiagonal() * w_q;
+    }
+    for (MlaCandidate& cand : fit.candidates) {
+      mla::MlaLayerOptions mo;
+      mo.num_heads = config.num_attention_heads;
+      mo.rope = {config.num_key_value_heads, config.head_dim, cand.rope_dim,
+                 cand.freqfold};
+      mo.kv_lora_rank = cand.kv_lora_rank;
+      mo.factorize = in.factorize;
+      mo.balance_kv = options.mla.balance_kv;
+      absl::StatusOr<mla::PreparedLayer> prepared =
+          mla::PrepareLayer(w, stats, mo);
+      if (!prepared.ok()) {
+        return absl::Status(
+            prepared.status().code(),
+            absl::StrCat("layer ", l, ": ", prepared.status().message()));
+      }
+      CARE_ASSIGN_OR_RETURN(
+          mla::MlaLayer layer,
+          mla::TruncatePrepared(*prepared, w, stats.covariance, mo));
+      mo.kv_lora_rank = full_rank;
+      CARE_ASSIGN_OR_RETURN(
+          mla::MlaLayer full,
+          mla::TruncatePrepared(*prepared, w, stats.covariance, mo));
+      layer.q_fold = full.q_fold = folds.q_fold;
+      layer.k_fold = full.k_fold = folds.k_fold;
+      if (options.mla.nope_correction) {
+        mla::NopeCorrectionInputs ni;
+        ni.w_q = &w_q;
+        ni.w_k = &w.w_k;
+        ni.rope = &layer.rope;
+        ni.inv_freq = freqs.inv_freq;
+        ni.num_heads = config.num_attention_heads;
+        ni.seq_len = in.windows.calib.seq_len;
+        CARE_ASSIGN_OR_RETURN(
+            mla::NopeCorrection nc,
+            mla::FitNopeCorrection(ni, x.topRows(cal_tokens)));
+        layer.nope_correction = full.nope_correction = nc.m;
+        layer.nope_dropped_error = nc.dropped_error;
+        layer.nope_corrected_error = nc.corrected_error;
+      }
+      mla::MeasureNormError(x, layer);
+      mla::MeasureNormError(x, full);
+      const mla::KvErrors he = mla::RelativeErrors(layer, w, held_c);
+      MlaLayerReport& r = cand.reports[l];
+      r.alpha_log2 = layer.alpha_log2;
+      r.rope_energy = layer.rope.rope_energy;
+      r.balance_k = layer.balance_k;
+      r.retained_energy = layer.retained_energy;
+      r.calib_error_k = layer.calib_error_k;
+      r.calib_error_v = layer.calib_error_v;
+      r.heldout_error_k = he.k;
+      r.heldout_error_v = he.v;
+      r.norm_error_mean = layer.norm_error_mean;
+      r.norm_error_max = layer.norm_error_max;
+      r.nope_dropped_error = layer.nope_dropped_error;
+      r.nope_corrected_error = layer.nope_correction.empty()
+                                   ? layer.nope_dropped_error
+                                   : layer.nope_corrected_error;
+      r.note = layer.scaling.note;
+      cand.layers[l] = std::move(layer);
+      cand.rope_only[l] = std::move(full);
+    }
+    return absl::OkStatus();
+  };
+  hooks.on_layer_output = [&](int64_t l, const compute::Matrix&) {
+    return after(l);
+  };
+  CARE_RETURN_IF_ERROR(fwd->RunLayers(L, hooks));
+  CARE_ASSIGN_OR_RETURN(engine::NllSum nll,
+                        fwd->ScoreTargets(BatchTargets(in.windows)));
+  report->heldout_nll_original = nll.mean();
+  timer.Done("calibrate", report);
+  return fit;
+}
+
+absl::Status MlaChoose(const ConvertOptions& options, const Inputs& in,
+                       MlaFit& fit, StageProgress& progress,
+                       ConversionReport* report) {
+  StageTimer timer;
+  const int64_t L = in.num_layers();
+  const int64_t n = static_cast<int64_t>(fit.candidates.size());
+  const mla::ExportMetadata meta = Metadata(*report);
+  progress.Begin("allocate");
+  const Scoring scoring = LongHeldout(in.windows);
+  MlaExportReport mr;
+  mr.scoring_seq_len = scoring.windows.seq_len;
+  mr.scoring_windows = scoring.windows.num_windows;
+  {
+    // The original model on the same scoring windows, for comparison.
+    CARE_ASSIGN_OR_RETURN(
+        auto fwd, engine::LayerwiseForward::Create(in.config(), in.weights(),
+                                                   scoring.windows, in.engine));
+    CARE_RETURN_IF_ERROR(fwd->RunLayers(L));
+    CARE_ASSIGN_OR_RETURN(engine::NllSum o, fwd->ScoreTargets(scoring.targets));
+    mr.heldout_nll_original = o.mean();
+  }
+  double best = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const MlaCandidate& cand = fit.candidates[i];
+    MlaCandidateReport cr;
+    cr.rope_dim = cand.rope_dim;
+    cr.freqfold = cand.freqfold;
+    cr.kv_lora_rank = cand.kv_lora_rank;
+    CARE_ASSIGN_OR_RETURN(ExportView conv, View(in, cand.layers, meta));
+    CARE_ASSIGN_OR_RETURN(
+        engine::NllSum nll,
+        HeldoutNll(conv, scoring, in,
+                   progress.Layers("allocate", L, 2 * i, 2 * n)));
+    CARE_ASSIGN_OR_RETURN(ExportView rope, View(in, cand.rope_only, meta));
+    CARE_ASSIGN_OR_RETURN(
+        engine::NllSum rope_nll,
+        HeldoutNll(rope, scoring, in,
+                   progress.Layers("allocate", L, 2 * i + 1, 2 * n)));
+    cr.heldout_nll = nll.mean();
+    cr.heldout_nll_partial_rope = rope_nll.mean();
+    if (i == 0 || cr.heldout_nll < best) {
+      best = cr.heldout_nll;
+      fit.chosen = i;
+    }
+    mr.candidates.push_back(cr);
+  }
+  mr.candidates[fit.chosen].chosen = true;
+  const MlaCandidate& c = fit.best();
+  const ModelConfig& config = in.config();
+  mr.rope_dim = c.rope_dim;
+  mr.freqfold = c.freqfold;
+  mr.kv_lora_rank = c.kv_lora_rank;
+  mr.rope_dim_auto = options.mla.rope_dim == 0;
+  mr.freqfold_auto = options.mla.freqfold == 0;
+  mr.balance_kv = options.mla.balance_kv;
+  mr.nope_correction = options.mla.nope_correction;
+  mr.rope_theta = mla::ExportRopeTheta(config, c.rope_dim);
+  mr.kv_width_per_layer_before = 2 * config.kv_width();
+  mr.kv_width_per_layer_after = c.kv_lora_rank + c.rope_dim;
+  mr.heldout_nll_partial_rope =
+      mr.candidates[fit.chosen].heldout_nll_partial_rope;
+  mr.layers = c.reports;
+  report->allocation_chosen =
+      absl::StrCat("rope", c.rope_dim, "-freqfold", c.freqfold);
+  // Both held-out numbers on the scoring windows.
+  report->heldout_nll_original = mr.heldout_nll_original;
+  report->heldout_nll_converted = best;
+  report->kv_width_after = L * mr.kv_width_per_layer_after;
+  report->deepseek_v3 = std::move(mr);
+  timer.Done("allocate", report);
+  return absl::OkStatus();
+}
+
+absl::Status MlaEvaluate(const ConvertOptions& options, const Inputs& in,
+                         const MlaFit& fit, StageProgress& progress,
+                         ConversionReport* report) {
+  (void)options;
+  StageTimer timer;
+  if (in.eval) {
+    const int64_t L = in.num_layers();
+    const mla::ExportMetadata meta = Metadata(*report);
+    progress.Begin("evaluate");
+    CARE_ASSIGN_OR_RETURN(
+        engine::PerplexityResult orig,
+        engine::EvaluatePerplexity(
+            in.config(), in.weights(), *in.eval, in.engine,
+            ProgressHooks(progress.Layers("evaluate", L, 0, 3))));
+    CARE_ASSIGN_OR_RETURN(ExportView rope,
+                          View(in, fit.best().rope_only, meta));
+    CARE_ASSIGN_OR_RETURN(
+        engine::PerplexityResult partial,
+        engine::EvaluatePerplexity(
+            rope.config, *rope.weights, *in.eval, in.engine,
+            ProgressHooks(progress.Layers("evaluate", L, 1, 3))));
+    CARE_ASSIGN_OR_RETURN(ExportView conv, View(in, fit.best().layers, meta));
+    CARE_ASSIGN_OR_RETURN(
+        engine::PerplexityResult converted,
+        engine::EvaluatePerplexity(
+            conv.config, *conv.weights, *in.eval, in.engine,
+            ProgressHooks(progress.Layers("evaluate", L, 2, 3))));
+    report->original = ToReport(orig);
+    report->converted = ToReport(converted);
+    if (report->deepseek_v3)
+      report->deepseek_v3->eval_ppl_partial_rope = partial.ppl;
+  }
+  timer.Done("evaluate", report);
+  return absl::OkStatus();
+}
+
+absl::Status MlaWrite(const ConvertOptions& options, const Inputs& in,
+                      const MlaFit& fit, StageProgress& progress,
+                      ConversionReport* report) {
+  StageTimer timer;
+  const std::vector<mla::MlaLayer>& layers = fit.best().layers;
+  CARE_ASSIGN_OR_RETURN(
+      nlohmann::json config_json,
+      mla::ExportConfigJson(in.config(), layers, Metadata(*report)));
+  const io::DType computed = options.output_dtype.value_or(io::DType::kF32);
+  if (options.output_dtype) {
+    const std::string torch_name(io::TorchDTypeName(*options.output_dtype));
+    config_json["torch_dtype"] = torch_name;
+    config_json["care"]["dtype"] = torch_name;
+  }
+  io::WriterOptions wo;
+  wo.overwrite = options.overwrite;
+  CARE_ASSIGN_OR_RETURN(auto writer,
+                        io::CheckpointWriter::Create(options.output_dir, wo));
+  const mla::MlaTensorSource source(in.weights(), in.config(), layers);
+  const std::vector<std::string> names = source.Names();
+  const int64_t n = static_cast<int64_t>(names.size());
+  for (int64_t i = 0; i < n; ++i) {
+    const std::string& name = names[i];
+    if (source.IsComputed(name)) {
+      CARE_ASSIGN_OR_RETURN(Tensor t, source.LoadF32(name));
+      CARE_RETURN_IF_ERROR(writer->AddTensorF32(name, t, computed));
+    } else {
+      CARE_ASSIGN_OR_RETURN(io::RawTensor raw, in.weights().Raw(name));
+      if (!options.output_dtype || raw.dtype == *options.output_dtype ||
+          !io::IsConvertibleToF32(raw.dtype)) {
+        CARE_RETURN_IF_ERROR(
+            writer->AddTensorRaw(name, raw.dtype, raw.shape, raw.bytes));
+      } else {
+        CARE_ASSIGN_OR_RETURN(Tensor t, in.weights().LoadF32(name));
+        CARE_RETURN_IF_ERROR(
+            writer->AddTensorF32(name, t, *options.output_dtype));
+      }
+    }
+    CARE_RETURN_IF_ERROR(progress.Step("write", i + 1, n));
+  }
+  CARE_RETURN_IF_ERROR(writer->SetConfig(config_json));
+  CARE_RETURN_IF_ERROR(writer->CopyAuxiliaryFiles(in.weights().dir()));
+  CARE_RETURN_IF_ERROR(
+      writer->WriteFile("care_report.json", ReportToJson(*report).dump(2)));
+  CARE_RETURN_IF_ERROR(writer->Commit());
+  timer.Done("write", report);
+  return absl::OkStatus();
+}
+
+}  // namespace care::convert::stage

@@ -1,0 +1,166 @@
+#include "care/convert/mla_export/mla_layer.h"
+
+#include <algorithm>
+#include <cmath>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "care/util/status_macros.h"
+
+namespace care::convert::mla {
+namespace {
+
+// The eps of kv_a_layernorm (fixed in transformers' DeepSeek-V3).
+constexpr double kLatentNormEps = kLatentNormSqrtEps * kLatentNormSqrtEps;
+// α = 2^-a with a in this range: below 2^-40, α·c of small latents nears
+// float32's normal range; above 2^-10 the regime is not linear enough.
+constexpr int kMinAlphaLog2 = 10;
+constexpr int kMaxAlphaLog2 = 40;
+
+double Trace(const Eigen::MatrixXd& w, const Eigen::MatrixXd& c) {
+  return (w.transpose() * c * w).trace();  // tr(Wᵀ·C·W)
+}
+
+}  // namespace
+
+double MlaLayer::alpha() const { return std::ldexp(1.0, -alpha_log2); }
+
+LayerWeights FoldedWeights(const LayerWeights& weights, const MlaLayer& layer) {
+  LayerWeights out = weights;
+  if (layer.k_fold.size() == out.w_k.cols()) {
+    out.w_k = out.w_k * layer.k_fold.asDiagonal();  // [D, g·d_h]
+  }
+  return out;
+}
+
+absl::StatusOr<PreparedLayer> PrepareLayer(const LayerWeights& weights,
+                                           const LayerStatistics& stats,
+                                           const MlaLayerOptions& options) {
+  const RopeSplitShape& rs = options.rope;
+  const int64_t width = rs.num_kv_heads * rs.head_dim;  // g·d_h
+  const int64_t d = weights.w_k.rows();
+  if (weights.w_k.cols() != width || weights.w_v.cols() != width ||
+      weights.w_v.rows() != d) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("deepseek-v3 export: k/v projections are [",
+                     weights.w_k.rows(), ", ", weights.w_k.cols(), "] and [",
+                     weights.w_v.rows(), ", ", weights.w_v.cols(),
+                     "] (activation layout), expected [", d, ", ", width, "]"));
+  }
+  if (stats.covariance.rows() != d || stats.covariance.cols() != d) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "deepseek-v3 export: covariance is ", stats.covariance.rows(), "x",
+        stats.covariance.cols(), ", expected ", d, "x", d));
+  }
+  if (options.num_heads < 1 || options.num_heads % rs.num_kv_heads != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "deepseek-v3 export: ", options.num_heads,
+        " query heads is not a multiple of ", rs.num_kv_heads, " KV heads"));
+  }
+  const Eigen::MatrixXd& c = stats.covariance;            // [D, D]
+  const Eigen::MatrixXd wk = weights.w_k.cast<double>();  // [D, g·d_h]
+  const Eigen::MatrixXd wv = weights.w_v.cast<double>();  // [D, g·d_h]
+
+  PreparedLayer out;
+  CARE_ASSIGN_OR_RETURN(out.rope, SplitRope(wk.transpose() * c * wk, rs));
+  const Eigen::MatrixXd nope =
+      Eigen::MatrixXd::Identity(width, width) - out.rope.Projector();
+  const Eigen::MatrixXd wk_nope = wk * nope;  // [D, g·d_h]
+
+  // Balance: equal calibration energy for the K_nope and V halves.
+  const double ek = Trace(wk_nope, c), ev = Trace(wv, c);
+  if (options.balance_kv && ek > 0 && ev > 0) {
+    out.balance_k = std::sqrt(ev / ek);
+  }
+  out.joint.resize(d, 2 * width);  // [D, 2·g·d_h]
+  out.joint.leftCols(width) = (out.balance_k * wk_nope).cast<float>();
+  out.joint.rightCols(width) = weights.w_v;
+
+  CARE_ASSIGN_OR_RETURN(Scaling scaling,
+                        BuildScaling(stats, options.factorize));
+  out.scaling = scaling.info;
+  CARE_ASSIGN_OR_RETURN(out.decomposition, Decompose(scaling, out.joint));
+  out.q_scale = std::sqrt(static_cast<double>(rs.head_dim + rs.rope_dim) /
+                          static_cast<double>(rs.head_dim));
+  return out;
+}
+
+absl::StatusOr<MlaLayer> TruncatePrepared(const PreparedLayer& prepared,
+                                          const LayerWeights& weights,
+                                          const Eigen::MatrixXd& covariance,
+                                          const MlaLayerOptions& options) {
+  const int64_t width = prepared.joint.cols() / 2;
+  const int64_t max_rank =
+      std::min<int64_t>(prepared.joint.rows(), prepared.joint.cols());
+  if (options.kv_lora_rank < 1 || options.kv_lora_rank > max_rank) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "kv_lora_rank ", options.kv_lora_rank, " is outside [1, ", max_rank,
+        "] (min(hidden_size, 2·num_key_value_heads·head_dim))"));
+  }
+  CARE_ASSIGN_OR_RETURN(
+      Factors f,
+      Truncate(prepared.decomposition, prepared.joint, options.kv_lora_rank));
+  MlaLayer out;
+  out.rope = prepared.rope;
+  out.scaling = prepared.scaling;
+  out.balance_k = prepared.balance_k;
+  out.q_scale = prepared.q_scale;
+  out.retained_energy = f.retained_energy;
+  out.w_down = std::move(f.w_down);  // [D, r]
+  out.up_k = f.w_up.leftCols(width) / static_cast<float>(prepared.balance_k);
+  out.up_v = f.w_up.rightCols(width);
+
+  // α: the power of two meeting the norm's linear-regime target on the
+  // calibration tokens' mean latent energy E[mean(c²)].
+  const double r = static_cast<double>(options.kv_lora_rank);
+  const double energy = Trace(out.w_down.cast<double>(), covariance) / r;
+  int a = kMinAlphaLog2;
+  if (energy > 0) {
+    a = static_cast<int>(
+        std::ceil(-0.5 * std::log2(2 * kLatentNormEps *
+                                   options.norm_error_target / energy)));
+  }
+  out.alpha_log2 = std::clamp(a, kMinAlphaLog2, kMaxAlphaLog2);
+  out.norm_error_mean =
+      out.alpha() * out.alpha() * energy / (2 * kLatentNormEps);
+  const KvErrors e = RelativeErrors(out, weights, covariance);
+  out.calib_error_k = e.k;
+  out.calib_error_v = e.v;
+  return out;
+}
+
+absl::StatusOr<MlaLayer> ExportLayer(const LayerWeights& weights,
+                                     const LayerStatistics& stats,
+                                     const MlaLayerOptions& options) {
+  CARE_ASSIGN_OR_RETURN(PreparedLayer p, PrepareLayer(weights, stats, options));
+  return TruncatePrepared(p, weights, stats.covariance, options);
+}
+
+KvErrors RelativeErrors(const MlaLayer& layer, const LayerWeights& weights,
+                        const Eigen::MatrixXd& covariance) {
+  const Eigen::MatrixXd wk = weights.w_k.cast<double>();
+  const Eigen::MatrixXd wv = weights.w_v.cast<double>();
+  const Eigen::MatrixXd down = layer.w_down.cast<double>();
+  // Reconstructions in the activation layout, [D, g·d_h].
+  const Eigen::MatrixXd k_hat =
+      wk * layer.rope.Projector() + down * layer.up_k.cast<double>();
+  const Eigen::MatrixXd v_hat = down * layer.up_v.cast<double>();
+  auto rel = [&](const Eigen::MatrixXd& w, const Eigen::MatrixXd& w_hat) {
+    const double total = Trace(w, covariance);
+    if (!(total > 0)) return 0.0;
+    return std::max(Trace(w - w_hat, covariance), 0.0) / total;
+  };
+  return {rel(wk, k_hat), rel(wv, v_hat)};
+}
+
+void MeasureNormError(const Eigen::Ref<const MatrixRM>& x, MlaLayer& layer) {
+  if (x.rows() == 0 || layer.w_down.cols() == 0) return;
+  const Eigen::MatrixXd c = x.cast<double>() * layer.w_down.cast<double>();
+  const double worst =
+      c.rowwise().squaredNorm().maxCoeff() / static_cast<double>(c.cols());
+  const double a2 = layer.alpha() * layer.alpha();
+  layer.norm_error_max =
+      std::max(layer.norm_error_max, a2 * worst / (2 * kLatentNormEps));
+}
+
+}  // namespace care::convert::mla

@@ -1,0 +1,87 @@
+#include "care/convert/mla_export/mla_report.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace care::convert {
+
+nlohmann::json MlaReportToJson(const MlaExportReport& r) {
+  nlohmann::json j = {
+      {"rope_dim", r.rope_dim},
+      {"rope_dim_auto", r.rope_dim_auto},
+      {"freqfold", r.freqfold},
+      {"freqfold_auto", r.freqfold_auto},
+      {"kv_lora_rank", r.kv_lora_rank},
+      {"balance_kv", r.balance_kv},
+      {"nope_correction", r.nope_correction},
+      {"rope_theta", r.rope_theta},
+      {"kv_width_per_layer_before", r.kv_width_per_layer_before},
+      {"kv_width_per_layer_after", r.kv_width_per_layer_after},
+      {"heldout_nll_partial_rope", r.heldout_nll_partial_rope},
+      {"heldout_nll_original", r.heldout_nll_original},
+      {"scoring_seq_len", r.scoring_seq_len},
+      {"scoring_windows", r.scoring_windows},
+      {"eval_ppl_partial_rope", r.eval_ppl_partial_rope
+                                    ? nlohmann::json(*r.eval_ppl_partial_rope)
+                                    : nlohmann::json(nullptr)}};
+  nlohmann::json layers = nlohmann::json::array();
+  for (const MlaLayerReport& l : r.layers) {
+    layers.push_back({{"alpha_log2", l.alpha_log2},
+                      {"rope_energy", l.rope_energy},
+                      {"balance_k", l.balance_k},
+                      {"retained_energy", l.retained_energy},
+                      {"calib_error_k", l.calib_error_k},
+                      {"calib_error_v", l.calib_error_v},
+                      {"heldout_error_k", l.heldout_error_k},
+                      {"heldout_error_v", l.heldout_error_v},
+                      {"norm_error_mean", l.norm_error_mean},
+                      {"norm_error_max", l.norm_error_max},
+                      {"nope_dropped_error", l.nope_dropped_error},
+                      {"nope_corrected_error", l.nope_corrected_error},
+                      {"note", l.note}});
+  }
+  j["layers"] = std::move(layers);
+  nlohmann::json cands = nlohmann::json::array();
+  for (const MlaCandidateReport& c : r.candidates) {
+    cands.push_back({{"rope_dim", c.rope_dim},
+                     {"freqfold", c.freqfold},
+                     {"kv_lora_rank", c.kv_lora_rank},
+                     {"heldout_nll", c.heldout_nll},
+                     {"heldout_nll_partial_rope", c.heldout_nll_partial_rope},
+                     {"chosen", c.chosen}});
+  }
+  j["candidates"] = std::move(cands);
+  return j;
+}
+
+std::string MlaReportSummary(const MlaExportReport& r) {
+  std::string s = absl::StrFormat(
+      "  layout deepseek_v3: rope_dim %d%s, freqfold %d%s, kv_lora_rank %d "
+      "(KV per token per layer %d -> %d)\n",
+      r.rope_dim, r.rope_dim_auto ? " (auto)" : "", r.freqfold,
+      r.freqfold_auto ? " (auto)" : "", r.kv_lora_rank,
+      r.kv_width_per_layer_before, r.kv_width_per_layer_after);
+  absl::StrAppendFormat(
+      &s,
+      "  held-out scoring: %d windows x %d, original NLL %.4f\n"
+      "  partial RoPE only: held-out NLL %.4f",
+      r.scoring_windows, r.scoring_seq_len, r.heldout_nll_original,
+      r.heldout_nll_partial_rope);
+  if (r.eval_ppl_partial_rope) {
+    absl::StrAppendFormat(&s, ", perplexity %.4f", *r.eval_ppl_partial_rope);
+  }
+  absl::StrAppend(&s, "\n");
+  if (r.candidates.size() > 1) {
+    for (const MlaCandidateReport& c : r.candidates) {
+      absl::StrAppendFormat(
+          &s,
+          "    candidate rope %d freqfold %d rank %d: NLL %.4f (partial RoPE "
+          "only %.4f)%s\n",
+          c.rope_dim, c.freqfold, c.kv_lora_rank, c.heldout_nll,
+          c.heldout_nll_partial_rope, c.chosen ? "  <- chosen" : "");
+    }
+  }
+  return s;
+}
+
+}  // namespace care::convert

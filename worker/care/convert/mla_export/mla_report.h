@@ -1,0 +1,71 @@
+// The DeepSeek-V3 export's part of the conversion report
+// (ConversionReport::deepseek_v3, care_report.json "deepseek_v3").
+#ifndef CARE_CONVERT_MLA_EXPORT_MLA_REPORT_H_
+#define CARE_CONVERT_MLA_EXPORT_MLA_REPORT_H_
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace care::convert {
+
+struct MlaLayerReport {
+  int alpha_log2 = 0;          // latent norm scale α = 2^-alpha_log2
+  double rope_energy = 0;      // share of key energy kept with RoPE
+  double balance_k = 1;        // β_K
+  double retained_energy = 0;  // of the joint [K_nope; V] spectrum
+  // ‖Y − Ŷ‖²/‖Y‖² of K (whole key; RoPE part exact) and V.
+  double calib_error_k = 0, calib_error_v = 0;
+  double heldout_error_k = 0, heldout_error_v = 0;
+  // Relative error of the latent norm's linear regime: expected on the
+  // calibration tokens, and the worst token measured.
+  double norm_error_mean = 0, norm_error_max = 0;
+  // Attention-weighted NoPE score error relative to its energy on the
+  // calibration windows: rotation dropped, and with the fitted correction
+  // (equal when the correction is off).
+  double nope_dropped_error = 0, nope_corrected_error = 0;
+  std::string note;
+};
+
+struct MlaCandidateReport {
+  int64_t rope_dim = 0, freqfold = 0, kv_lora_rank = 0;
+  double heldout_nll = 0;
+  double heldout_nll_partial_rope = 0;  // same rope split, full latent rank
+  bool chosen = false;
+};
+
+struct MlaExportReport {
+  int64_t rope_dim = 0;
+  int64_t freqfold = 0;
+  int64_t kv_lora_rank = 0;
+  bool balance_kv = true;
+  bool nope_correction = true;
+  bool rope_dim_auto = false, freqfold_auto = false;
+  double rope_theta = 0;  // written; source's theta^(R/d_h)
+  // Numbers cached per token per layer: GQA 2·g·d_h, MLA kv_lora_rank + R.
+  int64_t kv_width_per_layer_before = 0;
+  int64_t kv_width_per_layer_after = 0;
+  // "Partial RoPE only": the same rope split at full latent rank, i.e. the
+  // loss of moving RoPE onto rope_dim dims with no compression at all.
+  double heldout_nll_partial_rope = 0;
+  std::optional<double> eval_ppl_partial_rope;
+  // The candidates are scored on the held-out slice regrouped into windows
+  // of up to 256 tokens (the calibration windows are too short to show a
+  // rope split's long-range loss): their length and count, and the
+  // original model's NLL there. heldout_nll fields use these windows.
+  int64_t scoring_seq_len = 0, scoring_windows = 0;
+  double heldout_nll_original = 0;
+  std::vector<MlaLayerReport> layers;
+  std::vector<MlaCandidateReport> candidates;
+};
+
+nlohmann::json MlaReportToJson(const MlaExportReport& report);
+// Lines for ReportSummary: layout, rope dim, freqfold, kv_lora_rank, KV
+// width per layer, the partial-RoPE-only scores and the candidates.
+std::string MlaReportSummary(const MlaExportReport& report);
+
+}  // namespace care::convert
+
+#endif  // CARE_CONVERT_MLA_EXPORT_MLA_REPORT_H_

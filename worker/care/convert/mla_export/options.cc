@@ -1,0 +1,20 @@
+#include "care/convert/mla_export/options.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace care::convert {
+
+absl::StatusOr<OutputLayout> ParseOutputLayout(absl::string_view name) {
+  if (name == "latent") return OutputLayout::kLatent;
+  if (name == "deepseek-v3" || name == "deepseek_v3") {
+    return OutputLayout::kDeepseekV3;
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unknown layout \"", name, "\"; expected latent or deepseek-v3"));
+}
+
+std::string OutputLayoutName(OutputLayout layout) {
+  return layout == OutputLayout::kDeepseekV3 ? "deepseek_v3" : "latent";
+}
+
+}  // namespace care::convert

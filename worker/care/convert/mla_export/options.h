@@ -1,0 +1,36 @@
+// Options of the output layout (docs/conversion.md "DeepSeek-V3 layout"):
+// `latent` (the paper's CareLlamaForCausalLM, the default) or `deepseek_v3`
+// (a stock DeepseekV3ForCausalLM checkpoint that serving engines load).
+#ifndef CARE_CONVERT_MLA_EXPORT_OPTIONS_H_
+#define CARE_CONVERT_MLA_EXPORT_OPTIONS_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace care::convert {
+
+enum class OutputLayout { kLatent, kDeepseekV3 };
+
+// "latent"; "deepseek-v3" or "deepseek_v3". InvalidArgument listing them.
+absl::StatusOr<OutputLayout> ParseOutputLayout(absl::string_view name);
+// "latent", "deepseek_v3" (the config.json / report spelling).
+std::string OutputLayoutName(OutputLayout layout);
+
+struct MlaExportOptions {
+  int64_t rope_dim = 0;      // qk_rope_head_dim R; 0 = auto
+  int64_t freqfold = 0;      // K; 0 = auto
+  int64_t kv_lora_rank = 0;  // 0 = from the budget: r = width − R
+  // Equal calibration energy for K_nope and V before the joint fit.
+  bool balance_kv = true;
+  // Replace the dropped rotation of the NoPE key part by the attention-
+  // weighted least-squares 2×2 map per head and frequency
+  // (nope_correction.h); false: plain dropping (TransMLA, MHA2MLA).
+  bool nope_correction = true;
+};
+
+}  // namespace care::convert
+
+#endif  // CARE_CONVERT_MLA_EXPORT_OPTIONS_H_
