@@ -113,7 +113,7 @@ TEST(SpecFlags, ErrorsNameTheFlag) {
   for (const Case& c : std::vector<Case>{
            {{"--kv-save", "0.5", "--rank", "4"}, "--kv-save and --rank"},
            {{"--rank", "0"}, "--rank"},
-           {{"--method", "pca"}, "--method: expected one of care, care-c"},
+           {{"--method", "lowrank"}, "--method: expected one of care, care-c"},
            {{"--allocation", "x"}, "--allocation"},
            {{"--dtype", "f64"}, "--dtype"},
            {{"--device", "tpu"}, "--device"},
