@@ -161,10 +161,10 @@ absl::StatusOr<convert::ConvertOptions> ParseArgs(
     const std::vector<std::string>& args, bool* quiet,
     std::string* report_file) {
   CARE_ASSIGN_OR_RETURN(
-      Flags flags, Flags::Parse(args, {"overwrite", "quiet", "adjusted-factors",
-                                       "sequential", "eval-bos",
-                                       "no-kv-balance", "no-nope-correction",
-                                       "heldout"}));
+      Flags flags,
+      Flags::Parse(args, {"overwrite", "quiet", "adjusted-factors",
+                          "sequential", "eval-bos", "no-kv-balance",
+                          "no-nope-correction", "heldout"}));
   CARE_RETURN_IF_ERROR(flags.CheckKnown({"model",
                                          "out",
                                          "kv-save",

@@ -92,8 +92,9 @@ absl::StatusOr<Method> ParseMethod(absl::string_view name) {
   for (const auto& [method, word] : kMethodWords) {
     if (name == word) return method;
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "unknown method \"", name, "\"; expected care, care-c, asvd, svd or pca"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown method \"", name,
+                   "\"; expected care, care-c, asvd, svd or pca"));
 }
 
 std::string MethodName(Method method) {
