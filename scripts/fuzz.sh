@@ -80,6 +80,7 @@ ybin="$out/yaml_spec_fuzzer"
 ysrcs=(
   "$root/tests/fuzz/yaml_spec_fuzzer.cc"
   "$root/client/spec_file.cc"
+  "$root/worker/care/util/file.cc"
 )
 gen="$out/gen"
 needs_build=1
