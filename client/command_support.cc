@@ -5,7 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
-#include "care/util/status_macros.h"
+#include "base/status_macros.h"
 #include "client/cli.h"
 
 namespace care::client {

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "care/util/flags.h"
+#include "base/flags.h"
 #include "client/connection.h"
 #include "client/format.h"
 

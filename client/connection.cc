@@ -6,9 +6,9 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "api/tls_files.h"
-#include "api/token_file.h"
 #include "client/cli.h"
+#include "proto/api/tls_files.h"
+#include "proto/api/token_file.h"
 
 namespace care::client {
 

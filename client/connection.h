@@ -14,7 +14,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "care/util/flags.h"
+#include "base/flags.h"
 #include "care/v1/conversion_service.grpc.pb.h"
 
 namespace care::client {

@@ -10,11 +10,11 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "api/names.h"
 #include "care/v1/conversion_service.pb.h"
 #include "care/v1/job.pb.h"
 #include "google/protobuf/message.h"
 #include "google/protobuf/timestamp.pb.h"
+#include "proto/api/names.h"
 
 namespace care::client {
 

@@ -17,9 +17,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "care/util/annotate.h"
-#include "care/util/file.h"
-#include "care/util/status_macros.h"
+#include "base/annotate.h"
+#include "base/file.h"
+#include "base/status_macros.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/util/json_util.h"
 

@@ -9,8 +9,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "api/names.h"
-#include "care/util/status_macros.h"
+#include "base/status_macros.h"
+#include "proto/api/names.h"
 
 namespace care::client {
 

@@ -10,7 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "care/util/flags.h"
+#include "base/flags.h"
 #include "care/v1/job.pb.h"
 #include "client/spec_file.h"
 

@@ -4,10 +4,10 @@
 
 #include <iostream>
 
-#include "api/spec_validation.h"
 #include "client/cli.h"
 #include "client/command_support.h"
 #include "client/spec_flags.h"
+#include "proto/api/spec_validation.h"
 
 namespace care::client {
 

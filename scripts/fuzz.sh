@@ -28,7 +28,7 @@ srcs=(
 needs_build=1
 if [[ -x "$bin" ]]; then
   needs_build=0
-  for s in "${srcs[@]}" "$root"/worker/care/io/*.h; do
+  for s in "${srcs[@]}" "$root"/worker/care/io/*.h "$root"/base/*.h; do
     [[ "$s" -nt "$bin" ]] && needs_build=1
   done
 fi
@@ -37,7 +37,7 @@ if [[ $needs_build == 1 ]]; then
   # shellcheck disable=SC2046
   "$cxx" -std=c++20 -O1 -g -march=x86-64-v3 \
     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-    -I"$root/worker" -I/usr/include/eigen3 \
+    -I"$root" -I"$root/worker" -I/usr/include/eigen3 \
     "${srcs[@]}" -o "$bin" \
     $(pkg-config --libs absl_status absl_statusor absl_strings absl_str_format)
 fi
@@ -80,7 +80,7 @@ ybin="$out/yaml_spec_fuzzer"
 ysrcs=(
   "$root/tests/fuzz/yaml_spec_fuzzer.cc"
   "$root/client/spec_file.cc"
-  "$root/worker/care/util/file.cc"
+  "$root/base/file.cc"
 )
 gen="$out/gen"
 needs_build=1
@@ -98,7 +98,7 @@ if [[ $needs_build == 1 ]]; then
   # shellcheck disable=SC2046
   "$cxx" -std=c++20 -O1 -g -march=x86-64-v3 \
     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-    -I"$root" -I"$root/worker" -I"$gen" \
+    -I"$root" -I"$gen" \
     "${ysrcs[@]}" "$gen/care/v1/job.pb.cc" -o "$ybin" \
     $(pkg-config --libs yaml-cpp protobuf absl_status absl_statusor \
       absl_strings absl_str_format)

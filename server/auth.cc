@@ -3,8 +3,8 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "api/token_file.h"
-#include "care/util/status_macros.h"
+#include "base/status_macros.h"
+#include "proto/api/token_file.h"
 
 namespace care::server {
 

@@ -13,8 +13,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "care/util/flags.h"
-#include "care/util/status_macros.h"
+#include "base/flags.h"
+#include "base/status_macros.h"
 
 namespace care::server {
 namespace {

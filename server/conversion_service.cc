@@ -5,8 +5,8 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "api/spec_validation.h"
-#include "care/util/status_macros.h"
+#include "base/status_macros.h"
+#include "proto/api/spec_validation.h"
 
 namespace care::server {
 namespace {

@@ -8,8 +8,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "care/io/uri.h"
-#include "care/util/status_macros.h"
+#include "base/status_macros.h"
+#include "base/uri.h"
 
 namespace care::server {
 namespace {
@@ -85,13 +85,13 @@ absl::Status UriRoots::CheckOne(absl::string_view field, const std::string& uri,
                                 const std::vector<std::string>& roots,
                                 absl::string_view flag,
                                 bool strictly_inside) const {
-  absl::StatusOr<care::io::Uri> parsed_or = care::io::ParseUri(uri);
+  absl::StatusOr<care::Uri> parsed_or = care::ParseUri(uri);
   if (!parsed_or.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat(field, ": ", parsed_or.status().message()));
   }
-  const care::io::Uri& parsed = *parsed_or;
-  if (parsed.kind == care::io::Uri::Kind::kHuggingFace) {
+  const care::Uri& parsed = *parsed_or;
+  if (parsed.kind == care::Uri::Kind::kHuggingFace) {
     if (field == "model_uri" && resolved_.allow_hub_models) {
       return absl::OkStatus();
     }

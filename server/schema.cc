@@ -4,7 +4,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "care/util/status_macros.h"
+#include "base/status_macros.h"
 
 namespace care::server {
 namespace {

@@ -12,8 +12,8 @@
 #include <exception>
 
 #include "absl/strings/str_cat.h"
-#include "api/tls_files.h"
-#include "care/util/status_macros.h"
+#include "base/status_macros.h"
+#include "proto/api/tls_files.h"
 #include "server/edge_interceptor.h"
 #include "server/log.h"
 

@@ -14,7 +14,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "api/status_convert.h"
+#include "proto/api/status_convert.h"
 #include "server/auth.h"
 #include "server/edge_interceptor.h"
 #include "server/log.h"

@@ -10,7 +10,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "care/util/status_macros.h"
+#include "base/status_macros.h"
 #include "server/schema.h"
 #include "server/store_internal.h"
 

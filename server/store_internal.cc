@@ -1,7 +1,7 @@
 #include "server/store_internal.h"
 
 #include "absl/strings/str_cat.h"
-#include "care/util/status_macros.h"
+#include "base/status_macros.h"
 
 namespace care::server::internal {
 namespace {

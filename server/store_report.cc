@@ -4,7 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "care/util/status_macros.h"
+#include "base/status_macros.h"
 #include "server/store.h"
 #include "server/store_internal.h"
 

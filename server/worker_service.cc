@@ -7,8 +7,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "api/report_limits.h"
-#include "care/util/status_macros.h"
+#include "base/status_macros.h"
+#include "proto/api/report_limits.h"
 
 namespace care::server {
 namespace {

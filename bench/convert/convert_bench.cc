@@ -15,9 +15,9 @@
 #include <vector>
 
 #include "absl/strings/str_format.h"
+#include "base/flags.h"
 #include "care/convert/covariance.h"
 #include "care/convert/factorize.h"
-#include "care/util/flags.h"
 
 namespace {
 

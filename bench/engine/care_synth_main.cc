@@ -11,11 +11,11 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "base/flags.h"
+#include "base/status_macros.h"
 #include "care/data/synthetic_tokens.h"
 #include "care/engine/synthetic_model.h"
 #include "care/io/dtype.h"
-#include "care/util/flags.h"
-#include "care/util/status_macros.h"
 
 namespace {
 

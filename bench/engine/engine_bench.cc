@@ -24,6 +24,8 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "base/flags.h"
+#include "base/status_macros.h"
 #include "care/compute/cpu_backend.h"
 #include "care/compute/registry.h"
 #include "care/convert/flop_model.h"
@@ -32,8 +34,6 @@
 #include "care/engine/perplexity.h"
 #include "care/io/deepseek_v3_config.h"
 #include "care/io/model.h"
-#include "care/util/flags.h"
-#include "care/util/status_macros.h"
 #include "gemm_ceiling.h"
 
 namespace {

@@ -23,14 +23,14 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/flags.h"
+#include "base/status_macros.h"
 #include "care/compute/backend.h"
 #include "care/compute/registry.h"
 #include "care/engine/engine.h"
 #include "care/engine/families.h"
 #include "care/engine/perplexity.h"
 #include "care/io/model.h"
-#include "care/util/flags.h"
-#include "care/util/status_macros.h"
 #include "gpu_bench_stats.h"
 
 namespace {

@@ -21,11 +21,11 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "base/flags.h"
 #include "care/io/checkpoint.h"
 #include "care/io/checkpoint_writer.h"
 #include "care/io/dtype.h"
 #include "care/io/file_util.h"
-#include "care/util/flags.h"
 
 namespace {
 

@@ -13,11 +13,11 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "base/flags.h"
+#include "base/status_macros.h"
 #include "care/convert/factorize.h"
 #include "care/convert/latent_layer.h"
 #include "care/engine/engine.h"
-#include "care/util/flags.h"
-#include "care/util/status_macros.h"
 
 namespace {
 

@@ -21,14 +21,14 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "base/flags.h"
+#include "base/status_macros.h"
 #include "care/convert/flop_model.h"
 #include "care/engine/engine.h"
 #include "care/engine/families.h"
 #include "care/io/file_util.h"
 #include "care/io/model_config.h"
 #include "care/io/tensor.h"
-#include "care/util/flags.h"
-#include "care/util/status_macros.h"
 #include "gemm_ceiling.h"
 
 namespace {

@@ -13,10 +13,10 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "base/flags.h"
+#include "base/status_macros.h"
 #include "care/data/dataset.h"
 #include "care/tokenizer/tokenizer.h"
-#include "care/util/flags.h"
-#include "care/util/status_macros.h"
 
 namespace {
 

@@ -17,8 +17,8 @@
 #include <vector>
 
 #include "absl/strings/str_split.h"
+#include "base/flags.h"
 #include "care/tokenizer/tokenizer.h"
-#include "care/util/flags.h"
 
 namespace {
 

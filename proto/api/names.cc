@@ -1,4 +1,4 @@
-#include "api/names.h"
+#include "proto/api/names.h"
 
 namespace care::api {
 

@@ -1,4 +1,4 @@
-#include "api/spec_validation.h"
+#include "proto/api/spec_validation.h"
 
 #include <cmath>
 #include <set>
@@ -6,7 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
-#include "care/io/uri.h"
+#include "base/uri.h"
 
 namespace care::api {
 namespace {
@@ -37,7 +37,7 @@ absl::Status CheckUri(absl::string_view field, const std::string& uri,
                       bool allow_hub) {
   if (uri.empty()) return Invalid(field, "required");
   if (uri.size() > 4096) return Invalid(field, "longer than 4096 bytes");
-  absl::StatusOr<care::io::Uri> parsed = care::io::ParseUri(uri, allow_hub);
+  absl::StatusOr<care::Uri> parsed = care::ParseUri(uri, allow_hub);
   if (!parsed.ok()) return Invalid(field, parsed.status().message());
   return absl::OkStatus();
 }

@@ -1,4 +1,4 @@
-#include "api/status_convert.h"
+#include "proto/api/status_convert.h"
 
 #include <string>
 

@@ -1,4 +1,4 @@
-#include "api/tls_files.h"
+#include "proto/api/tls_files.h"
 
 #include <openssl/bio.h>
 #include <openssl/err.h>

@@ -1,4 +1,4 @@
-#include "api/token_file.h"
+#include "proto/api/token_file.h"
 
 #include <fstream>
 #include <sstream>

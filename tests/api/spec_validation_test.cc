@@ -1,4 +1,4 @@
-#include "api/spec_validation.h"
+#include "proto/api/spec_validation.h"
 
 #include <functional>
 #include <string>

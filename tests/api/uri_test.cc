@@ -1,8 +1,8 @@
-#include "care/io/uri.h"
+#include "base/uri.h"
 
 #include "gtest/gtest.h"
 
-namespace care::io {
+namespace care {
 namespace {
 
 TEST(UriTest, LocalPathsAreNormalized) {
@@ -46,4 +46,4 @@ TEST(UriTest, RejectsWithReason) {
 }
 
 }  // namespace
-}  // namespace care::io
+}  // namespace care

@@ -5,8 +5,8 @@
 #include <filesystem>
 #include <fstream>
 
-#include "api/spec_validation.h"
 #include "gtest/gtest.h"
+#include "proto/api/spec_validation.h"
 #include "support/fixtures.h"
 
 namespace care::client {

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "base/status_macros.h"
 #include "care/convert/pipeline.h"
 #include "care/engine/engine.h"
 #include "care/engine/families.h"
@@ -26,7 +27,6 @@
 #include "care/io/deepseek_v3_config.h"
 #include "care/io/model.h"
 #include "care/io/model_config.h"
-#include "care/util/status_macros.h"
 #include "deepseek_v3_reference.h"
 #include "support/fixtures.h"
 

@@ -9,7 +9,7 @@
 #include <filesystem>
 #include <string>
 
-#include "care/util/annotate.h"
+#include "base/annotate.h"
 
 namespace care::io {
 namespace {

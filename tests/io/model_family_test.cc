@@ -14,11 +14,11 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "care/engine/decoder_family.h"
 #include "care/engine/families.h"
 #include "care/io/model.h"
 #include "care/io/tensor_names.h"
-#include "care/util/status_macros.h"
 
 namespace care {
 namespace {

@@ -5,8 +5,8 @@
 
 #include <string>
 
-#include "api/report_limits.h"
 #include "api_fixture.h"
+#include "proto/api/report_limits.h"
 
 namespace care::testing {
 namespace {

@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "care/util/flags.h"
+#include "base/flags.h"
 #include "service/options.h"
 #include "service/serve.h"
 #include "worker_service/perplexity_runner.h"

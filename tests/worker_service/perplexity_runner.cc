@@ -4,13 +4,13 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
+#include "base/uri.h"
 #include "care/data/dataset.h"
 #include "care/engine/engine.h"
 #include "care/engine/families.h"
 #include "care/engine/perplexity.h"
 #include "care/io/model.h"
-#include "care/io/uri.h"
-#include "care/util/status_macros.h"
 
 namespace care::testing {
 
@@ -23,8 +23,8 @@ absl::StatusOr<care::v1::Report> PerplexityRunner::Run(
   p.set_stage(care::v1::STAGE_LOADING);
   progress.Report(p);
 
-  CARE_ASSIGN_OR_RETURN(care::io::Uri model_uri,
-                        care::io::ParseUri(spec.model_uri(), false));
+  CARE_ASSIGN_OR_RETURN(care::Uri model_uri,
+                        care::ParseUri(spec.model_uri(), false));
   CARE_ASSIGN_OR_RETURN(
       care::io::Model model,
       care::io::OpenModel(model_uri.path, care::engine::Families()));
@@ -32,9 +32,8 @@ absl::StatusOr<care::v1::Report> PerplexityRunner::Run(
     return absl::InvalidArgumentError(
         "evaluation.dataset_uri: this runner needs an evaluation token file");
   }
-  CARE_ASSIGN_OR_RETURN(
-      care::io::Uri data_uri,
-      care::io::ParseUri(spec.evaluation().dataset_uri(), false));
+  CARE_ASSIGN_OR_RETURN(care::Uri data_uri,
+                        care::ParseUri(spec.evaluation().dataset_uri(), false));
   CARE_ASSIGN_OR_RETURN(std::vector<int32_t> stream,
                         care::data::ReadTokenFile(data_uri.path));
   care::engine::WindowOptions window_options;

@@ -9,7 +9,7 @@
 #include <fstream>
 #include <string>
 
-#include "api/report_limits.h"
+#include "proto/api/report_limits.h"
 #include "support/fixtures.h"
 
 namespace care::worker {

@@ -15,11 +15,11 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "base/flags.h"
+#include "base/status_macros.h"
 #include "care/convert/pipeline.h"
 #include "care/convert/write_checkpoint.h"
 #include "care/eval/documents.h"
-#include "care/util/flags.h"
-#include "care/util/status_macros.h"
 #include "cli/command.h"
 
 namespace care::cli {

@@ -15,6 +15,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "base/flags.h"
+#include "base/status_macros.h"
 #include "care/data/dataset.h"
 #include "care/engine/engine.h"
 #include "care/engine/families.h"
@@ -26,8 +28,6 @@
 #include "care/io/model.h"
 #include "care/io/model_source.h"
 #include "care/tokenizer/tokenizer.h"
-#include "care/util/flags.h"
-#include "care/util/status_macros.h"
 #include "cli/command.h"
 
 namespace care::cli {

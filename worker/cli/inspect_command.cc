@@ -11,13 +11,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "base/flags.h"
+#include "base/status_macros.h"
 #include "care/engine/families.h"
 #include "care/io/checkpoint.h"
 #include "care/io/deepseek_v3_config.h"
 #include "care/io/model.h"
 #include "care/io/model_source.h"
-#include "care/util/flags.h"
-#include "care/util/status_macros.h"
 #include "cli/command.h"
 
 namespace care::cli {

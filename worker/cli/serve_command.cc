@@ -24,10 +24,10 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "care/compute/registry.h"
 #include "care/convert/pipeline.h"
 #include "care/convert/write_checkpoint.h"
-#include "care/util/status_macros.h"
 #include "cli/command.h"
 
 namespace care::cli {

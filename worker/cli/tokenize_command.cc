@@ -12,10 +12,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "base/flags.h"
+#include "base/status_macros.h"
 #include "care/io/model_source.h"
 #include "care/tokenizer/tokenizer.h"
-#include "care/util/flags.h"
-#include "care/util/status_macros.h"
 #include "cli/command.h"
 #include "nlohmann/json.hpp"
 

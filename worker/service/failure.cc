@@ -1,7 +1,7 @@
 #include "service/failure.h"
 
 #include "absl/strings/str_cat.h"
-#include "api/names.h"
+#include "proto/api/names.h"
 
 namespace care::worker {
 

@@ -4,10 +4,10 @@
 #include <map>
 
 #include "absl/strings/str_cat.h"
-#include "api/names.h"
-#include "api/spec_validation.h"
-#include "care/io/uri.h"
-#include "care/util/status_macros.h"
+#include "base/status_macros.h"
+#include "base/uri.h"
+#include "proto/api/names.h"
+#include "proto/api/spec_validation.h"
 
 namespace care::worker {
 
@@ -15,7 +15,7 @@ namespace {
 
 absl::StatusOr<std::string> LocalPath(const std::string& uri,
                                       absl::string_view field) {
-  auto parsed = care::io::ParseUri(uri, /*allow_hub=*/false);
+  auto parsed = care::ParseUri(uri, /*allow_hub=*/false);
   if (!parsed.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat(field, ": ", parsed.status().message()));

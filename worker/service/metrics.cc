@@ -6,7 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "api/names.h"
+#include "proto/api/names.h"
 
 namespace care::worker {
 

@@ -11,9 +11,9 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "api/tls_files.h"
-#include "api/token_file.h"
-#include "care/util/status_macros.h"
+#include "base/status_macros.h"
+#include "proto/api/tls_files.h"
+#include "proto/api/token_file.h"
 
 namespace care::worker {
 

@@ -6,7 +6,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "api/report_limits.h"
+#include "proto/api/report_limits.h"
 
 namespace care::worker {
 namespace {

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "care/util/flags.h"
+#include "base/flags.h"
 #include "service/options.h"
 #include "service/serve.h"
 #include "service/subprocess_runner.h"

@@ -8,7 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "care/util/status_macros.h"
+#include "base/status_macros.h"
 #include "service/job_options.h"
 #include "service/leftovers.h"
 #include "service/pipeline_process.h"

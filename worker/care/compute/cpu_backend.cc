@@ -9,8 +9,8 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "care/io/dtype.h"
-#include "care/util/status_macros.h"
 
 namespace care::compute {
 

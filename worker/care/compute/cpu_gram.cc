@@ -5,9 +5,9 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "care/compute/cpu_backend.h"
 #include "care/compute/gram_update.h"
-#include "care/util/status_macros.h"
 
 namespace care::compute::cpu {
 

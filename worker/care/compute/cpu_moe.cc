@@ -5,8 +5,8 @@
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "care/compute/cpu_backend.h"
-#include "care/util/status_macros.h"
 
 namespace care::compute::cpu {
 

@@ -4,8 +4,8 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "care/compute/cpu_backend.h"
-#include "care/util/status_macros.h"
 
 namespace care::compute::cpu {
 

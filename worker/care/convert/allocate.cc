@@ -7,7 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "care/util/annotate.h"
+#include "base/annotate.h"
 
 namespace care::convert {
 namespace {

@@ -5,8 +5,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "care/convert/covariance.h"
-#include "care/util/status_macros.h"
 
 namespace care::convert {
 namespace {

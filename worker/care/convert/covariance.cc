@@ -1,8 +1,8 @@
 #include "care/convert/covariance.h"
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "care/compute/gram_update.h"
-#include "care/util/status_macros.h"
 
 namespace care::convert {
 CovarianceAccumulator::CovarianceAccumulator(int64_t dim)

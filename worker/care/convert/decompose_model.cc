@@ -6,10 +6,10 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/annotate.h"
+#include "base/status_macros.h"
 #include "care/convert/covariance.h"
 #include "care/convert/resume_state.h"
-#include "care/util/annotate.h"
-#include "care/util/status_macros.h"
 
 namespace care::convert {
 namespace {

@@ -5,9 +5,9 @@
 
 #include <utility>
 
+#include "base/status_macros.h"
 #include "care/convert/mla_export/export_stages.h"
 #include "care/convert/stages/stages.h"
-#include "care/util/status_macros.h"
 
 namespace care::convert {
 

@@ -13,9 +13,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/status_macros.h"
 #include "care/io/file_util.h"
 #include "care/io/sha256.h"
-#include "care/util/status_macros.h"
 
 namespace care::convert {
 namespace {

@@ -5,10 +5,10 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "care/eval/multiple_choice.h"
 #include "care/eval/task.h"
 #include "care/tokenizer/tokenizer.h"
-#include "care/util/status_macros.h"
 
 namespace care::convert {
 namespace {

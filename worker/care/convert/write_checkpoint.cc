@@ -5,11 +5,11 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "care/engine/row_loader.h"
 #include "care/io/checkpoint_writer.h"
 #include "care/io/dtype.h"
 #include "care/io/tensor_names.h"
-#include "care/util/status_macros.h"
 
 namespace care::convert {
 namespace {

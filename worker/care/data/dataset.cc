@@ -4,9 +4,9 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "base/file.h"
+#include "base/status_macros.h"
 #include "care/tokenizer/unicode.h"
-#include "care/util/file.h"
-#include "care/util/status_macros.h"
 #include "nlohmann/json.hpp"
 
 namespace care::data {

@@ -7,11 +7,11 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/annotate.h"
+#include "base/status_macros.h"
 #include "care/engine/kv_projector.h"
 #include "care/engine/mlp.h"
 #include "care/io/tensor_names.h"
-#include "care/util/annotate.h"
-#include "care/util/status_macros.h"
 
 namespace care::engine {
 

@@ -10,6 +10,8 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "base/annotate.h"
+#include "base/status_macros.h"
 #include "care/compute/registry.h"
 #include "care/engine/decoder_family.h"
 #include "care/engine/logits.h"
@@ -17,8 +19,6 @@
 #include "care/engine/row_loader.h"
 #include "care/engine/weight_loader.h"
 #include "care/io/tensor_names.h"
-#include "care/util/annotate.h"
-#include "care/util/status_macros.h"
 
 namespace care::engine {
 

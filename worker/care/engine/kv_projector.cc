@@ -5,8 +5,8 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "care/io/tensor_names.h"
-#include "care/util/status_macros.h"
 
 namespace care::engine {
 

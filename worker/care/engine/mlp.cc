@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "care/util/status_macros.h"
+#include "base/status_macros.h"
 
 namespace care::engine {
 

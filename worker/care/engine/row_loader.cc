@@ -9,9 +9,9 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "care/io/checkpoint.h"
 #include "care/io/dtype.h"
-#include "care/util/status_macros.h"
 
 namespace care::engine {
 

@@ -6,12 +6,12 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "base/annotate.h"
+#include "base/status_macros.h"
 #include "care/engine/row_loader.h"
 #include "care/io/checkpoint.h"
 #include "care/io/dtype.h"
 #include "care/io/tensor.h"
-#include "care/util/annotate.h"
-#include "care/util/status_macros.h"
 
 namespace care::engine {
 

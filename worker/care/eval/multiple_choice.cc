@@ -8,7 +8,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "care/util/status_macros.h"
+#include "base/status_macros.h"
 
 namespace care::eval {
 namespace {

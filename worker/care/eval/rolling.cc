@@ -11,7 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
-#include "care/util/status_macros.h"
+#include "base/status_macros.h"
 
 namespace care::eval {
 namespace {

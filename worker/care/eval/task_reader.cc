@@ -15,8 +15,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "base/status_macros.h"
 #include "care/eval/task.h"
-#include "care/util/status_macros.h"
 
 namespace care::eval {
 namespace {

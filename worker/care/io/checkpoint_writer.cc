@@ -17,9 +17,9 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/status_macros.h"
 #include "care/io/checkpoint.h"
 #include "care/io/file_util.h"
-#include "care/util/status_macros.h"
 
 namespace care::io {
 namespace {

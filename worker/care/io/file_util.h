@@ -10,7 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "care/util/file.h"
+#include "base/file.h"
 
 namespace care::io {
 

@@ -16,12 +16,12 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "base/status_macros.h"
 #include "care/io/checkpoint.h"
 #include "care/io/checkpoint_writer.h"
 #include "care/io/file_util.h"
 #include "care/io/http_client.h"
 #include "care/io/sha256.h"
-#include "care/util/status_macros.h"
 
 namespace care::io {
 namespace {

@@ -3,10 +3,10 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "care/io/checkpoint.h"
 #include "care/io/dtype.h"
 #include "care/io/tensor_names.h"
-#include "care/util/status_macros.h"
 
 namespace care::io {
 

@@ -6,10 +6,10 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "base/status_macros.h"
 #include "care/io/config_reader.h"
 #include "care/io/file_util.h"
 #include "care/io/model_family.h"
-#include "care/util/status_macros.h"
 
 namespace care {
 namespace {

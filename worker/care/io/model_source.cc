@@ -3,9 +3,9 @@
 #include <optional>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
+#include "base/uri.h"
 #include "care/io/file_util.h"
-#include "care/io/uri.h"
-#include "care/util/status_macros.h"
 
 namespace care::io {
 

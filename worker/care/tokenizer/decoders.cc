@@ -5,10 +5,10 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "base/status_macros.h"
 #include "care/tokenizer/byte_level.h"
 #include "care/tokenizer/normalizers.h"
 #include "care/tokenizer/unicode.h"
-#include "care/util/status_macros.h"
 
 namespace care::tok {
 namespace {

@@ -5,9 +5,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "base/file.h"
+#include "base/status_macros.h"
 #include "care/tokenizer/unicode.h"
-#include "care/util/file.h"
-#include "care/util/status_macros.h"
 
 namespace care::tok {
 namespace {

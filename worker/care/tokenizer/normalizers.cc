@@ -4,8 +4,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "base/status_macros.h"
 #include "care/tokenizer/unicode.h"
-#include "care/util/status_macros.h"
 
 namespace care::tok {
 

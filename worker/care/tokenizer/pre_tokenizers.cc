@@ -5,11 +5,11 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "base/status_macros.h"
 #include "care/tokenizer/byte_level.h"
 #include "care/tokenizer/normalizers.h"
 #include "care/tokenizer/split_patterns.h"
 #include "care/tokenizer/unicode.h"
-#include "care/util/status_macros.h"
 
 namespace care::tok {
 namespace {

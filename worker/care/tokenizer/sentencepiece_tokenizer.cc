@@ -1,8 +1,8 @@
 #include "care/tokenizer/sentencepiece_tokenizer.h"
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "care/tokenizer/unicode.h"
-#include "care/util/status_macros.h"
 
 namespace care::tok {
 

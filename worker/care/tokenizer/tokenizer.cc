@@ -3,9 +3,9 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "care/tokenizer/hf_tokenizer.h"
 #include "care/tokenizer/sentencepiece_tokenizer.h"
-#include "care/util/status_macros.h"
 
 namespace care::tok {
 

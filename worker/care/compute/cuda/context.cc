@@ -8,8 +8,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/status_macros.h"
 #include "care/compute/cuda/kernels.h"
-#include "care/util/status_macros.h"
 
 namespace care::compute::cuda {
 namespace {

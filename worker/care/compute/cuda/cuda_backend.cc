@@ -9,8 +9,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "care/compute/cuda/kernels.h"
-#include "care/util/status_macros.h"
 
 namespace care::compute::cuda {
 namespace {

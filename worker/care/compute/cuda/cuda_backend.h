@@ -14,9 +14,9 @@
 #include <string>
 #include <vector>
 
+#include "base/status_macros.h"
 #include "care/compute/backend.h"
 #include "care/compute/cuda/context.h"
-#include "care/util/status_macros.h"
 
 namespace care::compute::cuda {
 

@@ -5,9 +5,9 @@
 #include <cublas_v2.h>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "care/compute/cuda/cuda_backend.h"
 #include "care/compute/cuda/kernels.h"
-#include "care/util/status_macros.h"
 
 namespace care::compute::cuda {
 

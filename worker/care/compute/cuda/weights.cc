@@ -9,9 +9,9 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "care/compute/cuda/bf16.h"
 #include "care/compute/cuda/cuda_backend.h"
-#include "care/util/status_macros.h"
 
 namespace care::compute::cuda {
 namespace {

@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "care/convert/covariance.h"
 #include "care/convert/mla_export/mla_config.h"
 #include "care/convert/mla_export/mla_tensors.h"
@@ -17,7 +18,6 @@
 #include "care/engine/rope.h"
 #include "care/io/checkpoint_writer.h"
 #include "care/io/tensor_names.h"
-#include "care/util/status_macros.h"
 
 namespace care::convert::stage {
 namespace {

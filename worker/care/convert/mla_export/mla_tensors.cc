@@ -4,9 +4,9 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "care/convert/mla_export/nope_correction.h"
 #include "care/io/tensor_names.h"
-#include "care/util/status_macros.h"
 
 namespace care::convert::mla {
 namespace {

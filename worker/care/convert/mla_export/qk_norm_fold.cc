@@ -2,8 +2,8 @@
 
 #include <cmath>
 
+#include "base/status_macros.h"
 #include "care/io/tensor_names.h"
-#include "care/util/status_macros.h"
 
 namespace care::convert::mla {
 namespace {

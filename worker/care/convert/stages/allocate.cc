@@ -7,11 +7,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "base/status_macros.h"
 #include "care/convert/flop_model.h"
 #include "care/convert/spectrum_sample.h"
 #include "care/convert/stages/stages.h"
 #include "care/io/sha256.h"
-#include "care/util/status_macros.h"
 
 namespace care::convert::stage {
 namespace {

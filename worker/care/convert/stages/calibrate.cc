@@ -1,9 +1,9 @@
 // The calibrate stage: one pass of the original model that accumulates each
 // layer's k/v-input covariance and decomposes the layer at once
 // (decompose_model.h), resuming from saved layers when there are any.
+#include "base/status_macros.h"
 #include "care/convert/flop_model.h"
 #include "care/convert/stages/stages.h"
-#include "care/util/status_macros.h"
 
 namespace care::convert::stage {
 

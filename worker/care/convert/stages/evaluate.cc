@@ -6,10 +6,10 @@
 #include <optional>
 #include <string>
 
+#include "base/status_macros.h"
 #include "care/convert/fingerprint.h"
 #include "care/convert/flop_model.h"
 #include "care/convert/stages/stages.h"
-#include "care/util/status_macros.h"
 
 namespace care::convert::stage {
 namespace {

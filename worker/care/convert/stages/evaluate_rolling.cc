@@ -10,11 +10,11 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "care/convert/stages/stages.h"
 #include "care/eval/documents.h"
 #include "care/eval/rolling.h"
 #include "care/tokenizer/tokenizer.h"
-#include "care/util/status_macros.h"
 
 namespace care::convert::stage {
 namespace {

@@ -5,9 +5,9 @@
 #include <string>
 #include <vector>
 
+#include "base/status_macros.h"
 #include "care/convert/stages/stages.h"
 #include "care/convert/task_accuracy.h"
-#include "care/util/status_macros.h"
 
 namespace care::convert::stage {
 

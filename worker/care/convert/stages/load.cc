@@ -4,6 +4,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/annotate.h"
+#include "base/status_macros.h"
 #include "care/convert/fingerprint.h"
 #include "care/convert/stages/stages.h"
 #include "care/convert/task_accuracy.h"
@@ -13,8 +15,6 @@
 #include "care/io/model_family.h"
 #include "care/io/model_source.h"
 #include "care/tokenizer/tokenizer.h"
-#include "care/util/annotate.h"
-#include "care/util/status_macros.h"
 
 namespace care::convert::stage {
 namespace {

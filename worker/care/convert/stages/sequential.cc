@@ -3,9 +3,9 @@
 // converted layers below it produce, in one more calibration pass.
 #include <utility>
 
+#include "base/status_macros.h"
 #include "care/convert/flop_model.h"
 #include "care/convert/stages/stages.h"
-#include "care/util/status_macros.h"
 
 namespace care::convert::stage {
 

@@ -2,10 +2,10 @@
 // (docs/checkpoint-format.md), with the report so far as care_report.json
 // and care_report.html (report_html.h).
 // Another output layout is another writer, chosen here from ConvertOptions.
+#include "base/status_macros.h"
 #include "care/convert/report_html.h"
 #include "care/convert/stages/stages.h"
 #include "care/convert/write_checkpoint.h"
-#include "care/util/status_macros.h"
 
 namespace care::convert::stage {
 

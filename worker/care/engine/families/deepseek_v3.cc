@@ -13,12 +13,12 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "care/engine/attention_block.h"
 #include "care/engine/decoder_family.h"
 #include "care/engine/families/deepseek_v3_layer.h"
 #include "care/io/deepseek_v3_config.h"
 #include "care/io/tensor_names.h"
-#include "care/util/status_macros.h"
 
 namespace care::engine {
 

@@ -3,9 +3,9 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "care/engine/attention_block.h"
 #include "care/io/tensor_names.h"
-#include "care/util/status_macros.h"
 
 namespace care::engine {
 

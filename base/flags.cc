@@ -1,4 +1,4 @@
-#include "care/util/flags.h"
+#include "base/flags.h"
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"

@@ -1,15 +1,15 @@
 // Syntax of the URIs a job names: local paths (plain absolute paths or
 // file:///abs/path) and Hugging Face Hub references (hf://org/name[@rev]).
 // Parsing only; resolving a URI to files is model_source.h's job.
-#ifndef CARE_IO_URI_H_
-#define CARE_IO_URI_H_
+#ifndef CARE_BASE_URI_H_
+#define CARE_BASE_URI_H_
 
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
-namespace care::io {
+namespace care {
 
 struct Uri {
   enum class Kind { kLocal, kHuggingFace };
@@ -27,6 +27,6 @@ struct Uri {
 // problem.
 absl::StatusOr<Uri> ParseUri(absl::string_view text, bool allow_hub = true);
 
-}  // namespace care::io
+}  // namespace care
 
-#endif  // CARE_IO_URI_H_
+#endif  // CARE_BASE_URI_H_

@@ -1,8 +1,8 @@
 // The file helpers every layer needs (the server and carectl included):
 // errno as an absl::Status naming the path, and reading a whole file.
 // io/file_util.h adds the write side (AtomicWrite, CommitFile, ...).
-#ifndef CARE_UTIL_FILE_H_
-#define CARE_UTIL_FILE_H_
+#ifndef CARE_BASE_FILE_H_
+#define CARE_BASE_FILE_H_
 
 #include <string>
 
@@ -23,4 +23,4 @@ absl::StatusOr<std::string> ReadFileToString(const std::string& path);
 
 }  // namespace care
 
-#endif  // CARE_UTIL_FILE_H_
+#endif  // CARE_BASE_FILE_H_

@@ -1,4 +1,4 @@
-#include "care/io/uri.h"
+#include "base/uri.h"
 
 #include <vector>
 
@@ -9,7 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 
-namespace care::io {
+namespace care {
 namespace {
 
 bool IsRepoChar(char c) {
@@ -129,4 +129,4 @@ absl::StatusOr<Uri> ParseUri(absl::string_view text, bool allow_hub) {
   return ParseLocal(text, text);
 }
 
-}  // namespace care::io
+}  // namespace care

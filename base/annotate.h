@@ -2,8 +2,8 @@
 // TensorStore's pattern): Annotate(s, "layer 3") turns "NOT_FOUND: tensor x
 // is missing" into "NOT_FOUND: layer 3: tensor x is missing", keeping the
 // code. An OK status stays OK.
-#ifndef CARE_UTIL_ANNOTATE_H_
-#define CARE_UTIL_ANNOTATE_H_
+#ifndef CARE_BASE_ANNOTATE_H_
+#define CARE_BASE_ANNOTATE_H_
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -20,4 +20,4 @@ inline absl::Status Annotate(const absl::Status& status,
 
 }  // namespace care
 
-#endif  // CARE_UTIL_ANNOTATE_H_
+#endif  // CARE_BASE_ANNOTATE_H_

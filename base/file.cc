@@ -1,4 +1,4 @@
-#include "care/util/file.h"
+#include "base/file.h"
 
 #include <fcntl.h>
 #include <unistd.h>

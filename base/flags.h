@@ -1,8 +1,8 @@
 // Command-line parsing for the project's binaries: "--name value",
 // "--name=value", boolean "--name", and positionals. Every error names the
 // flag and what was expected, so a user can fix the command line.
-#ifndef CARE_UTIL_FLAGS_H_
-#define CARE_UTIL_FLAGS_H_
+#ifndef CARE_BASE_FLAGS_H_
+#define CARE_BASE_FLAGS_H_
 
 #include <cstdint>
 #include <map>
@@ -46,4 +46,4 @@ class Flags {
 
 }  // namespace care
 
-#endif  // CARE_UTIL_FLAGS_H_
+#endif  // CARE_BASE_FLAGS_H_

@@ -1,6 +1,6 @@
 // Early-return helpers for absl::Status and absl::StatusOr<T>.
-#ifndef CARE_UTIL_STATUS_MACROS_H_
-#define CARE_UTIL_STATUS_MACROS_H_
+#ifndef CARE_BASE_STATUS_MACROS_H_
+#define CARE_BASE_STATUS_MACROS_H_
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -26,4 +26,4 @@
   if (!statusor.ok()) return std::move(statusor).status(); \
   lhs = std::move(statusor).value()
 
-#endif  // CARE_UTIL_STATUS_MACROS_H_
+#endif  // CARE_BASE_STATUS_MACROS_H_
