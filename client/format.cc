@@ -143,6 +143,7 @@ std::string FormatEvaluation(const care::v1::JobSpec& spec) {
       e.max_windows() == 0 ? std::string("all windows")
                            : absl::StrCat("at most ", e.max_windows()),
       e.prepend_bos() ? ", BOS" : "",
+      e.heldout_figures() ? ", held-out figures" : "",
       e.rolling_stride() > 0
           ? absl::StrCat(
                 ", rolling stride ", e.rolling_stride(),

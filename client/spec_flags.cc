@@ -27,8 +27,8 @@ const std::set<std::string>& SpecFlagNames() {
 }
 
 const std::set<std::string>& SpecBoolFlagNames() {
-  static const auto* names =
-      new std::set<std::string>{"sequential", "eval-bos", "no-kv-balance"};
+  static const auto* names = new std::set<std::string>{
+      "sequential", "eval-bos", "no-kv-balance", "heldout"};
   return *names;
 }
 
@@ -225,6 +225,7 @@ absl::StatusOr<care::v1::JobSpec> SpecFromFlags(
       int32_flag("eval-windows", [&](int32_t v) { eval->set_max_windows(v); }));
   if (auto v = flags.String("eval-text-field")) eval->set_text_field(*v);
   if (flags.Bool("eval-bos")) eval->set_prepend_bos(true);
+  if (flags.Bool("heldout")) eval->set_heldout_figures(true);
   if (flags.Has("damping")) {
     CARE_ASSIGN_OR_RETURN(double damping, flags.DoubleOr("damping", 0));
     spec.set_damping(damping);

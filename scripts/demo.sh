@@ -142,7 +142,8 @@ submit() {  # submit SAVE METHOD ALLOCATION
   "$build/client/carectl" submit --quiet --model="$model" --out="$out" \
     --kv-save="$1" --method="$2" --allocation="$3" --calib="$calib" \
     --calib-samples=256 --calib-seq-len=32 --eval="$calib" \
-    --eval-seq-len=256 --eval-windows="$eval_windows" --label=source=demo
+    --eval-seq-len=256 --eval-windows="$eval_windows" --heldout \
+    --label=source=demo
 }
 say "submitting: KV save $kv_saves x {care auto, care uniform, plain svd}"
 for save in $kv_saves; do

@@ -193,6 +193,12 @@ absl::Status ValidateCalibration(const JobSpec& spec) {
 
 absl::Status ValidateEvaluation(const JobSpec& spec) {
   const auto& e = spec.evaluation();
+  // The held-out windows are the last part of the calibration range.
+  if (e.heldout_figures() && spec.calibration().dataset_uri().empty()) {
+    return Invalid("evaluation.heldout_figures",
+                   "requires calibration.dataset_uri (the held-out windows "
+                   "are the end of the calibration data)");
+  }
   if (e.dataset_uri().empty()) {
     if (e.window_length() != 0 || e.max_windows() != 0 ||
         e.rolling_stride() != 0) {

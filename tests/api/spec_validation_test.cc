@@ -203,6 +203,16 @@ const Case kCases[] = {
        s.mutable_evaluation()->set_rolling_documents("pages");
      },
      "evaluation.rolling_documents"},
+    // evaluation.heldout_figures: the held-out windows are calibration data.
+    {"heldout_figures_valid",
+     [](JobSpec& s) { s.mutable_evaluation()->set_heldout_figures(true); }, ""},
+    {"heldout_figures_without_calibration",
+     [](JobSpec& s) {
+       s.clear_calibration();
+       s.set_method(care::v1::METHOD_SVD);
+       s.mutable_evaluation()->set_heldout_figures(true);
+     },
+     "evaluation.heldout_figures"},
     // evaluation.tasks
     {"tasks_valid",
      [](JobSpec& s) {

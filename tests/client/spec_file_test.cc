@@ -58,6 +58,7 @@ TEST(SpecFile, YamlGoldenEqualsItsJsonTwin) {
   EXPECT_EQ(from_yaml->calibration().sequence_length(), 32);
   EXPECT_TRUE(from_yaml->calibration().sequential());
   EXPECT_TRUE(from_yaml->evaluation().prepend_bos());
+  EXPECT_TRUE(from_yaml->evaluation().heldout_figures());
   EXPECT_EQ(from_yaml->evaluation().text_field(), "123");
   ASSERT_EQ(from_yaml->evaluation().tasks_size(), 2);
   EXPECT_EQ(from_yaml->evaluation().tasks(0).limit(), 500);

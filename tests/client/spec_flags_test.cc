@@ -50,6 +50,7 @@ TEST(SpecFlags, EveryFieldFromFlags) {
                         "--eval-text-field",
                         "t",
                         "--eval-bos",
+                        "--heldout",
                         "--damping",
                         "0",
                         "--dtype",
@@ -82,6 +83,7 @@ TEST(SpecFlags, EveryFieldFromFlags) {
   EXPECT_EQ(spec->evaluation().max_windows(), 4);
   EXPECT_EQ(spec->evaluation().text_field(), "t");
   EXPECT_TRUE(spec->evaluation().prepend_bos());
+  EXPECT_TRUE(spec->evaluation().heldout_figures());
   ASSERT_TRUE(spec->has_damping());  // An explicit 0 is kept, not defaulted.
   EXPECT_EQ(spec->damping(), 0.0);
   EXPECT_EQ(spec->output_dtype(), care::v1::OUTPUT_DTYPE_BF16);

@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "care/io/checkpoint.h"
@@ -125,6 +127,76 @@ TEST_F(SpecFieldsServiceTest, SequentialBosBf16JobFromYamlSucceeds) {
               report["original"]["ppl"].get<double>(), 1e-9);
   EXPECT_NEAR(job.report().converted().ppl(),
               report["converted"]["ppl"].get<double>(), 1e-9);
+}
+
+// evaluation.heldout_figures: a uniform job runs the held-out windows only
+// when asked (carectl --heldout); the factors and perplexities are the same
+// either way, and only the asked job reports held-out figures.
+TEST_F(SpecFieldsServiceTest, HeldoutWindowsRunOnlyWhenTheSpecAsks) {
+  StartWorker("w1", {BinaryPath("worker/cli/care-worker"), "serve",
+                     "--work-dir", dir_ + "/work"});
+  auto submit = [&](const std::string& name, bool heldout) {
+    std::vector<std::string> args = {"submit",
+                                     "--wait",
+                                     "--plain",
+                                     "--model",
+                                     model_,
+                                     "--out",
+                                     dir_ + "/outputs/" + name,
+                                     "--kv-save",
+                                     "0.5",
+                                     "--allocation",
+                                     "uniform",
+                                     "--calib",
+                                     tokens_,
+                                     "--calib-samples",
+                                     "64",
+                                     "--calib-seq-len",
+                                     "32",
+                                     "--eval",
+                                     tokens_,
+                                     "--eval-seq-len",
+                                     "128",
+                                     "--eval-windows",
+                                     "4"};
+    if (heldout) args.push_back("--heldout");
+    CommandResult wait = Carectl(args);
+    EXPECT_EQ(wait.exit_code, 0) << wait.out << wait.err;
+    return Get(wait.out.substr(10, wait.out.find('\n') - 10));
+  };
+  const care::v1::Job skipped = submit("skipped", false);
+  const care::v1::Job asked = submit("asked", true);
+  ASSERT_EQ(skipped.state(), care::v1::JOB_STATE_SUCCEEDED);
+  ASSERT_EQ(asked.state(), care::v1::JOB_STATE_SUCCEEDED);
+  EXPECT_FALSE(skipped.spec().evaluation().heldout_figures());
+  EXPECT_TRUE(asked.spec().evaluation().heldout_figures());
+
+  // Same windows, same factors: the same numbers, bit for bit.
+  EXPECT_EQ(skipped.report().converted().mean_nll(),
+            asked.report().converted().mean_nll());
+  EXPECT_EQ(skipped.report().original().mean_nll(),
+            asked.report().original().mean_nll());
+  ASSERT_EQ(skipped.report().layers_size(), asked.report().layers_size());
+  ASSERT_GT(asked.report().layers_size(), 0);
+  for (int l = 0; l < asked.report().layers_size(); ++l) {
+    EXPECT_EQ(skipped.report().layers(l).k_retained_energy(),
+              asked.report().layers(l).k_retained_energy());
+    EXPECT_EQ(skipped.report().layers(l).k_relative_error(), 0) << l;
+    EXPECT_GT(asked.report().layers(l).k_relative_error(), 0) << l;
+    EXPECT_GT(asked.report().layers(l).v_relative_error(), 0) << l;
+  }
+  auto calibration = [&](const std::string& name) {
+    return nlohmann::json::parse(
+        ReadFileOrEmpty(dir_ + "/outputs/" + name + "/care_report.json"),
+        nullptr, false)["calibration"];
+  };
+  const nlohmann::json without = calibration("skipped");
+  const nlohmann::json with = calibration("asked");
+  EXPECT_EQ(without.value("heldout_run", true), false);
+  EXPECT_FALSE(without.contains("heldout_nll_converted"));
+  EXPECT_EQ(with.value("heldout_run", false), true);
+  EXPECT_EQ(with.value("heldout_reason", ""), "asked");
+  EXPECT_GT(with.value("heldout_nll_converted", 0.0), 0);
 }
 
 }  // namespace

@@ -84,6 +84,16 @@ TEST(JobOptions, DefaultsOfTheOptionalFields) {
   EXPECT_EQ((*o)["eval_text_field"], "text");
   EXPECT_EQ((*o)["eval_prepend_bos"], false);
   EXPECT_EQ((*o)["output_dtype"], "source");
+  // Held-out windows only when the allocation needs them or the job asks.
+  EXPECT_EQ((*o)["heldout_figures"], false);
+}
+
+TEST(JobOptions, HeldoutFiguresReachThePipeline) {
+  care::v1::Job job = JobFrom(kSpec);
+  job.mutable_spec()->mutable_evaluation()->set_heldout_figures(true);
+  auto o = PipelineOptionsFromJob(job, 0);
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ((*o)["heldout_figures"], true);
 }
 
 // The fields this worker used to refuse: each now reaches the pipeline.
@@ -226,6 +236,24 @@ TEST(JobOptions, ReportFromPipelineJson) {
   EXPECT_DOUBLE_EQ(report->task_accuracy(0).original().acc(), 0.75);
   EXPECT_DOUBLE_EQ(report->task_accuracy(0).converted().acc_norm(), 0.25);
   EXPECT_DOUBLE_EQ(report->task_accuracy(0).converted().acc_stderr(), 0.05);
+
+  // A run that said it ran the held-out windows must carry their errors;
+  // one that did not has none, and the API's relative errors are 0.
+  r["calibration"] = {{"heldout_run", true}};
+  r["layers"][0].erase("heldout_error_k");
+  auto missing = ReportFromPipelineJson(r, spec);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_THAT(missing.status().message(), HasSubstr("heldout_error_k"));
+  r["calibration"]["heldout_run"] = false;
+  auto skipped = ReportFromPipelineJson(r, spec);
+  ASSERT_TRUE(skipped.ok()) << skipped.status();
+  EXPECT_DOUBLE_EQ(skipped->layers(0).k_relative_error(), 0);
+  EXPECT_DOUBLE_EQ(skipped->layers(0).v_relative_error(), 0);
+  EXPECT_DOUBLE_EQ(skipped->layers(0).k_retained_energy(), 0.99);
+  r["calibration"]["heldout_run"] = "no";
+  EXPECT_FALSE(ReportFromPipelineJson(r, spec).ok());
+  r["calibration"]["heldout_run"] = true;
+  r["layers"][0]["heldout_error_k"] = 0.01;
 
   r.erase("kv_width_after");
   auto broken = ReportFromPipelineJson(r, spec);

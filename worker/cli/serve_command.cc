@@ -133,9 +133,8 @@ absl::StatusOr<convert::ConvertOptions> OptionsFromJson(
   CARE_RETURN_IF_ERROR(Read(o, "work_dir", &c.work_dir));
   CARE_RETURN_IF_ERROR(Read(o, "staging_tag", &c.staging_tag));
   CARE_RETURN_IF_ERROR(Read(o, "sequential", &c.sequential));
-  // A job's Report carries the per-layer held-out errors: service jobs run
-  // the held-out windows unless the options say otherwise.
-  c.heldout_figures = true;
+  // The spec's evaluation.heldout_figures: the held-out windows run when the
+  // allocation needs them or the job asks (convert::HeldoutReason).
   CARE_RETURN_IF_ERROR(Read(o, "heldout_figures", &c.heldout_figures));
   CARE_RETURN_IF_ERROR(Read(o, "calib_text_field", &c.calib_text_field));
   CARE_RETURN_IF_ERROR(Read(o, "eval_text_field", &c.eval_text_field));

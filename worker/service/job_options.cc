@@ -154,6 +154,9 @@ absl::StatusOr<nlohmann::json> PipelineOptionsFromJob(const care::v1::Job& job,
                      {"limit", t.limit()}});
   }
   o["eval_tasks"] = std::move(tasks);
+  // The held-out windows run when the allocation needs them or the spec
+  // asks (convert::HeldoutReason).
+  o["heldout_figures"] = eval.heldout_figures();
   o["eval_rolling_stride"] = eval.rolling_stride();
   o["eval_rolling_documents"] =
       eval.rolling_documents().empty() ? "whole" : eval.rolling_documents();
@@ -202,6 +205,16 @@ absl::StatusOr<care::v1::Report> ReportFromPipelineJson(
   CARE_ASSIGN_OR_RETURN(int64_t after, Field<int64_t>(r, "kv_width_after"));
   out.set_kv_width_before(before);
   out.set_kv_width_after(after);
+  bool heldout_run = true;  // documents without the flag always ran them
+  if (auto c = r.find("calibration"); c != r.end() && c->is_object()) {
+    if (auto run = c->find("heldout_run"); run != c->end()) {
+      if (!run->is_boolean()) {
+        return absl::InvalidArgumentError(
+            "pipeline report: field 'heldout_run' mistyped");
+      }
+      heldout_run = run->get<bool>();
+    }
+  }
   auto layers = r.find("layers");
   if (layers == r.end() || !layers->is_array()) {
     return absl::InvalidArgumentError("pipeline report: 'layers' missing");
@@ -214,10 +227,13 @@ absl::StatusOr<care::v1::Report> ReportFromPipelineJson(
     CARE_ASSIGN_OR_RETURN(int64_t index, Field<int64_t>(layer, "layer"));
     CARE_ASSIGN_OR_RETURN(int64_t rank_k, Field<int64_t>(layer, "rank_k"));
     CARE_ASSIGN_OR_RETURN(int64_t rank_v, Field<int64_t>(layer, "rank_v"));
-    CARE_ASSIGN_OR_RETURN(double err_k,
-                          Field<double>(layer, "heldout_error_k"));
-    CARE_ASSIGN_OR_RETURN(double err_v,
-                          Field<double>(layer, "heldout_error_v"));
+    // Held-out errors exist only when the job ran the held-out windows
+    // (report "calibration.heldout_run"); otherwise 0, as the API says.
+    double err_k = 0, err_v = 0;
+    if (heldout_run) {
+      CARE_ASSIGN_OR_RETURN(err_k, Field<double>(layer, "heldout_error_k"));
+      CARE_ASSIGN_OR_RETURN(err_v, Field<double>(layer, "heldout_error_v"));
+    }
     CARE_ASSIGN_OR_RETURN(double energy_k,
                           Field<double>(layer, "retained_energy_k"));
     CARE_ASSIGN_OR_RETURN(double energy_v,

@@ -19,7 +19,7 @@ namespace care::worker {
 //  "eval_data", "eval_text_field", "eval_prepend_bos", "eval_seq_len",
 //  "eval_windows", "output_dtype" ("source"|"f32"|"f16"|"bf16"),
 //  "threads", "eval_tasks": [{"name", "path", "format", "limit"}],
-//  "eval_rolling_stride", "eval_rolling_documents"}: the
+//  "eval_rolling_stride", "eval_rolling_documents", "heldout_figures"}: the
 // fields of care::convert::ConvertOptions. Every JobSpec
 // field the pipeline reads is mapped; InvalidArgument naming the field for
 // a URI that is not local or an enum value this build does not know.
