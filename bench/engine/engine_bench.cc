@@ -6,14 +6,22 @@
 //
 //   engine_bench --model DIR [--windows 1] [--seq-len 2048] [--threads N]
 //                [--device cpu] [--passes 1] [--prefetch 0|1] [--pool-mib N]
+//                [--logits-block N] [--head-compare N1,N2,... --head-repeats R]
 //
 // --passes repeats the whole forward in one process (a conversion runs 3-4
 // passes); --pool-mib sets the CPU backend's idle-buffer pool (0 frees every
 // buffer, the behaviour before the pool); --prefetch converts layer l+1's
-// weights on a background thread while layer l computes (docs/scale.md).
+// weights on a background thread while layer l computes (docs/scale.md);
+// --logits-block sets EngineOptions::logits_block_elements (the head's
+// [rows, vocab chunk] block; default the engine's). --head-compare scores
+// the last pass's hidden states again with each listed block size, R rounds
+// interleaved (A B A B ...), and prints each variant's best and median CPU
+// seconds and its NLL sum: on a shared machine, variants compared in one
+// process and alternated see the same load.
 #include <omp.h>
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -24,6 +32,9 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "base/flags.h"
 #include "base/status_macros.h"
 #include "care/compute/cpu_backend.h"
@@ -31,6 +42,7 @@
 #include "care/convert/flop_model.h"
 #include "care/engine/engine.h"
 #include "care/engine/families.h"
+#include "care/engine/logits.h"
 #include "care/engine/perplexity.h"
 #include "care/io/deepseek_v3_config.h"
 #include "care/io/model.h"
@@ -62,9 +74,9 @@ double PeakRssMiB() {
 
 absl::Status Run(const std::vector<std::string>& args) {
   CARE_ASSIGN_OR_RETURN(care::Flags flags, care::Flags::Parse(args, {}));
-  CARE_RETURN_IF_ERROR(
-      flags.CheckKnown({"model", "windows", "seq-len", "threads", "device",
-                        "passes", "prefetch", "pool-mib"}));
+  CARE_RETURN_IF_ERROR(flags.CheckKnown(
+      {"model", "windows", "seq-len", "threads", "device", "passes", "prefetch",
+       "pool-mib", "logits-block", "head-compare", "head-repeats"}));
   CARE_ASSIGN_OR_RETURN(std::string dir, flags.Required("model"));
   CARE_ASSIGN_OR_RETURN(int64_t windows, flags.IntOr("windows", 1));
   CARE_ASSIGN_OR_RETURN(int64_t seq_len, flags.IntOr("seq-len", 2048));
@@ -73,8 +85,11 @@ absl::Status Run(const std::vector<std::string>& args) {
   CARE_ASSIGN_OR_RETURN(int64_t prefetch, flags.IntOr("prefetch", 0));
   CARE_ASSIGN_OR_RETURN(int64_t pool_mib, flags.IntOr("pool-mib", -1));
   const std::string device = flags.StringOr("device", "cpu");
-  std::unique_ptr<care::compute::Backend> own_backend;
   care::engine::EngineOptions options;
+  CARE_ASSIGN_OR_RETURN(
+      options.logits_block_elements,
+      flags.IntOr("logits-block", options.logits_block_elements));
+  std::unique_ptr<care::compute::Backend> own_backend;
   options.device = device;
   options.prefetch_weights = prefetch != 0;
   if (pool_mib >= 0 && device == "cpu") {
@@ -112,6 +127,7 @@ absl::Status Run(const std::vector<std::string>& args) {
   care::engine::NllSum nll;
   options.threads = n_threads;
   std::vector<std::pair<double, double>> pass_layers;  // (wall, CPU) s
+  std::unique_ptr<care::engine::LayerwiseForward> last;
   for (int64_t pass = 0; pass < std::max<int64_t>(1, passes); ++pass) {
     const auto t0 = Clock::now();
     const double cpu0 = CpuSeconds();
@@ -131,6 +147,31 @@ absl::Status Run(const std::vector<std::string>& args) {
     total = Seconds(t0);
     cpu_total = CpuSeconds() - cpu0;
     pass_layers.emplace_back(t_layers, cpu_layers);
+    last = std::move(fwd);
+  }
+  std::vector<int64_t> compare;
+  for (absl::string_view b : absl::StrSplit(flags.StringOr("head-compare", ""),
+                                            ',', absl::SkipEmpty())) {
+    int64_t v = 0;
+    if (!absl::SimpleAtoi(b, &v) || v < 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--head-compare: '", b, "' is not a block size"));
+    }
+    compare.push_back(v);
+  }
+  CARE_ASSIGN_OR_RETURN(int64_t head_repeats, flags.IntOr("head-repeats", 3));
+  std::vector<std::vector<double>> head_cpu(compare.size());
+  std::vector<double> head_sum(compare.size());
+  for (int64_t r = 0; r < head_repeats && !compare.empty(); ++r) {
+    for (size_t v = 0; v < compare.size(); ++v) {
+      const double cpu0 = CpuSeconds();
+      CARE_ASSIGN_OR_RETURN(care::engine::NllSum n,
+                            care::engine::ScoreHiddenStates(
+                                c, *model.weights, last->backend(),
+                                last->hidden(), ev.targets, compare[v]));
+      head_cpu[v].push_back(CpuSeconds() - cpu0);
+      head_sum[v] = n.sum;
+    }
   }
   const double peak_rss = PeakRssMiB();  // before the ceiling's matrices
   const care::bench::GemmCeiling after = GemmCeiling();
@@ -195,6 +236,23 @@ absl::Status Run(const std::vector<std::string>& args) {
         p + 1, pass_layers[p].first, pass_layers[p].second,
         layer_flops / pass_layers[p].second / 1e9,
         100 * layer_flops / pass_layers[p].second / 1e9 / cpu_ceiling);
+  }
+  std::printf(
+      "  logits block %lld elements\n",
+      static_cast<long long>(
+          options.logits_block_elements > 0
+              ? options.logits_block_elements
+              : care::engine::DefaultLogitsBlockElements(last->backend())));
+  for (size_t v = 0; v < compare.size(); ++v) {
+    std::vector<double> t = head_cpu[v];
+    std::sort(t.begin(), t.end());
+    const double best = t.front(), median = t[t.size() / 2];
+    std::printf(
+        "  head, logits block %lld: best %.2f CPU-s (%.0f%% of the GEMM), "
+        "median %.2f CPU-s (%.0f%%), NLL sum %.17g\n",
+        static_cast<long long>(compare[v]), best,
+        100 * head_flops / best / 1e9 / cpu_ceiling, median,
+        100 * head_flops / median / 1e9 / cpu_ceiling, head_sum[v]);
   }
   std::printf(
       "  device %s, prefetch %s, pool %s\n", device.c_str(),

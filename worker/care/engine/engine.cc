@@ -274,6 +274,17 @@ absl::Status LayerwiseForward::ObserveKvInput(const LayerHooks& hooks) {
   return absl::OkStatus();
 }
 
+int64_t DefaultLogitsBlockElements(const compute::Backend& backend) {
+  return backend.kind() == compute::DeviceKind::kCpu ? int64_t{8} << 20
+                                                     : int64_t{32} << 20;
+}
+
+int64_t LayerwiseForward::LogitsBlock() const {
+  return options_.logits_block_elements > 0
+             ? options_.logits_block_elements
+             : DefaultLogitsBlockElements(*backend_);
+}
+
 absl::StatusOr<NllSum> LayerwiseForward::ScoreTargets(
     const std::vector<int32_t>& targets) {
   if (next_layer_ != num_layers()) {
@@ -283,7 +294,7 @@ absl::StatusOr<NllSum> LayerwiseForward::ScoreTargets(
   }
   SetEngineThreads(options_.threads);
   return ScoreHiddenStates(config_, weights_, *backend_, hidden_, targets,
-                           options_.logits_block_elements);
+                           LogitsBlock());
 }
 
 absl::StatusOr<std::vector<double>> LayerwiseForward::ScoreTargetsEach(
@@ -295,7 +306,7 @@ absl::StatusOr<std::vector<double>> LayerwiseForward::ScoreTargetsEach(
   }
   SetEngineThreads(options_.threads);
   return ScoreHiddenStatesEach(config_, weights_, *backend_, hidden_, targets,
-                               options_.logits_block_elements);
+                               LogitsBlock());
 }
 
 absl::StatusOr<MatrixRM> LayerwiseForward::Logits() {

@@ -46,13 +46,24 @@ struct EngineOptions {
   int threads = 0;
   // Upper bound on the float32 elements of one logits block (rows × vocab
   // chunk) when scoring; the vocabulary is processed in chunks below it.
-  int64_t logits_block_elements = int64_t{32} << 20;
+  // 0: the backend's default (DefaultLogitsBlockElements).
+  int64_t logits_block_elements = 0;
   // Rows per group for the per-layer temporaries: attention runs on groups
   // of whole windows with at least this many tokens, the dense MLP on row
   // blocks of this size. Bounds memory when many windows are evaluated at
   // once; large enough that every GEMM runs at full speed.
   int64_t group_tokens = 8192;
 };
+
+// The scoring block when EngineOptions::logits_block_elements is 0. CPU:
+// 8 Mi elements (at 1,022 scored rows and D 2048, 8,208-row lm_head chunks
+// of 67 MB and a 34 MB logits block), small enough that the buffer pool
+// keeps them from one pass to the next (a 32 Mi block made 0.77 GB of fresh,
+// zeroed buffers per evaluation pass of a 128k vocabulary) and large enough
+// that the per-chunk serial work stays negligible (2 Mi: +13 % CPU seconds;
+// docs/performance.md "Against PyTorch"). Other devices: 32 Mi, larger
+// GEMMs for a GPU.
+int64_t DefaultLogitsBlockElements(const compute::Backend& backend);
 
 // num_windows windows of seq_len token ids each, row-major; window w holds
 // positions 0..seq_len-1 (RoPE positions restart at 0 in every window).
@@ -164,6 +175,8 @@ class LayerwiseForward {
  private:
   LayerwiseForward(const ModelConfig& config, const TensorSource& weights,
                    TokenWindows windows, const EngineOptions& options);
+  // options_.logits_block_elements, or the backend's default when 0.
+  int64_t LogitsBlock() const;
 
   const ModelConfig& config_;
   const TensorSource& weights_;
