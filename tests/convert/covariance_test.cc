@@ -73,6 +73,21 @@ TEST(CovarianceTest, EmptyIsZeroAndBadInputIsRejected) {
   nan(1, 2) = std::numeric_limits<float>::quiet_NaN();
   EXPECT_EQ(acc.Add(nan).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(acc.tokens(), 0);
+  // Either infinity anywhere (the last element too) is rejected; the largest
+  // finite floats and denormals are data.
+  for (float bad : {std::numeric_limits<float>::infinity(),
+                    -std::numeric_limits<float>::infinity(),
+                    -std::numeric_limits<float>::quiet_NaN()}) {
+    MatrixRM x = MatrixRM::Ones(3, 4);
+    x(2, 3) = bad;
+    EXPECT_EQ(acc.Add(x).code(), absl::StatusCode::kInvalidArgument) << bad;
+  }
+  EXPECT_EQ(acc.tokens(), 0);
+  MatrixRM edge = MatrixRM::Zero(2, 4);
+  edge(0, 0) = std::numeric_limits<float>::max();
+  edge(1, 3) = -std::numeric_limits<float>::denorm_min();
+  EXPECT_TRUE(acc.Add(edge).ok());
+  EXPECT_EQ(acc.tokens(), 2);
 }
 
 }  // namespace

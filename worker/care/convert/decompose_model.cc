@@ -1,5 +1,7 @@
 #include "care/convert/decompose_model.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <chrono>
 #include <optional>
@@ -14,9 +16,37 @@
 namespace care::convert {
 namespace {
 
+// Wᵀ·C·W in float64 as two row-split products, T = C·W then Wᵀ·T, each
+// thread one serial GEMM on its block of output rows. Eigen's parallel GEMM
+// waits at a barrier per panel; on the shared 2-core machine its spinning
+// was a third of the float64 GEMM time of the 1B conversion (the float32
+// Linear was changed the same way before; docs/performance.md, "Against
+// PyTorch").
 Eigen::MatrixXd Gram(const MatrixRM& w, const Eigen::MatrixXd& c) {
   const Eigen::MatrixXd wd = w.cast<double>();  // [D, out]
-  return wd.transpose() * c * wd;               // [out, out]
+  const int64_t d = wd.rows(), out = wd.cols();
+  Eigen::MatrixXd t(d, out);    // [D, out] C·W
+  Eigen::MatrixXd g(out, out);  // [out, out] Wᵀ·C·W
+  // Row blocks of whole 4-row groups (Eigen's double register blocking);
+  // inside the region each GEMM runs on its thread alone.
+  auto split = [](int64_t rows, int64_t part, int64_t parts) {
+    const int64_t groups = (rows + 3) / 4;
+    return std::min(rows, groups * part / parts * 4);
+  };
+#pragma omp parallel
+  {
+    const int64_t i = omp_get_thread_num(), n = omp_get_num_threads();
+    const int64_t r0 = split(d, i, n), r1 = split(d, i + 1, n);
+    if (r1 > r0)
+      t.middleRows(r0, r1 - r0).noalias() = c.middleRows(r0, r1 - r0) * wd;
+#pragma omp barrier
+    const int64_t o0 = split(out, i, n), o1 = split(out, i + 1, n);
+    if (o1 > o0) {
+      g.middleRows(o0, o1 - o0).noalias() =
+          wd.middleCols(o0, o1 - o0).transpose() * t;
+    }
+  }
+  return g;
 }
 
 // Wᵀ·C_h·W with C_h = (1/N)·Σ xᵀx over the N rows of x, computed as
@@ -63,7 +93,8 @@ struct FittedLayer {
 
 absl::StatusOr<FittedLayer> FitLayer(const ModelConfig& config,
                                      const TensorSource& weights, int64_t l,
-                                     const MatrixRM& x, int64_t cal_tokens,
+                                     const Eigen::Ref<const MatrixRM>& x,
+                                     int64_t cal_tokens,
                                      const FactorizeOptions& options) {
   // x: [tokens, D], calibration rows first.
   const int64_t d = config.hidden_size;
@@ -87,6 +118,23 @@ absl::StatusOr<FittedLayer> FitLayer(const ModelConfig& config,
   }
   out.decomposition = *std::move(dec);
   return out;
+}
+
+// FitLayer on the k/v input rows `xb`: read in place when the backend's
+// matrices are host memory (CPU), else downloaded first. The copy cost a
+// fresh, zeroed [tokens, D] buffer per layer (64 MB at 8,192 × 2,048).
+absl::StatusOr<FittedLayer> FitLayerOn(compute::Backend& backend,
+                                       const ModelConfig& config,
+                                       const TensorSource& weights, int64_t l,
+                                       const compute::Matrix& xb,
+                                       int64_t cal_tokens,
+                                       const FactorizeOptions& options) {
+  if (backend.kind() == compute::DeviceKind::kCpu) {
+    const Eigen::Map<const MatrixRM> x(xb.data, xb.rows, xb.cols);
+    return FitLayer(config, weights, l, x, cal_tokens, options);
+  }
+  CARE_ASSIGN_OR_RETURN(MatrixRM x, engine::DownloadMatrix(backend, xb));
+  return FitLayer(config, weights, l, x, cal_tokens, options);
 }
 
 // Restores saved calibration state: the whole pass (all layers and the
@@ -227,12 +275,10 @@ absl::StatusOr<DecomposedModel> CalibrateAndDecompose(
   engine::LayerHooks hooks;
   hooks.on_kv_input = [&](int64_t l,
                           const compute::Matrix& xb) -> absl::Status {
-    // FitLayer's held-out Grams need the rows on the host.
-    CARE_ASSIGN_OR_RETURN(MatrixRM x,
-                          engine::DownloadMatrix(forward->backend(), xb));
     const auto t0 = std::chrono::steady_clock::now();
     CARE_ASSIGN_OR_RETURN(FittedLayer f,
-                          FitLayer(config, weights, l, x, cal_tokens, options));
+                          FitLayerOn(forward->backend(), config, weights, l, xb,
+                                     cal_tokens, options));
     out.layers.push_back(std::move(f.decomposition));
     out.grams.push_back(std::move(f.grams));
     out.decompose_seconds +=
@@ -290,11 +336,9 @@ absl::StatusOr<SequentialModel> SequentialRefit(
   engine::LayerHooks hooks;
   hooks.on_kv_input = [&](int64_t l,
                           const compute::Matrix& xb) -> absl::Status {
-    // FitLayer's held-out Grams need the rows on the host.
-    CARE_ASSIGN_OR_RETURN(MatrixRM x,
-                          engine::DownloadMatrix(forward->backend(), xb));
     CARE_ASSIGN_OR_RETURN(FittedLayer f,
-                          FitLayer(config, weights, l, x, cal_tokens, options));
+                          FitLayerOn(forward->backend(), config, weights, l, xb,
+                                     cal_tokens, options));
     CARE_ASSIGN_OR_RETURN(LatentLayer layer,
                           TruncateLayer(f.decomposition, rank_k[l], rank_v[l]));
     out.layers.push_back(std::move(layer));
