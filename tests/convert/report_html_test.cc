@@ -354,8 +354,11 @@ TEST(ReportHtmlTest, SummaryHasTasksAndRollingPerplexity) {
       << table;
   EXPECT_NE(table.find("token 7.5 → 9, word 20 → 30, byte 1.5 → 1.625"),
             std::string::npos);
-  // The generic sections still show the full records.
+  // The generic sections still show the full records, nested objects as
+  // columns of their own.
   EXPECT_NE(html.find("<h2>tasks</h2>"), std::string::npos);
+  EXPECT_NE(html.find("<th>original.acc_norm</th>"), std::string::npos);
+  EXPECT_EQ(html.find("{&quot;acc&quot;"), std::string::npos);
   EXPECT_NE(html.find("<h2>rolling</h2>"), std::string::npos);
 }
 

@@ -4,11 +4,11 @@
 # and a seeded Markov token stream, and the demo converts it through
 # care-server, care-worker and carectl at 50 % KV save with plain SVD, CARE
 # uniform and CARE auto. Checks: every conversion succeeded, the table has
-# its three rows at 1024 -> 512 numbers per token, the perplexities are
-# those of a model that learned its stream's bigrams (below the vocabulary
-# size) and CARE's held-out activation errors are below plain SVD's (what
-# the synthetic model can show: docs/deploy.md), every HTML report was
-# fetched with carectl report, and no process of the demo outlived it.
+# its three rows at 1024 -> 512 numbers per token, the original perplexity
+# is the reference run's, CARE keeps it within 1 % and its held-out
+# activation errors are far below plain SVD's (what the synthetic model can
+# show: docs/deploy.md), every HTML report was fetched with carectl report,
+# and no process of the demo outlived it.
 # Usage: demo_synthetic_e2e.sh REPO_ROOT BUILD_DIR
 set -euo pipefail
 root=$1
@@ -55,17 +55,21 @@ got = {(method, alloc.split()[0]): (float(ppl), float(k), float(v))
        if save == "50.0" and after == "512"}
 assert set(got) == {("svd", "uniform"), ("care", "uniform"),
                     ("care", "auto")}, rows
-# A seeded bigram stream over 4096 tokens: the synthetic model predicts
-# better than chance (uniform: 4096) before and after conversion.
-assert 1 < original < 4096, original
-for key, (ppl, _, _) in got.items():
-    assert 1 < ppl < 4096, (key, ppl)
-# CARE minimises the activation error SVD ignores: lower mean held-out
-# K + V error at the same budget (the synthetic weights have outlier
-# channels and correlated directions, so the two differ clearly).
+# Deterministic (seeded weights and stream; only float summation order
+# varies with the thread count, far below these margins). Reference run:
+# original 5784.38 (an untrained model, worse than uniform over 4096
+# tokens); care auto 5789.56, care uniform 5791.32, svd 5723.83; mean
+# held-out K/V error care ~0.002, svd ~0.2.
+assert 5200 < original < 6400, original
+# CARE keeps the activations, so the function: within 1 % of the original.
+for key in (("care", "uniform"), ("care", "auto")):
+    assert abs(got[key][0] / original - 1) < 0.01, (key, got[key], original)
+assert got[("svd", "uniform")][0] > 1, got
+# CARE minimises the activation error SVD ignores: at the same budget, at
+# least ten times lower mean held-out K + V error (measured: ~100x).
 care = sum(got[("care", "uniform")][1:])
 svd = sum(got[("svd", "uniform")][1:])
-assert care < svd, (care, svd)
+assert 10 * care < svd, (care, svd)
 print("synthetic demo table:", got, "original", original)
 PY
 reports=$(sed -n 's#^  \(/.*/reports/kv[0-9.]*-[a-z]*-[a-z]*\.html\)  (job-.*)$#\1#p' "$log")

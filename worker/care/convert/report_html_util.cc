@@ -122,7 +122,21 @@ std::vector<std::string> LayerNames(const json& layers) {
   return out;
 }
 
-std::string ObjectArray(const std::string& id, const json& rows) {
+std::string ObjectArray(const std::string& id, const json& records) {
+  // Object-valued fields become columns of their own ("original.acc"): a
+  // JSON dump in a cell is unreadable.
+  json rows = json::array();
+  for (const json& record : records) {
+    json row = json::object();
+    for (const auto& [k, v] : record.items()) {
+      if (v.is_object() && !v.empty()) {
+        for (const auto& [k2, v2] : v.items()) row[k + "." + k2] = v2;
+      } else {
+        row[k] = v;
+      }
+    }
+    rows.push_back(std::move(row));
+  }
   std::vector<std::string> cols;
   for (const json& row : rows) {
     for (const auto& [k, v] : row.items()) {

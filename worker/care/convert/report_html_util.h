@@ -44,9 +44,10 @@ std::vector<double> LayerValues(const json& layers, const char* key);
 std::vector<std::string> LayerNames(const json& layers);
 
 // An array of objects as a table (union of their keys, in first-seen
-// order), plus a bar chart of the first loss-like numeric column when the
-// rows are labelled; `id` names the chart.
-std::string ObjectArray(const std::string& id, const json& rows);
+// order; an object-valued field is one column per field of it, "key.sub"),
+// plus a bar chart of the first loss-like numeric column when the rows are
+// labelled; `id` names the chart.
+std::string ObjectArray(const std::string& id, const json& records);
 // An object of fields nothing else renders: scalars as a key/value table,
 // arrays of objects as ObjectArray tables (ids `id`.key); `skip` keys are
 // left out. Empty when nothing is left.
