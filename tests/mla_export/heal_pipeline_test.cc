@@ -131,6 +131,30 @@ TEST_F(HealPipelineTest, HealedCheckpointIsWrittenEvaluatedAndNeverWorse) {
   }
 }
 
+// Qwen3: the target includes the per-head q_norm/k_norm the export can
+// only approximate (qk_norm_fold.h); healing starts from the fold and must
+// not make any layer worse.
+TEST_F(HealPipelineTest, Qwen3HealsAgainstTheNormalisedAttention) {
+  CARE_REQUIRE_FIXTURES();
+  ConvertOptions o = HealOptions(dir_ + "/qwen3", false);
+  o.model = ::care::testing::FixturePath("tinyqwen3-hf");
+  o.mla.rope_dim = 16;
+  o.mla.freqfold = 2;
+  o.mla.heal_tokens = 16 * 256;
+  o.mla.heal_steps = 20;
+  o.eval_data.clear();
+  absl::StatusOr<ConversionReport> r = ConvertModel(o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_TRUE(r->deepseek_v3 && r->deepseek_v3->heal);
+  const MlaHealReport& h = *r->deepseek_v3->heal;
+  ASSERT_EQ(h.layers.size(), 4u);
+  for (const MlaHealLayerReport& l : h.layers) {
+    EXPECT_GT(l.heldout_error_before, 0);
+    EXPECT_LE(l.heldout_error_after, l.heldout_error_before);
+  }
+  EXPECT_LE(h.heldout_nll_after, h.heldout_nll_before);
+}
+
 TEST_F(HealPipelineTest, CancellationStopsTheHealStage) {
   CARE_REQUIRE_FIXTURES();
   bool healing = false;

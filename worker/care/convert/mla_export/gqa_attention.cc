@@ -83,12 +83,15 @@ absl::StatusOr<GqaAttention<S>> LoadGqaAttention(const ModelConfig& config,
   CARE_ASSIGN_OR_RETURN(
       a.w_o, Load<S>(weights, io::names::OProj(layer), d, a.num_heads * dh));
   if (config.qk_norm) {
-    CARE_ASSIGN_OR_RETURN(HealMatrix<S> qn,
-                          Load<S>(weights, io::names::QNorm(layer), 1, dh));
-    CARE_ASSIGN_OR_RETURN(HealMatrix<S> kn,
-                          Load<S>(weights, io::names::KNorm(layer), 1, dh));
-    a.q_norm = qn.row(0);
-    a.k_norm = kn.row(0);
+    // Per-head norm weights, [d_h].
+    CARE_ASSIGN_OR_RETURN(Tensor qn,
+                          LoadChecked(weights, io::names::QNorm(layer), {dh}));
+    CARE_ASSIGN_OR_RETURN(Tensor kn,
+                          LoadChecked(weights, io::names::KNorm(layer), {dh}));
+    a.q_norm =
+        Eigen::Map<const Eigen::RowVectorXf>(qn.data.data(), dh).cast<S>();
+    a.k_norm =
+        Eigen::Map<const Eigen::RowVectorXf>(kn.data.data(), dh).cast<S>();
     a.norm_eps = config.rms_norm_eps;
   }
   return a;
