@@ -23,6 +23,15 @@ double Trace(const Eigen::MatrixXd& w, const Eigen::MatrixXd& c) {
 
 }  // namespace
 
+int LatentAlphaLog2(double energy, double target) {
+  int a = kMinAlphaLog2;
+  if (energy > 0) {
+    a = static_cast<int>(
+        std::ceil(-0.5 * std::log2(2 * kLatentNormEps * target / energy)));
+  }
+  return std::clamp(a, kMinAlphaLog2, kMaxAlphaLog2);
+}
+
 double MlaLayer::alpha() const { return std::ldexp(1.0, -alpha_log2); }
 
 LayerWeights FoldedWeights(const LayerWeights& weights, const MlaLayer& layer) {
@@ -114,13 +123,7 @@ absl::StatusOr<MlaLayer> TruncatePrepared(const PreparedLayer& prepared,
   // calibration tokens' mean latent energy E[mean(c²)].
   const double r = static_cast<double>(options.kv_lora_rank);
   const double energy = Trace(out.w_down.cast<double>(), covariance) / r;
-  int a = kMinAlphaLog2;
-  if (energy > 0) {
-    a = static_cast<int>(
-        std::ceil(-0.5 * std::log2(2 * kLatentNormEps *
-                                   options.norm_error_target / energy)));
-  }
-  out.alpha_log2 = std::clamp(a, kMinAlphaLog2, kMaxAlphaLog2);
+  out.alpha_log2 = LatentAlphaLog2(energy, options.norm_error_target);
   out.norm_error_mean =
       out.alpha() * out.alpha() * energy / (2 * kLatentNormEps);
   const KvErrors e = RelativeErrors(out, weights, covariance);

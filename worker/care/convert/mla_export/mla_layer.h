@@ -16,12 +16,14 @@
 
 #include <Eigen/Core>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "care/convert/factorize.h"
 #include "care/convert/latent_layer.h"
+#include "care/convert/mla_export/heal_layer.h"
 #include "care/convert/mla_export/rope_split.h"
 #include "care/io/tensor.h"
 
@@ -75,10 +77,17 @@ struct MlaLayer {
   // head and source frequency applied to the q_nope rows; empty: none.
   std::vector<Eigen::Matrix2d> nope_correction;
   double nope_dropped_error = 0, nope_corrected_error = 0;
+  // Healing (heal_layer.h): the healed attention parameters, written instead
+  // of those derived from the fields above (with alpha_log2); null: none.
+  std::shared_ptr<const HealParams<float>> healed;
 
   int64_t kv_lora_rank() const { return w_down.cols(); }
   double alpha() const;
 };
+
+// α = 2^-a for a latent of mean energy E[mean(c²)] = `energy`: the
+// smallest a in [10, 40] with α²·energy/(2·eps) <= target.
+int LatentAlphaLog2(double energy, double target);
 
 // `weights` with the layer's k_fold applied (as given when it is empty):
 // the K projection the export factorizes.

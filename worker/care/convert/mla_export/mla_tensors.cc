@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "care/convert/mla_export/heal_tensors.h"
 #include "care/convert/mla_export/nope_correction.h"
 #include "care/io/tensor_names.h"
 
@@ -33,6 +34,9 @@ std::string KvBProjName(int64_t l) {
 absl::StatusOr<AttentionTensors> BuildAttentionTensors(
     int64_t layer, const MlaLayer& mla, const Tensor& q_proj,
     const LayerWeights& source_weights, int64_t num_heads) {
+  if (mla.healed) {
+    return HealedTensors(layer, *mla.healed, num_heads, mla.alpha_log2);
+  }
   const LayerWeights weights = FoldedWeights(source_weights, mla);
   const RopeSplitShape& rs = mla.rope.shape;
   const int64_t dh = rs.head_dim, rope = rs.rope_dim, g = rs.num_kv_heads;
