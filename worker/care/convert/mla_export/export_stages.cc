@@ -9,11 +9,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
-#include "care/convert/covariance.h"
+#include "care/convert/mla_export/mla_bias.h"
 #include "care/convert/mla_export/mla_config.h"
+#include "care/convert/mla_export/mla_resume.h"
 #include "care/convert/mla_export/mla_tensors.h"
-#include "care/convert/mla_export/nope_correction.h"
-#include "care/convert/mla_export/qk_norm_fold.h"
 #include "care/engine/families.h"
 #include "care/engine/rope.h"
 #include "care/io/checkpoint_writer.h"
@@ -43,6 +42,9 @@ std::vector<int32_t> BatchTargets(const CalibrationWindows& w) {
   t.insert(t.end(), w.heldout_targets.begin(), w.heldout_targets.end());
   return t;
 }
+
+// Latent channels the q/k/v biases take (mla_bias.h).
+int64_t BiasChannels(const ModelConfig& c) { return c.attention_bias ? 1 : 0; }
 
 mla::ExportMetadata Metadata(const ConversionReport& report) {
   return {report.method, report.budget, report.damping};
@@ -115,6 +117,20 @@ absl::StatusOr<engine::NllSum> HeldoutNll(const ExportView& v,
   return fwd->ScoreTargets(scoring.targets);
 }
 
+// What a saved layer must have been fitted with to be reused (mla_resume.h):
+// the candidates and the options that shape a layer's fit.
+std::string ResumeKey(const ConvertOptions& options, const ModelConfig& c,
+                      const std::vector<mla::CandidateShape>& shapes) {
+  std::string key = absl::StrCat("balance ", options.mla.balance_kv, " nope ",
+                                 options.mla.nope_correction, " bias ",
+                                 c.attention_bias, " candidates");
+  for (const mla::CandidateShape& s : shapes) {
+    absl::StrAppend(&key, " ", s.rope_dim, "/", s.freqfold, "/",
+                    s.kv_lora_rank);
+  }
+  return key;
+}
+
 PerplexityReport ToReport(const engine::PerplexityResult& r) {
   return {r.ppl, r.mean_nll, r.windows, r.predictions};
 }
@@ -130,12 +146,6 @@ absl::StatusOr<std::vector<MlaCandidate>> MlaCandidates(
         " has a sparse MoE MLP, which DeepSeek-V3's MoE cannot represent "
         "(dense models only)"));
   }
-  if (c.attention_bias) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--layout deepseek-v3: ", c.model_type,
-        " has q/k/v biases (attention_bias); not supported by the export "
-        "yet"));
-  }
   if (options.output_dtype == io::DType::kF16) {
     return absl::InvalidArgumentError(
         "--dtype f16 cannot hold the deepseek-v3 layout: kv_a_layernorm's "
@@ -144,7 +154,10 @@ absl::StatusOr<std::vector<MlaCandidate>> MlaCandidates(
   }
   const MlaExportOptions& o = options.mla;
   const int64_t dh = c.head_dim;
-  const int64_t max_rank = std::min<int64_t>(c.hidden_size, 2 * c.kv_width());
+  // q/k/v biases cost one latent channel (mla_bias.h).
+  const int64_t extra = BiasChannels(c);
+  const int64_t max_rank =
+      std::min<int64_t>(c.hidden_size, 2 * c.kv_width()) + extra;
   std::vector<int64_t> ropes;
   if (o.rope_dim > 0) {
     ropes = {o.rope_dim};
@@ -172,12 +185,13 @@ absl::StatusOr<std::vector<MlaCandidate>> MlaCandidates(
       const int64_t rank = o.kv_lora_rank > 0
                                ? o.kv_lora_rank
                                : LayerWidth(options.budget, c) - rope;
-      if (rank < 1 || rank > max_rank) {
+      if (rank < 1 + extra || rank > max_rank) {
         if (o.rope_dim > 0 || o.kv_lora_rank > 0) {
           return absl::InvalidArgumentError(absl::StrCat(
-              "kv_lora_rank ", rank, " (with rope_dim ", rope,
-              ") is outside [1, ", max_rank,
-              "]: the budget leaves kv_lora_rank + rope_dim = ",
+              "kv_lora_rank ", rank, " (with rope_dim ", rope, ") is outside [",
+              1 + extra, ", ", max_rank, "]",
+              extra > 0 ? " (one channel carries the q/k/v biases)" : "",
+              ": the budget leaves kv_lora_rank + rope_dim = ",
               LayerWidth(options.budget, c),
               " numbers per token per layer (2·g·d_h = ", 2 * c.kv_width(),
               ")"));
@@ -204,7 +218,7 @@ absl::StatusOr<MlaFit> MlaCalibrate(const ConvertOptions& options,
                                     ConversionReport* report) {
   StageTimer timer;
   const ModelConfig& config = in.config();
-  const int64_t L = in.num_layers(), d = config.hidden_size;
+  const int64_t L = in.num_layers();
   MlaFit fit;
   CARE_ASSIGN_OR_RETURN(fit.candidates, MlaCandidates(options, config));
   for (MlaCandidate& cand : fit.candidates) {
@@ -224,111 +238,77 @@ absl::StatusOr<MlaFit> MlaCalibrate(const ConvertOptions& options,
                : LayerWidth(options.budget, config));
 
   const int64_t cal_tokens = in.windows.calib.tokens();
-  CARE_ASSIGN_OR_RETURN(const engine::RopeFrequencies freqs,
-                        engine::ComputeRopeFrequencies(config));
-  const int64_t full_rank = std::min<int64_t>(d, 2 * config.kv_width());
+  mla::LayerFitContext ctx;
+  ctx.config = &config;
+  ctx.weights = &in.weights();
+  ctx.factorize = in.factorize;
+  ctx.mla = options.mla;
+  ctx.calib_seq_len = in.windows.calib.seq_len;
+  CARE_ASSIGN_OR_RETURN(ctx.freqs, engine::ComputeRopeFrequencies(config));
+  std::vector<mla::CandidateShape> shapes;
+  for (const MlaCandidate& c : fit.candidates) {
+    shapes.push_back({c.rope_dim, c.freqfold, c.kv_lora_rank});
+  }
+  auto keep = [&](int64_t l, mla::CalibratedLayer fits) {
+    for (size_t i = 0; i < fit.candidates.size(); ++i) {
+      fit.candidates[i].layers[l] = std::move(fits.layers[i]);
+      fit.candidates[i].rope_only[l] = std::move(fits.rope_only[i]);
+      fit.candidates[i].reports[l] = std::move(fits.reports[i]);
+    }
+  };
   progress.Begin("calibrate");
+  ResumeState* resume = in.resume.get();
+  const std::string key = ResumeKey(options, config, shapes);
+  mla::RestoredPass restored;
+  if (resume != nullptr) {
+    restored = mla::RestorePass(
+        *resume, key, shapes.size(), L,
+        in.windows.calib.tokens() + in.windows.heldout.tokens(),
+        config.hidden_size);
+  }
+  for (int64_t l = 0; l < static_cast<int64_t>(restored.layers.size()); ++l) {
+    keep(l, std::move(restored.layers[l]));
+  }
+  report->resumed_layers = static_cast<int64_t>(restored.layers.size());
+  progress.set_resumed_layers(report->resumed_layers);
+  if (restored.heldout_original) {
+    CARE_RETURN_IF_ERROR(progress.Step("calibrate", L, L));
+    report->heldout_nll_original = restored.heldout_original->mean();
+    timer.Done("calibrate", report);
+    return fit;
+  }
   const LayerCallback after = progress.Layers("calibrate", L);
   CARE_ASSIGN_OR_RETURN(
       auto fwd, engine::LayerwiseForward::Create(config, in.weights(),
                                                  Batch(in.windows), in.engine));
+  if (restored.hidden) {
+    CARE_RETURN_IF_ERROR(
+        fwd->SeekLayer(restored.hidden->next_layer, restored.hidden->hidden));
+    restored.hidden.reset();
+  }
   engine::LayerHooks hooks;
   hooks.on_kv_input = [&](int64_t l,
                           const compute::Matrix& xm) -> absl::Status {
     // x: [tokens, D], calibration rows first, held-out rows after.
     CARE_ASSIGN_OR_RETURN(MatrixRM x,
                           engine::DownloadMatrix(fwd->backend(), xm));
-    CovarianceAccumulator cal(d), held(d);
-    CARE_RETURN_IF_ERROR(cal.Add(x.topRows(cal_tokens)));
-    CARE_RETURN_IF_ERROR(held.Add(x.bottomRows(x.rows() - cal_tokens)));
-    const LayerStatistics stats{cal.Covariance(), cal.MeanAbs(), cal.tokens()};
-    const Eigen::MatrixXd held_c = held.Covariance();
-    CARE_ASSIGN_OR_RETURN(LayerWeights w,
-                          LoadLayerWeights(config, in.weights(), l));
-    mla::MlaLayer folds;  // Qwen3: q_norm/k_norm folded (qk_norm_fold.h)
-    const int64_t qrows = config.num_attention_heads * config.head_dim;
     CARE_ASSIGN_OR_RETURN(
-        Tensor q_tensor,
-        LoadChecked(in.weights(), io::names::QProj(l), {qrows, d}));
-    MatrixRM w_q = q_tensor.matrix();  // [n_h·d_h, D]
-    if (config.qk_norm) {
-      CARE_ASSIGN_OR_RETURN(
-          mla::QkNormFold f,
-          mla::FitQkNormFold(config, in.weights(), l, x.topRows(cal_tokens)));
-      folds.q_fold = std::move(f.q);
-      folds.k_fold = std::move(f.k);
-      w = mla::FoldedWeights(w, folds);
-      w_q = folds.q_fold.asDiagonal() * w_q;
-    }
-    for (MlaCandidate& cand : fit.candidates) {
-      mla::MlaLayerOptions mo;
-      mo.num_heads = config.num_attention_heads;
-      mo.rope = {config.num_key_value_heads, config.head_dim, cand.rope_dim,
-                 cand.freqfold};
-      mo.kv_lora_rank = cand.kv_lora_rank;
-      mo.factorize = in.factorize;
-      mo.balance_kv = options.mla.balance_kv;
-      absl::StatusOr<mla::PreparedLayer> prepared =
-          mla::PrepareLayer(w, stats, mo);
-      if (!prepared.ok()) {
-        return absl::Status(
-            prepared.status().code(),
-            absl::StrCat("layer ", l, ": ", prepared.status().message()));
-      }
-      CARE_ASSIGN_OR_RETURN(
-          mla::MlaLayer layer,
-          mla::TruncatePrepared(*prepared, w, stats.covariance, mo));
-      mo.kv_lora_rank = full_rank;
-      CARE_ASSIGN_OR_RETURN(
-          mla::MlaLayer full,
-          mla::TruncatePrepared(*prepared, w, stats.covariance, mo));
-      layer.q_fold = full.q_fold = folds.q_fold;
-      layer.k_fold = full.k_fold = folds.k_fold;
-      if (options.mla.nope_correction) {
-        mla::NopeCorrectionInputs ni;
-        ni.w_q = &w_q;
-        ni.w_k = &w.w_k;
-        ni.rope = &layer.rope;
-        ni.inv_freq = freqs.inv_freq;
-        ni.num_heads = config.num_attention_heads;
-        ni.seq_len = in.windows.calib.seq_len;
-        CARE_ASSIGN_OR_RETURN(
-            mla::NopeCorrection nc,
-            mla::FitNopeCorrection(ni, x.topRows(cal_tokens)));
-        layer.nope_correction = full.nope_correction = nc.m;
-        layer.nope_dropped_error = nc.dropped_error;
-        layer.nope_corrected_error = nc.corrected_error;
-      }
-      mla::MeasureNormError(x, layer);
-      mla::MeasureNormError(x, full);
-      const mla::KvErrors he = mla::RelativeErrors(layer, w, held_c);
-      MlaLayerReport& r = cand.reports[l];
-      r.alpha_log2 = layer.alpha_log2;
-      r.rope_energy = layer.rope.rope_energy;
-      r.balance_k = layer.balance_k;
-      r.retained_energy = layer.retained_energy;
-      r.calib_error_k = layer.calib_error_k;
-      r.calib_error_v = layer.calib_error_v;
-      r.heldout_error_k = he.k;
-      r.heldout_error_v = he.v;
-      r.norm_error_mean = layer.norm_error_mean;
-      r.norm_error_max = layer.norm_error_max;
-      r.nope_dropped_error = layer.nope_dropped_error;
-      r.nope_corrected_error = layer.nope_correction.empty()
-                                   ? layer.nope_dropped_error
-                                   : layer.nope_corrected_error;
-      r.note = layer.scaling.note;
-      cand.layers[l] = std::move(layer);
-      cand.rope_only[l] = std::move(full);
-    }
+        mla::CalibratedLayer fits,
+        mla::FitLayerCandidates(ctx, shapes, l, x, cal_tokens));
+    if (resume != nullptr) mla::SaveCalibratedLayer(*resume, l, key, fits);
+    keep(l, std::move(fits));
     return absl::OkStatus();
   };
   hooks.on_layer_output = [&](int64_t l, const compute::Matrix&) {
     return after(l);
   };
+  if (resume != nullptr) {
+    mla::AddHiddenSnapshots(hooks, *resume, L, fwd->backend());
+  }
   CARE_RETURN_IF_ERROR(fwd->RunLayers(L, hooks));
   CARE_ASSIGN_OR_RETURN(engine::NllSum nll,
                         fwd->ScoreTargets(BatchTargets(in.windows)));
+  if (resume != nullptr) mla::SavePassDone(*resume, nll);
   report->heldout_nll_original = nll.mean();
   timer.Done("calibrate", report);
   return fit;
