@@ -340,6 +340,62 @@ TEST_F(ExportPipelineTest, AutoScoresEveryCandidateAndKeepsTheBest) {
   }
   EXPECT_EQ(chosen, 1);
   EXPECT_TRUE(m.rope_dim_auto && m.freqfold_auto);
+
+  // `auto` keeps only scores and refits the winner: the same checkpoint,
+  // bit for bit, as a run given the winner's rope dim and freqfold.
+  ConvertOptions fixed = ExportOptions(Fixture("stories260K-hf"),
+                                       dir_ + "/fixed", m.rope_dim, m.freqfold);
+  absl::StatusOr<ConversionReport> f = ConvertModel(fixed);
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ(f->heldout_nll_converted, r->heldout_nll_converted);
+  ASSERT_TRUE(f->deepseek_v3);
+  ASSERT_EQ(f->deepseek_v3->layers.size(), m.layers.size());
+  for (size_t l = 0; l < m.layers.size(); ++l) {
+    EXPECT_EQ(f->deepseek_v3->layers[l].heldout_error_k,
+              m.layers[l].heldout_error_k);
+  }
+  for (const char* file : {"model.safetensors", "config.json"}) {
+    std::ifstream a(dir_ + "/auto/" + file, std::ios::binary);
+    std::ifstream b(dir_ + "/fixed/" + file, std::ios::binary);
+    const std::string sa((std::istreambuf_iterator<char>(a)), {});
+    const std::string sb((std::istreambuf_iterator<char>(b)), {});
+    EXPECT_FALSE(sa.empty()) << file;
+    if (std::string(file) == "model.safetensors") {
+      EXPECT_EQ(sa, sb) << file;
+    }
+  }
+}
+
+// Qwen3: the report separates the q/k norm fold (RoPE whole, no latent)
+// from the rope split and the latent (fold_only.h).
+TEST_F(ExportPipelineTest, Qwen3FoldOnlyPerplexityIsReported) {
+  CARE_REQUIRE_FIXTURES();
+  ConvertOptions o =
+      ExportOptions(Fixture("tinyqwen3-hf"), dir_ + "/qwen3", 32, 2);
+  o.eval_data = testing::TokenFile();
+  o.eval_range = StreamFraction{0.9, 1};
+  o.eval_seq_len = 128;
+  o.eval_windows = 4;
+  absl::StatusOr<ConversionReport> r = ConvertModel(o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_TRUE(r->original && r->converted && r->deepseek_v3);
+  const MlaExportReport& m = *r->deepseek_v3;
+  ASSERT_TRUE(m.eval_ppl_qk_norm_fold && m.eval_ppl_partial_rope);
+  // The norms are gone (a different function) but the fold is close to it.
+  EXPECT_NE(*m.eval_ppl_qk_norm_fold, r->original->ppl);
+  EXPECT_LT(*m.eval_ppl_qk_norm_fold, 4 * r->original->ppl);
+  const nlohmann::json rep = ReadJson(dir_ + "/qwen3/care_report.json");
+  EXPECT_TRUE(rep["deepseek_v3"]["eval_ppl_qk_norm_fold"].is_number());
+  // Models without per-head norms have nothing to measure.
+  ConvertOptions s =
+      ExportOptions(Fixture("stories260K-hf"), dir_ + "/stories", 8, 1);
+  s.eval_data = testing::TokenFile();
+  s.eval_range = StreamFraction{0.9, 1};
+  s.eval_seq_len = 64;
+  s.eval_windows = 2;
+  absl::StatusOr<ConversionReport> rs = ConvertModel(s);
+  ASSERT_TRUE(rs.ok()) << rs.status();
+  EXPECT_FALSE(rs->deepseek_v3->eval_ppl_qk_norm_fold);
 }
 
 TEST_F(ExportPipelineTest, CareBeatsPlainSvdOnTheSameSplit) {

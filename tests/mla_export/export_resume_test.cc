@@ -3,8 +3,10 @@
 // writes what an uninterrupted run writes, bit for bit. A real process is
 // killed (-9) mid-layer; in process, a cancelled run checks the exact
 // resumed layer count, a finished pass and a key mismatch.
+#include <gtest/gtest.h>
 #include <signal.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -147,7 +149,7 @@ TEST_F(ExportResumeTest, FinishedPassIsRestoredAndOtherOptionsStartOver) {
   ConvertOptions other = Options("other");
   other.work_dir = work_;
   other.mla.rope_dim = 4;
-  ASSERT_TRUE(absl::IsCancelled(RunUntil(other, "allocate", 1)));
+  ASSERT_TRUE(absl::IsCancelled(RunUntil(other, "evaluate", 1)));
 
   absl::StatusOr<ConversionReport> r = ConvertModel(o);
   ASSERT_TRUE(r.ok()) << r.status();

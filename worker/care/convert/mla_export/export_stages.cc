@@ -2,13 +2,17 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "care/convert/mla_export/candidate_scoring.h"
+#include "care/convert/mla_export/fold_only.h"
 #include "care/convert/mla_export/mla_bias.h"
 #include "care/convert/mla_export/mla_config.h"
 #include "care/convert/mla_export/mla_resume.h"
@@ -105,18 +109,6 @@ Scoring LongHeldout(const CalibrationWindows& w) {
   return s;
 }
 
-absl::StatusOr<engine::NllSum> HeldoutNll(const ExportView& v,
-                                          const Scoring& scoring,
-                                          const Inputs& in,
-                                          const LayerCallback& cb) {
-  CARE_ASSIGN_OR_RETURN(
-      auto fwd, engine::LayerwiseForward::Create(v.config, *v.weights,
-                                                 scoring.windows, in.engine));
-  CARE_RETURN_IF_ERROR(
-      fwd->RunLayers(v.config.num_hidden_layers, ProgressHooks(cb)));
-  return fwd->ScoreTargets(scoring.targets);
-}
-
 // What a saved layer must have been fitted with to be reused (mla_resume.h):
 // the candidates and the options that shape a layer's fit.
 std::string ResumeKey(const ConvertOptions& options, const ModelConfig& c,
@@ -133,6 +125,107 @@ std::string ResumeKey(const ConvertOptions& options, const ModelConfig& c,
 
 PerplexityReport ToReport(const engine::PerplexityResult& r) {
   return {r.ppl, r.mean_nll, r.windows, r.predictions};
+}
+
+// The shapes of the fit's candidates, in order.
+std::vector<mla::CandidateShape> Shapes(const MlaFit& fit) {
+  std::vector<mla::CandidateShape> shapes;
+  for (const MlaCandidate& c : fit.candidates) {
+    shapes.push_back({c.rope_dim, c.freqfold, c.kv_lora_rank});
+  }
+  return shapes;
+}
+
+absl::StatusOr<mla::LayerFitContext> FitContext(const ConvertOptions& options,
+                                                const Inputs& in) {
+  mla::LayerFitContext ctx;
+  ctx.config = &in.config();
+  ctx.weights = &in.weights();
+  ctx.factorize = in.factorize;
+  ctx.mla = options.mla;
+  ctx.calib_seq_len = in.windows.calib.seq_len;
+  CARE_ASSIGN_OR_RETURN(ctx.freqs, engine::ComputeRopeFrequencies(in.config()));
+  return ctx;
+}
+
+using TakeLayer = std::function<absl::Status(int64_t, mla::CalibratedLayer)>;
+
+// One pass of the original model over the calibration and held-out windows
+// (from `start` when resuming; the layers below it are the caller's),
+// fitting `shapes` at each layer's k/v input and handing the fits to
+// `take`. With `resume`, each layer and the snapshots are saved. Returns
+// the original model's held-out NLL.
+absl::StatusOr<engine::NllSum> FitPass(
+    const Inputs& in, const mla::LayerFitContext& ctx,
+    const std::vector<mla::CandidateShape>& shapes,
+    std::optional<SavedHidden> start, ResumeState* resume,
+    const std::string& key, const LayerCallback& after, const TakeLayer& take) {
+  const int64_t L = in.num_layers();
+  const int64_t cal_tokens = in.windows.calib.tokens();
+  CARE_ASSIGN_OR_RETURN(
+      auto fwd, engine::LayerwiseForward::Create(in.config(), in.weights(),
+                                                 Batch(in.windows), in.engine));
+  if (start) {
+    CARE_RETURN_IF_ERROR(fwd->SeekLayer(start->next_layer, start->hidden));
+    start.reset();
+  }
+  engine::LayerHooks hooks;
+  hooks.on_kv_input = [&](int64_t l,
+                          const compute::Matrix& xm) -> absl::Status {
+    // x: [tokens, D], calibration rows first, held-out rows after.
+    CARE_ASSIGN_OR_RETURN(MatrixRM x,
+                          engine::DownloadMatrix(fwd->backend(), xm));
+    CARE_ASSIGN_OR_RETURN(
+        mla::CalibratedLayer fits,
+        mla::FitLayerCandidates(ctx, shapes, l, x, cal_tokens));
+    if (resume != nullptr) mla::SaveCalibratedLayer(*resume, l, key, fits);
+    return take(l, std::move(fits));
+  };
+  hooks.on_layer_output = [&](int64_t l, const compute::Matrix&) {
+    return after(l);
+  };
+  if (resume != nullptr) {
+    mla::AddHiddenSnapshots(hooks, *resume, L, fwd->backend());
+  }
+  CARE_RETURN_IF_ERROR(fwd->RunLayers(L, hooks));
+  CARE_ASSIGN_OR_RETURN(engine::NllSum nll,
+                        fwd->ScoreTargets(BatchTargets(in.windows)));
+  if (resume != nullptr) mla::SavePassDone(*resume, nll);
+  return nll;
+}
+
+// The chosen candidate's layers, which `auto` did not keep: from the resume
+// state when every layer is there, else refitted in one more pass (the
+// same inputs and code, so the same bits the candidate was scored with).
+absl::Status RefitChosen(const ConvertOptions& options, const Inputs& in,
+                         MlaFit& fit, StageProgress& progress) {
+  const int64_t L = in.num_layers();
+  MlaCandidate& chosen = fit.candidates[fit.chosen];
+  chosen.layers.assign(L, {});
+  chosen.rope_only.assign(L, {});
+  const std::vector<mla::CandidateShape> all = Shapes(fit);
+  if (in.resume != nullptr) {
+    const std::string key = ResumeKey(options, in.config(), all);
+    int64_t l = 0;
+    for (; l < L; ++l) {
+      std::optional<mla::CalibratedLayer> fits =
+          mla::LoadCalibratedLayer(*in.resume, l, key, all.size());
+      if (!fits) break;
+      chosen.layers[l] = std::move(fits->layers[fit.chosen]);
+      chosen.rope_only[l] = std::move(fits->rope_only[fit.chosen]);
+    }
+    if (l == L) return absl::OkStatus();
+  }
+  CARE_ASSIGN_OR_RETURN(const mla::LayerFitContext ctx,
+                        FitContext(options, in));
+  auto take = [&](int64_t l, mla::CalibratedLayer fits) {
+    chosen.layers[l] = std::move(fits.layers[0]);
+    chosen.rope_only[l] = std::move(fits.rope_only[0]);
+    return absl::OkStatus();
+  };
+  return FitPass(in, ctx, {all[fit.chosen]}, std::nullopt, nullptr, "",
+                 progress.Layers("allocate", L), take)
+      .status();
 }
 
 }  // namespace
@@ -221,9 +314,15 @@ absl::StatusOr<MlaFit> MlaCalibrate(const ConvertOptions& options,
   const int64_t L = in.num_layers();
   MlaFit fit;
   CARE_ASSIGN_OR_RETURN(fit.candidates, MlaCandidates(options, config));
+  // One candidate keeps its layers. With several (`auto`) each is scored
+  // as the pass runs and only its reports are kept; MlaChoose refits the
+  // winner (memory bounded by one layer per candidate, not L).
+  const bool keep_layers = fit.candidates.size() == 1;
   for (MlaCandidate& cand : fit.candidates) {
-    cand.layers.resize(L);
-    cand.rope_only.resize(L);
+    if (keep_layers) {
+      cand.layers.resize(L);
+      cand.rope_only.resize(L);
+    }
     cand.reports.resize(L);
   }
   report->layout = OutputLayoutName(OutputLayout::kDeepseekV3);
@@ -237,24 +336,25 @@ absl::StatusOr<MlaFit> MlaCalibrate(const ConvertOptions& options,
                ? options.mla.kv_lora_rank + fit.candidates[0].rope_dim
                : LayerWidth(options.budget, config));
 
-  const int64_t cal_tokens = in.windows.calib.tokens();
-  mla::LayerFitContext ctx;
-  ctx.config = &config;
-  ctx.weights = &in.weights();
-  ctx.factorize = in.factorize;
-  ctx.mla = options.mla;
-  ctx.calib_seq_len = in.windows.calib.seq_len;
-  CARE_ASSIGN_OR_RETURN(ctx.freqs, engine::ComputeRopeFrequencies(config));
-  std::vector<mla::CandidateShape> shapes;
-  for (const MlaCandidate& c : fit.candidates) {
-    shapes.push_back({c.rope_dim, c.freqfold, c.kv_lora_rank});
-  }
-  auto keep = [&](int64_t l, mla::CalibratedLayer fits) {
+  CARE_ASSIGN_OR_RETURN(const mla::LayerFitContext ctx,
+                        FitContext(options, in));
+  const std::vector<mla::CandidateShape> shapes = Shapes(fit);
+  const Scoring scoring = LongHeldout(in.windows);
+  CARE_ASSIGN_OR_RETURN(std::unique_ptr<mla::CandidateScorer> scorer,
+                        mla::CandidateScorer::Create(
+                            config, in.weights(), shapes, scoring.windows,
+                            in.engine, Metadata(*report)));
+  auto take = [&](int64_t l, mla::CalibratedLayer fits) -> absl::Status {
+    CARE_RETURN_IF_ERROR(scorer->AddLayer(l, fits));
     for (size_t i = 0; i < fit.candidates.size(); ++i) {
-      fit.candidates[i].layers[l] = std::move(fits.layers[i]);
-      fit.candidates[i].rope_only[l] = std::move(fits.rope_only[i]);
-      fit.candidates[i].reports[l] = std::move(fits.reports[i]);
+      MlaCandidate& cand = fit.candidates[i];
+      cand.reports[l] = std::move(fits.reports[i]);
+      if (keep_layers) {
+        cand.layers[l] = std::move(fits.layers[i]);
+        cand.rope_only[l] = std::move(fits.rope_only[i]);
+      }
     }
+    return absl::OkStatus();
   };
   progress.Begin("calibrate");
   ResumeState* resume = in.resume.get();
@@ -266,49 +366,33 @@ absl::StatusOr<MlaFit> MlaCalibrate(const ConvertOptions& options,
         in.windows.calib.tokens() + in.windows.heldout.tokens(),
         config.hidden_size);
   }
-  for (int64_t l = 0; l < static_cast<int64_t>(restored.layers.size()); ++l) {
-    keep(l, std::move(restored.layers[l]));
+  for (int64_t l = 0; l < restored.layers; ++l) {
+    std::optional<mla::CalibratedLayer> fits =
+        mla::LoadCalibratedLayer(*resume, l, key, shapes.size());
+    if (!fits) {
+      return absl::DataLossError(absl::StrCat("resume state ", resume->dir(),
+                                              ": layer ", l, " vanished"));
+    }
+    CARE_RETURN_IF_ERROR(take(l, *std::move(fits)));
   }
-  report->resumed_layers = static_cast<int64_t>(restored.layers.size());
-  progress.set_resumed_layers(report->resumed_layers);
+  report->resumed_layers = restored.layers;
+  progress.set_resumed_layers(restored.layers);
+  engine::NllSum nll;
   if (restored.heldout_original) {
+    nll = *restored.heldout_original;
     CARE_RETURN_IF_ERROR(progress.Step("calibrate", L, L));
-    report->heldout_nll_original = restored.heldout_original->mean();
-    timer.Done("calibrate", report);
-    return fit;
-  }
-  const LayerCallback after = progress.Layers("calibrate", L);
-  CARE_ASSIGN_OR_RETURN(
-      auto fwd, engine::LayerwiseForward::Create(config, in.weights(),
-                                                 Batch(in.windows), in.engine));
-  if (restored.hidden) {
-    CARE_RETURN_IF_ERROR(
-        fwd->SeekLayer(restored.hidden->next_layer, restored.hidden->hidden));
-    restored.hidden.reset();
-  }
-  engine::LayerHooks hooks;
-  hooks.on_kv_input = [&](int64_t l,
-                          const compute::Matrix& xm) -> absl::Status {
-    // x: [tokens, D], calibration rows first, held-out rows after.
-    CARE_ASSIGN_OR_RETURN(MatrixRM x,
-                          engine::DownloadMatrix(fwd->backend(), xm));
+  } else {
     CARE_ASSIGN_OR_RETURN(
-        mla::CalibratedLayer fits,
-        mla::FitLayerCandidates(ctx, shapes, l, x, cal_tokens));
-    if (resume != nullptr) mla::SaveCalibratedLayer(*resume, l, key, fits);
-    keep(l, std::move(fits));
-    return absl::OkStatus();
-  };
-  hooks.on_layer_output = [&](int64_t l, const compute::Matrix&) {
-    return after(l);
-  };
-  if (resume != nullptr) {
-    mla::AddHiddenSnapshots(hooks, *resume, L, fwd->backend());
+        nll, FitPass(in, ctx, shapes, std::move(restored.hidden), resume, key,
+                     progress.Layers("calibrate", L), take));
   }
-  CARE_RETURN_IF_ERROR(fwd->RunLayers(L, hooks));
-  CARE_ASSIGN_OR_RETURN(engine::NllSum nll,
-                        fwd->ScoreTargets(BatchTargets(in.windows)));
-  if (resume != nullptr) mla::SavePassDone(*resume, nll);
+  CARE_ASSIGN_OR_RETURN(std::vector<mla::CandidateScore> scores,
+                        scorer->Scores(scoring.targets));
+  for (size_t i = 0; i < fit.candidates.size(); ++i) {
+    fit.candidates[i].heldout_nll = scores[i].heldout_nll;
+    fit.candidates[i].heldout_nll_partial_rope =
+        scores[i].heldout_nll_partial_rope;
+  }
   report->heldout_nll_original = nll.mean();
   timer.Done("calibrate", report);
   return fit;
@@ -320,7 +404,6 @@ absl::Status MlaChoose(const ConvertOptions& options, const Inputs& in,
   StageTimer timer;
   const int64_t L = in.num_layers();
   const int64_t n = static_cast<int64_t>(fit.candidates.size());
-  const mla::ExportMetadata meta = Metadata(*report);
   progress.Begin("allocate");
   const Scoring scoring = LongHeldout(in.windows);
   MlaExportReport mr;
@@ -335,6 +418,7 @@ absl::Status MlaChoose(const ConvertOptions& options, const Inputs& in,
     CARE_ASSIGN_OR_RETURN(engine::NllSum o, fwd->ScoreTargets(scoring.targets));
     mr.heldout_nll_original = o.mean();
   }
+  // Scored during the calibration pass (candidate_scoring.h).
   double best = 0;
   for (int64_t i = 0; i < n; ++i) {
     const MlaCandidate& cand = fit.candidates[i];
@@ -342,18 +426,8 @@ absl::Status MlaChoose(const ConvertOptions& options, const Inputs& in,
     cr.rope_dim = cand.rope_dim;
     cr.freqfold = cand.freqfold;
     cr.kv_lora_rank = cand.kv_lora_rank;
-    CARE_ASSIGN_OR_RETURN(ExportView conv, View(in, cand.layers, meta));
-    CARE_ASSIGN_OR_RETURN(
-        engine::NllSum nll,
-        HeldoutNll(conv, scoring, in,
-                   progress.Layers("allocate", L, 2 * i, 2 * n)));
-    CARE_ASSIGN_OR_RETURN(ExportView rope, View(in, cand.rope_only, meta));
-    CARE_ASSIGN_OR_RETURN(
-        engine::NllSum rope_nll,
-        HeldoutNll(rope, scoring, in,
-                   progress.Layers("allocate", L, 2 * i + 1, 2 * n)));
-    cr.heldout_nll = nll.mean();
-    cr.heldout_nll_partial_rope = rope_nll.mean();
+    cr.heldout_nll = cand.heldout_nll;
+    cr.heldout_nll_partial_rope = cand.heldout_nll_partial_rope;
     if (i == 0 || cr.heldout_nll < best) {
       best = cr.heldout_nll;
       fit.chosen = i;
@@ -361,6 +435,9 @@ absl::Status MlaChoose(const ConvertOptions& options, const Inputs& in,
     mr.candidates.push_back(cr);
   }
   mr.candidates[fit.chosen].chosen = true;
+  if (fit.best().layers.empty()) {
+    CARE_RETURN_IF_ERROR(RefitChosen(options, in, fit, progress));
+  }
   const MlaCandidate& c = fit.best();
   const ModelConfig& config = in.config();
   mr.rope_dim = c.rope_dim;
@@ -418,6 +495,15 @@ absl::Status MlaEvaluate(const ConvertOptions& options, const Inputs& in,
     report->converted = ToReport(converted);
     if (report->deepseek_v3)
       report->deepseek_v3->eval_ppl_partial_rope = partial.ppl;
+    if (in.config().qk_norm && report->deepseek_v3) {
+      // Qwen3: the q/k norm fold alone, RoPE whole (fold_only.h).
+      const ModelConfig folded = mla::FoldOnlyConfig(in.config());
+      const mla::FoldOnlySource source(in.weights(), folded, fit.best().layers);
+      CARE_ASSIGN_OR_RETURN(
+          engine::PerplexityResult fold,
+          engine::EvaluatePerplexity(folded, source, *in.eval, in.engine));
+      report->deepseek_v3->eval_ppl_qk_norm_fold = fold.ppl;
+    }
   }
   timer.Done("evaluate", report);
   return absl::OkStatus();

@@ -296,14 +296,9 @@ RestoredPass RestorePass(const ResumeState& state, const std::string& key,
   RestoredPass out;
   auto load_prefix = [&](int64_t n) {
     for (int64_t l = 0; l < n; ++l) {
-      std::optional<CalibratedLayer> layer =
-          LoadCalibratedLayer(state, l, key, candidates);
-      if (!layer) {
-        out.layers.clear();
-        return false;
-      }
-      out.layers.push_back(*std::move(layer));
+      if (!LoadCalibratedLayer(state, l, key, candidates)) return false;
     }
+    out.layers = n;
     return true;
   };
   if (std::optional<std::vector<double>> done =

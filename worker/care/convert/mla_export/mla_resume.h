@@ -40,16 +40,18 @@ std::optional<CalibratedLayer> LoadCalibratedLayer(const ResumeState& state,
                                                    const std::string& key,
                                                    size_t candidates);
 
-// What a retried pass takes from the state: layers 0..k-1 (k =
-// layers.size()) and, to continue, the hidden states at layer k; or every
-// layer and the original model's held-out score (the pass is done).
+// What a retried pass takes from the state: layers 0..layers-1 (verified
+// loadable; LoadCalibratedLayer reads each when it is needed, so memory
+// holds one at a time) and, to continue, the hidden states at that layer;
+// or every layer and the original model's held-out score (the pass is
+// done).
 struct RestoredPass {
-  std::vector<CalibratedLayer> layers;
+  int64_t layers = 0;
   std::optional<SavedHidden> hidden;
   std::optional<engine::NllSum> heldout_original;
 };
 // `tokens` × `dim` is the pass's hidden-state shape. Anything missing or
-// unusable means starting over (an empty result).
+// unusable means starting over (layers = 0).
 RestoredPass RestorePass(const ResumeState& state, const std::string& key,
                          size_t candidates, int64_t num_layers, int64_t tokens,
                          int64_t dim);

@@ -166,6 +166,12 @@ bool MlaTensorSource::IsComputed(absl::string_view name) const {
   return computed_.find(name) != computed_.end();
 }
 
+void MlaTensorSource::ReleaseCache() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  cached_.reset();
+  cached_layer_ = -1;
+}
+
 bool MlaTensorSource::Has(absl::string_view name) const {
   if (IsComputed(name)) return true;
   return dropped_.find(name) == dropped_.end() && source_.Has(name);

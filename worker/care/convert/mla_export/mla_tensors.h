@@ -66,6 +66,8 @@ class MlaTensorSource : public TensorSource {
 
   // True when `name` is computed here (not a copy of a source tensor).
   bool IsComputed(absl::string_view name) const;
+  // Frees the cached layer's computed tensors (they are rebuilt on demand).
+  void ReleaseCache() const;
 
  private:
   absl::StatusOr<std::shared_ptr<const AttentionTensors>> Layer(
