@@ -241,15 +241,30 @@ void AppendReport(const care::v1::Report& report, std::string& out) {
   out += "\nreport:\n";
   out += kv.Render();
   if (report.layers_size() > 0) {
-    Table table({"LAYER", "RANK_K", "RANK_V", "K_REL_ERR", "V_REL_ERR",
-                 "K_ENERGY", "V_ENERGY"});
+    // DeepSeek-V3: one joint latent, plus the rope split's numbers.
+    const bool mla =
+        report.output_layout() == care::v1::OUTPUT_LAYOUT_DEEPSEEK_V3;
+    std::vector<std::string> header = {"LAYER",     "RANK_K",    "RANK_V",
+                                       "K_REL_ERR", "V_REL_ERR", "K_ENERGY",
+                                       "V_ENERGY"};
+    if (mla) header.insert(header.end(), {"ROPE_ENERGY", "NOPE_ERR"});
+    Table table(header);
     for (const auto& l : report.layers()) {
-      table.AddRow({absl::StrCat(l.layer()), absl::StrCat(l.rank_k()),
-                    absl::StrCat(l.rank_v()),
-                    absl::StrFormat("%.4g", l.k_relative_error()),
-                    absl::StrFormat("%.4g", l.v_relative_error()),
-                    absl::StrFormat("%.4f", l.k_retained_energy()),
-                    absl::StrFormat("%.4f", l.v_retained_energy())});
+      std::vector<std::string> row = {
+          absl::StrCat(l.layer()),
+          absl::StrCat(l.rank_k()),
+          absl::StrCat(l.rank_v()),
+          absl::StrFormat("%.4g", l.k_relative_error()),
+          absl::StrFormat("%.4g", l.v_relative_error()),
+          absl::StrFormat("%.4f", l.k_retained_energy()),
+          absl::StrFormat("%.4f", l.v_retained_energy())};
+      if (mla) {
+        row.push_back(absl::StrFormat("%.4f", l.rope_energy()));
+        row.push_back(l.has_nope_score_error()
+                          ? absl::StrFormat("%.4g", l.nope_score_error())
+                          : "-");
+      }
+      table.AddRow(std::move(row));
     }
     out += "\n";
     out += table.Render();

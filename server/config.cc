@@ -5,7 +5,6 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
-#include <fstream>
 #include <map>
 #include <set>
 
@@ -13,6 +12,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "base/annotate.h"
+#include "base/file.h"
 #include "base/flags.h"
 #include "base/status_macros.h"
 
@@ -85,12 +86,14 @@ std::map<std::string, std::vector<std::string>> ExtractRoots(
 
 absl::StatusOr<std::vector<std::string>> ReadConfigFile(
     const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return absl::InvalidArgumentError("--config: cannot read " + path);
+  absl::StatusOr<std::string> file = care::ReadFileToString(path);
+  if (!file.ok()) {
+    return absl::InvalidArgumentError(
+        care::Annotate(file.status(), "--config").message());
+  }
   std::vector<std::string> args;
-  std::string line;
   int number = 0;
-  while (std::getline(in, line)) {
+  for (absl::string_view line : absl::StrSplit(*file, '\n')) {
     ++number;
     std::string text(absl::StripAsciiWhitespace(line));
     if (text.empty() || text[0] == '#') continue;

@@ -6,11 +6,11 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
-#include <fstream>
 #include <memory>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "base/annotate.h"
+#include "base/file.h"
 
 namespace care::api {
 
@@ -18,13 +18,9 @@ namespace {
 
 absl::StatusOr<std::string> ReadText(const std::string& path,
                                      absl::string_view flag) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return absl::NotFoundError(absl::StrCat(flag, ": cannot read ", path));
-  }
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
+  absl::StatusOr<std::string> text = care::ReadFileToString(path);
+  if (!text.ok()) return care::Annotate(text.status(), flag);
+  return text;
 }
 
 struct BioFree {

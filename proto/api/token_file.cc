@@ -1,11 +1,11 @@
 #include "proto/api/token_file.h"
 
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "base/annotate.h"
+#include "base/file.h"
 
 namespace care::api {
 
@@ -37,13 +37,9 @@ absl::Status CheckToken(absl::string_view token, absl::string_view source,
 
 absl::StatusOr<std::vector<std::string>> ReadTokenFile(const std::string& path,
                                                        size_t min_bytes) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return absl::NotFoundError(absl::StrCat("cannot read token file ", path));
-  }
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  const std::string text = buffer.str();
+  absl::StatusOr<std::string> read = care::ReadFileToString(path);
+  if (!read.ok()) return care::Annotate(read.status(), "token file");
+  const std::string& text = *read;
   std::vector<std::string> tokens;
   int number = 0;
   for (absl::string_view line : absl::StrSplit(text, '\n')) {

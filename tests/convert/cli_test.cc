@@ -65,6 +65,38 @@ TEST(ConvertCliTest, ConvertThenEvalReproducesTheConvertedPerplexity) {
   std::filesystem::remove_all(dir);
 }
 
+// The DeepSeek-V3 layout writes and names the same HTML page, rendered from
+// its care_report.json (one section per step of the export).
+TEST(ConvertCliTest, DeepseekV3LayoutWritesTheHtmlReport) {
+  CARE_REQUIRE_FIXTURES();
+  const std::string dir = ::care::testing::MakeTempDir("convert_cli_dsv3");
+  const std::string text =
+      ::care::testing::FixturePath("tinystories/tinystories_val_head.txt");
+  const Result conv = RunCareWorker(absl::StrCat(
+      "convert --model ", ::care::testing::FixturePath("stories260K-hf"),
+      " --out ", dir, "/out --layout deepseek-v3 --rope-dim 8 --freqfold 1 ",
+      "--kv-save 0.5 --calib ", text, " --calib-samples 64 --eval ", text,
+      " --eval-windows 4 --eval-seq-len 128"));
+  ASSERT_EQ(conv.exit_code, 0) << conv.output;
+  EXPECT_NE(conv.output.find(
+                absl::StrCat("  report: ", dir, "/out/care_report.html\n")),
+            std::string::npos)
+      << conv.output;
+  std::ifstream f(dir + "/out/care_report.html");
+  const std::string html((std::istreambuf_iterator<char>(f)), {});
+  for (const char* section :
+       {"<section id=\"deepseek_v3\">", "<section id=\"steps\">",
+        "<section id=\"mla_candidates\">", "<section id=\"errors\">",
+        "<section id=\"rope_split\">", "</html>"}) {
+    EXPECT_NE(html.find(section), std::string::npos) << section;
+  }
+  const nlohmann::json report = ReadJson(dir + "/out/care_report.json");
+  ASSERT_FALSE(report.is_discarded());
+  EXPECT_EQ(report["layout"], "deepseek_v3");
+  EXPECT_EQ(report["layers"].size(), 5u);
+  std::filesystem::remove_all(dir);
+}
+
 TEST(ConvertCliTest, BadArgumentsAreUsageErrors) {
   CARE_REQUIRE_FIXTURES();
   const std::string model = ::care::testing::FixturePath("stories260K-hf");

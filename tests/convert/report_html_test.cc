@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "care/convert/pipeline.h"
 #include "care/convert/report.h"
 #include "care/convert/spectrum_sample.h"
@@ -168,10 +169,10 @@ TEST(ReportHtmlTest, EscapesEveryStringAndLoadsNothing) {
   nlohmann::json r = HandMadeReport(2);
   r["candidates"][0]["name"] = "<img src=x onerror=alert(1)>";
   r["layers"][0]["note"] = "jitter <b>";
-  r["deepseek_v3"] = {{"steps",
-                       {{{"step", "partial <rope>"}, {"ppl", 9.9}},
-                        {{"step", "joint latent"}, {"ppl", 12.5}}}},
-                      {"rope_dim", 8}};
+  r["another_layout"] = {{"steps",
+                          {{{"step", "partial <rope>"}, {"ppl", 9.9}},
+                           {{"step", "joint latent"}, {"ppl", 12.5}}}},
+                         {"rope_dim", 8}};
   const std::string html = ReportHtml(r);
   EXPECT_EQ(html.find("<script"), std::string::npos);
   EXPECT_EQ(html.find("<img"), std::string::npos);
@@ -190,9 +191,175 @@ TEST(ReportHtmlTest, EscapesEveryStringAndLoadsNothing) {
   }
   // An unknown result (another output layout's per-step losses) is shown as
   // a chart and a table, not dropped.
-  EXPECT_NE(html.find("<h2>deepseek_v3</h2>"), std::string::npos);
-  EXPECT_EQ(Count(Chart(html, "deepseek_v3.steps"), "class=\"bar\""), 2);
+  EXPECT_NE(html.find("<h2>another_layout</h2>"), std::string::npos);
+  EXPECT_EQ(Count(Chart(html, "another_layout.steps"), "class=\"bar\""), 2);
   EXPECT_NE(html.find("partial &lt;rope&gt;"), std::string::npos);
+}
+
+// A DeepSeek-V3 layout report as MlaReportToJson writes it, with the
+// shared per-layer entries (layer_reports.h).
+nlohmann::json HandMadeMlaReport(int layers, int candidates) {
+  nlohmann::json r = HandMadeReport(layers);
+  r["layout"] = "deepseek_v3";
+  r["architecture"] = "DeepseekV3ForCausalLM";
+  r["candidates"] = nlohmann::json::array();
+  nlohmann::json d = {{"rope_dim", 8},
+                      {"rope_dim_auto", true},
+                      {"freqfold", 1},
+                      {"freqfold_auto", true},
+                      {"kv_lora_rank", 24},
+                      {"balance_kv", true},
+                      {"nope_correction", true},
+                      {"rope_theta", 10000.0},
+                      {"kv_width_per_layer_before", 64},
+                      {"kv_width_per_layer_after", 32},
+                      {"heldout_nll_partial_rope", 1.75},
+                      {"heldout_nll_original", 1.5},
+                      {"scoring_seq_len", 256},
+                      {"scoring_windows", 2},
+                      {"eval_ppl_partial_rope", 9.9}};
+  nlohmann::json ls = nlohmann::json::array();
+  for (int l = 0; l < layers; ++l) {
+    r["layers"][l] = {{"layer", l},
+                      {"rank_k", 24},
+                      {"rank_v", 24},
+                      {"heldout_error_k", 0.01 * l},
+                      {"heldout_error_v", 0.2},
+                      {"retained_energy_k", 0.9},
+                      {"retained_energy_v", 0.9},
+                      {"rope_energy", 0.6},
+                      {"nope_score_error", 0.05}};
+    ls.push_back({{"alpha_log2", 20},
+                  {"rope_energy", 0.6},
+                  {"balance_k", 1.5},
+                  {"retained_energy", 0.9},
+                  {"calib_error_k", 0.01},
+                  {"calib_error_v", 0.1},
+                  {"heldout_error_k", 0.01 * l},
+                  {"heldout_error_v", 0.2},
+                  {"norm_error_mean", 1e-9},
+                  {"norm_error_max", 1e-8},
+                  {"nope_dropped_error", 0.1},
+                  {"nope_corrected_error", 0.05},
+                  {"note", ""}});
+  }
+  d["layers"] = ls;
+  nlohmann::json cs = nlohmann::json::array();
+  for (int i = 0; i < candidates; ++i) {
+    cs.push_back({{"rope_dim", 8 >> (i / 3)},
+                  {"freqfold", 1 << (i % 3)},
+                  {"kv_lora_rank", 32 - (8 >> (i / 3))},
+                  {"heldout_nll", 2.0 + 0.1 * i},
+                  {"heldout_nll_partial_rope", 1.75 + 0.1 * i},
+                  {"chosen", i == 0}});
+  }
+  d["candidates"] = cs;
+  r["deepseek_v3"] = d;
+  return r;
+}
+
+// The DeepSeek-V3 layout's page: its settings, the loss of each step, every
+// rope/freqfold candidate and one bar per layer in each per-layer chart; no
+// rank or spectrum charts (one joint latent at one rank, no allocation).
+TEST(ReportHtmlTest, DeepseekV3LayoutSections) {
+  for (int layers : {1, 5, 40}) {
+    const std::string html = ReportHtml(HandMadeMlaReport(layers, 6));
+    for (const char* id : {"deepseek_v3", "steps", "mla_candidates", "errors",
+                           "energy", "rope_split", "layers"}) {
+      EXPECT_NE(html.find(absl::StrCat("<section id=\"", id, "\">")),
+                std::string::npos)
+          << id;
+    }
+    EXPECT_EQ(Count(Chart(html, "errors"), "data-series=\"K\""), layers);
+    EXPECT_EQ(Count(Chart(html, "errors"), "data-series=\"V\""), layers);
+    EXPECT_EQ(Count(Chart(html, "energy"), "class=\"bar\""), layers);
+    EXPECT_EQ(Count(Chart(html, "rope_energy"), "class=\"bar\""), layers);
+    EXPECT_EQ(Count(Chart(html, "nope_error"), "data-series=\"dropped\""),
+              layers);
+    EXPECT_EQ(Count(Chart(html, "nope_error"), "data-series=\"corrected\""),
+              layers);
+    // original → partial RoPE only → converted, in NLL and perplexity.
+    EXPECT_EQ(Count(Chart(html, "steps"), "class=\"bar\""), 3);
+    EXPECT_EQ(Count(Chart(html, "steps_ppl"), "class=\"bar\""), 3);
+    EXPECT_EQ(Count(Chart(html, "mla_candidates"), "class=\"bar\""), 6);
+    EXPECT_EQ(Chart(html, "ranks"), "");
+    EXPECT_EQ(Chart(html, "spectrum_k"), "");
+    // The per-layer table: one row per layer (plus the header).
+    const size_t table = html.find("<section id=\"layers\">");
+    EXPECT_EQ(
+        Count(html.substr(table, html.find("</table>", table) - table), "<tr>"),
+        layers + 1);
+  }
+  const std::string html = ReportHtml(HandMadeMlaReport(2, 6));
+  EXPECT_NE(html.find("8 (auto)"), std::string::npos);
+  EXPECT_NE(html.find("64 → 32 (50.0 % saved)"), std::string::npos);
+  EXPECT_NE(html.find("partial RoPE only"), std::string::npos);
+  // The deepseek_v3 object is rendered by its sections, not as raw fields.
+  EXPECT_EQ(html.find("<h2>deepseek_v3</h2>"), std::string::npos);
+  EXPECT_EQ(html.find("kv_width_per_layer_before"), std::string::npos);
+}
+
+// A field of the deepseek_v3 object no section knows (a later stage's
+// results) is shown, not dropped; without evaluation data there is no
+// perplexity chart, and without the NoPE correction no NoPE error chart.
+TEST(ReportHtmlTest, DeepseekV3UnknownFieldsAndMissingEvaluation) {
+  nlohmann::json r = HandMadeMlaReport(3, 1);
+  r.erase("original");
+  r.erase("converted");
+  r["deepseek_v3"]["eval_ppl_partial_rope"] = nullptr;
+  r["deepseek_v3"]["nope_correction"] = false;
+  r["deepseek_v3"]["rope_dim_auto"] = false;
+  r["deepseek_v3"]["freqfold_auto"] = false;
+  r["deepseek_v3"]["healing"] = {
+      {"steps", 100},
+      {"history",
+       {{{"step", "<heal>"}, {"nll", 1.9}}, {{"step", "b"}, {"nll", 1.8}}}}};
+  const std::string html = ReportHtml(r);
+  EXPECT_EQ(Count(Chart(html, "steps"), "class=\"bar\""), 3);
+  EXPECT_EQ(Chart(html, "steps_ppl"), "");
+  EXPECT_EQ(Chart(html, "nope_error"), "");
+  EXPECT_EQ(Count(Chart(html, "mla_candidates"), "class=\"bar\""), 1);
+  EXPECT_NE(html.find("were given: one candidate"), std::string::npos);
+  EXPECT_NE(html.find("<h3>healing.history</h3>"), std::string::npos);
+  EXPECT_EQ(Count(Chart(html, "deepseek_v3.healing.history"), "class=\"bar\""),
+            2);
+  EXPECT_NE(html.find("&lt;heal&gt;"), std::string::npos);
+  EXPECT_EQ(html.find("<heal>"), std::string::npos);
+}
+
+// The summary table carries task accuracy and rolling perplexity before →
+// after; their full records stay in the generic tables below.
+TEST(ReportHtmlTest, SummaryHasTasksAndRollingPerplexity) {
+  nlohmann::json r = HandMadeReport(2);
+  r["tasks"] = {{{"name", "arc<e>"},
+                 {"items", 32},
+                 {"original", {{"acc", 0.5}, {"acc_norm", 0.625}}},
+                 {"converted", {{"acc", 0.4375}, {"acc_norm", 0.5}}}}};
+  r["rolling"] = {{"stride", 256},
+                  {"original",
+                   {{"token_perplexity", 7.5},
+                    {"word_perplexity", 20.0},
+                    {"byte_perplexity", 1.5}}},
+                  {"converted",
+                   {{"token_perplexity", 9.0},
+                    {"word_perplexity", 30.0},
+                    {"byte_perplexity", 1.625}}}};
+  const std::string html = ReportHtml(r);
+  const size_t summary = html.find("<section id=\"summary\">");
+  const std::string table =
+      html.substr(summary, html.find("</section>", summary) - summary);
+  EXPECT_NE(table.find("<th>task arc&lt;e&gt; (32 items)</th><td>acc 0.5 → "
+                       "0.4375, acc_norm 0.625 → 0.5</td>"),
+            std::string::npos)
+      << table;
+  EXPECT_NE(table.find("token 7.5 → 9, word 20 → 30, byte 1.5 → 1.625"),
+            std::string::npos);
+  // The generic sections still show the full records, nested objects as
+  // columns of their own.
+  EXPECT_NE(html.find("<h2>tasks</h2>"), std::string::npos);
+  EXPECT_NE(html.find("<th>original.acc_norm</th>"), std::string::npos);
+  EXPECT_EQ(html.find("{&quot;acc&quot;"), std::string::npos);
+  EXPECT_NE(html.find("<h2>rolling</h2>"), std::string::npos);
 }
 
 TEST(ReportHtmlTest, MissingFieldsRenderWithoutCharts) {
@@ -241,6 +408,51 @@ TEST(ReportHtmlFixtureTest, ConversionWritesThePage) {
   EXPECT_EQ(Count(Chart(html, "candidates"), "class=\"bar\""),
             static_cast<int>(r->candidates.size()));
   EXPECT_GT(r->candidates.size(), 1u);
+}
+
+// The DeepSeek-V3 layout writes the same page beside its checkpoint, with
+// one entry per layer in the shared layers[] (layer_reports.h).
+TEST(ReportHtmlFixtureTest, DeepseekV3ConversionWritesThePage) {
+  CARE_REQUIRE_FIXTURES();
+  const std::string out =
+      ::care::testing::MakeTempDir("report_html_mla") + "/stories-dsv3";
+  ConvertOptions o =
+      testing::SmallOptions(::care::testing::FixturePath("stories260K-hf"), out,
+                            Budget::KvSave(0.5), Method::kCare);
+  o.output_layout = OutputLayout::kDeepseekV3;
+  o.mla.rope_dim = 8;
+  o.mla.freqfold = 0;  // auto: freqfold 1, 2 and 4
+  absl::StatusOr<ConversionReport> r = ConvertModel(o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_TRUE(r->deepseek_v3);
+  const std::string html = ReadFile(out + "/care_report.html");
+  const nlohmann::json json =
+      nlohmann::json::parse(ReadFile(out + "/care_report.json"));
+  EXPECT_EQ(html, ReportHtml(json));
+  // stories260K: 5 layers; 50 % of 2·g·d_h = 64 leaves kv_lora_rank 24.
+  ASSERT_EQ(json["layers"].size(), 5u);
+  ASSERT_EQ(r->deepseek_v3->layers.size(), 5u);
+  for (size_t l = 0; l < 5; ++l) {
+    const nlohmann::json& layer = json["layers"][l];
+    const MlaLayerReport& m = r->deepseek_v3->layers[l];
+    EXPECT_EQ(layer["layer"], l);
+    EXPECT_EQ(layer["rank_k"], 24);
+    EXPECT_EQ(layer["rank_v"], 24);
+    EXPECT_EQ(layer["heldout_error_k"].get<double>(), m.heldout_error_k);
+    EXPECT_EQ(layer["heldout_error_v"].get<double>(), m.heldout_error_v);
+    EXPECT_EQ(layer["retained_energy_v"].get<double>(), m.retained_energy);
+    EXPECT_EQ(layer["rope_energy"].get<double>(), m.rope_energy);
+    EXPECT_EQ(layer["nope_score_error"].get<double>(), m.nope_corrected_error);
+    // Measured, not defaults: a lossy joint latent on held-out tokens.
+    EXPECT_GT(m.heldout_error_v, 0);
+    EXPECT_GT(m.retained_energy, 0);
+    EXPECT_LT(m.retained_energy, 1);
+  }
+  EXPECT_EQ(Count(Chart(html, "errors"), "class=\"bar\""), 10);
+  EXPECT_EQ(Count(Chart(html, "rope_energy"), "class=\"bar\""), 5);
+  EXPECT_EQ(Count(Chart(html, "steps"), "class=\"bar\""), 3);
+  EXPECT_EQ(Count(Chart(html, "mla_candidates"), "class=\"bar\""), 3);
+  EXPECT_EQ(r->deepseek_v3->candidates.size(), 3u);
 }
 
 }  // namespace

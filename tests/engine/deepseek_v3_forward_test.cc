@@ -61,30 +61,11 @@ SyntheticOptions TestWeights(uint64_t seed = 11) {
           .bias_std = 0.2f};
 }
 
-class TempDirs : public ::testing::Environment {
- public:
-  static std::string Make() {
-    const std::string dir = ::care::testing::MakeTempDir("dsv3");
-    dirs().push_back(dir);
-    return dir;
-  }
-  void TearDown() override {
-    for (const std::string& d : dirs()) std::filesystem::remove_all(d);
-  }
-
- private:
-  static std::vector<std::string>& dirs() {
-    static auto* d = new std::vector<std::string>();
-    return *d;
-  }
-};
-const auto* const kTempDirs = ::testing::AddGlobalTestEnvironment(new TempDirs);
-
 std::string Write(const json& config, const std::string& name,
                   io::DType dtype = io::DType::kF32,
                   uint64_t shard_bytes = 5'000'000'000,
                   const SyntheticOptions& options = TestWeights()) {
-  const std::string dir = TempDirs::Make() + "/" + name;
+  const std::string dir = ::care::testing::ProgramTempDir("dsv3") + "/" + name;
   const absl::Status st =
       WriteSyntheticModel(config, dir, dtype, options, shard_bytes);
   EXPECT_TRUE(st.ok()) << st;

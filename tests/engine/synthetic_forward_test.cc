@@ -75,26 +75,6 @@ SyntheticOptions TestWeights(uint64_t seed = 7) {
           .bias_std = 0.2f};
 }
 
-// Temporary checkpoint directories, removed when the test program ends.
-class TempDirs : public ::testing::Environment {
- public:
-  static std::string Make() {
-    const std::string dir = ::care::testing::MakeTempDir("engine_synth");
-    dirs().push_back(dir);
-    return dir;
-  }
-  void TearDown() override {
-    for (const std::string& d : dirs()) std::filesystem::remove_all(d);
-  }
-
- private:
-  static std::vector<std::string>& dirs() {
-    static auto* d = new std::vector<std::string>();
-    return *d;
-  }
-};
-const auto* const kTempDirs = ::testing::AddGlobalTestEnvironment(new TempDirs);
-
 struct Written {
   std::string dir;
   io::Model model;
@@ -103,7 +83,8 @@ struct Written {
 // Writes the checkpoint to disk with io's writer and opens it again.
 Written Write(const json& config, const SyntheticOptions& options,
               const std::string& name) {
-  const std::string dir = TempDirs::Make() + "/" + name;
+  const std::string dir =
+      ::care::testing::ProgramTempDir("engine_synth") + "/" + name;
   const absl::Status st =
       WriteSyntheticModel(config, dir, io::DType::kF32, options);
   EXPECT_TRUE(st.ok()) << st;

@@ -10,10 +10,16 @@ resources fetched (a self-contained page fetches none), and per chart the
 number of bars and lines with their rendered sizes. The checks:
 
 - no error event, no console.error, no resource fetched;
-- ranks, errors and energy charts: one bar per layer for K and one for V,
-  each with a rendered width and height > 0 (the JSON's layers);
-- spectra: one line per layer; candidates: one bar per candidate;
-- the page fits the window width (no horizontal scrolling at 1100 px).
+- latent layout: ranks, errors and energy charts: one bar per layer for K
+  and one for V, each with a rendered width and height > 0 (the JSON's
+  layers); spectra: one line per layer; candidates: one bar per candidate;
+- deepseek_v3 layout: errors (K and V), joint retained energy, RoPE energy
+  and (with the NoPE correction) NoPE score error dropped/corrected: one
+  bar per layer and series; the loss of each step: 3 bars (original,
+  partial RoPE only, converted); one bar per rope/freqfold candidate;
+- nothing is wider than the page: no horizontal scrolling at 1100 px
+  (scrollWidth <= clientWidth) and no element's box reaches past the
+  window's right edge.
 
 Artifacts in ARTIFACT_DIR: care_report.png (a screenshot of the page as
 shipped, not the probe copy) and care_report.pdf (printed).
@@ -54,7 +60,20 @@ PROBE = r"""<script>
       });
       charts[svg.getAttribute('data-chart')] = c;
     });
-    var out = {errors: errors, charts: charts,
+    // Every element's right edge: nothing may stick out of the page, even
+    // where an ancestor clips it.
+    var vw = document.documentElement.clientWidth, wide = [], maxRight = 0;
+    document.querySelectorAll('body *').forEach(function (e) {
+      var r = e.getBoundingClientRect();
+      maxRight = Math.max(maxRight, r.right);
+      if (r.right > vw + 0.5 && wide.length < 8) {
+        wide.push(e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') +
+                  (typeof e.className === 'string' && e.className ?
+                   '.' + e.className : '') + ' right=' + Math.round(r.right) +
+                  ' width=' + Math.round(r.width));
+      }
+    });
+    var out = {errors: errors, charts: charts, max_right: maxRight, too_wide: wide,
                resources: performance.getEntriesByType('resource').map(function (r) { return r.name; }),
                scroll_width: document.documentElement.scrollWidth,
                scroll_height: document.documentElement.scrollHeight,
@@ -135,25 +154,53 @@ def main():
     if result["resources"]:
         problems.append(f"fetched resources: {result['resources']}")
     charts = result["charts"]
-    for name in ("ranks", "errors", "energy"):
+
+    def bars_per_series(name, want):
         c = charts.get(name)
         if c is None:
             problems.append(f"no {name} chart")
-            continue
-        if c["series"] != {"K": layers, "V": layers}:
+            return
+        if c["series"] != want:
             problems.append(f"{name}: bars per series {c['series']}, "
-                            f"want {layers} K and {layers} V")
+                            f"want {want}")
         if c["empty_bars"]:
             problems.append(f"{name}: {c['empty_bars']} bars not rendered")
-    for name in ("spectrum_k", "spectrum_v"):
-        if charts.get(name, {}).get("lines") != layers:
-            problems.append(f"{name}: {charts.get(name)} lines, want {layers}")
-    if candidates and charts.get("candidates", {}).get("bars") != candidates:
-        problems.append(f"candidates chart: {charts.get('candidates')}, "
-                        f"want {candidates} bars")
+
+    layout = report.get("layout", "latent")
+    if layout == "deepseek_v3":
+        d = report["deepseek_v3"]
+        candidates = len(d["candidates"])
+        bars_per_series("errors", {"K": layers, "V": layers})
+        bars_per_series("energy", {"K_nope+V": layers})
+        bars_per_series("rope_energy", {"RoPE": layers})
+        if d["nope_correction"]:
+            bars_per_series("nope_error",
+                            {"dropped": layers, "corrected": layers})
+        if charts.get("steps", {}).get("bars") != 3:
+            problems.append(f"steps chart: {charts.get('steps')}, want 3 bars")
+        if charts.get("mla_candidates", {}).get("bars") != candidates:
+            problems.append(f"mla_candidates chart: "
+                            f"{charts.get('mla_candidates')}, "
+                            f"want {candidates} bars")
+        if "ranks" in charts:
+            problems.append("a ranks chart for one joint latent")
+    else:
+        for name in ("ranks", "errors", "energy"):
+            bars_per_series(name, {"K": layers, "V": layers})
+        for name in ("spectrum_k", "spectrum_v"):
+            if charts.get(name, {}).get("lines") != layers:
+                problems.append(
+                    f"{name}: {charts.get(name)} lines, want {layers}")
+        if candidates and charts.get("candidates",
+                                     {}).get("bars") != candidates:
+            problems.append(f"candidates chart: {charts.get('candidates')}, "
+                            f"want {candidates} bars")
     if result["scroll_width"] > result["client_width"]:
         problems.append(f"page wider than the window: {result['scroll_width']}"
                         f" > {result['client_width']}")
+    if result["max_right"] > result["client_width"] + 0.5 or result["too_wide"]:
+        problems.append(f"elements past the page's right edge "
+                        f"({result['client_width']} px): {result['too_wide']}")
     for path in (shot, pdf):
         if not path.exists() or path.stat().st_size < 10000:
             problems.append(f"{path.name} missing or tiny")
@@ -161,8 +208,10 @@ def main():
         print("FAIL:", p)
     if problems:
         return 1
-    print(f"report page ok: {layers} layers, {candidates} candidates, "
-          f"{len(charts)} charts; screenshot {shot}")
+    print(f"report page ok ({layout}): {layers} layers, "
+          f"{candidates} candidates, scroll width {result['scroll_width']} / "
+          f"{result['client_width']} px, {len(charts)} charts; "
+          f"screenshot {shot}")
     return 0
 
 

@@ -11,54 +11,24 @@
 #include "server/db.h"
 #include "server/schema.h"
 #include "server/store.h"
+#include "store_fixture.h"
 #include "support/fixtures.h"
 
 namespace care::server {
 namespace {
 
-v1::JobSpec Spec() {
-  v1::JobSpec spec;
-  spec.set_model_uri("/models/m");
-  spec.set_output_uri("/out/x");
-  spec.mutable_kv_budget()->set_kv_save_fraction(0.5);
-  spec.set_method(v1::METHOD_SVD);
-  spec.set_device(v1::DEVICE_ANY);
-  spec.set_max_attempts(3);
-  return spec;
-}
-
-class ReportStoreTest : public ::testing::Test {
+class ReportStoreTest : public StoreFixture {
  protected:
-  void SetUp() override {
-    dir_ = care::testing::MakeTempDir("care-report-store");
-    ASSERT_FALSE(dir_.empty());
-    Reopen();
-  }
-  void TearDown() override {
-    store_.reset();
-    if (!HasFailure()) std::filesystem::remove_all(dir_);
-  }
-  void Reopen() {
-    store_.reset();
-    StoreOptions options;
-    options.path = dir_ + "/jobs.db";
-    auto store = Store::Open(options, &clock_, &notifier_);
-    ASSERT_TRUE(store.ok()) << store.status();
-    store_ = std::move(*store);
-  }
+  ReportStoreTest() : StoreFixture("care-report-store") {}
+
   // A submitted job leased by `worker` (attempt 1).
   std::string Running(const std::string& worker) {
-    auto submitted = store_->Submit(Spec());
+    auto submitted = store_->Submit(TestSpec());
     EXPECT_TRUE(submitted.ok()) << submitted.status();
     auto lease = store_->LeaseJob(worker, v1::DEVICE_CPU);
     EXPECT_TRUE(lease.ok() && lease->has_value());
     return submitted.ok() ? submitted->job.id() : "";
   }
-
-  std::string dir_;
-  FakeClock clock_;
-  ChangeNotifier notifier_;
-  std::unique_ptr<Store> store_;
 };
 
 TEST_F(ReportStoreTest, StoredWithCompleteAndReadBack) {

@@ -12,6 +12,7 @@
 #include "server/clock.h"
 #include "server/db.h"
 #include "server/schema.h"
+#include "store_fixture.h"
 #include "support/fixtures.h"
 
 namespace care::server {
@@ -19,39 +20,10 @@ namespace {
 
 using v1::JobState;
 
-v1::JobSpec Spec(int priority = 0, v1::Device device = v1::DEVICE_ANY,
-                 int max_attempts = 3) {
-  v1::JobSpec spec;
-  spec.set_model_uri("/models/m");
-  spec.set_output_uri("/out/x");
-  spec.mutable_kv_budget()->set_kv_save_fraction(0.5);
-  spec.set_method(v1::METHOD_SVD);
-  spec.set_priority(priority);
-  spec.set_device(device);
-  spec.set_max_attempts(max_attempts);
-  return spec;
-}
-
-class ServerStoreTest : public ::testing::Test {
+class ServerStoreTest : public StoreFixture {
  protected:
-  void SetUp() override {
-    dir_ = care::testing::MakeTempDir("care-store");
-    ASSERT_FALSE(dir_.empty());
-    Reopen();
-  }
-  void TearDown() override {
-    store_.reset();
-    if (!HasFailure()) std::filesystem::remove_all(dir_);
-  }
-  void Reopen() {
-    store_.reset();
-    StoreOptions options;
-    options.path = dir_ + "/jobs.db";
-    options.lease_duration = absl::Seconds(60);
-    auto store = Store::Open(options, &clock_, &notifier_);
-    ASSERT_TRUE(store.ok()) << store.status();
-    store_ = std::move(*store);
-  }
+  ServerStoreTest() : StoreFixture("care-store") {}
+
   v1::Job Submit(const v1::JobSpec& spec) {
     auto r = store_->Submit(spec);
     EXPECT_TRUE(r.ok()) << r.status();
@@ -74,16 +46,11 @@ class ServerStoreTest : public ::testing::Test {
     EXPECT_TRUE(job.ok()) << job.status();
     return job.ok() ? job->state() : v1::JOB_STATE_UNSPECIFIED;
   }
-
-  std::string dir_;
-  FakeClock clock_;
-  ChangeNotifier notifier_;
-  std::unique_ptr<Store> store_;
 };
 
 TEST_F(ServerStoreTest, SubmitCreatesQueuedJobWithOneEvent) {
   const uint64_t generation = notifier_.generation();
-  v1::Job job = Submit(Spec());
+  v1::Job job = Submit(TestSpec());
   EXPECT_EQ(job.id().rfind("job-", 0), 0u);
   EXPECT_EQ(job.id().size(), 30u);
   EXPECT_EQ(job.state(), v1::JOB_STATE_QUEUED);
@@ -103,7 +70,7 @@ TEST_F(ServerStoreTest, SubmitCreatesQueuedJobWithOneEvent) {
 }
 
 TEST_F(ServerStoreTest, SubmitIsIdempotentByRequestId) {
-  v1::JobSpec spec = Spec();
+  v1::JobSpec spec = TestSpec();
   spec.set_request_id("req-1");
   auto first = store_->Submit(spec);
   ASSERT_TRUE(first.ok());
@@ -116,7 +83,7 @@ TEST_F(ServerStoreTest, SubmitIsIdempotentByRequestId) {
   EXPECT_EQ(store_->Submit(spec).status().code(),
             absl::StatusCode::kAlreadyExists);
   // No request id: every submit is a new job.
-  EXPECT_NE(Submit(Spec()).id(), Submit(Spec()).id());
+  EXPECT_NE(Submit(TestSpec()).id(), Submit(TestSpec()).id());
   auto all = store_->ListJobs(ListQuery{});
   ASSERT_TRUE(all.ok());
   EXPECT_EQ(all->jobs.size(), 3u);
@@ -125,7 +92,7 @@ TEST_F(ServerStoreTest, SubmitIsIdempotentByRequestId) {
 TEST_F(ServerStoreTest, ListPaginatesNewestFirstAndFilters) {
   std::vector<std::string> ids;
   for (int i = 0; i < 5; ++i) {
-    v1::JobSpec spec = Spec();
+    v1::JobSpec spec = TestSpec();
     (*spec.mutable_labels())["team"] = i % 2 ? "odd" : "even";
     ids.push_back(Submit(spec).id());
     clock_.Advance(absl::Seconds(1));
@@ -179,13 +146,13 @@ TEST_F(ServerStoreTest, ListPaginatesNewestFirstAndFilters) {
 }
 
 TEST_F(ServerStoreTest, LeaseTakesHighestPriorityThenOldestForTheDevice) {
-  const std::string a = Submit(Spec(0, v1::DEVICE_ANY)).id();
+  const std::string a = Submit(TestSpec(0, v1::DEVICE_ANY)).id();
   clock_.Advance(absl::Seconds(1));
-  const std::string b = Submit(Spec(5, v1::DEVICE_CUDA)).id();
+  const std::string b = Submit(TestSpec(5, v1::DEVICE_CUDA)).id();
   clock_.Advance(absl::Seconds(1));
-  const std::string c = Submit(Spec(5, v1::DEVICE_CPU)).id();
+  const std::string c = Submit(TestSpec(5, v1::DEVICE_CPU)).id();
   clock_.Advance(absl::Seconds(1));
-  const std::string d = Submit(Spec(0, v1::DEVICE_ANY)).id();
+  const std::string d = Submit(TestSpec(0, v1::DEVICE_ANY)).id();
 
   Lease l1 = MustLease("cpu-1", v1::DEVICE_CPU);
   EXPECT_EQ(l1.job.id(), c);
@@ -211,7 +178,7 @@ TEST_F(ServerStoreTest, LeaseTakesHighestPriorityThenOldestForTheDevice) {
 }
 
 TEST_F(ServerStoreTest, HeartbeatRenewsLeaseAndRecordsProgressEvents) {
-  const std::string id = Submit(Spec()).id();
+  const std::string id = Submit(TestSpec()).id();
   Lease lease = MustLease("w");
   clock_.Advance(absl::Seconds(30));
   v1::Progress p;
@@ -264,7 +231,7 @@ TEST_F(ServerStoreTest, HeartbeatRenewsLeaseAndRecordsProgressEvents) {
 }
 
 TEST_F(ServerStoreTest, CompleteStoresReportAndIsTerminal) {
-  const std::string id = Submit(Spec()).id();
+  const std::string id = Submit(TestSpec()).id();
   MustLease("w");
   clock_.Advance(absl::Seconds(90));
   ASSERT_TRUE(store_->Heartbeat("w", id, 1, nullptr, {}).ok());
@@ -288,7 +255,7 @@ TEST_F(ServerStoreTest, CompleteStoresReportAndIsTerminal) {
 }
 
 TEST_F(ServerStoreTest, StaleAttemptsAndOtherWorkersAreFenced) {
-  const std::string id = Submit(Spec()).id();
+  const std::string id = Submit(TestSpec()).id();
   MustLease("w1");
   v1::Failure f;
   EXPECT_EQ(store_->Heartbeat("w1", id, 2, nullptr, {}).status().code(),
@@ -314,7 +281,7 @@ TEST_F(ServerStoreTest, StaleAttemptsAndOtherWorkersAreFenced) {
 }
 
 TEST_F(ServerStoreTest, CancelQueuedIsImmediateAndRunningWaitsForTheWorker) {
-  const std::string queued = Submit(Spec()).id();
+  const std::string queued = Submit(TestSpec()).id();
   auto c = store_->Cancel(queued);
   ASSERT_TRUE(c.ok());
   EXPECT_TRUE(c->finished);
@@ -325,7 +292,7 @@ TEST_F(ServerStoreTest, CancelQueuedIsImmediateAndRunningWaitsForTheWorker) {
   EXPECT_FALSE(c->finished);
   EXPECT_EQ(Events(queued).size(), 2u);
 
-  const std::string running = Submit(Spec()).id();
+  const std::string running = Submit(TestSpec()).id();
   MustLease("w");
   // cancelled=true without a cancel request is refused.
   EXPECT_EQ(
@@ -345,7 +312,7 @@ TEST_F(ServerStoreTest, CancelQueuedIsImmediateAndRunningWaitsForTheWorker) {
 }
 
 TEST_F(ServerStoreTest, FailRetriesWhileAttemptsRemain) {
-  const std::string id = Submit(Spec(0, v1::DEVICE_ANY, 2)).id();
+  const std::string id = Submit(TestSpec(0, v1::DEVICE_ANY, 2)).id();
   MustLease("w");
   v1::Failure f;
   f.set_reason(v1::FAILURE_REASON_INFRASTRUCTURE);
@@ -370,7 +337,7 @@ TEST_F(ServerStoreTest, FailRetriesWhileAttemptsRemain) {
   EXPECT_EQ(r->job.failure().message(), "disk full (attempt 2 of 2)");
 
   // User-input failures are final on the first attempt.
-  const std::string bad = Submit(Spec()).id();
+  const std::string bad = Submit(TestSpec()).id();
   MustLease("w");
   f.set_reason(v1::FAILURE_REASON_USER_INPUT);
   f.set_message("config.json: missing");
@@ -380,7 +347,7 @@ TEST_F(ServerStoreTest, FailRetriesWhileAttemptsRemain) {
   EXPECT_EQ(r->job.failure().reason(), v1::FAILURE_REASON_USER_INPUT);
 
   // A cancel request wins over a retry.
-  const std::string cancelling = Submit(Spec()).id();
+  const std::string cancelling = Submit(TestSpec()).id();
   MustLease("w");
   ASSERT_TRUE(store_->Cancel(cancelling).ok());
   f.set_reason(v1::FAILURE_REASON_INFRASTRUCTURE);
@@ -390,7 +357,7 @@ TEST_F(ServerStoreTest, FailRetriesWhileAttemptsRemain) {
 }
 
 TEST_F(ServerStoreTest, ReaperRequeuesThenFailsAfterMaxAttempts) {
-  const std::string id = Submit(Spec(0, v1::DEVICE_ANY, 2)).id();
+  const std::string id = Submit(TestSpec(0, v1::DEVICE_ANY, 2)).id();
   MustLease("w1");
   clock_.Advance(absl::Seconds(59));
   auto r = store_->ReapExpiredLeases();
@@ -421,7 +388,7 @@ TEST_F(ServerStoreTest, ReaperRequeuesThenFailsAfterMaxAttempts) {
   EXPECT_TRUE(r->finished[0].has_end_time());
 
   // An expired CANCELLING lease ends CANCELLED.
-  const std::string c = Submit(Spec()).id();
+  const std::string c = Submit(TestSpec()).id();
   MustLease("w3");
   ASSERT_TRUE(store_->Cancel(c).ok());
   clock_.Advance(absl::Seconds(61));
@@ -432,9 +399,9 @@ TEST_F(ServerStoreTest, ReaperRequeuesThenFailsAfterMaxAttempts) {
 }
 
 TEST_F(ServerStoreTest, CountStatesSeesQueueRunningAndRecentWorkers) {
-  Submit(Spec());
-  Submit(Spec());
-  Submit(Spec());
+  Submit(TestSpec());
+  Submit(TestSpec());
+  Submit(TestSpec());
   MustLease("w1");
   clock_.Advance(absl::Seconds(30));
   MustLease("w2");
@@ -446,7 +413,7 @@ TEST_F(ServerStoreTest, CountStatesSeesQueueRunningAndRecentWorkers) {
 }
 
 TEST_F(ServerStoreTest, JobsSurviveReopenAndSchemaIsCurrent) {
-  v1::JobSpec spec = Spec();
+  v1::JobSpec spec = TestSpec();
   spec.set_request_id("durable");
   const std::string id = Submit(spec).id();
   MustLease("w");

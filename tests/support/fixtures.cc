@@ -3,6 +3,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <string>
+#include <system_error>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "support/process.h"
@@ -66,6 +68,30 @@ std::string MakeTempDir(const std::string& prefix) {
       std::string(tmp && *tmp ? tmp : "/tmp") + "/" + prefix + "-XXXXXX";
   char* made = mkdtemp(pattern.data());
   return made ? std::string(made) : std::string();
+}
+
+namespace {
+
+std::vector<std::string>& ProgramTempDirs() {
+  static auto* dirs = new std::vector<std::string>();
+  return *dirs;
+}
+
+void RemoveProgramTempDirs() {
+  for (const std::string& dir : ProgramTempDirs()) {
+    std::error_code ignored;
+    std::filesystem::remove_all(dir, ignored);
+  }
+}
+
+}  // namespace
+
+std::string ProgramTempDir(const std::string& prefix) {
+  static const bool registered = std::atexit(RemoveProgramTempDirs) == 0;
+  (void)registered;
+  std::string dir = MakeTempDir(prefix);
+  if (!dir.empty()) ProgramTempDirs().push_back(dir);
+  return dir;
 }
 
 }  // namespace care::testing

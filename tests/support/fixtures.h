@@ -40,6 +40,10 @@ ShellResult RunCareWorker(const std::string& args, bool with_stderr = true);
 // inspection when a test fails).
 std::string MakeTempDir(const std::string& prefix);
 
+// MakeTempDir, removed when the test program exits (for checkpoints a whole
+// test binary shares).
+std::string ProgramTempDir(const std::string& prefix);
+
 }  // namespace care::testing
 
 #define CARE_REQUIRE_FIXTURES()                                               \

@@ -259,7 +259,16 @@ TEST(JobOptions, DeepseekV3FieldsReachThePipelineAndComeBack) {
 
   nlohmann::json r = {{"kv_width_before", 640},
                       {"kv_width_after", 320},
-                      {"layers", nlohmann::json::array()},
+                      {"layers",
+                       {{{"layer", 0},
+                         {"rank_k", 24},
+                         {"rank_v", 24},
+                         {"heldout_error_k", 0.125},
+                         {"heldout_error_v", 0.25},
+                         {"retained_energy_k", 0.875},
+                         {"retained_energy_v", 0.875},
+                         {"rope_energy", 0.5},
+                         {"nope_score_error", 0.0625}}}},
                       {"method", "pca"},
                       {"damping", 0.01},
                       {"output_dir", "/out/x"},
@@ -282,6 +291,17 @@ TEST(JobOptions, DeepseekV3FieldsReachThePipelineAndComeBack) {
   EXPECT_EQ(report->kv_width_per_layer_after(), 32);
   EXPECT_DOUBLE_EQ(report->partial_rope_heldout_nll(), 2.5);
   EXPECT_DOUBLE_EQ(report->partial_rope_ppl(), 9.75);
+  // The joint latent's per-layer entry, with the rope split's numbers.
+  ASSERT_EQ(report->layers_size(), 1);
+  EXPECT_EQ(report->layers(0).rank_k(), 24);
+  EXPECT_DOUBLE_EQ(report->layers(0).v_relative_error(), 0.25);
+  EXPECT_DOUBLE_EQ(report->layers(0).rope_energy(), 0.5);
+  EXPECT_DOUBLE_EQ(report->layers(0).nope_score_error(), 0.0625);
+  r["layers"][0].erase("nope_score_error");
+  auto no_correction = ReportFromPipelineJson(r, care::v1::JobSpec());
+  ASSERT_TRUE(no_correction.ok()) << no_correction.status();
+  EXPECT_TRUE(no_correction->layers(0).has_rope_energy());
+  EXPECT_FALSE(no_correction->layers(0).has_nope_score_error());
   r["deepseek_v3"].erase("kv_lora_rank");
   auto broken = ReportFromPipelineJson(r, care::v1::JobSpec());
   ASSERT_FALSE(broken.ok());

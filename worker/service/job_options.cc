@@ -229,6 +229,15 @@ absl::StatusOr<care::v1::Report> ReportFromPipelineJson(
     dest->set_v_relative_error(err_v);
     dest->set_k_retained_energy(energy_k);
     dest->set_v_retained_energy(energy_v);
+    // DeepSeek-V3 layout only (layer_reports.h).
+    if (auto it = layer.find("rope_energy");
+        it != layer.end() && it->is_number()) {
+      dest->set_rope_energy(it->get<double>());
+    }
+    if (auto it = layer.find("nope_score_error");
+        it != layer.end() && it->is_number()) {
+      dest->set_nope_score_error(it->get<double>());
+    }
   }
   if (auto timings = r.find("timings_s");
       timings != r.end() && timings->is_object()) {

@@ -1,11 +1,11 @@
 #include "service/report_files.h"
 
 #include <filesystem>
-#include <fstream>
-#include <sstream>
+#include <utility>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "base/file.h"
 #include "proto/api/report_limits.h"
 
 namespace care::worker {
@@ -25,14 +25,12 @@ bool ReadSmallFile(const std::filesystem::path& path, std::string* out,
                         care::api::kMaxReportFileBytes, " (not sent)");
     return false;
   }
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  if (!in && !in.eof()) {
-    *why = absl::StrCat(path.string(), ": read failed");
+  absl::StatusOr<std::string> text = care::ReadFileToString(path.string());
+  if (!text.ok()) {
+    *why = std::string(text.status().message());
     return false;
   }
-  *out = buffer.str();
+  *out = *std::move(text);
   if (out->size() > care::api::kMaxReportFileBytes) {  // grew meanwhile
     out->clear();
     *why = absl::StrCat(path.string(), ": over the size limit (not sent)");

@@ -116,6 +116,8 @@ nlohmann::json ReportToJson(const ConversionReport& r) {
       lj["heldout_error_k"] = x.heldout_error_k;
       lj["heldout_error_v"] = x.heldout_error_v;
     }
+    if (x.rope_energy) lj["rope_energy"] = *x.rope_energy;
+    if (x.nope_score_error) lj["nope_score_error"] = *x.nope_score_error;
     if (!x.note.empty()) lj["note"] = x.note;
     if (x.spectrum_k.size > 0) lj["spectrum_k"] = SpectrumJson(x.spectrum_k);
     if (x.spectrum_v.size > 0) lj["spectrum_v"] = SpectrumJson(x.spectrum_v);

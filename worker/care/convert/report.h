@@ -46,6 +46,11 @@ struct LayerReport {
   double retained_energy_v = 0;
   std::string note;                       // rank deficiency, jitter, fallbacks
   SpectrumReport spectrum_k, spectrum_v;  // empty when not recorded
+  // DeepSeek-V3 layout (one joint latent: rank_k = rank_v = kv_lora_rank,
+  // retained_energy_k = _v = the joint spectrum's; mla_report.h): the share
+  // of key energy the rope split keeps with RoPE, and its NoPE score error
+  // (with the correction; absent when the correction is off).
+  std::optional<double> rope_energy, nope_score_error;
 };
 
 struct CandidateReport {

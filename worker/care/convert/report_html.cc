@@ -9,19 +9,33 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "care/convert/report_html_mla.h"
+#include "care/convert/report_html_util.h"
 #include "care/convert/svg_chart.h"
 
 namespace care::convert {
 namespace {
 
+using html::At;
+using html::Card;
+using html::Code;
+using html::IntList;
+using html::kKColor;
+using html::kVColor;
+using html::LayerNames;
+using html::LayerValues;
+using html::NumAt;
+using html::ObjectArray;
+using html::ObjectFields;
+using html::Opt;
+using html::Percent;
+using html::RangeText;
+using html::Row;
+using html::ScalarText;
+using html::StrAt;
 using nlohmann::json;
 using svg::Escape;
 using svg::Num;
-
-constexpr char kKColor[] = "#4c72b0";
-constexpr char kVColor[] = "#dd8452";
-// Rows of a generic table beyond which the rest is summarised.
-constexpr size_t kMaxTableRows = 200;
 
 constexpr char kStyle[] = R"css(
 :root { --ink: #1d2733; --muted: #5b6675; --line: #d9dee5; --card: #f5f7fa;
@@ -47,6 +61,12 @@ code { font: 12.5px ui-monospace, "DejaVu Sans Mono", monospace;
 table { border-collapse: collapse; width: 100%; margin: 8px 0; }
 th, td { text-align: left; padding: 4px 10px 4px 0;
   border-bottom: 1px solid var(--line); vertical-align: top; }
+/* Nothing wider than the page: long field names, values and unbroken
+   strings (paths, JSON) wrap anywhere rather than widen their table. */
+main, th, td { overflow-wrap: anywhere; }
+td.n { overflow-wrap: normal; white-space: nowrap; }
+table.dense { font-size: 12.5px; }
+table.dense th, table.dense td { padding-right: 8px; }
 th { color: var(--muted); font-weight: 600; font-size: 12.5px; }
 td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
 table.kv th { width: 230px; }
@@ -64,88 +84,9 @@ svg .strong { font-weight: 700; fill: var(--accent); }
 h3 { font-size: 13.5px; margin: 12px 0 0; color: var(--muted); }
 footer { margin-top: 36px; color: var(--muted); font-size: 12px; }
 @media print { main { max-width: none; padding: 0; }
-  section, .card, svg.chart { break-inside: avoid; } h2 { break-after: avoid; } }
+  section, .card, svg.chart { break-inside: avoid; } h2 { break-after: avoid; }
+  table.dense { font-size: 10.5px; } }
 )css";
-
-// ---- tolerant access to the report JSON ----
-
-std::optional<double> NumAt(const json& j, const char* key) {
-  if (!j.is_object()) return std::nullopt;
-  auto it = j.find(key);
-  if (it == j.end() || !it->is_number()) return std::nullopt;
-  return it->get<double>();
-}
-
-std::string StrAt(const json& j, const char* key) {
-  if (!j.is_object()) return "";
-  auto it = j.find(key);
-  if (it == j.end()) return "";
-  if (it->is_string()) return it->get<std::string>();
-  if (it->is_boolean()) return it->get<bool>() ? "yes" : "no";
-  if (it->is_number()) return Num(it->get<double>());
-  return "";
-}
-
-const json& At(const json& j, const char* key) {
-  static const json kNull;
-  if (!j.is_object()) return kNull;
-  auto it = j.find(key);
-  return it == j.end() ? kNull : *it;
-}
-
-std::string Opt(const std::optional<double>& v) {
-  return v ? Num(*v) : std::string("—");
-}
-
-// A JSON value of any type as short text (tables of unknown fields).
-std::string ScalarText(const json& v) {
-  if (v.is_string()) return v.get<std::string>();
-  if (v.is_boolean()) return v.get<bool>() ? "yes" : "no";
-  if (v.is_number_integer()) return absl::StrCat(v.get<int64_t>());
-  if (v.is_number()) return Num(v.get<double>());
-  if (v.is_null()) return "—";
-  std::string s = v.dump();
-  if (s.size() > 160) s = s.substr(0, 157) + "...";
-  return s;
-}
-
-// A [begin, end] pair of token positions as the half-open "[begin, end)".
-std::string RangeText(const json& v) {
-  if (v.is_array() && v.size() == 2 && v[0].is_number() && v[1].is_number()) {
-    return absl::StrCat("[", Num(v[0].get<double>()), ", ",
-                        Num(v[1].get<double>()), ")");
-  }
-  return ScalarText(v);
-}
-
-// Lists of numbers as "4 4 6 8" (rank lists).
-std::string IntList(const json& v) {
-  if (!v.is_array()) return "";
-  std::vector<std::string> parts;
-  for (const json& x : v) parts.push_back(ScalarText(x));
-  return absl::StrJoin(parts, " ");
-}
-
-void Row(std::string& s, const std::string& key, const std::string& value) {
-  absl::StrAppend(&s, "<tr><th>", Escape(key), "</th><td>", value,
-                  "</td></tr>\n");
-}
-
-std::string Code(const std::string& text) {
-  return absl::StrCat("<code>", Escape(text), "</code>");
-}
-
-std::string Card(const std::string& key, const std::string& value,
-                 const std::string& detail) {
-  return absl::StrCat("<div class=\"card\"><div class=\"k\">", Escape(key),
-                      "</div><div class=\"v\">", Escape(value),
-                      "</div><div class=\"d\">", Escape(detail),
-                      "</div></div>\n");
-}
-
-std::string Percent(double fraction) {
-  return absl::StrFormat("%.1f %%", 100 * fraction);
-}
 
 // ---- sections ----
 
@@ -243,6 +184,32 @@ std::string Details(const json& r) {
         absl::StrCat(Opt(NumAt(o, "mean_nll")), " → ",
                      Opt(NumAt(v, "mean_nll"))));
   }
+  // Task accuracy and rolling perplexity before → after (their full
+  // numbers, standard errors included, are in the tables further down).
+  const json& tasks = At(r, "tasks");
+  for (const json& t : tasks.is_array() ? tasks : json::array()) {
+    const json& t0 = At(t, "original");
+    const json& t1 = At(t, "converted");
+    Row(s,
+        absl::StrCat("task ", StrAt(t, "name"), " (", StrAt(t, "items"),
+                     " items)"),
+        absl::StrCat("acc ", Opt(NumAt(t0, "acc")), " → ",
+                     Opt(NumAt(t1, "acc")), ", acc_norm ",
+                     Opt(NumAt(t0, "acc_norm")), " → ",
+                     Opt(NumAt(t1, "acc_norm"))));
+  }
+  const json& rolling = At(r, "rolling");
+  if (rolling.is_object()) {
+    const json& r0 = At(rolling, "original");
+    const json& r1 = At(rolling, "converted");
+    Row(s, "rolling perplexity",
+        absl::StrCat("token ", Opt(NumAt(r0, "token_perplexity")), " → ",
+                     Opt(NumAt(r1, "token_perplexity")), ", word ",
+                     Opt(NumAt(r0, "word_perplexity")), " → ",
+                     Opt(NumAt(r1, "word_perplexity")), ", byte ",
+                     Opt(NumAt(r0, "byte_perplexity")), " → ",
+                     Opt(NumAt(r1, "byte_perplexity"))));
+  }
   if (auto resumed = NumAt(r, "resumed_layers"); resumed && *resumed > 0) {
     Row(s, "resumed calibration layers", Num(*resumed));
   }
@@ -285,22 +252,6 @@ std::string Timings(const json& r) {
       " in the stages recorded when the report was written (the write stage "
       "itself finishes after it); rates are useful FLOPs per second.</p>",
       svg::RenderHBarChart(chart), "</section>\n");
-}
-
-std::vector<double> LayerValues(const json& layers, const char* key) {
-  std::vector<double> out;
-  for (const json& l : layers) out.push_back(NumAt(l, key).value_or(0));
-  return out;
-}
-
-std::vector<std::string> LayerNames(const json& layers) {
-  std::vector<std::string> out;
-  for (size_t i = 0; i < layers.size(); ++i) {
-    const auto idx = NumAt(layers[i], "layer");
-    out.push_back(absl::StrCat(idx ? static_cast<int64_t>(*idx)
-                                   : static_cast<int64_t>(i)));
-  }
-  return out;
 }
 
 std::string LayerCharts(const json& r) {
@@ -496,65 +447,6 @@ std::string LayerTable(const json& r) {
   return s + "</table></section>\n";
 }
 
-// An array of objects as a table (union of their keys, in first-seen
-// order), plus a bar chart of the first loss-like numeric column when the
-// rows are labelled: an output layout's per-step losses, task accuracies.
-std::string ObjectArray(const std::string& key, const json& rows) {
-  std::vector<std::string> cols;
-  for (const json& row : rows) {
-    for (const auto& [k, v] : row.items()) {
-      if (std::find(cols.begin(), cols.end(), k) == cols.end()) {
-        cols.push_back(k);
-      }
-    }
-  }
-  std::string s;
-  const std::string label_col = [&]() -> std::string {
-    for (const char* k : {"name", "step", "task", "candidate", "stage"}) {
-      if (std::find(cols.begin(), cols.end(), k) != cols.end()) return k;
-    }
-    return "";
-  }();
-  std::string value_col;
-  for (const std::string& c : cols) {
-    for (const char* k : {"ppl", "nll", "loss", "accuracy", "acc"}) {
-      if (value_col.empty() && c.find(k) != std::string::npos &&
-          rows[0].contains(c) && rows[0][c].is_number()) {
-        value_col = c;
-      }
-    }
-  }
-  if (!label_col.empty() && !value_col.empty() && rows.size() <= 60) {
-    svg::HBarChart chart;
-    chart.id = key;
-    for (const json& row : rows) {
-      chart.labels.push_back(StrAt(row, label_col.c_str()));
-      const double v = NumAt(row, value_col.c_str()).value_or(NAN);
-      chart.values.push_back(v);
-      chart.value_text.push_back(absl::StrCat(value_col, " ", Num(v)));
-    }
-    s += svg::RenderHBarChart(chart);
-  }
-  s += "<table><tr>";
-  for (const std::string& c : cols)
-    absl::StrAppend(&s, "<th>", Escape(c), "</th>");
-  s += "</tr>\n";
-  for (size_t i = 0; i < rows.size() && i < kMaxTableRows; ++i) {
-    s += "<tr>";
-    for (const std::string& c : cols) {
-      const json& v = At(rows[i], c.c_str());
-      absl::StrAppend(&s, v.is_number() ? "<td class=\"n\">" : "<td>",
-                      Escape(ScalarText(v)), "</td>");
-    }
-    s += "</tr>\n";
-  }
-  if (rows.size() > kMaxTableRows) {
-    absl::StrAppend(&s, "<tr><td colspan=\"", cols.size(), "\">… ",
-                    rows.size() - kMaxTableRows, " more rows</td></tr>\n");
-  }
-  return s + "</table>\n";
-}
-
 // Every top-level field this renderer has no section for (other output
 // layouts, task evaluations): shown, never dropped.
 std::string Extras(const json& r) {
@@ -566,7 +458,8 @@ std::string Extras(const json& r) {
       "kv_budget_width", "kv_saved_fraction", "calibration",
       "evaluation",      "original",          "converted",
       "layers",          "candidates",        "timings_s",
-      "flops",           "resumed_layers",    "layout"};
+      "flops",           "resumed_layers",    "layout",
+      "deepseek_v3"};  // MlaSections (report_html_mla.h)
   if (!r.is_object()) return "";
   std::string s;
   for (const auto& [key, value] : r.items()) {
@@ -577,22 +470,7 @@ std::string Extras(const json& r) {
                     [](const json& x) { return x.is_object(); })) {
       s += ObjectArray(key, value);
     } else if (value.is_object()) {
-      s += "<table class=\"kv\">\n";
-      std::vector<std::pair<std::string, const json*>> nested;
-      for (const auto& [k, v] : value.items()) {
-        if (v.is_array() && !v.empty() &&
-            std::all_of(v.begin(), v.end(),
-                        [](const json& x) { return x.is_object(); })) {
-          nested.emplace_back(k, &v);
-        } else {
-          Row(s, k, Escape(ScalarText(v)));
-        }
-      }
-      s += "</table>\n";
-      for (const auto& [k, v] : nested) {
-        absl::StrAppend(&s, "<h3>", Escape(k), "</h3>",
-                        ObjectArray(absl::StrCat(key, ".", k), *v));
-      }
+      s += ObjectFields(key, value);
     } else {
       absl::StrAppend(&s, "<p>", Escape(ScalarText(value)), "</p>\n");
     }
@@ -616,15 +494,25 @@ std::string ReportHtml(const json& r) {
   absl::StrAppend(&s, "<section id=\"summary\"><h2>Summary</h2>", Details(r),
                   "</section>\n");
   s += Timings(r);
-  s += LayerCharts(r);
-  s += Spectra(r);
-  s += Candidates(r);
-  s += LayerTable(r);
+  if (At(r, "deepseek_v3").is_object()) {
+    // One joint latent of one rank: its own per-layer sections.
+    s += MlaSections(r);
+  } else {
+    s += LayerCharts(r);
+    s += Spectra(r);
+    s += Candidates(r);
+    s += LayerTable(r);
+  }
   s += Extras(r);
   s += "<footer>Written by CARE-MLA with care_report.json (same numbers, "
        "full precision). Self-contained: no scripts, no network.</footer>\n"
        "</main></body></html>\n";
   return s;
+}
+
+ReportFiles RenderReportFiles(const ConversionReport& report) {
+  const json j = ReportToJson(report);
+  return {j.dump(2), ReportHtml(j)};
 }
 
 }  // namespace care::convert

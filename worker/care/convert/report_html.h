@@ -10,12 +10,22 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "care/convert/report.h"
+
 namespace care::convert {
 
 // Rendered from the report's JSON (ReportToJson, or care_report.json read
 // back), so any stored report can be rendered. Missing or mistyped fields
 // are shown as absent, never an error; every string is HTML-escaped.
 std::string ReportHtml(const nlohmann::json& report);
+
+// What every output layout writes beside its checkpoint: care_report.json
+// (ReportToJson, indented) and care_report.html rendered from that JSON.
+struct ReportFiles {
+  std::string json;
+  std::string html;
+};
+ReportFiles RenderReportFiles(const ConversionReport& report);
 
 }  // namespace care::convert
 

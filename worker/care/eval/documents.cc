@@ -2,27 +2,16 @@
 
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "base/file.h"
 #include "base/status_macros.h"
 #include "care/data/dataset.h"
 
 namespace care::eval {
-namespace {
-
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-}  // namespace
 
 absl::StatusOr<DocumentSplit> ParseDocumentSplit(const std::string& name) {
   if (name == "whole") return DocumentSplit::kWhole;
@@ -90,7 +79,7 @@ absl::StatusOr<std::vector<RollingDocument>> LoadRollingDocuments(
       texts.push_back(j.at(o.text_field).get<std::string>());
     }
   } else {
-    CARE_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+    CARE_ASSIGN_OR_RETURN(std::string text, care::ReadFileToString(path));
     texts.push_back(std::move(text));
   }
   CARE_ASSIGN_OR_RETURN(docs, MakeRollingDocuments(texts, *tokenizer, o.split));

@@ -13,10 +13,12 @@
 #include "base/status_macros.h"
 #include "care/convert/mla_export/candidate_scoring.h"
 #include "care/convert/mla_export/fold_only.h"
+#include "care/convert/mla_export/layer_reports.h"
 #include "care/convert/mla_export/mla_bias.h"
 #include "care/convert/mla_export/mla_config.h"
 #include "care/convert/mla_export/mla_resume.h"
 #include "care/convert/mla_export/mla_tensors.h"
+#include "care/convert/report_html.h"
 #include "care/engine/families.h"
 #include "care/engine/rope.h"
 #include "care/io/checkpoint_writer.h"
@@ -453,6 +455,7 @@ absl::Status MlaChoose(const ConvertOptions& options, const Inputs& in,
   mr.heldout_nll_partial_rope =
       mr.candidates[fit.chosen].heldout_nll_partial_rope;
   mr.layers = c.reports;
+  report->layers = MlaLayerReports(mr);
   report->allocation_chosen =
       absl::StrCat("rope", c.rope_dim, "-freqfold", c.freqfold);
   // Both held-out numbers on the scoring windows.
@@ -551,8 +554,9 @@ absl::Status MlaWrite(const ConvertOptions& options, const Inputs& in,
   }
   CARE_RETURN_IF_ERROR(writer->SetConfig(config_json));
   CARE_RETURN_IF_ERROR(writer->CopyAuxiliaryFiles(in.weights().dir()));
-  CARE_RETURN_IF_ERROR(
-      writer->WriteFile("care_report.json", ReportToJson(*report).dump(2)));
+  const ReportFiles files = RenderReportFiles(*report);
+  CARE_RETURN_IF_ERROR(writer->WriteFile("care_report.json", files.json));
+  CARE_RETURN_IF_ERROR(writer->WriteFile("care_report.html", files.html));
   CARE_RETURN_IF_ERROR(writer->Commit());
   timer.Done("write", report);
   return absl::OkStatus();

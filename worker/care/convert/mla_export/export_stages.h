@@ -55,8 +55,9 @@ absl::StatusOr<MlaFit> MlaCalibrate(const ConvertOptions& options,
                                     const Inputs& in, StageProgress& progress,
                                     ConversionReport* report);
 
-// Fills: allocation_chosen, heldout_nll_converted, kv_width_after,
-// deepseek_v3 (candidates, layers, heldout_nll_partial_rope).
+// Fills: allocation_chosen, heldout_nll_converted, kv_width_after, layers
+// (layer_reports.h), deepseek_v3 (candidates, layers,
+// heldout_nll_partial_rope).
 absl::Status MlaChoose(const ConvertOptions& options, const Inputs& in,
                        MlaFit& fit, StageProgress& progress,
                        ConversionReport* report);
@@ -66,7 +67,8 @@ absl::Status MlaEvaluate(const ConvertOptions& options, const Inputs& in,
                          const MlaFit& fit, StageProgress& progress,
                          ConversionReport* report);
 
-// Writes the checkpoint (and the report so far as care_report.json).
+// Writes the checkpoint, and the report so far as care_report.json and
+// care_report.html (RenderReportFiles, as the latent layout).
 absl::Status MlaWrite(const ConvertOptions& options, const Inputs& in,
                       const MlaFit& fit, StageProgress& progress,
                       ConversionReport* report);

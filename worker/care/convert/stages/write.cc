@@ -2,6 +2,8 @@
 // (docs/checkpoint-format.md), with the report so far as care_report.json
 // and care_report.html (report_html.h).
 // Another output layout is another writer, chosen here from ConvertOptions.
+#include <utility>
+
 #include "base/status_macros.h"
 #include "care/convert/report_html.h"
 #include "care/convert/stages/stages.h"
@@ -18,9 +20,9 @@ absl::Status Write(const ConvertOptions& options, const Inputs& in,
   WriteOptions wopt;
   wopt.overwrite = options.overwrite;
   wopt.dtype = options.output_dtype;
-  const nlohmann::json report_json = ReportToJson(*report);
-  wopt.report_json = report_json.dump(2);
-  wopt.report_html = ReportHtml(report_json);
+  ReportFiles files = RenderReportFiles(*report);
+  wopt.report_json = std::move(files.json);
+  wopt.report_html = std::move(files.html);
   wopt.temp_tag = options.staging_tag;
   wopt.before_commit = options.before_publish;
   CARE_RETURN_IF_ERROR(WriteConvertedCheckpoint(

@@ -25,6 +25,7 @@
 #include "base/status_macros.h"
 #include "care/engine/attention_block.h"
 #include "care/engine/mlp.h"
+#include "care/engine/routed_experts.h"
 #include "care/io/tensor_names.h"
 
 namespace care::engine {
@@ -227,34 +228,6 @@ absl::Status AttendWindows(const LayerContext& ctx, const DeepseekV3Config& d,
 
 // ---- MoE
 
-struct Route {
-  std::vector<int64_t> tokens;  // token rows routed to the expert
-  std::vector<int64_t> slots;   // their rows t*k + j of the combined output
-  std::vector<float> weights;   // routing weights
-};
-
-// Per expert, its tokens; token t's j-th expert in ascending expert order
-// writes slot t*k + j, so SumRowGroups adds a token's experts in expert
-// order whatever the schedule.
-std::vector<Route> Routes(const compute::Routing& r, int64_t E) {
-  std::vector<Route> routes(E);
-  std::vector<std::pair<int32_t, float>> mine;
-  for (int64_t t = 0; t < r.tokens; ++t) {
-    mine.clear();
-    for (int64_t j = 0; j < r.k; ++j) {
-      mine.emplace_back(r.experts[t * r.k + j], r.weights[t * r.k + j]);
-    }
-    std::sort(mine.begin(), mine.end());
-    for (int64_t j = 0; j < r.k; ++j) {
-      Route& route = routes[mine[j].first];
-      route.tokens.push_back(t);
-      route.slots.push_back(t * r.k + j);
-      route.weights.push_back(mine[j].second);
-    }
-  }
-  return routes;
-}
-
 }  // namespace
 
 absl::Status RunMlaBlock(const LayerContext& ctx, const DeepseekV3Config& d,
@@ -306,7 +279,7 @@ absl::Status RunDeepseekV3Moe(const LayerContext& ctx,
   compute::Backend& be = ctx.backend;
   const int64_t D = c.hidden_size, E = d.n_routed_experts, T = x.rows;
   const int64_t k = d.num_experts_per_tok, I = d.moe_intermediate_size;
-  std::vector<Route> routes;
+  compute::Routing routing;
   {
     CARE_ASSIGN_OR_RETURN(
         compute::Weight gate,
@@ -319,36 +292,15 @@ absl::Status RunDeepseekV3Moe(const LayerContext& ctx,
     CARE_ASSIGN_OR_RETURN(compute::Matrix logits, be.Allocate(T, E));
     CARE_RETURN_IF_ERROR(be.Linear(x, gate, nullptr, &logits, false));
     CARE_ASSIGN_OR_RETURN(
-        compute::Routing routing,
-        be.RouteGroupedTopK(logits, bias,
-                            {.k = k,
-                             .groups = d.n_group,
-                             .topk_groups = d.topk_group,
-                             .renormalize = d.norm_topk_prob,
-                             .scale = d.routed_scaling_factor}));
-    routes = Routes(routing, E);
+        routing, be.RouteGroupedTopK(logits, bias,
+                                     {.k = k,
+                                      .groups = d.n_group,
+                                      .topk_groups = d.topk_group,
+                                      .renormalize = d.norm_topk_prob,
+                                      .scale = d.routed_scaling_factor}));
   }
-  CARE_ASSIGN_OR_RETURN(compute::Matrix out, be.Allocate(T * k, D));
-  // One expert per task, each reading its weights only when a token routes
-  // to it (as qwen3_moe.cc).
-  CARE_RETURN_IF_ERROR(be.ForEach(E, [&](int64_t e) -> absl::Status {
-    const Route& r = routes[e];
-    if (r.tokens.empty()) return absl::OkStatus();
-    CARE_ASSIGN_OR_RETURN(
-        SwiGluWeights w,
-        LoadSwiGlu(
-            be, ctx.weights,
-            io::names::Layer(layer, absl::StrCat("mlp.experts.", e, ".")), D, I,
-            /*prefetch=*/nullptr));
-    const int64_t n = r.tokens.size();
-    CARE_ASSIGN_OR_RETURN(compute::Matrix xe, be.Allocate(n, D));
-    CARE_ASSIGN_OR_RETURN(compute::Matrix ye, be.Allocate(n, D));
-    CARE_RETURN_IF_ERROR(be.GatherRows(x, r.tokens, &xe));  // [routed, D]
-    CARE_RETURN_IF_ERROR(SwiGlu(be, w, xe, &ye));           // [routed, D]
-    return be.ScatterRows(ye, r.slots, r.weights, &out, false);
-  }));
-  CARE_RETURN_IF_ERROR(be.SumRowGroups(out, k, y));  // [T, D]
-  out = {};
+  CARE_RETURN_IF_ERROR(
+      RunRoutedExperts(be, ctx.weights, layer, x, routing, E, I, y));
   if (d.n_shared_experts > 0) {
     CARE_ASSIGN_OR_RETURN(
         SwiGluWeights shared,

@@ -6,9 +6,6 @@
 // that (unused experts are never read). Layers in mlp_only_layers, or off
 // the decoder_sparse_step grid, use a dense MLP.
 #include <algorithm>
-#include <cmath>
-#include <memory>
-#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -16,43 +13,12 @@
 #include "care/engine/attention_block.h"
 #include "care/engine/families/gqa_family.h"
 #include "care/engine/mlp.h"
+#include "care/engine/routed_experts.h"
 #include "care/io/tensor_names.h"
 
 namespace care::engine {
 
 namespace {
-
-struct Route {
-  std::vector<int64_t> tokens;  // token rows routed to the expert
-  std::vector<int64_t> slots;   // their rows t*k + j of the combined output
-  std::vector<float> weights;   // routing weights
-};
-
-// Per expert, the tokens routed to it. Token t's choice j goes to slot
-// t*k + j' where j' counts t's experts in ascending expert order, so summing
-// a token's k slots in order adds its experts in expert order, whatever the
-// thread count (the sum the sequential loop would form).
-std::vector<Route> Routes(const compute::Routing& r, int64_t E) {
-  std::vector<Route> routes(E);
-  const int64_t T = r.tokens, k = r.k;
-  std::vector<std::vector<std::pair<int32_t, float>>> per_token(T);
-  for (int64_t t = 0; t < T; ++t) {
-    for (int64_t j = 0; j < k; ++j) {
-      per_token[t].emplace_back(r.experts[t * k + j], r.weights[t * k + j]);
-    }
-    std::sort(per_token[t].begin(), per_token[t].end(),
-              [](const auto& a, const auto& b) { return a.first < b.first; });
-  }
-  for (int64_t t = 0; t < T; ++t) {
-    for (int64_t j = 0; j < k; ++j) {
-      Route& route = routes[per_token[t][j].first];
-      route.tokens.push_back(t);
-      route.slots.push_back(t * k + j);
-      route.weights.push_back(per_token[t][j].second);
-    }
-  }
-  return routes;
-}
 
 absl::Status SparseMoe(const LayerContext& ctx, int64_t layer,
                        const compute::Matrix& x, compute::Matrix* y) {
@@ -65,41 +31,17 @@ absl::Status SparseMoe(const LayerContext& ctx, int64_t layer,
                                                    " is outside [1, ", E, "]"));
   }
   const int64_t T = x.rows, k = c.num_experts_per_tok;
-  std::vector<Route> routes;
-  {
-    CARE_ASSIGN_OR_RETURN(
-        compute::Weight gate,
-        LoadWeightOn(be, ctx.weights, io::names::Router(layer), E, D));
-    CARE_ASSIGN_OR_RETURN(compute::Matrix logits, be.Allocate(T, E));
-    CARE_RETURN_IF_ERROR(
-        be.Linear(x, gate, nullptr, &logits, false));  // [tokens, E]
-    CARE_ASSIGN_OR_RETURN(compute::Routing routing,
-                          be.RouteTopK(logits, k, c.norm_topk_prob));
-    routes = Routes(routing, E);
-  }
-  CARE_ASSIGN_OR_RETURN(compute::Matrix out, be.Allocate(T * k, D));
-  // One expert per task (cpu: per thread): the per-expert GEMMs are small
-  // (tokens/E·k rows), where a GEMM split over threads spends most of its
-  // time synchronizing; experts side by side keep every core on useful
-  // work. Each expert writes its own slots of `out`. Unused experts are
-  // never read.
-  CARE_RETURN_IF_ERROR(be.ForEach(E, [&](int64_t e) -> absl::Status {
-    const Route& r = routes[e];
-    if (r.tokens.empty()) return absl::OkStatus();
-    CARE_ASSIGN_OR_RETURN(
-        SwiGluWeights w,
-        LoadSwiGlu(
-            be, ctx.weights,
-            io::names::Layer(layer, absl::StrCat("mlp.experts.", e, ".")), D,
-            c.moe_intermediate_size, /*prefetch=*/nullptr));
-    const int64_t n = r.tokens.size();
-    CARE_ASSIGN_OR_RETURN(compute::Matrix xe, be.Allocate(n, D));
-    CARE_ASSIGN_OR_RETURN(compute::Matrix ye, be.Allocate(n, D));
-    CARE_RETURN_IF_ERROR(be.GatherRows(x, r.tokens, &xe));  // [routed, D]
-    CARE_RETURN_IF_ERROR(SwiGlu(be, w, xe, &ye));           // [routed, D]
-    return be.ScatterRows(ye, r.slots, r.weights, &out, false);
-  }));
-  return be.SumRowGroups(out, k, y);  // [tokens, D]
+  CARE_ASSIGN_OR_RETURN(
+      compute::Weight gate,
+      LoadWeightOn(be, ctx.weights, io::names::Router(layer), E, D));
+  CARE_ASSIGN_OR_RETURN(compute::Matrix logits, be.Allocate(T, E));
+  CARE_RETURN_IF_ERROR(
+      be.Linear(x, gate, nullptr, &logits, false));  // [tokens, E]
+  CARE_ASSIGN_OR_RETURN(compute::Routing routing,
+                        be.RouteTopK(logits, k, c.norm_topk_prob));
+  logits = {};
+  return RunRoutedExperts(be, ctx.weights, layer, x, routing, E,
+                          c.moe_intermediate_size, y);
 }
 
 class Qwen3MoeFamily : public GqaFamily {
