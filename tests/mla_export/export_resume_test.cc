@@ -169,6 +169,32 @@ TEST_F(ExportResumeTest, FinishedPassIsRestoredAndOtherOptionsStartOver) {
   ExpectSameOutput(dir_ + "/again", dir_ + "/whole");
 }
 
+// `auto`: the winner is read back from the saved layers (no refit pass)
+// and the output equals an uninterrupted `auto` run.
+TEST_F(ExportResumeTest, AutoWinnerIsRestoredFromTheSavedLayers) {
+  ConvertOptions o = Options("auto");
+  o.mla.rope_dim = 0;
+  o.mla.freqfold = 0;
+  o.eval_windows = 1;
+  ConvertOptions plain = o;
+  plain.output_dir = dir_ + "/auto_plain";
+  absl::StatusOr<ConversionReport> reference = ConvertModel(plain);
+  ASSERT_TRUE(reference.ok()) << reference.status();
+  o.work_dir = work_;
+  ASSERT_TRUE(absl::IsCancelled(RunUntil(o, "evaluate", 1)));
+  std::vector<std::string> stages;
+  absl::StatusOr<ConversionReport> r =
+      ConvertModel(o, [&](const ConvertProgress& p) {
+        if (p.stage == "allocate" && p.step > 0) stages.push_back(p.stage);
+      });
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->resumed_layers, 5);
+  EXPECT_TRUE(stages.empty());  // no refit pass: the layers were on disk
+  EXPECT_EQ(r->allocation_chosen, reference->allocation_chosen);
+  EXPECT_EQ(r->heldout_nll_converted, reference->heldout_nll_converted);
+  ExpectSameOutput(dir_ + "/auto_plain", dir_ + "/auto");
+}
+
 // The real thing: `care-worker convert` killed with SIGKILL in the middle
 // of the calibration pass (after layer 1's fit is on disk), then rerun.
 TEST_F(ExportResumeTest, KilledProcessResumesPerLayer) {
