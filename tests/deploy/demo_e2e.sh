@@ -9,16 +9,9 @@
 set -euo pipefail
 root=$1
 export BUILD_DIR=$2
-export CARE_DEMO_DIR
-CARE_DEMO_DIR=$(mktemp -d /tmp/care-demo-test.XXXXXX)
-trap 'rm -rf "$CARE_DEMO_DIR"' EXIT
-log=$CARE_DEMO_DIR.log
-if ! "$root/scripts/demo.sh" >"$log" 2>&1; then
-  tail -n 40 "$log"; echo "FAIL: demo.sh exited non-zero"; exit 1
-fi
-check() {
-  grep -qE "$1" "$log" || { tail -n 40 "$log"; echo "FAIL: no '$1'"; exit 1; }
-}
+# shellcheck source=demo_lib.sh
+. "$(dirname "$0")/demo_lib.sh"
+demo_run care-demo-test
 check "SUCCEEDED after"
 check "^perplexity: +original [0-9.]+, converted [0-9.]+"
 check "^kv width: +320 -> [0-9]+ floats/token \(50.0% saved\)"
@@ -52,15 +45,6 @@ for save in ("50.0", "75.0"):
 print("demo table:", got)
 PY
 # Every job's HTML report was fetched through carectl report.
-reports=$(sed -n 's#^  \(/.*/reports/kv[0-9.]*-[a-z]*-[a-z]*\.html\)  (job-.*)$#\1#p' "$log")
-[ "$(wc -l <<<"$reports")" -eq 6 ] || { echo "FAIL: want 6 report paths"; exit 1; }
-for f in $reports; do
-  grep -q '<svg class="chart" data-chart="ranks"' "$f" ||
-    { echo "FAIL: $f is not a report page"; exit 1; }
-done
-sleep 1
-if pgrep -f "$CARE_DEMO_DIR" >/dev/null; then
-  echo "FAIL: demo processes still running"; exit 1
-fi
-rm -f "$log"
+demo_check_reports 6
+demo_check_exited
 echo "demo ok"

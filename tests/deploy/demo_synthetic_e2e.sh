@@ -13,17 +13,10 @@
 set -euo pipefail
 root=$1
 export BUILD_DIR=$2
-export CARE_DEMO_DIR
-CARE_DEMO_DIR=$(mktemp -d /tmp/care-demo-synth-test.XXXXXX)
-trap 'rm -rf "$CARE_DEMO_DIR"' EXIT
-log=$CARE_DEMO_DIR.log
+# shellcheck source=demo_lib.sh
+. "$(dirname "$0")/demo_lib.sh"
 unset KV_SAVE
-if ! "$root/scripts/demo.sh" --synthetic >"$log" 2>&1; then
-  tail -n 40 "$log"; echo "FAIL: demo.sh --synthetic exited non-zero"; exit 1
-fi
-check() {
-  grep -qE "$1" "$log" || { tail -n 40 "$log"; echo "FAIL: no '$1'"; exit 1; }
-}
+demo_run care-demo-synth-test --synthetic
 check "synthetic model \(care-synth --preset demo\)"
 check "SUCCEEDED after"
 check "^kv width: +1024 -> 512 floats/token \(50.0% saved\)"
@@ -72,15 +65,6 @@ svd = sum(got[("svd", "uniform")][1:])
 assert 10 * care < svd, (care, svd)
 print("synthetic demo table:", got, "original", original)
 PY
-reports=$(sed -n 's#^  \(/.*/reports/kv[0-9.]*-[a-z]*-[a-z]*\.html\)  (job-.*)$#\1#p' "$log")
-[ "$(wc -l <<<"$reports")" -eq 3 ] || { echo "FAIL: want 3 report paths"; exit 1; }
-for f in $reports; do
-  grep -q '<svg class="chart" data-chart="ranks"' "$f" ||
-    { echo "FAIL: $f is not a report page"; exit 1; }
-done
-sleep 1
-if pgrep -f "$CARE_DEMO_DIR" >/dev/null; then
-  echo "FAIL: demo processes still running"; exit 1
-fi
-rm -f "$log"
+demo_check_reports 3
+demo_check_exited
 echo "synthetic demo ok"

@@ -9,50 +9,14 @@
 set -euo pipefail
 root=$1
 build=$2
-if [ ! -f "$3/README.md" ]; then
-  [ "${CARE_REQUIRE_FIXTURES:-0}" = 1 ] && { echo "FAIL: no fixtures at $3"; exit 1; }
-  echo "SKIP: no fixtures at $3 (set CARE_FIXTURES)"
-  exit 77
-fi
-fixtures=$(cd "$3" && pwd -P)
-
-dir=$(mktemp -d /tmp/care-prom-e2e.XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  if [ "${keep:-0}" = 1 ]; then echo "logs kept in $dir"; else rm -rf "$dir"; fi
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; keep=1; tail -n 20 "$dir"/*.log >&2 || true; exit 1; }
-
+# shellcheck source=../support/e2e.sh
+. "$root/tests/support/e2e.sh"
+fixtures=$(e2e_fixtures "$3")
+e2e_workdir care-prom-e2e
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
-# Waits for "listening ..." in a log and prints that line.
-wait_line() {
-  for _ in $(seq 1 300); do
-    line=$(grep -m1 "$2" "$1" 2>/dev/null || true)
-    [ -n "$line" ] && { echo "$line"; return 0; }
-    sleep 0.1
-  done
-  fail "no '$2' in $1"
-}
-
-token() { head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
-token > "$dir/client.tokens"
-token > "$dir/worker.tokens"
-mkdir -p "$dir/out"
-
-"$build/server/care-server" --listen=127.0.0.1:0 --metrics-listen=127.0.0.1:0 \
-  --db="$dir/jobs.db" --client-token-file="$dir/client.tokens" \
-  --worker-token-file="$dir/worker.tokens" --model-root="$fixtures" \
-  --data-root="$fixtures" --output-root="$dir/out" --poll-interval-ms=200 \
-  >"$dir/server.log" 2>&1 &
-pids+=($!)
-line=$(wait_line "$dir/server.log" "listening grpc=") || exit 1
-grpc=$(sed -n 's/.*grpc=\([^ ]*\).*/\1/p' <<<"$line")
-server_metrics=$(sed -n 's/.*metrics=\([^ ]*\).*/\1/p' <<<"$line")
+e2e_start_server "$build" --model-root="$fixtures" --data-root="$fixtures"
 
 worker_metrics_port=$(free_port)
 "$build/worker/cli/care-worker" serve --server="$grpc" \

@@ -12,42 +12,15 @@
 set -euo pipefail
 root=$1
 build=$(cd "$2" && pwd -P)
-if [ ! -f "$3/README.md" ]; then
-  [ "${CARE_REQUIRE_FIXTURES:-0}" = 1 ] && { echo "FAIL: no fixtures at $3"; exit 1; }
-  echo "SKIP: no fixtures at $3 (set CARE_FIXTURES)"
-  exit 77
-fi
-fixtures=$(cd "$3" && pwd -P)
+# shellcheck source=../support/e2e.sh
+. "$root/tests/support/e2e.sh"
+fixtures=$(e2e_fixtures "$3")
 artifacts=$build/test-artifacts/report
 mkdir -p "$artifacts"
 
-dir=$(mktemp -d /tmp/care-report-e2e.XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  if [ "${keep:-0}" = 1 ]; then echo "logs kept in $dir"; else rm -rf "$dir"; fi
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; keep=1; tail -n 20 "$dir"/*.log >&2 || true; exit 1; }
-
-token() { head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
-token > "$dir/client.tokens"
-token > "$dir/worker.tokens"
-mkdir -p "$dir/out"
-"$build/server/care-server" --listen=127.0.0.1:0 --metrics-listen=127.0.0.1:0 \
-  --db="$dir/jobs.db" --client-token-file="$dir/client.tokens" \
-  --worker-token-file="$dir/worker.tokens" --model-root="$fixtures" \
-  --data-root="$fixtures" --data-root="$root/tests/eval/testdata" \
-  --output-root="$dir/out" --poll-interval-ms=200 \
-  >"$dir/server.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 1 300); do
-  grep -q "listening grpc=" "$dir/server.log" && break
-  sleep 0.1
-done
-grpc=$(sed -n 's/.*listening grpc=\([^ ]*\).*/\1/p' "$dir/server.log" | head -1)
-[ -n "$grpc" ] || fail "care-server did not start"
+e2e_workdir care-report-e2e
+e2e_start_server "$build" --model-root="$fixtures" --data-root="$fixtures" \
+  --data-root="$root/tests/eval/testdata"
 "$build/worker/cli/care-worker" serve --server="$grpc" \
   --token-file="$dir/worker.tokens" --worker-id=report-e2e \
   --metrics-listen=127.0.0.1:0 --lease-wait-ms=500 --threads=2 \
