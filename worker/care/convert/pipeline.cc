@@ -40,7 +40,7 @@ absl::StatusOr<ConversionReport> ConvertModel(const ConvertOptions& options,
     CARE_RETURN_IF_ERROR(stage::MlaHeal(options, in, fit, steps, &report));
     CARE_RETURN_IF_ERROR(stage::MlaEvaluate(options, in, fit, steps, &report));
     CARE_RETURN_IF_ERROR(stage::MlaWrite(options, in, fit, steps, &report));
-    // Nothing of this layout is resumable yet; drop what Load opened.
+    // The output is in place: the state has served its purpose.
     if (in.resume) in.resume->Remove();
     return report;
   }

@@ -175,6 +175,13 @@ absl::Status MlaHeal(const ConvertOptions& options, const Inputs& in,
         " >= 0, batch windows ", o.heal_batch_windows, " >= 1 and the ",
         "learning rate ", o.heal_lr, " > 0"));
   }
+  if (config.attention_bias || config.o_proj_bias) {
+    // The healed parameters have no bias channel (mla_bias.h) yet.
+    return absl::InvalidArgumentError(
+        "healing: --heal local does not support models with attention "
+        "biases (attention_bias / qwen2 q/k/v biases) yet; convert without "
+        "--heal");
+  }
   CARE_ASSIGN_OR_RETURN(const HealStream stream, LoadHealStream(options, in));
   CARE_ASSIGN_OR_RETURN(const engine::TokenWindows train,
                         TrainWindows(stream, o.heal_tokens, t_len));
@@ -276,8 +283,8 @@ absl::Status MlaHeal(const ConvertOptions& options, const Inputs& in,
           (x.topRows(n_train).cast<double>() * p.w_down.cast<double>())
               .squaredNorm() /
           static_cast<double>(n_train * rank);
-      layer.alpha_log2 = mla::LatentAlphaLog2(
-          energy, mla::MlaLayerOptions{}.norm_error_target);
+      layer.alpha_log2 =
+          mla::NormAlphaLog2(energy, mla::MlaLayerOptions{}.norm_error_target);
       layer.norm_error_mean =
           layer.alpha() * layer.alpha() * energy /
           (2 * mla::kLatentNormSqrtEps * mla::kLatentNormSqrtEps);

@@ -47,6 +47,9 @@ nlohmann::json MlaReportToJson(const MlaExportReport& r) {
       {"scoring_windows", r.scoring_windows},
       {"eval_ppl_partial_rope", r.eval_ppl_partial_rope
                                     ? nlohmann::json(*r.eval_ppl_partial_rope)
+                                    : nlohmann::json(nullptr)},
+      {"eval_ppl_qk_norm_fold", r.eval_ppl_qk_norm_fold
+                                    ? nlohmann::json(*r.eval_ppl_qk_norm_fold)
                                     : nlohmann::json(nullptr)}};
   nlohmann::json layers = nlohmann::json::array();
   for (const MlaLayerReport& l : r.layers) {
@@ -96,6 +99,10 @@ std::string MlaReportSummary(const MlaExportReport& r) {
     absl::StrAppendFormat(&s, ", perplexity %.4f", *r.eval_ppl_partial_rope);
   }
   absl::StrAppend(&s, "\n");
+  if (r.eval_ppl_qk_norm_fold) {
+    absl::StrAppendFormat(&s, "  q/k norm fold only: perplexity %.4f\n",
+                          *r.eval_ppl_qk_norm_fold);
+  }
   if (r.heal) {
     const MlaHealReport& h = *r.heal;
     absl::StrAppendFormat(

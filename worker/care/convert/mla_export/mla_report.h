@@ -75,6 +75,9 @@ struct MlaExportReport {
   // loss of moving RoPE onto rope_dim dims with no compression at all.
   double heldout_nll_partial_rope = 0;
   std::optional<double> eval_ppl_partial_rope;
+  // Qwen3 (q_norm/k_norm): perplexity of the source with only the norms
+  // replaced by the export's folds, RoPE whole and no latent (fold_only.h).
+  std::optional<double> eval_ppl_qk_norm_fold;
   // The candidates are scored on the held-out slice regrouped into windows
   // of up to 256 tokens (the calibration windows are too short to show a
   // rope split's long-range loss): their length and count, and the
