@@ -129,6 +129,127 @@ TEST_F(ExportPipelineTest, OneKvHeadAtFullRankExportsTheOriginalLogits) {
   }
 }
 
+// A Qwen2-shaped model: q/k/v biases (large, so that dropping any of them
+// would show), `kv_heads` KV heads of head_dim 8.
+nlohmann::json Qwen2Config(int64_t kv_heads) {
+  return {{"architectures", {"Qwen2ForCausalLM"}},
+          {"model_type", "qwen2"},
+          {"hidden_size", 32},
+          {"intermediate_size", 48},
+          {"num_hidden_layers", 2},
+          {"num_attention_heads", 4},
+          {"num_key_value_heads", kv_heads},
+          {"vocab_size", 512},
+          {"max_position_embeddings", 256},
+          {"rms_norm_eps", 1e-6},
+          {"rope_theta", 10000.0},
+          {"tie_word_embeddings", false}};
+}
+
+engine::SyntheticOptions BiasedSynthetic() {
+  engine::SyntheticOptions so;
+  so.fan_in_scaling = true;
+  so.bias_std = 0.5f;  // biases as large as the projected activations
+  return so;
+}
+
+// Qwen2's biases are carried exactly (mla_bias.h): with one KV head,
+// rope_dim = head_dim and the full latent rank plus the bias channel, the
+// export computes the original model's function, in the engine and in the
+// float64 reference (which runs transformers' q_lora path and
+// attention_bias from its own reading of the source).
+TEST_F(ExportPipelineTest, Qwen2BiasesAtFullRankExportTheOriginalLogits) {
+  CARE_REQUIRE_FIXTURES();
+  const std::string src = dir_ + "/qwen2";
+  ASSERT_TRUE(engine::WriteSyntheticModel(Qwen2Config(1), src, io::DType::kF32,
+                                          BiasedSynthetic())
+                  .ok());
+  const std::string out = src + "-mla";
+  ConvertOptions o = ExportOptions(src, out, 8, 1);
+  o.mla.kv_lora_rank = 17;  // 2·g·d_h = 16 fitted + the bias channel
+  absl::StatusOr<ConversionReport> r = ConvertModel(o);
+  ASSERT_TRUE(r.ok()) << r.status();
+
+  const engine::TokenWindows windows = FirstWindows(2, 24);
+  const MatrixRM original = ModelLogits(src, windows);
+  const MatrixRM exported = ModelLogits(out, windows);
+  ASSERT_EQ(original.rows(), exported.rows());
+  ASSERT_EQ(original.cols(), exported.cols());
+  // As for the bias-free model: float32 through two layers (~1e-6
+  // relative) and two norms in their linear regime (<= 2^-30 relative
+  // each); 1e-4 of the logit scale leaves two orders of magnitude.
+  auto [diff, scale] = MaxDiff(original, exported);
+  EXPECT_LT(diff, 1e-4 * (1 + scale));
+
+  const std::vector<int32_t> ids(windows.ids.begin(),
+                                 windows.ids.begin() + windows.seq_len);
+  const MatrixRM ref = ReferenceLogits(out, ids);
+  ASSERT_EQ(ref.rows(), windows.seq_len);
+  auto [rdiff, rscale] = MaxDiff(ref, original.topRows(windows.seq_len));
+  EXPECT_LT(rdiff, 1e-4 * (1 + rscale));
+
+  const nlohmann::json c = ReadJson(out + "/config.json");
+  EXPECT_EQ(c["attention_bias"], true);
+  EXPECT_EQ(c["q_lora_rank"], 33);  // D + 1
+  EXPECT_EQ(c["kv_lora_rank"], 17);
+  EXPECT_EQ(c["care"]["bias_channel"], true);
+
+  // The test can fail: the same model with zero biases (per-name seeds:
+  // identical weights otherwise) has logits far outside the tolerance.
+  engine::SyntheticOptions zero = BiasedSynthetic();
+  zero.bias_std = 0;
+  const std::string unbiased = dir_ + "/qwen2-unbiased";
+  ASSERT_TRUE(engine::WriteSyntheticModel(Qwen2Config(1), unbiased,
+                                          io::DType::kF32, zero)
+                  .ok());
+  auto [bdiff, bscale] = MaxDiff(original, ModelLogits(unbiased, windows));
+  EXPECT_GT(bdiff, 1e-2 * (1 + bscale));
+}
+
+// A compressed export of a biased Qwen2 model (two KV heads, 50 % KV save):
+// the written checkpoint, reloaded by the engine, scores the perplexity the
+// conversion reported.
+TEST_F(ExportPipelineTest, Qwen2CompressedExportReproducesTheReportedPpl) {
+  CARE_REQUIRE_FIXTURES();
+  const std::string src = dir_ + "/qwen2";
+  ASSERT_TRUE(engine::WriteSyntheticModel(Qwen2Config(2), src, io::DType::kF32,
+                                          BiasedSynthetic())
+                  .ok());
+  const std::string out = src + "-mla";
+  ConvertOptions o = ExportOptions(src, out, 4, 1);
+  o.eval_data = testing::TokenFile();
+  o.eval_range = StreamFraction{0.9, 1};
+  o.eval_seq_len = 64;
+  o.eval_windows = 4;
+  absl::StatusOr<ConversionReport> r = ConvertModel(o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_TRUE(r->converted && r->deepseek_v3);
+  // 50 % of 2·g·d_h = 32 is 16 = rope 4 + 12 (11 fitted + the bias channel).
+  EXPECT_EQ(r->deepseek_v3->kv_lora_rank, 12);
+  EXPECT_EQ(r->deepseek_v3->kv_width_per_layer_after, 16);
+
+  std::vector<int32_t> stream = testing::TokenStream();
+  stream.resize(r->eval_range_end);
+  auto windows = engine::MakeEvalWindows(stream, {.seq_len = 64,
+                                                  .max_windows = 4,
+                                                  .start = r->eval_range_begin,
+                                                  .bos = std::nullopt});
+  ASSERT_TRUE(windows.ok());
+  auto model = io::OpenModel(out, engine::Families());
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_TRUE(model->config.attention_bias);
+  auto reloaded =
+      engine::EvaluatePerplexity(model->config, *model->weights, *windows);
+  ASSERT_TRUE(reloaded.ok()) << reloaded.status();
+  EXPECT_NEAR(reloaded->mean_nll, r->converted->mean_nll, 1e-9);
+  // The float64 reference agrees with the engine on the export's logits.
+  const engine::TokenWindows first = FirstWindows(1, 32);
+  const MatrixRM ref = ReferenceLogits(out, first.ids);
+  ASSERT_EQ(ref.rows(), 32);
+  auto [diff, scale] = MaxDiff(ref, ModelLogits(out, first));
+  EXPECT_LT(diff, 1e-4 * (1 + scale));
+}
+
 TEST_F(ExportPipelineTest, ReportedPerplexityIsTheWrittenCheckpoints) {
   CARE_REQUIRE_FIXTURES();
   const std::string out = dir_ + "/stories-mla";
@@ -219,6 +340,62 @@ TEST_F(ExportPipelineTest, AutoScoresEveryCandidateAndKeepsTheBest) {
   }
   EXPECT_EQ(chosen, 1);
   EXPECT_TRUE(m.rope_dim_auto && m.freqfold_auto);
+
+  // `auto` keeps only scores and refits the winner: the same checkpoint,
+  // bit for bit, as a run given the winner's rope dim and freqfold.
+  ConvertOptions fixed = ExportOptions(Fixture("stories260K-hf"),
+                                       dir_ + "/fixed", m.rope_dim, m.freqfold);
+  absl::StatusOr<ConversionReport> f = ConvertModel(fixed);
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ(f->heldout_nll_converted, r->heldout_nll_converted);
+  ASSERT_TRUE(f->deepseek_v3);
+  ASSERT_EQ(f->deepseek_v3->layers.size(), m.layers.size());
+  for (size_t l = 0; l < m.layers.size(); ++l) {
+    EXPECT_EQ(f->deepseek_v3->layers[l].heldout_error_k,
+              m.layers[l].heldout_error_k);
+  }
+  for (const char* file : {"model.safetensors", "config.json"}) {
+    std::ifstream a(dir_ + "/auto/" + file, std::ios::binary);
+    std::ifstream b(dir_ + "/fixed/" + file, std::ios::binary);
+    const std::string sa((std::istreambuf_iterator<char>(a)), {});
+    const std::string sb((std::istreambuf_iterator<char>(b)), {});
+    EXPECT_FALSE(sa.empty()) << file;
+    if (std::string(file) == "model.safetensors") {
+      EXPECT_EQ(sa, sb) << file;
+    }
+  }
+}
+
+// Qwen3: the report separates the q/k norm fold (RoPE whole, no latent)
+// from the rope split and the latent (fold_only.h).
+TEST_F(ExportPipelineTest, Qwen3FoldOnlyPerplexityIsReported) {
+  CARE_REQUIRE_FIXTURES();
+  ConvertOptions o =
+      ExportOptions(Fixture("tinyqwen3-hf"), dir_ + "/qwen3", 32, 2);
+  o.eval_data = testing::TokenFile();
+  o.eval_range = StreamFraction{0.9, 1};
+  o.eval_seq_len = 128;
+  o.eval_windows = 4;
+  absl::StatusOr<ConversionReport> r = ConvertModel(o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_TRUE(r->original && r->converted && r->deepseek_v3);
+  const MlaExportReport& m = *r->deepseek_v3;
+  ASSERT_TRUE(m.eval_ppl_qk_norm_fold && m.eval_ppl_partial_rope);
+  // The norms are gone (a different function) but the fold is close to it.
+  EXPECT_NE(*m.eval_ppl_qk_norm_fold, r->original->ppl);
+  EXPECT_LT(*m.eval_ppl_qk_norm_fold, 4 * r->original->ppl);
+  const nlohmann::json rep = ReadJson(dir_ + "/qwen3/care_report.json");
+  EXPECT_TRUE(rep["deepseek_v3"]["eval_ppl_qk_norm_fold"].is_number());
+  // Models without per-head norms have nothing to measure.
+  ConvertOptions s =
+      ExportOptions(Fixture("stories260K-hf"), dir_ + "/stories", 8, 1);
+  s.eval_data = testing::TokenFile();
+  s.eval_range = StreamFraction{0.9, 1};
+  s.eval_seq_len = 64;
+  s.eval_windows = 2;
+  absl::StatusOr<ConversionReport> rs = ConvertModel(s);
+  ASSERT_TRUE(rs.ok()) << rs.status();
+  EXPECT_FALSE(rs->deepseek_v3->eval_ppl_qk_norm_fold);
 }
 
 TEST_F(ExportPipelineTest, CareBeatsPlainSvdOnTheSameSplit) {

@@ -24,7 +24,7 @@ namespace {
 // host order (state never leaves the machine family that wrote it).
 constexpr char kMagic[8] = {'C', 'A', 'R', 'E', 'R', 'S', 'M', '1'};
 constexpr uint32_t kVersion = 1;
-enum Kind : uint32_t { kLayer = 1, kHidden = 2, kValues = 3 };
+enum Kind : uint32_t { kLayer = 1, kHidden = 2, kValues = 3, kBlob = 4 };
 
 struct Header {
   char magic[8];
@@ -447,6 +447,38 @@ std::optional<std::vector<double>> ResumeState::LoadValues(
     return values;
   };
   absl::StatusOr<std::vector<double>> out = read();
+  if (!out.ok()) {
+    if (!absl::IsNotFound(out.status())) {
+      ResumeLog(absl::StrCat("ignoring ", name, ": ", out.status().message()));
+    }
+    return std::nullopt;
+  }
+  return *std::move(out);
+}
+
+absl::Status ResumeState::SaveBlob(const std::string& name,
+                                   const std::string& bytes) {
+  RecordWriter w(Path(name + ".bin"), kBlob);
+  CARE_RETURN_IF_ERROR(w.Open());
+  CARE_RETURN_IF_ERROR(w.Str(name));
+  CARE_RETURN_IF_ERROR(w.Str(bytes));
+  return w.Commit();
+}
+
+std::optional<std::string> ResumeState::LoadBlob(
+    const std::string& name) const {
+  RecordReader r(Path(name + ".bin"));
+  auto read = [&]() -> absl::StatusOr<std::string> {
+    CARE_RETURN_IF_ERROR(r.Open(kBlob));
+    CARE_ASSIGN_OR_RETURN(std::string stored, r.Str());
+    if (stored != name) {
+      return absl::DataLossError(absl::StrCat("holds '", stored, "'"));
+    }
+    CARE_ASSIGN_OR_RETURN(std::string bytes, r.Str());
+    CARE_RETURN_IF_ERROR(r.Finish());
+    return bytes;
+  };
+  absl::StatusOr<std::string> out = read();
   if (!out.ok()) {
     if (!absl::IsNotFound(out.status())) {
       ResumeLog(absl::StrCat("ignoring ", name, ": ", out.status().message()));

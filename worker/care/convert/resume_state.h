@@ -71,6 +71,12 @@ class ResumeState {
   std::optional<std::vector<double>> LoadValues(const std::string& name,
                                                 size_t count) const;
 
+  // An opaque named record (e.g. a layer of another output layout's fit,
+  // serialized by its owner); `name` is a file name stem.
+  absl::Status SaveBlob(const std::string& name, const std::string& bytes);
+  // nullopt when absent or unusable (logged).
+  std::optional<std::string> LoadBlob(const std::string& name) const;
+
   // Deletes the whole state directory (after the output is written).
   void Remove();
 

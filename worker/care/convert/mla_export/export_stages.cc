@@ -2,19 +2,22 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
-#include "care/convert/covariance.h"
+#include "care/convert/mla_export/candidate_scoring.h"
+#include "care/convert/mla_export/fold_only.h"
 #include "care/convert/mla_export/layer_reports.h"
+#include "care/convert/mla_export/mla_bias.h"
 #include "care/convert/mla_export/mla_config.h"
+#include "care/convert/mla_export/mla_resume.h"
 #include "care/convert/mla_export/mla_tensors.h"
-#include "care/convert/mla_export/nope_correction.h"
-#include "care/convert/mla_export/qk_norm_fold.h"
 #include "care/convert/report_html.h"
 #include "care/engine/families.h"
 #include "care/engine/rope.h"
@@ -45,6 +48,9 @@ std::vector<int32_t> BatchTargets(const CalibrationWindows& w) {
   t.insert(t.end(), w.heldout_targets.begin(), w.heldout_targets.end());
   return t;
 }
+
+// Latent channels the q/k/v biases take (mla_bias.h).
+int64_t BiasChannels(const ModelConfig& c) { return c.attention_bias ? 1 : 0; }
 
 mla::ExportMetadata Metadata(const ConversionReport& report) {
   return {report.method, report.budget, report.damping};
@@ -105,20 +111,123 @@ Scoring LongHeldout(const CalibrationWindows& w) {
   return s;
 }
 
-absl::StatusOr<engine::NllSum> HeldoutNll(const ExportView& v,
-                                          const Scoring& scoring,
-                                          const Inputs& in,
-                                          const LayerCallback& cb) {
-  CARE_ASSIGN_OR_RETURN(
-      auto fwd, engine::LayerwiseForward::Create(v.config, *v.weights,
-                                                 scoring.windows, in.engine));
-  CARE_RETURN_IF_ERROR(
-      fwd->RunLayers(v.config.num_hidden_layers, ProgressHooks(cb)));
-  return fwd->ScoreTargets(scoring.targets);
+// What a saved layer must have been fitted with to be reused (mla_resume.h):
+// the candidates and the options that shape a layer's fit.
+std::string ResumeKey(const ConvertOptions& options, const ModelConfig& c,
+                      const std::vector<mla::CandidateShape>& shapes) {
+  std::string key = absl::StrCat("balance ", options.mla.balance_kv, " nope ",
+                                 options.mla.nope_correction, " bias ",
+                                 c.attention_bias, " candidates");
+  for (const mla::CandidateShape& s : shapes) {
+    absl::StrAppend(&key, " ", s.rope_dim, "/", s.freqfold, "/",
+                    s.kv_lora_rank);
+  }
+  return key;
 }
 
 PerplexityReport ToReport(const engine::PerplexityResult& r) {
   return {r.ppl, r.mean_nll, r.windows, r.predictions};
+}
+
+// The shapes of the fit's candidates, in order.
+std::vector<mla::CandidateShape> Shapes(const MlaFit& fit) {
+  std::vector<mla::CandidateShape> shapes;
+  for (const MlaCandidate& c : fit.candidates) {
+    shapes.push_back({c.rope_dim, c.freqfold, c.kv_lora_rank});
+  }
+  return shapes;
+}
+
+absl::StatusOr<mla::LayerFitContext> FitContext(const ConvertOptions& options,
+                                                const Inputs& in) {
+  mla::LayerFitContext ctx;
+  ctx.config = &in.config();
+  ctx.weights = &in.weights();
+  ctx.factorize = in.factorize;
+  ctx.mla = options.mla;
+  ctx.calib_seq_len = in.windows.calib.seq_len;
+  CARE_ASSIGN_OR_RETURN(ctx.freqs, engine::ComputeRopeFrequencies(in.config()));
+  return ctx;
+}
+
+using TakeLayer = std::function<absl::Status(int64_t, mla::CalibratedLayer)>;
+
+// One pass of the original model over the calibration and held-out windows
+// (from `start` when resuming; the layers below it are the caller's),
+// fitting `shapes` at each layer's k/v input and handing the fits to
+// `take`. With `resume`, each layer and the snapshots are saved. Returns
+// the original model's held-out NLL.
+absl::StatusOr<engine::NllSum> FitPass(
+    const Inputs& in, const mla::LayerFitContext& ctx,
+    const std::vector<mla::CandidateShape>& shapes,
+    std::optional<SavedHidden> start, ResumeState* resume,
+    const std::string& key, const LayerCallback& after, const TakeLayer& take) {
+  const int64_t L = in.num_layers();
+  const int64_t cal_tokens = in.windows.calib.tokens();
+  CARE_ASSIGN_OR_RETURN(
+      auto fwd, engine::LayerwiseForward::Create(in.config(), in.weights(),
+                                                 Batch(in.windows), in.engine));
+  if (start) {
+    CARE_RETURN_IF_ERROR(fwd->SeekLayer(start->next_layer, start->hidden));
+    start.reset();
+  }
+  engine::LayerHooks hooks;
+  hooks.on_kv_input = [&](int64_t l,
+                          const compute::Matrix& xm) -> absl::Status {
+    // x: [tokens, D], calibration rows first, held-out rows after.
+    CARE_ASSIGN_OR_RETURN(MatrixRM x,
+                          engine::DownloadMatrix(fwd->backend(), xm));
+    CARE_ASSIGN_OR_RETURN(
+        mla::CalibratedLayer fits,
+        mla::FitLayerCandidates(ctx, shapes, l, x, cal_tokens));
+    if (resume != nullptr) mla::SaveCalibratedLayer(*resume, l, key, fits);
+    return take(l, std::move(fits));
+  };
+  hooks.on_layer_output = [&](int64_t l, const compute::Matrix&) {
+    return after(l);
+  };
+  if (resume != nullptr) {
+    mla::AddHiddenSnapshots(hooks, *resume, L, fwd->backend());
+  }
+  CARE_RETURN_IF_ERROR(fwd->RunLayers(L, hooks));
+  CARE_ASSIGN_OR_RETURN(engine::NllSum nll,
+                        fwd->ScoreTargets(BatchTargets(in.windows)));
+  if (resume != nullptr) mla::SavePassDone(*resume, nll);
+  return nll;
+}
+
+// The chosen candidate's layers, which `auto` did not keep: from the resume
+// state when every layer is there, else refitted in one more pass (the
+// same inputs and code, so the same bits the candidate was scored with).
+absl::Status RefitChosen(const ConvertOptions& options, const Inputs& in,
+                         MlaFit& fit, StageProgress& progress) {
+  const int64_t L = in.num_layers();
+  MlaCandidate& chosen = fit.candidates[fit.chosen];
+  chosen.layers.assign(L, {});
+  chosen.rope_only.assign(L, {});
+  const std::vector<mla::CandidateShape> all = Shapes(fit);
+  if (in.resume != nullptr) {
+    const std::string key = ResumeKey(options, in.config(), all);
+    int64_t l = 0;
+    for (; l < L; ++l) {
+      std::optional<mla::CalibratedLayer> fits =
+          mla::LoadCalibratedLayer(*in.resume, l, key, all.size());
+      if (!fits) break;
+      chosen.layers[l] = std::move(fits->layers[fit.chosen]);
+      chosen.rope_only[l] = std::move(fits->rope_only[fit.chosen]);
+    }
+    if (l == L) return absl::OkStatus();
+  }
+  CARE_ASSIGN_OR_RETURN(const mla::LayerFitContext ctx,
+                        FitContext(options, in));
+  auto take = [&](int64_t l, mla::CalibratedLayer fits) {
+    chosen.layers[l] = std::move(fits.layers[0]);
+    chosen.rope_only[l] = std::move(fits.rope_only[0]);
+    return absl::OkStatus();
+  };
+  return FitPass(in, ctx, {all[fit.chosen]}, std::nullopt, nullptr, "",
+                 progress.Layers("allocate", L), take)
+      .status();
 }
 
 }  // namespace
@@ -132,12 +241,6 @@ absl::StatusOr<std::vector<MlaCandidate>> MlaCandidates(
         " has a sparse MoE MLP, which DeepSeek-V3's MoE cannot represent "
         "(dense models only)"));
   }
-  if (c.attention_bias) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--layout deepseek-v3: ", c.model_type,
-        " has q/k/v biases (attention_bias); not supported by the export "
-        "yet"));
-  }
   if (options.output_dtype == io::DType::kF16) {
     return absl::InvalidArgumentError(
         "--dtype f16 cannot hold the deepseek-v3 layout: kv_a_layernorm's "
@@ -146,7 +249,10 @@ absl::StatusOr<std::vector<MlaCandidate>> MlaCandidates(
   }
   const MlaExportOptions& o = options.mla;
   const int64_t dh = c.head_dim;
-  const int64_t max_rank = std::min<int64_t>(c.hidden_size, 2 * c.kv_width());
+  // q/k/v biases cost one latent channel (mla_bias.h).
+  const int64_t extra = BiasChannels(c);
+  const int64_t max_rank =
+      std::min<int64_t>(c.hidden_size, 2 * c.kv_width()) + extra;
   std::vector<int64_t> ropes;
   if (o.rope_dim > 0) {
     ropes = {o.rope_dim};
@@ -174,12 +280,13 @@ absl::StatusOr<std::vector<MlaCandidate>> MlaCandidates(
       const int64_t rank = o.kv_lora_rank > 0
                                ? o.kv_lora_rank
                                : LayerWidth(options.budget, c) - rope;
-      if (rank < 1 || rank > max_rank) {
+      if (rank < 1 + extra || rank > max_rank) {
         if (o.rope_dim > 0 || o.kv_lora_rank > 0) {
           return absl::InvalidArgumentError(absl::StrCat(
-              "kv_lora_rank ", rank, " (with rope_dim ", rope,
-              ") is outside [1, ", max_rank,
-              "]: the budget leaves kv_lora_rank + rope_dim = ",
+              "kv_lora_rank ", rank, " (with rope_dim ", rope, ") is outside [",
+              1 + extra, ", ", max_rank, "]",
+              extra > 0 ? " (one channel carries the q/k/v biases)" : "",
+              ": the budget leaves kv_lora_rank + rope_dim = ",
               LayerWidth(options.budget, c),
               " numbers per token per layer (2·g·d_h = ", 2 * c.kv_width(),
               ")"));
@@ -206,12 +313,18 @@ absl::StatusOr<MlaFit> MlaCalibrate(const ConvertOptions& options,
                                     ConversionReport* report) {
   StageTimer timer;
   const ModelConfig& config = in.config();
-  const int64_t L = in.num_layers(), d = config.hidden_size;
+  const int64_t L = in.num_layers();
   MlaFit fit;
   CARE_ASSIGN_OR_RETURN(fit.candidates, MlaCandidates(options, config));
+  // One candidate keeps its layers. With several (`auto`) each is scored
+  // as the pass runs and only its reports are kept; MlaChoose refits the
+  // winner (memory bounded by one layer per candidate, not L).
+  const bool keep_layers = fit.candidates.size() == 1;
   for (MlaCandidate& cand : fit.candidates) {
-    cand.layers.resize(L);
-    cand.rope_only.resize(L);
+    if (keep_layers) {
+      cand.layers.resize(L);
+      cand.rope_only.resize(L);
+    }
     cand.reports.resize(L);
   }
   report->layout = OutputLayoutName(OutputLayout::kDeepseekV3);
@@ -225,112 +338,63 @@ absl::StatusOr<MlaFit> MlaCalibrate(const ConvertOptions& options,
                ? options.mla.kv_lora_rank + fit.candidates[0].rope_dim
                : LayerWidth(options.budget, config));
 
-  const int64_t cal_tokens = in.windows.calib.tokens();
-  CARE_ASSIGN_OR_RETURN(const engine::RopeFrequencies freqs,
-                        engine::ComputeRopeFrequencies(config));
-  const int64_t full_rank = std::min<int64_t>(d, 2 * config.kv_width());
-  progress.Begin("calibrate");
-  const LayerCallback after = progress.Layers("calibrate", L);
-  CARE_ASSIGN_OR_RETURN(
-      auto fwd, engine::LayerwiseForward::Create(config, in.weights(),
-                                                 Batch(in.windows), in.engine));
-  engine::LayerHooks hooks;
-  hooks.on_kv_input = [&](int64_t l,
-                          const compute::Matrix& xm) -> absl::Status {
-    // x: [tokens, D], calibration rows first, held-out rows after.
-    CARE_ASSIGN_OR_RETURN(MatrixRM x,
-                          engine::DownloadMatrix(fwd->backend(), xm));
-    CovarianceAccumulator cal(d), held(d);
-    CARE_RETURN_IF_ERROR(cal.Add(x.topRows(cal_tokens)));
-    CARE_RETURN_IF_ERROR(held.Add(x.bottomRows(x.rows() - cal_tokens)));
-    const LayerStatistics stats{cal.Covariance(), cal.MeanAbs(), cal.tokens()};
-    const Eigen::MatrixXd held_c = held.Covariance();
-    CARE_ASSIGN_OR_RETURN(LayerWeights w,
-                          LoadLayerWeights(config, in.weights(), l));
-    mla::MlaLayer folds;  // Qwen3: q_norm/k_norm folded (qk_norm_fold.h)
-    const int64_t qrows = config.num_attention_heads * config.head_dim;
-    CARE_ASSIGN_OR_RETURN(
-        Tensor q_tensor,
-        LoadChecked(in.weights(), io::names::QProj(l), {qrows, d}));
-    MatrixRM w_q = q_tensor.matrix();  // [n_h·d_h, D]
-    if (config.qk_norm) {
-      CARE_ASSIGN_OR_RETURN(
-          mla::QkNormFold f,
-          mla::FitQkNormFold(config, in.weights(), l, x.topRows(cal_tokens)));
-      folds.q_fold = std::move(f.q);
-      folds.k_fold = std::move(f.k);
-      w = mla::FoldedWeights(w, folds);
-      w_q = folds.q_fold.asDiagonal() * w_q;
-    }
-    for (MlaCandidate& cand : fit.candidates) {
-      mla::MlaLayerOptions mo;
-      mo.num_heads = config.num_attention_heads;
-      mo.rope = {config.num_key_value_heads, config.head_dim, cand.rope_dim,
-                 cand.freqfold};
-      mo.kv_lora_rank = cand.kv_lora_rank;
-      mo.factorize = in.factorize;
-      mo.balance_kv = options.mla.balance_kv;
-      absl::StatusOr<mla::PreparedLayer> prepared =
-          mla::PrepareLayer(w, stats, mo);
-      if (!prepared.ok()) {
-        return absl::Status(
-            prepared.status().code(),
-            absl::StrCat("layer ", l, ": ", prepared.status().message()));
+  CARE_ASSIGN_OR_RETURN(const mla::LayerFitContext ctx,
+                        FitContext(options, in));
+  const std::vector<mla::CandidateShape> shapes = Shapes(fit);
+  const Scoring scoring = LongHeldout(in.windows);
+  CARE_ASSIGN_OR_RETURN(std::unique_ptr<mla::CandidateScorer> scorer,
+                        mla::CandidateScorer::Create(
+                            config, in.weights(), shapes, scoring.windows,
+                            in.engine, Metadata(*report)));
+  auto take = [&](int64_t l, mla::CalibratedLayer fits) -> absl::Status {
+    CARE_RETURN_IF_ERROR(scorer->AddLayer(l, fits));
+    for (size_t i = 0; i < fit.candidates.size(); ++i) {
+      MlaCandidate& cand = fit.candidates[i];
+      cand.reports[l] = std::move(fits.reports[i]);
+      if (keep_layers) {
+        cand.layers[l] = std::move(fits.layers[i]);
+        cand.rope_only[l] = std::move(fits.rope_only[i]);
       }
-      CARE_ASSIGN_OR_RETURN(
-          mla::MlaLayer layer,
-          mla::TruncatePrepared(*prepared, w, stats.covariance, mo));
-      mo.kv_lora_rank = full_rank;
-      CARE_ASSIGN_OR_RETURN(
-          mla::MlaLayer full,
-          mla::TruncatePrepared(*prepared, w, stats.covariance, mo));
-      layer.q_fold = full.q_fold = folds.q_fold;
-      layer.k_fold = full.k_fold = folds.k_fold;
-      if (options.mla.nope_correction) {
-        mla::NopeCorrectionInputs ni;
-        ni.w_q = &w_q;
-        ni.w_k = &w.w_k;
-        ni.rope = &layer.rope;
-        ni.inv_freq = freqs.inv_freq;
-        ni.num_heads = config.num_attention_heads;
-        ni.seq_len = in.windows.calib.seq_len;
-        CARE_ASSIGN_OR_RETURN(
-            mla::NopeCorrection nc,
-            mla::FitNopeCorrection(ni, x.topRows(cal_tokens)));
-        layer.nope_correction = full.nope_correction = nc.m;
-        layer.nope_dropped_error = nc.dropped_error;
-        layer.nope_corrected_error = nc.corrected_error;
-      }
-      mla::MeasureNormError(x, layer);
-      mla::MeasureNormError(x, full);
-      const mla::KvErrors he = mla::RelativeErrors(layer, w, held_c);
-      MlaLayerReport& r = cand.reports[l];
-      r.alpha_log2 = layer.alpha_log2;
-      r.rope_energy = layer.rope.rope_energy;
-      r.balance_k = layer.balance_k;
-      r.retained_energy = layer.retained_energy;
-      r.calib_error_k = layer.calib_error_k;
-      r.calib_error_v = layer.calib_error_v;
-      r.heldout_error_k = he.k;
-      r.heldout_error_v = he.v;
-      r.norm_error_mean = layer.norm_error_mean;
-      r.norm_error_max = layer.norm_error_max;
-      r.nope_dropped_error = layer.nope_dropped_error;
-      r.nope_corrected_error = layer.nope_correction.empty()
-                                   ? layer.nope_dropped_error
-                                   : layer.nope_corrected_error;
-      r.note = layer.scaling.note;
-      cand.layers[l] = std::move(layer);
-      cand.rope_only[l] = std::move(full);
     }
     return absl::OkStatus();
   };
-  hooks.on_layer_output = [&](int64_t l, const compute::Matrix&) {
-    return after(l);
-  };
-  CARE_RETURN_IF_ERROR(fwd->RunLayers(L, hooks));
-  CARE_ASSIGN_OR_RETURN(engine::NllSum nll,
-                        fwd->ScoreTargets(BatchTargets(in.windows)));
+  progress.Begin("calibrate");
+  ResumeState* resume = in.resume.get();
+  const std::string key = ResumeKey(options, config, shapes);
+  mla::RestoredPass restored;
+  if (resume != nullptr) {
+    restored = mla::RestorePass(
+        *resume, key, shapes.size(), L,
+        in.windows.calib.tokens() + in.windows.heldout.tokens(),
+        config.hidden_size);
+  }
+  for (int64_t l = 0; l < restored.layers; ++l) {
+    std::optional<mla::CalibratedLayer> fits =
+        mla::LoadCalibratedLayer(*resume, l, key, shapes.size());
+    if (!fits) {
+      return absl::DataLossError(absl::StrCat("resume state ", resume->dir(),
+                                              ": layer ", l, " vanished"));
+    }
+    CARE_RETURN_IF_ERROR(take(l, *std::move(fits)));
+  }
+  report->resumed_layers = restored.layers;
+  progress.set_resumed_layers(restored.layers);
+  engine::NllSum nll;
+  if (restored.heldout_original) {
+    nll = *restored.heldout_original;
+    CARE_RETURN_IF_ERROR(progress.Step("calibrate", L, L));
+  } else {
+    CARE_ASSIGN_OR_RETURN(
+        nll, FitPass(in, ctx, shapes, std::move(restored.hidden), resume, key,
+                     progress.Layers("calibrate", L), take));
+  }
+  CARE_ASSIGN_OR_RETURN(std::vector<mla::CandidateScore> scores,
+                        scorer->Scores(scoring.targets));
+  for (size_t i = 0; i < fit.candidates.size(); ++i) {
+    fit.candidates[i].heldout_nll = scores[i].heldout_nll;
+    fit.candidates[i].heldout_nll_partial_rope =
+        scores[i].heldout_nll_partial_rope;
+  }
   report->heldout_nll_original = nll.mean();
   timer.Done("calibrate", report);
   return fit;
@@ -342,7 +406,6 @@ absl::Status MlaChoose(const ConvertOptions& options, const Inputs& in,
   StageTimer timer;
   const int64_t L = in.num_layers();
   const int64_t n = static_cast<int64_t>(fit.candidates.size());
-  const mla::ExportMetadata meta = Metadata(*report);
   progress.Begin("allocate");
   const Scoring scoring = LongHeldout(in.windows);
   MlaExportReport mr;
@@ -357,6 +420,7 @@ absl::Status MlaChoose(const ConvertOptions& options, const Inputs& in,
     CARE_ASSIGN_OR_RETURN(engine::NllSum o, fwd->ScoreTargets(scoring.targets));
     mr.heldout_nll_original = o.mean();
   }
+  // Scored during the calibration pass (candidate_scoring.h).
   double best = 0;
   for (int64_t i = 0; i < n; ++i) {
     const MlaCandidate& cand = fit.candidates[i];
@@ -364,18 +428,8 @@ absl::Status MlaChoose(const ConvertOptions& options, const Inputs& in,
     cr.rope_dim = cand.rope_dim;
     cr.freqfold = cand.freqfold;
     cr.kv_lora_rank = cand.kv_lora_rank;
-    CARE_ASSIGN_OR_RETURN(ExportView conv, View(in, cand.layers, meta));
-    CARE_ASSIGN_OR_RETURN(
-        engine::NllSum nll,
-        HeldoutNll(conv, scoring, in,
-                   progress.Layers("allocate", L, 2 * i, 2 * n)));
-    CARE_ASSIGN_OR_RETURN(ExportView rope, View(in, cand.rope_only, meta));
-    CARE_ASSIGN_OR_RETURN(
-        engine::NllSum rope_nll,
-        HeldoutNll(rope, scoring, in,
-                   progress.Layers("allocate", L, 2 * i + 1, 2 * n)));
-    cr.heldout_nll = nll.mean();
-    cr.heldout_nll_partial_rope = rope_nll.mean();
+    cr.heldout_nll = cand.heldout_nll;
+    cr.heldout_nll_partial_rope = cand.heldout_nll_partial_rope;
     if (i == 0 || cr.heldout_nll < best) {
       best = cr.heldout_nll;
       fit.chosen = i;
@@ -383,6 +437,9 @@ absl::Status MlaChoose(const ConvertOptions& options, const Inputs& in,
     mr.candidates.push_back(cr);
   }
   mr.candidates[fit.chosen].chosen = true;
+  if (fit.best().layers.empty()) {
+    CARE_RETURN_IF_ERROR(RefitChosen(options, in, fit, progress));
+  }
   const MlaCandidate& c = fit.best();
   const ModelConfig& config = in.config();
   mr.rope_dim = c.rope_dim;
@@ -441,6 +498,15 @@ absl::Status MlaEvaluate(const ConvertOptions& options, const Inputs& in,
     report->converted = ToReport(converted);
     if (report->deepseek_v3)
       report->deepseek_v3->eval_ppl_partial_rope = partial.ppl;
+    if (in.config().qk_norm && report->deepseek_v3) {
+      // Qwen3: the q/k norm fold alone, RoPE whole (fold_only.h).
+      const ModelConfig folded = mla::FoldOnlyConfig(in.config());
+      const mla::FoldOnlySource source(in.weights(), folded, fit.best().layers);
+      CARE_ASSIGN_OR_RETURN(
+          engine::PerplexityResult fold,
+          engine::EvaluatePerplexity(folded, source, *in.eval, in.engine));
+      report->deepseek_v3->eval_ppl_qk_norm_fold = fold.ppl;
+    }
   }
   timer.Done("evaluate", report);
   return absl::OkStatus();

@@ -7,11 +7,13 @@
 // MlaCalibrate runs the original model once over the calibration and
 // held-out windows; at each layer's k/v input it fits every (rope_dim,
 // freqfold) candidate (one unless `auto`) at the budget's kv_lora_rank and
-// at full rank ("partial RoPE only"). MlaChoose scores the candidates'
-// exports on the held-out windows with the engine's deepseek_v3 family and
-// keeps the best. MlaEvaluate measures original, partial-RoPE-only and
-// converted perplexity on the evaluation windows, and MlaWrite writes the
-// checkpoint from the same tensor source the engine evaluated.
+// at full rank ("partial RoPE only") and advances each candidate's scoring
+// forwards (engine's deepseek_v3 family, held-out windows) by that layer
+// (candidate_scoring.h). MlaChoose keeps the best, refitting it when `auto`
+// kept only the candidates' scores. MlaEvaluate measures original,
+// partial-RoPE-only and converted perplexity on the evaluation windows, and
+// MlaWrite writes the checkpoint from the same tensor source the engine
+// evaluated.
 #ifndef CARE_CONVERT_MLA_EXPORT_EXPORT_STAGES_H_
 #define CARE_CONVERT_MLA_EXPORT_EXPORT_STAGES_H_
 
@@ -26,9 +28,14 @@ namespace care::convert::stage {
 
 struct MlaCandidate {
   int64_t rope_dim = 0, freqfold = 0, kv_lora_rank = 0;
-  std::vector<mla::MlaLayer> layers;     // [L] at kv_lora_rank
-  std::vector<mla::MlaLayer> rope_only;  // [L] at full latent rank
-  std::vector<MlaLayerReport> reports;   // [L] of `layers`
+  // [L] at kv_lora_rank and at full latent rank; empty for an `auto`
+  // candidate until MlaChoose refits the chosen one.
+  std::vector<mla::MlaLayer> layers;
+  std::vector<mla::MlaLayer> rope_only;
+  std::vector<MlaLayerReport> reports;  // [L] of `layers`
+  // Held-out NLL on the scoring windows (candidate_scoring.h), of the
+  // export and of its partial-RoPE-only twin.
+  double heldout_nll = 0, heldout_nll_partial_rope = 0;
 };
 
 struct MlaFit {

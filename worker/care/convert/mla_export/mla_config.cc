@@ -42,10 +42,11 @@ absl::StatusOr<nlohmann::json> ExportConfigJson(
   const int64_t freqfold = layers[0].rope.shape.freqfold;
   std::vector<int> alpha_log2;
   for (const MlaLayer& l : layers) {
-    if (l.rope.shape.rope_dim != rope || l.kv_lora_rank() != rank) {
+    if (l.rope.shape.rope_dim != rope || l.kv_lora_rank() != rank ||
+        l.bias_channel != layers[0].bias_channel) {
       return absl::InvalidArgumentError(
-          "deepseek-v3 config: every layer needs the same rope_dim and "
-          "kv_lora_rank (the format has one of each)");
+          "deepseek-v3 config: every layer needs the same rope_dim, "
+          "kv_lora_rank and biases (the format has one of each)");
     }
     alpha_log2.push_back(l.alpha_log2);
   }
@@ -76,7 +77,10 @@ absl::StatusOr<nlohmann::json> ExportConfigJson(
   j["norm_topk_prob"] = true;
   j["routed_scaling_factor"] = 1.0;
   j["moe_layer_freq"] = 1;
-  j["q_lora_rank"] = nullptr;
+  // q biases (Qwen2) need the q_lora path: rank D + 1 (mla_bias.h).
+  const bool bias = layers[0].bias_channel;
+  j["q_lora_rank"] =
+      bias ? nlohmann::json(source.hidden_size + 1) : nlohmann::json(nullptr);
   j["kv_lora_rank"] = rank;
   j["qk_rope_head_dim"] = rope;
   j["qk_nope_head_dim"] = source.head_dim;
@@ -96,7 +100,7 @@ absl::StatusOr<nlohmann::json> ExportConfigJson(
   // maps the kept frequencies exactly.
   j["rope_scaling"] = raw_or("rope_scaling", nullptr);
   j["rope_interleave"] = true;
-  j["attention_bias"] = false;
+  j["attention_bias"] = bias;
   j["attention_dropout"] = 0.0;
   j["torch_dtype"] = raw_or("torch_dtype", "float32");
   j["care"] = {{"format_version", 1},
@@ -111,7 +115,8 @@ absl::StatusOr<nlohmann::json> ExportConfigJson(
                {"kv_lora_rank", rank},
                {"source_rope_theta", source.rope_theta},
                {"q_scale", layers[0].q_scale},
-               {"latent_norm_alpha_log2", alpha_log2}};
+               {"latent_norm_alpha_log2", alpha_log2},
+               {"bias_channel", bias}};
   return j;
 }
 

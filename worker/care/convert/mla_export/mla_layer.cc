@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "care/convert/mla_export/mla_bias.h"
 
 namespace care::convert::mla {
 namespace {
@@ -29,6 +30,7 @@ LayerWeights FoldedWeights(const LayerWeights& weights, const MlaLayer& layer) {
   LayerWeights out = weights;
   if (layer.k_fold.size() == out.w_k.cols()) {
     out.w_k = out.w_k * layer.k_fold.asDiagonal();  // [D, g·d_h]
+    if (out.b_k) *out.b_k = out.b_k->cwiseProduct(layer.k_fold.transpose());
   }
   return out;
 }
@@ -62,7 +64,8 @@ absl::StatusOr<PreparedLayer> PrepareLayer(const LayerWeights& weights,
   const Eigen::MatrixXd wv = weights.w_v.cast<double>();  // [D, g·d_h]
 
   PreparedLayer out;
-  CARE_ASSIGN_OR_RETURN(out.rope, SplitRope(wk.transpose() * c * wk, rs));
+  CARE_ASSIGN_OR_RETURN(out.rope,
+                        SplitRope(KeyGram(weights, c, options.input_mean), rs));
   const Eigen::MatrixXd nope =
       Eigen::MatrixXd::Identity(width, width) - out.rope.Projector();
   const Eigen::MatrixXd wk_nope = wk * nope;  // [D, g·d_h]
@@ -114,19 +117,22 @@ absl::StatusOr<MlaLayer> TruncatePrepared(const PreparedLayer& prepared,
   // calibration tokens' mean latent energy E[mean(c²)].
   const double r = static_cast<double>(options.kv_lora_rank);
   const double energy = Trace(out.w_down.cast<double>(), covariance) / r;
-  int a = kMinAlphaLog2;
-  if (energy > 0) {
-    a = static_cast<int>(
-        std::ceil(-0.5 * std::log2(2 * kLatentNormEps *
-                                   options.norm_error_target / energy)));
-  }
-  out.alpha_log2 = std::clamp(a, kMinAlphaLog2, kMaxAlphaLog2);
+  out.alpha_log2 = NormAlphaLog2(energy, options.norm_error_target);
   out.norm_error_mean =
       out.alpha() * out.alpha() * energy / (2 * kLatentNormEps);
   const KvErrors e = RelativeErrors(out, weights, covariance);
   out.calib_error_k = e.k;
   out.calib_error_v = e.v;
   return out;
+}
+
+int NormAlphaLog2(double energy, double target) {
+  int a = kMinAlphaLog2;
+  if (energy > 0) {
+    a = static_cast<int>(
+        std::ceil(-0.5 * std::log2(2 * kLatentNormEps * target / energy)));
+  }
+  return std::clamp(a, kMinAlphaLog2, kMaxAlphaLog2);
 }
 
 absl::StatusOr<MlaLayer> ExportLayer(const LayerWeights& weights,
@@ -156,8 +162,10 @@ KvErrors RelativeErrors(const MlaLayer& layer, const LayerWeights& weights,
 void MeasureNormError(const Eigen::Ref<const MatrixRM>& x, MlaLayer& layer) {
   if (x.rows() == 0 || layer.w_down.cols() == 0) return;
   const Eigen::MatrixXd c = x.cast<double>() * layer.w_down.cast<double>();
-  const double worst =
-      c.rowwise().squaredNorm().maxCoeff() / static_cast<double>(c.cols());
+  // The bias channel adds a constant 1 to every token's latent.
+  const double constant = layer.bias_channel ? 1.0 : 0.0;
+  const double worst = (c.rowwise().squaredNorm().maxCoeff() + constant) /
+                       static_cast<double>(layer.kv_lora_rank());
   const double a2 = layer.alpha() * layer.alpha();
   layer.norm_error_max =
       std::max(layer.norm_error_max, a2 * worst / (2 * kLatentNormEps));

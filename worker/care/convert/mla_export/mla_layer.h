@@ -16,12 +16,14 @@
 
 #include <Eigen/Core>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "care/convert/factorize.h"
 #include "care/convert/latent_layer.h"
+#include "care/convert/mla_export/heal_layer.h"
 #include "care/convert/mla_export/rope_split.h"
 #include "care/io/tensor.h"
 
@@ -42,6 +44,9 @@ struct MlaLayerOptions {
   // Target of α²·E[mean(c²)] / (2·eps): the expected relative error of the
   // latent norm's linear regime; α is the power of two that meets it.
   double norm_error_target = 0x1p-30;
+  // [D] the calibration inputs' mean, with k biases (Qwen2): the rope
+  // split's key Gram is then the biased keys' second moment (mla_bias.h).
+  Eigen::VectorXd input_mean;
 };
 
 struct MlaLayer {
@@ -75,8 +80,22 @@ struct MlaLayer {
   // head and source frequency applied to the q_nope rows; empty: none.
   std::vector<Eigen::Matrix2d> nope_correction;
   double nope_dropped_error = 0, nope_corrected_error = 0;
+  // Healing (heal_layer.h): the healed attention parameters, written instead
+  // of those derived from the fields above (with alpha_log2); null: none.
+  std::shared_ptr<const HealParams<float>> healed;
 
-  int64_t kv_lora_rank() const { return w_down.cols(); }
+  // Qwen2 q/k/v biases (mla_bias.h): one more latent channel, constant 1
+  // (zero weights, bias α), whose kv_b_proj column carries the k_nope and
+  // v biases; the q bias goes through a q_lora path of rank D + 1 whose
+  // norm uses α_q = 2^-q_alpha_log2.
+  bool bias_channel = false;
+  int q_alpha_log2 = 0;
+
+  // The written kv_lora_rank: the fitted rank plus the bias channel.
+  int64_t kv_lora_rank() const {
+    return w_down.cols() + (bias_channel ? 1 : 0);
+  }
+  int64_t fitted_rank() const { return w_down.cols(); }
   double alpha() const;
 };
 
@@ -120,6 +139,10 @@ struct KvErrors {
 };
 KvErrors RelativeErrors(const MlaLayer& layer, const LayerWeights& weights,
                         const Eigen::MatrixXd& covariance);
+
+// The power of two α = 2^-a (a in [10, 40]) for which α²·energy/(2·eps)
+// meets `target`; energy is E[mean(c²)] of what the latent norm sees.
+int NormAlphaLog2(double energy, double target);
 
 // Updates norm_error_max with the tokens x [N, D] (e.g. held-out rows).
 void MeasureNormError(const Eigen::Ref<const MatrixRM>& x, MlaLayer& layer);

@@ -39,11 +39,15 @@ struct AttentionTensors {
   std::map<std::string, Tensor> tensors;
 };
 
-// q_proj is the source's [n_h·d_h, D]; weights are the layer's original
-// K/V projections (LoadLayerWeights); the layer's q/k folds are applied here.
+// q_proj is the source's [n_h·d_h, D] (q_bias its [n_h·d_h] bias, required
+// for a layer with a bias channel, else ignored); weights are the layer's
+// original K/V projections and biases (LoadLayerWeights); the layer's q/k
+// folds are applied here. With a bias channel the tensors of mla_bias.h
+// replace q_proj.
 absl::StatusOr<AttentionTensors> BuildAttentionTensors(
     int64_t layer, const MlaLayer& mla, const Tensor& q_proj,
-    const LayerWeights& weights, int64_t num_heads);
+    const LayerWeights& weights, int64_t num_heads,
+    const Tensor* q_bias = nullptr);
 
 // The export's tensor set over `source` (a GQA checkpoint with config
 // `config`): the source's k_proj/v_proj (and biases) are gone, q_proj is
@@ -62,6 +66,8 @@ class MlaTensorSource : public TensorSource {
 
   // True when `name` is computed here (not a copy of a source tensor).
   bool IsComputed(absl::string_view name) const;
+  // Frees the cached layer's computed tensors (they are rebuilt on demand).
+  void ReleaseCache() const;
 
  private:
   absl::StatusOr<std::shared_ptr<const AttentionTensors>> Layer(

@@ -1,0 +1,127 @@
+#include "care/convert/mla_export/fit_layer.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "base/annotate.h"
+#include "base/status_macros.h"
+#include "care/convert/covariance.h"
+#include "care/convert/latent_layer.h"
+#include "care/convert/mla_export/mla_bias.h"
+#include "care/convert/mla_export/nope_correction.h"
+#include "care/convert/mla_export/qk_norm_fold.h"
+#include "care/io/tensor_names.h"
+
+namespace care::convert::mla {
+namespace {
+
+MlaLayerReport LayerReport(const MlaLayer& layer, const KvErrors& heldout) {
+  MlaLayerReport r;
+  r.alpha_log2 = layer.alpha_log2;
+  r.rope_energy = layer.rope.rope_energy;
+  r.balance_k = layer.balance_k;
+  r.retained_energy = layer.retained_energy;
+  r.calib_error_k = layer.calib_error_k;
+  r.calib_error_v = layer.calib_error_v;
+  r.heldout_error_k = heldout.k;
+  r.heldout_error_v = heldout.v;
+  r.norm_error_mean = layer.norm_error_mean;
+  r.norm_error_max = layer.norm_error_max;
+  r.nope_dropped_error = layer.nope_dropped_error;
+  r.nope_corrected_error = layer.nope_correction.empty()
+                               ? layer.nope_dropped_error
+                               : layer.nope_corrected_error;
+  r.note = layer.scaling.note;
+  return r;
+}
+
+absl::StatusOr<CalibratedLayer> Fit(
+    const LayerFitContext& ctx, const std::vector<CandidateShape>& candidates,
+    int64_t l, const Eigen::Ref<const MatrixRM>& x, int64_t cal_tokens) {
+  const ModelConfig& config = *ctx.config;
+  const int64_t d = config.hidden_size;
+  const int64_t bias_channels = config.attention_bias ? 1 : 0;
+  const int64_t full_rank = std::min<int64_t>(d, 2 * config.kv_width());
+  CovarianceAccumulator cal(d), held(d);
+  CARE_RETURN_IF_ERROR(cal.Add(x.topRows(cal_tokens)));
+  CARE_RETURN_IF_ERROR(held.Add(x.bottomRows(x.rows() - cal_tokens)));
+  const LayerStatistics stats{cal.Covariance(), cal.MeanAbs(), cal.tokens()};
+  const Eigen::MatrixXd held_c = held.Covariance();
+  // [D] the calibration inputs' mean: the biased keys' Gram needs it.
+  Eigen::VectorXd mean;
+  if (config.attention_bias) {
+    mean = x.topRows(cal_tokens).cast<double>().colwise().mean().transpose();
+  }
+  CARE_ASSIGN_OR_RETURN(LayerWeights w,
+                        LoadLayerWeights(config, *ctx.weights, l));
+  MlaLayer folds;  // Qwen3: q_norm/k_norm folded (qk_norm_fold.h)
+  const int64_t qrows = config.num_attention_heads * config.head_dim;
+  CARE_ASSIGN_OR_RETURN(
+      Tensor q_tensor,
+      LoadChecked(*ctx.weights, io::names::QProj(l), {qrows, d}));
+  MatrixRM w_q = q_tensor.matrix();  // [n_h·d_h, D]
+  if (config.qk_norm) {
+    CARE_ASSIGN_OR_RETURN(QkNormFold f, FitQkNormFold(config, *ctx.weights, l,
+                                                      x.topRows(cal_tokens)));
+    folds.q_fold = std::move(f.q);
+    folds.k_fold = std::move(f.k);
+    w = FoldedWeights(w, folds);
+    w_q = folds.q_fold.asDiagonal() * w_q;
+  }
+  CalibratedLayer out;
+  for (const CandidateShape& cand : candidates) {
+    MlaLayerOptions mo;
+    mo.num_heads = config.num_attention_heads;
+    mo.rope = {config.num_key_value_heads, config.head_dim, cand.rope_dim,
+               cand.freqfold};
+    mo.kv_lora_rank = cand.kv_lora_rank - bias_channels;
+    mo.input_mean = mean;
+    mo.factorize = ctx.factorize;
+    mo.balance_kv = ctx.mla.balance_kv;
+    CARE_ASSIGN_OR_RETURN(PreparedLayer prepared, PrepareLayer(w, stats, mo));
+    CARE_ASSIGN_OR_RETURN(MlaLayer layer,
+                          TruncatePrepared(prepared, w, stats.covariance, mo));
+    mo.kv_lora_rank = full_rank;
+    CARE_ASSIGN_OR_RETURN(MlaLayer full,
+                          TruncatePrepared(prepared, w, stats.covariance, mo));
+    if (config.attention_bias) {
+      AddBiasChannel(stats.covariance, mo.norm_error_target, layer);
+      AddBiasChannel(stats.covariance, mo.norm_error_target, full);
+    }
+    layer.q_fold = full.q_fold = folds.q_fold;
+    layer.k_fold = full.k_fold = folds.k_fold;
+    if (ctx.mla.nope_correction) {
+      NopeCorrectionInputs ni;
+      ni.w_q = &w_q;
+      ni.w_k = &w.w_k;
+      ni.rope = &layer.rope;
+      ni.inv_freq = ctx.freqs.inv_freq;
+      ni.num_heads = config.num_attention_heads;
+      ni.seq_len = ctx.calib_seq_len;
+      CARE_ASSIGN_OR_RETURN(NopeCorrection nc,
+                            FitNopeCorrection(ni, x.topRows(cal_tokens)));
+      layer.nope_correction = full.nope_correction = nc.m;
+      layer.nope_dropped_error = nc.dropped_error;
+      layer.nope_corrected_error = nc.corrected_error;
+    }
+    MeasureNormError(x, layer);
+    MeasureNormError(x, full);
+    out.reports.push_back(LayerReport(layer, RelativeErrors(layer, w, held_c)));
+    out.layers.push_back(std::move(layer));
+    out.rope_only.push_back(std::move(full));
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<CalibratedLayer> FitLayerCandidates(
+    const LayerFitContext& ctx, const std::vector<CandidateShape>& candidates,
+    int64_t l, const Eigen::Ref<const MatrixRM>& x, int64_t cal_tokens) {
+  absl::StatusOr<CalibratedLayer> out = Fit(ctx, candidates, l, x, cal_tokens);
+  if (!out.ok()) return Annotate(out.status(), absl::StrCat("layer ", l));
+  return out;
+}
+
+}  // namespace care::convert::mla
