@@ -226,6 +226,23 @@ void AppendReport(const care::v1::Report& report, std::string& out) {
                             ? absl::StrCat(", perplexity ",
                                            Num(report.partial_rope_ppl()))
                             : std::string()));
+    if (report.has_healing()) {
+      const care::v1::HealingReport& h = report.healing();
+      std::string layers;
+      for (const care::v1::LayerReport& l : report.layers()) {
+        absl::StrAppend(&layers, layers.empty() ? "" : ", ", l.layer(), ": ",
+                        Num(l.heal_error_before()), " -> ",
+                        Num(l.heal_error_after()));
+      }
+      kv.Add("healing",
+             absl::StrCat(
+                 h.inputs() == care::v1::HEALING_INPUTS_HEALED ? "healed"
+                                                               : "original",
+                 " inputs, ", h.train_tokens(), " tokens, ", Num(h.seconds()),
+                 " s; held-out NLL ", Num(h.heldout_nll_before()), " -> ",
+                 Num(h.heldout_nll_after())));
+      kv.Add("healing error", layers);
+    }
   }
   std::vector<std::string> timings;
   for (const auto& t : report.timings()) {
@@ -312,6 +329,22 @@ std::string FormatJobTable(const Job& job) {
            absl::StrCat("deepseek_v3, rope_dim ", or_auto(spec.rope_dim()),
                         ", freqfold ", or_auto(spec.freqfold()),
                         spec.no_kv_balance() ? ", no K/V balance" : ""));
+    if (spec.healing().mode() == care::v1::HEALING_MODE_LOCAL) {
+      const care::v1::HealingSpec& h = spec.healing();
+      kv.Add("healing",
+             absl::StrCat(
+                 "local, ",
+                 h.inputs() == care::v1::HEALING_INPUTS_HEALED ? "healed"
+                                                               : "original",
+                 " inputs",
+                 h.tokens() > 0 ? absl::StrCat(", ", h.tokens(), " tokens")
+                                : std::string(),
+                 h.steps() > 0 ? absl::StrCat(", ", h.steps(), " steps")
+                               : std::string(),
+                 h.dataset_uri().empty()
+                     ? std::string()
+                     : absl::StrCat(", data ", h.dataset_uri())));
+    }
   }
   kv.Add("method",
          absl::StrCat(MethodName(spec.method()), ", ",

@@ -43,6 +43,8 @@ const Subcommand kSubcommands[] = {
      "  --layout latent|deepseek-v3  --rope-dim R|auto  --freqfold K|auto\n"
      "  --kv-lora-rank N (deepseek-v3, instead of a budget)  "
      "--no-kv-balance\n"
+     "  --heal local|none  --heal-data URI  --heal-tokens N  --heal-steps N\n"
+     "  --heal-inputs original|healed (deepseek-v3: layer-wise healing)\n"
      "  --calib URI  --calib-samples N  --calib-seq-len N  --seed N\n"
      "  --calib-text-field F  --sequential\n"
      "  --eval URI  --eval-seq-len N  --eval-windows N  --eval-text-field F"

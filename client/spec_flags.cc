@@ -22,7 +22,8 @@ const std::set<std::string>& SpecFlagNames() {
       "eval",          "eval-seq-len",  "eval-windows", "eval-text-field",
       "damping",       "dtype",         "priority",     "request-id",
       "device",        "max-attempts",  "layout",       "rope-dim",
-      "freqfold",      "kv-lora-rank"};
+      "freqfold",      "kv-lora-rank",  "heal",         "heal-data",
+      "heal-tokens",   "heal-steps",    "heal-inputs"};
   return *names;
 }
 
@@ -187,6 +188,31 @@ absl::StatusOr<care::v1::JobSpec> SpecFromFlags(
     spec.set_output_layout(layout);
   }
   if (flags.Bool("no-kv-balance")) spec.set_no_kv_balance(true);
+  if (auto v = flags.String("heal")) {
+    if (*v != "local" && *v != "none") {
+      return absl::InvalidArgumentError(
+          absl::StrCat("flag --heal: expects local or none, got '", *v, "'"));
+    }
+    spec.mutable_healing()->set_mode(*v == "local"
+                                         ? care::v1::HEALING_MODE_LOCAL
+                                         : care::v1::HEALING_MODE_NONE);
+  }
+  if (auto v = flags.String("heal-inputs")) {
+    if (*v != "original" && *v != "healed") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "flag --heal-inputs: expects original or healed, got '", *v, "'"));
+    }
+    spec.mutable_healing()->set_inputs(*v == "healed"
+                                           ? care::v1::HEALING_INPUTS_HEALED
+                                           : care::v1::HEALING_INPUTS_ORIGINAL);
+  }
+  if (auto v = flags.String("heal-data")) {
+    spec.mutable_healing()->set_dataset_uri(AbsoluteIfLocal(*v));
+  }
+  if (flags.Has("heal-tokens")) {
+    CARE_ASSIGN_OR_RETURN(int64_t tokens, flags.IntOr("heal-tokens", 0));
+    spec.mutable_healing()->set_tokens(tokens);
+  }
 
   // Integer flags whose range ValidateJobSpec checks; here only int32 fit.
   auto int32_flag = [&](const char* name, auto setter) -> absl::Status {
@@ -239,6 +265,8 @@ absl::StatusOr<care::v1::JobSpec> SpecFromFlags(
   }
   CARE_RETURN_IF_ERROR(
       int32_flag("kv-lora-rank", [&](int32_t v) { spec.set_kv_lora_rank(v); }));
+  CARE_RETURN_IF_ERROR(int32_flag(
+      "heal-steps", [&](int32_t v) { spec.mutable_healing()->set_steps(v); }));
   CARE_RETURN_IF_ERROR(
       int32_flag("priority", [&](int32_t v) { spec.set_priority(v); }));
   CARE_RETURN_IF_ERROR(

@@ -130,6 +130,11 @@ absl::Status UriRoots::CheckSpec(const v1::JobSpec& spec) const {
                                   spec.evaluation().dataset_uri(),
                                   resolved_.data_roots, "--data-root", false));
   }
+  if (!spec.healing().dataset_uri().empty()) {
+    CARE_RETURN_IF_ERROR(CheckOne("healing.dataset_uri",
+                                  spec.healing().dataset_uri(),
+                                  resolved_.data_roots, "--data-root", false));
+  }
   for (int i = 0; i < spec.evaluation().tasks_size(); ++i) {
     CARE_RETURN_IF_ERROR(CheckOne(absl::StrCat("evaluation.tasks[", i, "].uri"),
                                   spec.evaluation().tasks(i).uri(),

@@ -223,6 +223,43 @@ absl::Status ValidateEvaluation(const JobSpec& spec) {
   return CheckTextField("evaluation.text_field", e.text_field());
 }
 
+// HealingSpec (docs/conversion.md "Healing"): DeepSeek-V3 layout only.
+absl::Status ValidateHealing(const JobSpec& spec) {
+  const care::v1::HealingSpec& h = spec.healing();
+  if (!care::v1::HealingMode_IsValid(h.mode())) {
+    return Invalid("healing.mode", absl::StrCat("unknown value ", h.mode()));
+  }
+  if (!care::v1::HealingInputs_IsValid(h.inputs())) {
+    return Invalid("healing.inputs",
+                   absl::StrCat("unknown value ", h.inputs()));
+  }
+  const bool local = h.mode() == care::v1::HEALING_MODE_LOCAL;
+  if (!local) {
+    if (!h.dataset_uri().empty() || h.tokens() != 0 || h.steps() != 0 ||
+        h.inputs() != care::v1::HEALING_INPUTS_UNSPECIFIED) {
+      return Invalid("healing",
+                     "fields other than mode need HEALING_MODE_LOCAL");
+    }
+    return absl::OkStatus();
+  }
+  if (!DeepseekV3(spec)) {
+    return Invalid("healing.mode",
+                   "HEALING_MODE_LOCAL applies to OUTPUT_LAYOUT_DEEPSEEK_V3 "
+                   "only");
+  }
+  if (!h.dataset_uri().empty()) {
+    absl::Status s =
+        CheckUri("healing.dataset_uri", h.dataset_uri(), /*allow_hub=*/false);
+    if (!s.ok()) return s;
+  }
+  if (h.tokens() < 0 || h.tokens() > 1000000000) {
+    return Invalid(
+        "healing.tokens",
+        absl::StrCat("must be in [0, 1000000000], got ", h.tokens()));
+  }
+  return CheckRange("healing.steps", h.steps(), 0, 100000);
+}
+
 constexpr const char* kTaskFormats[] = {
     "",     "auto",       "generic", "arc",       "hellaswag",
     "piqa", "winogrande", "boolq",   "openbookqa"};
@@ -322,7 +359,7 @@ absl::Status ValidateJobSpec(const JobSpec& spec) {
         &ValidateBudget, &ValidateEnums, &ValidateCalibration,
         &ValidateEvaluation, &ValidateTasks, &ValidateLabels, &ValidateRopeDim,
         &ValidateFreqfold, &ValidateKvLoraRank, &ValidateNoKvBalance,
-        &ValidateLayoutDtype,
+        &ValidateLayoutDtype, &ValidateHealing,
         +[](const JobSpec& s) { return ValidateRequestId(s.request_id()); }}) {
     absl::Status s = check(spec);
     if (!s.ok()) return s;

@@ -385,6 +385,55 @@ const Case kCases[] = {
        s.clear_calibration();
      },
      "calibration.dataset_uri"},
+    // healing (issue 24): DeepSeek-V3 layout only
+    {"healing_local_dsv3",
+     [](JobSpec& s) {
+       SetDeepseekV3(s);
+       s.mutable_healing()->set_mode(care::v1::HEALING_MODE_LOCAL);
+       s.mutable_healing()->set_inputs(care::v1::HEALING_INPUTS_HEALED);
+       s.mutable_healing()->set_dataset_uri("/data/heal.txt");
+       s.mutable_healing()->set_tokens(65536);
+       s.mutable_healing()->set_steps(100);
+     },
+     ""},
+    {"healing_local_latent",
+     [](JobSpec& s) {
+       s.mutable_healing()->set_mode(care::v1::HEALING_MODE_LOCAL);
+     },
+     "healing.mode"},
+    {"healing_fields_without_mode",
+     [](JobSpec& s) {
+       SetDeepseekV3(s);
+       s.mutable_healing()->set_steps(10);
+     },
+     "healing"},
+    {"healing_bad_mode",
+     [](JobSpec& s) {
+       SetDeepseekV3(s);
+       s.mutable_healing()->set_mode(static_cast<care::v1::HealingMode>(9));
+     },
+     "healing.mode"},
+    {"healing_negative_tokens",
+     [](JobSpec& s) {
+       SetDeepseekV3(s);
+       s.mutable_healing()->set_mode(care::v1::HEALING_MODE_LOCAL);
+       s.mutable_healing()->set_tokens(-1);
+     },
+     "healing.tokens"},
+    {"healing_steps_range",
+     [](JobSpec& s) {
+       SetDeepseekV3(s);
+       s.mutable_healing()->set_mode(care::v1::HEALING_MODE_LOCAL);
+       s.mutable_healing()->set_steps(100001);
+     },
+     "healing.steps"},
+    {"healing_relative_data",
+     [](JobSpec& s) {
+       SetDeepseekV3(s);
+       s.mutable_healing()->set_mode(care::v1::HEALING_MODE_LOCAL);
+       s.mutable_healing()->set_dataset_uri("heal.txt");
+     },
+     "healing.dataset_uri"},
 };
 
 INSTANTIATE_TEST_SUITE_P(Rules, SpecValidationTest, ::testing::ValuesIn(kCases),

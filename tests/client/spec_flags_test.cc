@@ -174,6 +174,25 @@ TEST(SpecFlags, SpecFileWithFlagOverrides) {
   std::filesystem::remove_all(dir);
 }
 
+TEST(SpecFlags, HealingFlags) {
+  auto spec =
+      FromArgs({"--model",       "/m",          "--out",        "/o",
+                "--kv-save",     "0.5",         "--calib",      "/c.txt",
+                "--layout",      "deepseek-v3", "--heal",       "local",
+                "--heal-inputs", "healed",      "--heal-data",  "/h.txt",
+                "--heal-tokens", "65536",       "--heal-steps", "50"});
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->healing().mode(), care::v1::HEALING_MODE_LOCAL);
+  EXPECT_EQ(spec->healing().inputs(), care::v1::HEALING_INPUTS_HEALED);
+  EXPECT_EQ(spec->healing().dataset_uri(), "/h.txt");
+  EXPECT_EQ(spec->healing().tokens(), 65536);
+  EXPECT_EQ(spec->healing().steps(), 50);
+  EXPECT_TRUE(care::api::ValidateJobSpec(*spec).ok());
+  auto bad = FromArgs({"--model", "/m", "--out", "/o", "--heal", "global"});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("--heal"), std::string::npos);
+}
+
 TEST(SpecFlags, ExtractRepeatedLeavesOtherArgs) {
   std::vector<std::string> args = {"--label",     "a=1", "--x",     "y",
                                    "--label=b=2", "--",  "--label", "c"};

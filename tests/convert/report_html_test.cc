@@ -299,6 +299,45 @@ TEST(ReportHtmlTest, DeepseekV3LayoutSections) {
   EXPECT_EQ(html.find("kv_width_per_layer_before"), std::string::npos);
 }
 
+// Healing (issue 24): the per-layer attention-output errors before and
+// after, one bar pair and one table row per layer, and the summary.
+TEST(ReportHtmlTest, DeepseekV3HealingSection) {
+  nlohmann::json r = HandMadeMlaReport(3, 1);
+  nlohmann::json layers = nlohmann::json::array();
+  for (int l = 0; l < 3; ++l) {
+    layers.push_back({{"heldout_error_before", 0.4 + l},
+                      {"heldout_error_after", l == 2 ? 2.4 : 0.1 + l},
+                      {"train_error_before", 0.5},
+                      {"steps", 200},
+                      {"best_step", l == 2 ? 0 : 180},
+                      {"accepted", l != 2}});
+  }
+  r["deepseek_v3"]["heal"] = {{"inputs", "original"},
+                              {"data", "/d/calib.u16"},
+                              {"train_tokens", 176384},
+                              {"heldout_tokens", 16384},
+                              {"seq_len", 256},
+                              {"max_steps", 200},
+                              {"batch_windows", 8},
+                              {"learning_rate", 0.002},
+                              {"seconds", 74.5},
+                              {"heldout_nll_before", 2.53},
+                              {"heldout_nll_after", 2.01},
+                              {"layers", layers}};
+  const std::string html = ReportHtml(r);
+  const size_t at = html.find("<section id=\"healing\">");
+  ASSERT_NE(at, std::string::npos);
+  const std::string section = html.substr(at, html.find("</section>", at) - at);
+  EXPECT_EQ(Count(Chart(html, "heal_errors"), "data-series=\"before\""), 3);
+  EXPECT_EQ(Count(Chart(html, "heal_errors"), "data-series=\"after\""), 3);
+  EXPECT_NE(section.find("176384"), std::string::npos);
+  EXPECT_NE(section.find("2.53 → 2.01"), std::string::npos);
+  EXPECT_EQ(Count(section, "<td>healed</td>"), 2);
+  EXPECT_EQ(Count(section, "<td>one-shot</td>"), 1);
+  // Rendered by its section, not again as raw fields.
+  EXPECT_EQ(html.find("deepseek_v3.heal"), std::string::npos);
+}
+
 // A field of the deepseek_v3 object no section knows (a later stage's
 // results) is shown, not dropped; without evaluation data there is no
 // perplexity chart, and without the NoPE correction no NoPE error chart.

@@ -308,6 +308,70 @@ TEST(JobOptions, DeepseekV3FieldsReachThePipelineAndComeBack) {
   EXPECT_THAT(broken.status().message(), HasSubstr("kv_lora_rank"));
 }
 
+TEST(JobOptions, HealingReachesThePipelineAndComesBack) {
+  auto o = PipelineOptionsFromJob(JobFrom(R"pb(
+                                    model_uri: "/m"
+                                    output_uri: "/tmp/care-nonexistent-out"
+                                    output_layout: OUTPUT_LAYOUT_DEEPSEEK_V3
+                                    kv_budget { kv_save_fraction: 0.5 }
+                                    calibration { dataset_uri: "/c.txt" }
+                                    healing {
+                                      mode: HEALING_MODE_LOCAL
+                                      inputs: HEALING_INPUTS_HEALED
+                                      dataset_uri: "file:///h.txt"
+                                      tokens: 4096
+                                      steps: 30
+                                    }
+                                  )pb"),
+                                  1);
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ((*o)["heal"]["mode"], "local");
+  EXPECT_EQ((*o)["heal"]["inputs"], "healed");
+  EXPECT_EQ((*o)["heal"]["data"], "/h.txt");
+  EXPECT_EQ((*o)["heal"]["tokens"], 4096);
+  EXPECT_EQ((*o)["heal"]["steps"], 30);
+
+  nlohmann::json r = {{"kv_width_before", 640},
+                      {"kv_width_after", 320},
+                      {"layers", nlohmann::json::array()},
+                      {"method", "care"},
+                      {"damping", 0.01},
+                      {"output_dir", "/out/x"},
+                      {"deepseek_v3",
+                       {{"rope_dim", 8},
+                        {"freqfold", 1},
+                        {"kv_lora_rank", 24},
+                        {"kv_width_per_layer_before", 64},
+                        {"kv_width_per_layer_after", 32},
+                        {"heldout_nll_partial_rope", 2.5},
+                        {"heal",
+                         {{"inputs", "healed"},
+                          {"train_tokens", 4096},
+                          {"heldout_tokens", 512},
+                          {"seconds", 1.5},
+                          {"heldout_nll_before", 2.5},
+                          {"heldout_nll_after", 2.1},
+                          {"layers",
+                           {{{"heldout_error_before", 0.4},
+                             {"heldout_error_after", 0.1},
+                             {"accepted", true}},
+                            {{"heldout_error_before", 0.2},
+                             {"heldout_error_after", 0.2},
+                             {"accepted", false}}}}}}}}};
+  auto report = ReportFromPipelineJson(r, care::v1::JobSpec());
+  ASSERT_TRUE(report.ok()) << report.status();
+  ASSERT_TRUE(report->has_healing());
+  EXPECT_EQ(report->healing().inputs(), care::v1::HEALING_INPUTS_HEALED);
+  EXPECT_EQ(report->healing().train_tokens(), 4096);
+  EXPECT_DOUBLE_EQ(report->healing().heldout_nll_after(), 2.1);
+  ASSERT_EQ(report->layers_size(), 2);
+  EXPECT_EQ(report->layers(1).layer(), 1);
+  EXPECT_DOUBLE_EQ(report->layers(0).heal_error_before(), 0.4);
+  EXPECT_DOUBLE_EQ(report->layers(0).heal_error_after(), 0.1);
+  EXPECT_TRUE(report->layers(0).heal_accepted());
+  EXPECT_FALSE(report->layers(1).heal_accepted());
+}
+
 TEST(Failure, ClassesByStatusCode) {
   care::v1::Progress where;
   where.set_stage(care::v1::STAGE_CALIBRATING);

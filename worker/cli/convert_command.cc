@@ -31,7 +31,12 @@ constexpr char kUsage[] =
     "         --calib DATA [--method care|care-c|asvd|svd|pca]\n"
     "         [--layout latent|deepseek-v3] [--rope-dim R|auto]\n"
     "         [--freqfold K|auto] [--kv-lora-rank N] [--no-kv-balance]\n"
-    "         [--no-nope-correction]\n"
+    "         [--no-nope-correction] [--heal local|none [--heal-data DATA]\n"
+    "         [--heal-tokens N] [--heal-steps N] [--heal-inputs "
+    "original|healed]"
+    "\n"
+    "         [--heal-seq-len T] [--heal-lr L] [--heal-batch-windows W]\n"
+    "         [--heal-text-field F]]\n"
     "         [--allocation uniform|adjusted|auto] [--adjusted-factors]\n"
     "         [--sequential]\n"
     "         [--calib-samples N] [--calib-seq-len T] [--seed S] [--damping "
@@ -68,6 +73,23 @@ constexpr char kUsage[] =
     "  --no-kv-balance    deepseek-v3: no K/V energy balancing in the latent\n"
     "  --no-nope-correction  deepseek-v3: drop the NoPE part's rotation\n"
     "                     instead of its attention-weighted 2x2 fit\n"
+    "  --heal M           deepseek-v3: none (default) or local: optimise each\n"
+    "                     layer's new attention weights to match the\n"
+    "                     original layer's output (docs/conversion.md,\n"
+    "                     Healing)\n"
+    "  --heal-data DATA   healing text/ids (default: the calibration range)\n"
+    "  --heal-tokens N    healing training tokens (default 262144, bounded\n"
+    "                     by the data)\n"
+    "  --heal-steps N     Adam steps per layer at most (default 200)\n"
+    "  --heal-inputs I    original (default): each layer heals on the\n"
+    "                     original model's inputs; healed: on the inputs of\n"
+    "                     the healed layers below\n"
+    "  --heal-seq-len T   healing window length (default 256, at most the\n"
+    "                     model's max positions)\n"
+    "  --heal-lr L        Adam step relative to each weight block's RMS\n"
+    "                     (default 0.002)\n"
+    "  --heal-batch-windows W  windows per step (default 8)\n"
+    "  --heal-text-field F  JSONL field of --heal-data (default text)\n"
     "  --allocation A     uniform (default), adjusted (paper CARE-E), auto\n"
     "                     (best of several candidates on held-out NLL)\n"
     "  --adjusted-factors use the released code's depth and rank-cost "
@@ -154,6 +176,43 @@ absl::StatusOr<convert::MlaExportOptions> ParseMlaFlags(const Flags& flags) {
   }
   m.balance_kv = !flags.Bool("no-kv-balance");
   m.nope_correction = !flags.Bool("no-nope-correction");
+  const std::string heal = flags.StringOr("heal", "none");
+  if (heal != "none" && heal != "local") {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--heal must be local or none, got '%s'", heal));
+  }
+  m.heal = heal == "local";
+  for (const char* name :
+       {"heal-data", "heal-tokens", "heal-steps", "heal-inputs", "heal-seq-len",
+        "heal-lr", "heal-batch-windows", "heal-text-field"}) {
+    if (!m.heal && flags.Has(name)) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("--%s applies to --heal local only", name));
+    }
+  }
+  m.heal_data = flags.StringOr("heal-data", "");
+  m.heal_text_field = flags.StringOr("heal-text-field", m.heal_text_field);
+  const std::string inputs = flags.StringOr("heal-inputs", "original");
+  if (inputs != "original" && inputs != "healed") {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "--heal-inputs must be original or healed, got '%s'", inputs));
+  }
+  m.heal_inputs_healed = inputs == "healed";
+  CARE_ASSIGN_OR_RETURN(m.heal_tokens,
+                        flags.IntOr("heal-tokens", m.heal_tokens));
+  CARE_ASSIGN_OR_RETURN(m.heal_steps, flags.IntOr("heal-steps", m.heal_steps));
+  CARE_ASSIGN_OR_RETURN(m.heal_seq_len,
+                        flags.IntOr("heal-seq-len", m.heal_seq_len));
+  CARE_ASSIGN_OR_RETURN(
+      m.heal_batch_windows,
+      flags.IntOr("heal-batch-windows", m.heal_batch_windows));
+  CARE_ASSIGN_OR_RETURN(m.heal_lr, flags.DoubleOr("heal-lr", m.heal_lr));
+  if (m.heal_tokens < 2 || m.heal_steps < 0 || m.heal_seq_len < 2 ||
+      m.heal_batch_windows < 1 || !(m.heal_lr > 0)) {
+    return absl::InvalidArgumentError(
+        "--heal-tokens and --heal-seq-len must be >= 2, --heal-steps >= 0, "
+        "--heal-batch-windows >= 1 and --heal-lr > 0");
+  }
   return m;
 }
 
@@ -205,7 +264,16 @@ absl::StatusOr<convert::ConvertOptions> ParseArgs(
                                          "freqfold",
                                          "kv-lora-rank",
                                          "no-kv-balance",
-                                         "no-nope-correction"}));
+                                         "no-nope-correction",
+                                         "heal",
+                                         "heal-data",
+                                         "heal-tokens",
+                                         "heal-steps",
+                                         "heal-inputs",
+                                         "heal-seq-len",
+                                         "heal-lr",
+                                         "heal-batch-windows",
+                                         "heal-text-field"}));
   if (!flags.positionals().empty()) {
     return absl::InvalidArgumentError("unexpected argument '" +
                                       flags.positionals()[0] + "'");
@@ -219,7 +287,7 @@ absl::StatusOr<convert::ConvertOptions> ParseArgs(
       convert::ParseOutputLayout(flags.StringOr("layout", "latent")));
   const bool mla = o.output_layout == convert::OutputLayout::kDeepseekV3;
   for (const char* name : {"rope-dim", "freqfold", "kv-lora-rank",
-                           "no-kv-balance", "no-nope-correction"}) {
+                           "no-kv-balance", "no-nope-correction", "heal"}) {
     if (!mla && flags.Has(name)) {
       return absl::InvalidArgumentError(
           absl::StrFormat("--%s applies to --layout deepseek-v3 only", name));

@@ -171,6 +171,16 @@ absl::StatusOr<convert::ConvertOptions> OptionsFromJson(
   CARE_RETURN_IF_ERROR(Read(o, "freqfold", &c.mla.freqfold));
   CARE_RETURN_IF_ERROR(Read(o, "kv_lora_rank", &c.mla.kv_lora_rank));
   CARE_RETURN_IF_ERROR(Read(o, "kv_balance", &c.mla.balance_kv));
+  if (auto heal = o.find("heal"); heal != o.end() && heal->is_object()) {
+    std::string mode = "none", inputs = "original";
+    CARE_RETURN_IF_ERROR(Read(*heal, "mode", &mode));
+    CARE_RETURN_IF_ERROR(Read(*heal, "inputs", &inputs));
+    c.mla.heal = mode == "local";
+    c.mla.heal_inputs_healed = inputs == "healed";
+    CARE_RETURN_IF_ERROR(Read(*heal, "data", &c.mla.heal_data));
+    CARE_RETURN_IF_ERROR(Read(*heal, "tokens", &c.mla.heal_tokens));
+    CARE_RETURN_IF_ERROR(Read(*heal, "steps", &c.mla.heal_steps));
+  }
   return c;
 }
 

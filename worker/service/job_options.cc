@@ -58,15 +58,76 @@ absl::Status FillPerplexity(const nlohmann::json& p,
 
 }  // namespace
 
+// deepseek_v3.heal of the pipeline report -> Report.healing and the
+// per-layer errors (LayerReport 8-10; entries added for the layers).
+absl::Status FillHealing(const nlohmann::json& h, care::v1::Report& out) {
+  care::v1::HealingReport* hr = out.mutable_healing();
+  CARE_ASSIGN_OR_RETURN(std::string inputs, Field<std::string>(h, "inputs"));
+  hr->set_inputs(inputs == "healed" ? care::v1::HEALING_INPUTS_HEALED
+                                    : care::v1::HEALING_INPUTS_ORIGINAL);
+  CARE_ASSIGN_OR_RETURN(int64_t train, Field<int64_t>(h, "train_tokens"));
+  CARE_ASSIGN_OR_RETURN(int64_t held, Field<int64_t>(h, "heldout_tokens"));
+  CARE_ASSIGN_OR_RETURN(double seconds, Field<double>(h, "seconds"));
+  CARE_ASSIGN_OR_RETURN(double before, Field<double>(h, "heldout_nll_before"));
+  CARE_ASSIGN_OR_RETURN(double after, Field<double>(h, "heldout_nll_after"));
+  hr->set_train_tokens(train);
+  hr->set_heldout_tokens(held);
+  hr->set_seconds(seconds);
+  hr->set_heldout_nll_before(before);
+  hr->set_heldout_nll_after(after);
+  auto layers = h.find("layers");
+  if (layers == h.end() || !layers->is_array()) {
+    return absl::InvalidArgumentError("pipeline report: heal.layers missing");
+  }
+  for (size_t l = 0; l < layers->size(); ++l) {
+    const nlohmann::json& e = (*layers)[l];
+    care::v1::LayerReport* dest = nullptr;
+    for (auto& existing : *out.mutable_layers()) {
+      if (existing.layer() == static_cast<int32_t>(l)) dest = &existing;
+    }
+    if (dest == nullptr) {
+      dest = out.add_layers();
+      dest->set_layer(static_cast<int32_t>(l));
+    }
+    CARE_ASSIGN_OR_RETURN(double eb, Field<double>(e, "heldout_error_before"));
+    CARE_ASSIGN_OR_RETURN(double ea, Field<double>(e, "heldout_error_after"));
+    auto acc = e.find("accepted");
+    const bool accepted =
+        acc != e.end() && acc->is_boolean() && acc->get<bool>();
+    dest->set_heal_error_before(eb);
+    dest->set_heal_error_after(ea);
+    dest->set_heal_accepted(accepted);
+  }
+  return absl::OkStatus();
+}
+
 care::v1::Stage StageFromPipeline(const std::string& stage) {
   if (stage == "load") return care::v1::STAGE_LOADING;
   if (stage == "calibrate") return care::v1::STAGE_CALIBRATING;
-  if (stage == "decompose" || stage == "allocate") {
+  // Healing refits the export's layers: reported as part of the fit.
+  if (stage == "decompose" || stage == "allocate" || stage == "heal") {
     return care::v1::STAGE_DECOMPOSING;
   }
   if (stage == "evaluate") return care::v1::STAGE_EVALUATING;
   if (stage == "write") return care::v1::STAGE_WRITING;
   return care::v1::STAGE_UNSPECIFIED;
+}
+
+// HealingSpec -> the pipeline's "heal" object (serve_command.cc); unset
+// fields take the pipeline's defaults.
+absl::StatusOr<nlohmann::json> HealingOptions(const care::v1::HealingSpec& h) {
+  nlohmann::json heal = {
+      {"mode", h.mode() == care::v1::HEALING_MODE_LOCAL ? "local" : "none"},
+      {"inputs",
+       h.inputs() == care::v1::HEALING_INPUTS_HEALED ? "healed" : "original"}};
+  if (!h.dataset_uri().empty()) {
+    CARE_ASSIGN_OR_RETURN(std::string data,
+                          LocalPath(h.dataset_uri(), "healing.dataset_uri"));
+    heal["data"] = data;
+  }
+  if (h.tokens() > 0) heal["tokens"] = h.tokens();
+  if (h.steps() > 0) heal["steps"] = h.steps();
+  return heal;
 }
 
 absl::StatusOr<nlohmann::json> PipelineOptionsFromJob(const care::v1::Job& job,
@@ -85,6 +146,7 @@ absl::StatusOr<nlohmann::json> PipelineOptionsFromJob(const care::v1::Job& job,
     o["freqfold"] = spec.freqfold();          // 0 = auto
     o["kv_lora_rank"] = spec.kv_lora_rank();  // 0 = from the budget
     o["kv_balance"] = !spec.no_kv_balance();
+    CARE_ASSIGN_OR_RETURN(o["heal"], HealingOptions(spec.healing()));
   }
   switch (spec.kv_budget().budget_case()) {
     case care::v1::KvBudget::kKvSaveFraction:
@@ -345,6 +407,9 @@ absl::StatusOr<care::v1::Report> ReportFromPipelineJson(
     if (auto p = d.find("eval_ppl_partial_rope");
         p != d.end() && p->is_number()) {
       out.set_partial_rope_ppl(p->get<double>());
+    }
+    if (auto h = d.find("heal"); h != d.end() && h->is_object()) {
+      CARE_RETURN_IF_ERROR(FillHealing(*h, out));
     }
   } else {
     out.set_output_layout(care::v1::OUTPUT_LAYOUT_LATENT);

@@ -7,6 +7,7 @@
 
 #include "base/status_macros.h"
 #include "care/convert/mla_export/export_stages.h"
+#include "care/convert/mla_export/heal_stage.h"
 #include "care/convert/stages/stages.h"
 
 namespace care::convert {
@@ -36,6 +37,7 @@ absl::StatusOr<ConversionReport> ConvertModel(const ConvertOptions& options,
     CARE_ASSIGN_OR_RETURN(stage::MlaFit fit,
                           stage::MlaCalibrate(options, in, steps, &report));
     CARE_RETURN_IF_ERROR(stage::MlaChoose(options, in, fit, steps, &report));
+    CARE_RETURN_IF_ERROR(stage::MlaHeal(options, in, fit, steps, &report));
     CARE_RETURN_IF_ERROR(stage::MlaEvaluate(options, in, fit, steps, &report));
     CARE_RETURN_IF_ERROR(stage::MlaWrite(options, in, fit, steps, &report));
     // The output is in place: the state has served its purpose.

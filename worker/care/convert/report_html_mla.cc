@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "care/convert/report_html_heal.h"
 #include "care/convert/report_html_util.h"
 #include "care/convert/svg_chart.h"
 
@@ -48,7 +49,8 @@ const std::vector<std::string>& KnownFields() {
                                                   "scoring_windows",
                                                   "eval_ppl_partial_rope",
                                                   "layers",
-                                                  "candidates"};
+                                                  "candidates",
+                                                  "heal"};  // HealSection
   return kKnown;
 }
 
@@ -291,7 +293,7 @@ std::string MlaSections(const json& r) {
   const json& d = At(r, "deepseek_v3");
   if (!d.is_object()) return "";
   std::string s = absl::StrCat(Settings(d), Steps(r, d), Candidates(d),
-                               LayerCharts(d), LayerTable(d));
+                               LayerCharts(d), LayerTable(d), HealSection(d));
   const std::string rest = ObjectFields("deepseek_v3", d, KnownFields());
   if (!rest.empty()) {
     absl::StrAppend(&s,

@@ -16,12 +16,14 @@
 
 #include <Eigen/Core>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "care/convert/factorize.h"
 #include "care/convert/latent_layer.h"
+#include "care/convert/mla_export/heal_layer.h"
 #include "care/convert/mla_export/rope_split.h"
 #include "care/io/tensor.h"
 
@@ -78,6 +80,9 @@ struct MlaLayer {
   // head and source frequency applied to the q_nope rows; empty: none.
   std::vector<Eigen::Matrix2d> nope_correction;
   double nope_dropped_error = 0, nope_corrected_error = 0;
+  // Healing (heal_layer.h): the healed attention parameters, written instead
+  // of those derived from the fields above (with alpha_log2); null: none.
+  std::shared_ptr<const HealParams<float>> healed;
 
   // Qwen2 q/k/v biases (mla_bias.h): one more latent channel, constant 1
   // (zero weights, bias α), whose kv_b_proj column carries the k_nope and

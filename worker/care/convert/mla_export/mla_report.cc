@@ -5,6 +5,30 @@
 
 namespace care::convert {
 
+nlohmann::json MlaHealReportToJson(const MlaHealReport& h) {
+  nlohmann::json layers = nlohmann::json::array();
+  for (const MlaHealLayerReport& l : h.layers) {
+    layers.push_back({{"heldout_error_before", l.heldout_error_before},
+                      {"heldout_error_after", l.heldout_error_after},
+                      {"train_error_before", l.train_error_before},
+                      {"steps", l.steps},
+                      {"best_step", l.best_step},
+                      {"accepted", l.accepted}});
+  }
+  return {{"inputs", h.inputs},
+          {"data", h.data},
+          {"train_tokens", h.train_tokens},
+          {"heldout_tokens", h.heldout_tokens},
+          {"seq_len", h.seq_len},
+          {"max_steps", h.max_steps},
+          {"batch_windows", h.batch_windows},
+          {"learning_rate", h.learning_rate},
+          {"seconds", h.seconds},
+          {"heldout_nll_before", h.heldout_nll_before},
+          {"heldout_nll_after", h.heldout_nll_after},
+          {"layers", std::move(layers)}};
+}
+
 nlohmann::json MlaReportToJson(const MlaExportReport& r) {
   nlohmann::json j = {
       {"rope_dim", r.rope_dim},
@@ -54,6 +78,7 @@ nlohmann::json MlaReportToJson(const MlaExportReport& r) {
                      {"chosen", c.chosen}});
   }
   j["candidates"] = std::move(cands);
+  j["heal"] = r.heal ? MlaHealReportToJson(*r.heal) : nlohmann::json(nullptr);
   return j;
 }
 
@@ -77,6 +102,24 @@ std::string MlaReportSummary(const MlaExportReport& r) {
   if (r.eval_ppl_qk_norm_fold) {
     absl::StrAppendFormat(&s, "  q/k norm fold only: perplexity %.4f\n",
                           *r.eval_ppl_qk_norm_fold);
+  }
+  if (r.heal) {
+    const MlaHealReport& h = *r.heal;
+    absl::StrAppendFormat(
+        &s,
+        "  healing (%s inputs, %d tokens, %.1f s): held-out NLL %.4f -> "
+        "%.4f\n",
+        h.inputs, h.train_tokens, h.seconds, h.heldout_nll_before,
+        h.heldout_nll_after);
+    for (size_t l = 0; l < h.layers.size(); ++l) {
+      const MlaHealLayerReport& x = h.layers[l];
+      absl::StrAppendFormat(
+          &s,
+          "    layer %d: attention-output error %.4g -> %.4g (%d steps, "
+          "best %d)%s\n",
+          l, x.heldout_error_before, x.heldout_error_after, x.steps,
+          x.best_step, x.accepted ? "" : "  (kept the export)");
+    }
   }
   if (r.candidates.size() > 1) {
     for (const MlaCandidateReport& c : r.candidates) {

@@ -36,6 +36,30 @@ struct MlaCandidateReport {
   bool chosen = false;
 };
 
+// Healing (heal_stage.h): per layer, the attention-output error after
+// o_proj relative to the original layer's, ‖ŷ − y‖²/‖y‖², on the held-out
+// windows, before (the one-shot export) and after; `accepted` when the
+// healed parameters were kept (after < before).
+struct MlaHealLayerReport {
+  double heldout_error_before = 0, heldout_error_after = 0;
+  double train_error_before = 0;  // first mini-batch
+  int64_t steps = 0, best_step = 0;
+  bool accepted = false;
+};
+
+struct MlaHealReport {
+  std::string inputs;  // "original" or "healed"
+  std::string data;    // the healing token source
+  int64_t train_tokens = 0, heldout_tokens = 0, seq_len = 0;
+  int64_t max_steps = 0, batch_windows = 0;
+  double learning_rate = 0;
+  double seconds = 0;
+  // Held-out NLL of the export on the healing held-out windows, before and
+  // after healing.
+  double heldout_nll_before = 0, heldout_nll_after = 0;
+  std::vector<MlaHealLayerReport> layers;
+};
+
 struct MlaExportReport {
   int64_t rope_dim = 0;
   int64_t freqfold = 0;
@@ -62,9 +86,11 @@ struct MlaExportReport {
   double heldout_nll_original = 0;
   std::vector<MlaLayerReport> layers;
   std::vector<MlaCandidateReport> candidates;
+  std::optional<MlaHealReport> heal;  // with --heal local
 };
 
 nlohmann::json MlaReportToJson(const MlaExportReport& report);
+nlohmann::json MlaHealReportToJson(const MlaHealReport& report);
 // Lines for ReportSummary: layout, rope dim, freqfold, kv_lora_rank, KV
 // width per layer, the partial-RoPE-only scores and the candidates.
 std::string MlaReportSummary(const MlaExportReport& report);

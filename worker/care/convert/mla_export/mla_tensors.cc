@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "care/convert/mla_export/heal_tensors.h"
 #include "care/convert/mla_export/mla_bias.h"
 #include "care/convert/mla_export/nope_correction.h"
 #include "care/io/tensor_names.h"
@@ -36,6 +37,14 @@ absl::StatusOr<AttentionTensors> BuildAttentionTensors(
     int64_t layer, const MlaLayer& mla, const Tensor& q_proj,
     const LayerWeights& source_weights, int64_t num_heads,
     const Tensor* q_bias) {
+  if (mla.healed) {
+    // Healing optimises bias-free layers only (refused up front).
+    if (q_bias != nullptr || mla.bias_channel) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "layer ", layer, ": a healed layer cannot carry attention biases"));
+    }
+    return HealedTensors(layer, *mla.healed, num_heads, mla.alpha_log2);
+  }
   const LayerWeights weights = FoldedWeights(source_weights, mla);
   const RopeSplitShape& rs = mla.rope.shape;
   const int64_t dh = rs.head_dim, rope = rs.rope_dim, g = rs.num_kv_heads;

@@ -29,6 +29,21 @@ struct MlaExportOptions {
   // weighted least-squares 2×2 map per head and frequency
   // (nope_correction.h); false: plain dropping (TransMLA, MHA2MLA).
   bool nope_correction = true;
+
+  // Layer-wise healing after the factorization (heal_stage.h,
+  // docs/conversion.md "Healing"): `--heal local`.
+  bool heal = false;
+  // Inputs of layer l's healing: the original model's (false) or those of
+  // the healed layers below it (true, --heal-inputs healed). The target is
+  // always the original layer's output on the original inputs.
+  bool heal_inputs_healed = false;
+  std::string heal_data;  // "" = calib_data's calibration range
+  std::string heal_text_field = "text";
+  int64_t heal_tokens = 262144;    // training tokens (bounded by the data)
+  int64_t heal_seq_len = 256;      // window length (<= max positions)
+  int64_t heal_steps = 200;        // Adam steps per layer (at most)
+  int64_t heal_batch_windows = 8;  // windows per step
+  double heal_lr = 2e-3;           // step relative to each block's RMS
 };
 
 }  // namespace care::convert

@@ -1,0 +1,112 @@
+// Issue 24 end to end: a DeepSeek-V3 job with healing (HealingSpec, via
+// carectl's --heal flags) runs through care-server and a real `care-worker
+// serve`; the job's report carries the healing summary and the per-layer
+// attention-output errors before/after, `carectl get` shows them, and the
+// written checkpoint reproduces the reported (healed) perplexity under
+// `care-worker eval`.
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "gmock/gmock.h"
+#include "worker_service/cluster_test_base.h"
+
+namespace care::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+class HealEndToEndTest : public ClusterTest {};
+
+TEST_F(HealEndToEndTest, HealedDeepseekV3JobThroughServerWorkerAndCarectl) {
+  StartWorker("w1", {BinaryPath("worker/cli/care-worker"), "serve",
+                     "--work-dir", dir_ + "/work"});
+  const std::string out = dir_ + "/outputs/stories-mla-healed";
+  CommandResult wait =
+      Carectl({"submit",
+               "--wait",
+               "--plain",
+               "--model",
+               model_,
+               "--out",
+               out,
+               "--kv-save",
+               "0.5",
+               "--layout",
+               "deepseek-v3",
+               "--rope-dim",
+               "8",
+               "--freqfold",
+               "1",
+               "--heal",
+               "local",
+               "--heal-inputs",
+               "healed",
+               "--heal-tokens",
+               "8192",
+               "--heal-steps",
+               "40",
+               "--calib",
+               fixtures_ + "/tinystories/tinystories_val_head.txt",
+               "--calib-samples",
+               "64",
+               "--calib-seq-len",
+               "32",
+               "--eval",
+               tokens_,
+               "--eval-seq-len",
+               "128",
+               "--eval-windows",
+               "8"});
+  ASSERT_EQ(wait.exit_code, 0) << wait.out << wait.err;
+  const std::string id = wait.out.substr(10, wait.out.find('\n') - 10);
+  care::v1::Job job = Get(id);
+  ASSERT_EQ(job.state(), care::v1::JOB_STATE_SUCCEEDED)
+      << job.failure().message();
+  EXPECT_EQ(job.spec().healing().mode(), care::v1::HEALING_MODE_LOCAL);
+  EXPECT_EQ(job.spec().healing().inputs(), care::v1::HEALING_INPUTS_HEALED);
+  const care::v1::Report& r = job.report();
+  ASSERT_TRUE(r.has_healing());
+  EXPECT_EQ(r.healing().inputs(), care::v1::HEALING_INPUTS_HEALED);
+  EXPECT_EQ(r.healing().train_tokens(), 8192);
+  EXPECT_GT(r.healing().seconds(), 0);
+  EXPECT_LT(r.healing().heldout_nll_after(), r.healing().heldout_nll_before());
+  ASSERT_EQ(r.layers_size(), 5);
+  int accepted = 0;
+  for (const care::v1::LayerReport& l : r.layers()) {
+    EXPECT_GT(l.heal_error_before(), 0) << "layer " << l.layer();
+    EXPECT_LE(l.heal_error_after(), l.heal_error_before())
+        << "layer " << l.layer();
+    accepted += l.heal_accepted();
+  }
+  EXPECT_GE(accepted, 3);
+
+  CommandResult get = Carectl({"get", id});
+  EXPECT_THAT(get.out, HasSubstr("healing"));
+  EXPECT_THAT(get.out, HasSubstr("healed inputs, 8192 tokens"));
+  EXPECT_THAT(get.out, HasSubstr("healing error"));
+
+  // The written checkpoint is the healed model the report evaluated.
+  CommandResult eval =
+      RunCommand({BinaryPath("worker/cli/care-worker"), "eval", "--model", out,
+                  "--tokens", tokens_, "--seq-len", "128", "--max-windows", "8",
+                  "--threads", "1", "--json"},
+                 logs_, absl::Seconds(60));
+  ASSERT_EQ(eval.exit_code, 0) << eval.err;
+  const nlohmann::json reloaded =
+      nlohmann::json::parse(eval.out, nullptr, false);
+  ASSERT_TRUE(reloaded.is_object()) << eval.out;
+  EXPECT_NEAR(reloaded.value("ppl", 0.0), r.converted().ppl(),
+              1e-4 * r.converted().ppl());
+}
+
+TEST_F(HealEndToEndTest, HealingOnTheLatentLayoutIsRejected) {
+  CommandResult submit = Carectl(
+      {"submit", "--plain", "--model", model_, "--out",
+       dir_ + "/outputs/latent-heal", "--kv-save", "0.5", "--heal", "local",
+       "--calib", fixtures_ + "/tinystories/tinystories_val_head.txt"});
+  EXPECT_NE(submit.exit_code, 0);
+  EXPECT_THAT(submit.out + submit.err, HasSubstr("healing.mode"));
+}
+
+}  // namespace
+}  // namespace care::testing
