@@ -7,16 +7,6 @@
 #include "care/io/tensor_names.h"
 
 namespace care::convert::mla {
-namespace {
-
-Tensor FromMatrix(const MatrixRM& m) {
-  Tensor t;
-  t.shape = {m.rows(), m.cols()};
-  t.data.assign(m.data(), m.data() + m.size());
-  return t;
-}
-
-}  // namespace
 
 absl::StatusOr<HealParams<float>> HealStart(int64_t layer, const MlaLayer& mla,
                                             const Tensor& q_proj,

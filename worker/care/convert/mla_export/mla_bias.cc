@@ -5,17 +5,11 @@
 #include <utility>
 
 #include "care/convert/mla_export/mla_layer.h"
+#include "care/convert/mla_export/mla_tensors.h"
 #include "care/io/tensor_names.h"
 
 namespace care::convert::mla {
 namespace {
-
-Tensor FromMatrix(const MatrixRM& m) {
-  Tensor t;
-  t.shape = {m.rows(), m.cols()};
-  t.data.assign(m.data(), m.data() + m.size());
-  return t;
-}
 
 Tensor Filled(int64_t n, float value) {
   Tensor t;

@@ -12,7 +12,6 @@
 #include "care/io/tensor_names.h"
 
 namespace care::convert::mla {
-namespace {
 
 Tensor FromMatrix(const MatrixRM& m) {
   Tensor t;
@@ -20,8 +19,6 @@ Tensor FromMatrix(const MatrixRM& m) {
   t.data.assign(m.data(), m.data() + m.size());
   return t;
 }
-
-}  // namespace
 
 std::string KvAProjName(int64_t l) {
   return io::names::Layer(l, "self_attn.kv_a_proj_with_mqa.weight");

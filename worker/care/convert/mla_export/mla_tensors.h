@@ -30,6 +30,9 @@
 
 namespace care::convert::mla {
 
+// A [rows, cols] float tensor holding m's values.
+Tensor FromMatrix(const MatrixRM& m);
+
 std::string KvAProjName(int64_t layer);  // ...kv_a_proj_with_mqa.weight
 std::string KvANormName(int64_t layer);  // ...kv_a_layernorm.weight
 std::string KvBProjName(int64_t layer);  // ...kv_b_proj.weight
