@@ -1,6 +1,5 @@
 #include "proto/api/token_file.h"
 
-
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
