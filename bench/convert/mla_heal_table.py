@@ -16,10 +16,10 @@ import argparse
 import json
 import math
 import os
-import subprocess
 import sys
 
-N = 393012
+import mla_quality_table
+
 # model, calibration end, evaluation start, {kv save: (rope dim, freqfold)}
 MODELS = [("stories260K-hf", 196000, 196608, {0.5: (8, 1), 0.75: (8, 1)}),
           ("tinygqa-hf", 353000, 353710, {0.5: (32, 2), 0.75: (16, 2)}),
@@ -27,24 +27,10 @@ MODELS = [("stories260K-hf", 196000, 196608, {0.5: (8, 1), 0.75: (8, 1)}),
 
 
 def run(args, model, cal, ev, save, extra, name):
-    out = os.path.join(args.workdir, f"{model}-{save}-{name}")
-    report = out + ".json"
-    if not os.path.exists(report):
-        tokens = os.path.join(args.fixtures, "stories260K_reference",
-                              "tinystories_val_head.tok512.u16")
-        cmd = ["nice", args.worker, "convert", "--model",
-               os.path.join(args.fixtures, model), "--out", out,
-               "--kv-save", str(save), "--calib", tokens,
-               "--calib-samples", "256", "--calib-seq-len", "32", "--seed",
-               "0", "--heldout-windows", "512", "--calib-range",
-               f"0:{(cal + 0.5) / N!r}", "--eval", tokens, "--eval-range",
-               f"{(ev + 0.5) / N!r}:1", "--eval-seq-len", "256",
-               "--eval-windows", "64", "--threads", str(args.threads),
-               "--report", report, "--overwrite", "--quiet",
-               "--layout", "deepseek-v3"] + extra
-        subprocess.run(cmd, check=True)
-    with open(report) as f:
-        return json.load(f)
+    """mla_quality_table's cell, deepseek-v3 layout, niced."""
+    return mla_quality_table.run(args, model, cal, ev, save,
+                                 ["--layout", "deepseek-v3"] + extra, name,
+                                 nice=True)
 
 
 def main():

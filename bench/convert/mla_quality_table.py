@@ -27,13 +27,14 @@ MODELS = [("stories260K-hf", 196000, 196608), ("tinygqa-hf", 353000, 353710),
 SAVES = [0.5, 0.75, 0.875]
 
 
-def run(args, model, cal, ev, save, extra, name):
+def run(args, model, cal, ev, save, extra, name, nice=False):
+    """Converts one cell on the protocol (cached in args.workdir by name)."""
     out = os.path.join(args.workdir, f"{model}-{save}-{name}")
     report = out + ".json"
     if not os.path.exists(report):
         tokens = os.path.join(args.fixtures, "stories260K_reference",
                               "tinystories_val_head.tok512.u16")
-        cmd = [args.worker, "convert", "--model",
+        cmd = ["nice"] * nice + [args.worker, "convert", "--model",
                os.path.join(args.fixtures, model), "--out", out,
                "--kv-save", str(save), "--calib", tokens,
                "--calib-samples", "256", "--calib-seq-len", "32", "--seed",

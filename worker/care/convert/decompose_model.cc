@@ -204,35 +204,7 @@ void PersistAndDropWeights(engine::LayerHooks& hooks, DecomposedModel& out,
     }
     return absl::OkStatus();
   };
-  if (resume == nullptr) return;
-  using Clock = std::chrono::steady_clock;
-  struct Snapshots {
-    bool any = false;
-    Clock::time_point last_end;
-    Clock::duration last_cost{};
-  };
-  hooks.on_layer_output =
-      [inner = std::move(hooks.on_layer_output), resume, layers, &backend,
-       policy = Snapshots()](int64_t l, const auto& h) mutable -> absl::Status {
-    absl::Status status = inner ? inner(l, h) : absl::OkStatus();
-    const auto now = Clock::now();
-    const bool due =
-        l + 1 < layers &&
-        (!policy.any || now - policy.last_end >= 10 * policy.last_cost);
-    if ((status.ok() && due) || absl::IsCancelled(status)) {
-      absl::StatusOr<MatrixRM> host = engine::DownloadMatrix(backend, h);
-      absl::Status saved =
-          host.ok() ? resume->SaveHidden(l + 1, *host) : host.status();
-      if (!saved.ok()) {
-        ResumeLog(absl::StrCat("cannot snapshot the hidden states after layer ",
-                               l, ": ", saved.message()));
-      }
-      policy.any = true;
-      policy.last_end = Clock::now();
-      policy.last_cost = policy.last_end - now;
-    }
-    return status;
-  };
+  if (resume != nullptr) AddHiddenSnapshots(hooks, *resume, layers, backend);
 }
 
 }  // namespace

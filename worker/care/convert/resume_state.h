@@ -25,6 +25,7 @@
 #include "absl/strings/string_view.h"
 #include "care/convert/decompose_model.h"
 #include "care/convert/latent_layer.h"
+#include "care/engine/engine.h"
 #include "care/io/tensor.h"
 
 namespace care::convert {
@@ -89,6 +90,13 @@ class ResumeState {
 
 // One line to stderr, "care: resume: <message>" (the worker's log).
 void ResumeLog(absl::string_view message);
+
+// Wraps hooks.on_layer_output: the hidden states after layer l are saved
+// (as the input of layer l+1) when the time since the last snapshot is at
+// least 10x what that one cost, always after the first layer the pass runs
+// and when the pass is being stopped; never after the last layer.
+void AddHiddenSnapshots(engine::LayerHooks& hooks, ResumeState& state,
+                        int64_t layers, compute::Backend& backend);
 
 // state->SaveValues, a failure logged (the conversion goes on without it);
 // nothing when `state` is null.

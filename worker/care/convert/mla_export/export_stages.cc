@@ -187,7 +187,7 @@ absl::StatusOr<engine::NllSum> FitPass(
     return after(l);
   };
   if (resume != nullptr) {
-    mla::AddHiddenSnapshots(hooks, *resume, L, fwd->backend());
+    AddHiddenSnapshots(hooks, *resume, L, fwd->backend());
   }
   CARE_RETURN_IF_ERROR(fwd->RunLayers(L, hooks));
   CARE_ASSIGN_OR_RETURN(engine::NllSum nll,

@@ -1,6 +1,5 @@
 #include "care/convert/mla_export/mla_resume.h"
 
-#include <chrono>
 #include <cstring>
 #include <utility>
 
@@ -331,38 +330,6 @@ void SavePassDone(ResumeState& state, const engine::NllSum& heldout) {
   SaveValuesOrLog(&state, kPassDone,
                   {heldout.sum, static_cast<double>(heldout.count)});
   state.DropHidden();
-}
-
-void AddHiddenSnapshots(engine::LayerHooks& hooks, ResumeState& state,
-                        int64_t layers, compute::Backend& backend) {
-  using Clock = std::chrono::steady_clock;
-  struct Policy {
-    bool any = false;
-    Clock::time_point last_end;
-    Clock::duration last_cost{};
-  };
-  hooks.on_layer_output =
-      [inner = std::move(hooks.on_layer_output), &state, layers, &backend,
-       policy = Policy()](int64_t l, const auto& h) mutable -> absl::Status {
-    absl::Status status = inner ? inner(l, h) : absl::OkStatus();
-    const auto now = Clock::now();
-    const bool due =
-        l + 1 < layers &&
-        (!policy.any || now - policy.last_end >= 10 * policy.last_cost);
-    if ((status.ok() && due) || absl::IsCancelled(status)) {
-      absl::StatusOr<MatrixRM> host = engine::DownloadMatrix(backend, h);
-      absl::Status saved =
-          host.ok() ? state.SaveHidden(l + 1, *host) : host.status();
-      if (!saved.ok()) {
-        ResumeLog(absl::StrCat("cannot snapshot the hidden states after layer ",
-                               l, ": ", saved.message()));
-      }
-      policy.any = true;
-      policy.last_end = Clock::now();
-      policy.last_cost = policy.last_end - now;
-    }
-    return status;
-  };
 }
 
 }  // namespace care::convert::mla

@@ -58,13 +58,6 @@ RestoredPass RestorePass(const ResumeState& state, const std::string& key,
 // The pass is complete: its held-out score is saved, the snapshot dropped.
 void SavePassDone(ResumeState& state, const engine::NllSum& heldout);
 
-// Wraps hooks.on_layer_output: the hidden states after layer l are saved
-// (as the input of layer l+1) when the time since the last snapshot is at
-// least 10x what that one cost, always after the first layer the pass runs
-// and when the pass is being stopped; never after the last layer.
-void AddHiddenSnapshots(engine::LayerHooks& hooks, ResumeState& state,
-                        int64_t layers, compute::Backend& backend);
-
 }  // namespace care::convert::mla
 
 #endif  // CARE_CONVERT_MLA_EXPORT_MLA_RESUME_H_
