@@ -337,6 +337,24 @@ absl::Status CheckpointWriter::FinishShard(Shard& shard,
   return s;
 }
 
+absl::Status CheckpointWriter::SyncData() {
+  for (Shard& s : shards_) {
+    if (s.fd >= 0) {
+      if (::fdatasync(s.fd) != 0) {
+        return ErrnoStatus(errno, "cannot sync", s.data_path);
+      }
+      continue;
+    }
+    const int fd = ::open(s.data_path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return ErrnoStatus(errno, "cannot open", s.data_path);
+    const int rc = ::fdatasync(fd);
+    const int err = errno;
+    ::close(fd);
+    if (rc != 0) return ErrnoStatus(err, "cannot sync", s.data_path);
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CheckpointWriter::Commit() {
   if (committed_ || failed_) {
     return absl::FailedPreconditionError(

@@ -90,6 +90,10 @@ class CheckpointWriter {
   // Writes an extra file (e.g. a conversion report) into the checkpoint.
   absl::Status WriteFile(const std::string& file_name,
                          absl::string_view contents);
+  // Flushes the tensor data written so far to disk (fdatasync of every
+  // shard), so that a caller can do it while other work runs and Commit()'s
+  // fsync finds little left to write.
+  absl::Status SyncData();
   // Closes the last shard, names the shards, writes the index and config,
   // fsyncs, and renames into place. The writer is unusable afterwards.
   absl::Status Commit();
