@@ -42,6 +42,7 @@ class BackgroundWrite : public StartedWrite {
             absl::Status synced = (*result_)->SyncData();
             if (!synced.ok()) result_ = synced;
           }
+          if (result_.ok()) (*result_)->DropReplacedCache();
         }) {}
   // Not joined by Write (an earlier stage failed): stop between tensors;
   // the writer's destructor removes what was staged.
