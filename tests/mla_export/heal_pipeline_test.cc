@@ -25,6 +25,8 @@
 namespace care::convert {
 namespace {
 
+using testing::ExpectSameOutput;
+
 using testing::FirstWindows;
 using testing::ModelLogits;
 using testing::SmallOptions;
@@ -168,22 +170,6 @@ TEST_F(HealPipelineTest, CancellationStopsTheHealStage) {
   EXPECT_EQ(r.status().code(), absl::StatusCode::kCancelled);
   EXPECT_NE(r.status().message().find("heal"), std::string::npos) << r.status();
   EXPECT_FALSE(std::filesystem::exists(dir_ + "/cancelled"));
-}
-
-// Every output file but the reports (which hold timings), byte for byte.
-void ExpectSameOutput(const std::string& a, const std::string& b) {
-  auto bytes = [](const std::filesystem::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  };
-  int compared = 0;
-  for (const auto& e : std::filesystem::directory_iterator(a)) {
-    const std::string name = e.path().filename().string();
-    if (name == "care_report.json" || name == "care_report.html") continue;
-    EXPECT_EQ(bytes(e.path()), bytes(std::filesystem::path(b) / name)) << name;
-    ++compared;
-  }
-  EXPECT_GE(compared, 2);  // at least config.json and the weights
 }
 
 // Healed inputs (the harder case: a restored layer's parameters feed the
