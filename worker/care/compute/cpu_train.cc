@@ -3,6 +3,7 @@
 // conventions and directions, the column-block adjoint of CopyColumns and
 // Adam. The attention backward is in cpu_attention_backward.cc.
 #include <cmath>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
@@ -52,14 +53,22 @@ absl::Status CpuBackend::Axpby(double alpha, const Matrix& x, double beta,
 absl::StatusOr<double> CpuBackend::SquaredDistance(const Matrix& a,
                                                    const Matrix& b) {
   CARE_RETURN_IF_ERROR(CheckShape("SquaredDistance", "b", b, a.rows, a.cols));
+  // Fixed chunks summed in order: the result does not depend on the thread
+  // count or schedule (an OpenMP reduction's combining order would).
+  constexpr int64_t kChunks = 64;
   const int64_t n = a.size();
-  double sum = 0;
-#pragma omp parallel for schedule(static) reduction(+ : sum) if (n >= \
-                                                                 kParallelMin)
-  for (int64_t i = 0; i < n; ++i) {
-    const double d = double{a.data[i]} - double{b.data[i]};
-    sum += d * d;
+  std::vector<double> part(kChunks, 0.0);
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+  for (int64_t c = 0; c < kChunks; ++c) {
+    double s = 0;
+    for (int64_t i = n * c / kChunks; i < n * (c + 1) / kChunks; ++i) {
+      const double d = double{a.data[i]} - double{b.data[i]};
+      s += d * d;
+    }
+    part[c] = s;
   }
+  double sum = 0;
+  for (const double s : part) sum += s;
   return sum;
 }
 
