@@ -7,7 +7,8 @@
 #   3. runs the CUDA plugin tests (ctest -L cuda) with CARE_TEST_EXPECT_GPU=1
 #      (a device that does not open fails instead of skipping);
 #   4. runs the compute, engine and conversion test directories with
-#      CARE_TEST_DEVICE=cuda (backend contract, fixture forward/convert);
+#      CARE_TEST_DEVICE=cuda (backend contract, training ops, fixture
+#      forward/convert) and healing's backend test;
 #   5. converts care-synth's demo model with care-worker on cpu and on cuda
 #      and compares the perplexities;
 #   6. writes an 8B-shaped synthetic checkpoint (care-synth --preset
@@ -84,7 +85,7 @@ step configure 90 cmake -S . -B "$build_dir" "${generator[@]}" \
 # Directory targets (<dir>/all) of the Ninja generator: every test of those
 # directories is built, so ctest finds no NOT_BUILT entries.
 targets=(care_cuda_backend cuda_plugin_test cuda_ops_test care-worker
-  care-synth gpu_bench)
+  care-synth gpu_bench mla_heal_backend_test)
 for dir in tests/compute tests/engine tests/convert; do
   [ -f "$dir/CMakeLists.txt" ] && targets+=("$dir/all")
 done
@@ -113,6 +114,10 @@ for dir in tests/compute tests/engine tests/convert; do
   step "device-tests-${dir##*/}" 120 ctest --test-dir "$build_dir/$dir" \
     --output-on-failure -j 2
 done
+# Healing on the backend (heal_backend.h) on cuda: loss and gradients
+# against the float64 reference, HealLayer's loop (docs/gpu.md).
+step device-tests-heal 60 ctest --test-dir "$build_dir/tests/mla_export" \
+  -R 'HealBackend' --output-on-failure
 unset CARE_TEST_DEVICE CARE_TEST_EXPECT_GPU
 
 # 5. care-worker convert end to end on the demo model, on cpu and on cuda:

@@ -124,6 +124,29 @@ struct AttentionShape {
   int64_t value_dim() const { return v_head_dim > 0 ? v_head_dim : head_dim; }
 };
 
+// Options of ApplyRotary: which pairs rotate and in which direction.
+struct RotaryOptions {
+  // Pairs (2i, 2i+1) of each head (GPT-J / the DeepSeek-V3 export's q_pe and
+  // k_pe rows) instead of HF rotate_half's (i, i + r/2).
+  bool interleaved = false;
+  // Rotation by −θ: the transpose of the rotation, so the backward of RoPE
+  // (d x = Rᵀ d y) is ApplyRotary with inverse = true on the gradient.
+  bool inverse = false;
+};
+
+// One Adam update (AdamUpdate), scalars computed on the host per step:
+//   g' = grad_scale · g
+//   m1 = beta1 · m1 + (1 − beta1) · g'
+//   m2 = beta2 · m2 + (1 − beta2) · g'²
+//   p -= lr · (m1 / correction1) / (sqrt(m2 / correction2) + eps)
+// with correction1/2 = 1 − beta1/2^step (bias corrections), all in fp32.
+struct AdamStep {
+  double lr = 0;
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  double correction1 = 1, correction2 = 1;
+  double grad_scale = 1;
+};
+
 // Column blocks copied between two matrices with the same rows: for every
 // group i < groups and row r,
 //   dst[r, dst_col0 + i·dst_stride + j] = src[r, src_col0 + i·src_stride + j]
@@ -234,6 +257,11 @@ class Backend {
   // transpose_b); c [n, m]. For activation × activation products.
   virtual absl::Status MatMul(const Matrix& a, const Matrix& b,
                               bool transpose_b, Matrix* c, bool accumulate) = 0;
+  // c (+)= aᵀ · b (a [k, n], b [k, m], c [n, m]): the weight gradients of a
+  // training step (Σ over the rows k of activation × output gradient).
+  // cpu: fp32 Eigen; cuda: cublasSgemm, fp32, no TF32.
+  virtual absl::Status MatMulTransposeA(const Matrix& a, const Matrix& b,
+                                        Matrix* c, bool accumulate) = 0;
 
   // ---- elementwise and norms
   // y [rows, n] = x / sqrt(mean(x²) + eps) · weight, row-wise; weight
@@ -262,6 +290,30 @@ class Backend {
   virtual absl::Status Add(const Matrix& x, Matrix* y) = 0;
   // y.row(i) += b for every row; b [1, y.cols].
   virtual absl::Status AddRow(const Matrix& b, Matrix* y) = 0;
+  // y = alpha · x + beta · y elementwise (same shape; fp32). beta == 0
+  // ignores y's old contents (NaNs do not leak through). y may alias x.
+  virtual absl::Status Axpby(double alpha, const Matrix& x, double beta,
+                             Matrix* y) = 0;
+  // Σ (a − b)² over all elements (same shape), summed in float64, on the
+  // host (waits for prior work). The loss of a training step.
+  virtual absl::StatusOr<double> SquaredDistance(const Matrix& a,
+                                                 const Matrix& b) = 0;
+  // Rotary embedding in place like ApplyRope (same cos/sin tables, head
+  // layout and positions t mod seq_len), with a choice of pairs and
+  // direction (RotaryOptions). interleaved: for i < r/2 in each head,
+  //   a = x[2i], b = x[2i+1]; x[2i] = a·c − b·s; x[2i+1] = b·c + a·s
+  // (s = sin[p][i], or −sin[p][i] when inverse). Entries r .. head_dim-1
+  // pass through.
+  virtual absl::Status ApplyRotary(const Matrix& cos, const Matrix& sin,
+                                   int64_t head_dim, const RotaryOptions& o,
+                                   Matrix* x) = 0;
+  // The adjoint of CopyColumns: for every group i < b.groups in order and
+  // row r, dst[r, dst_col0 + i·dst_stride + j] += src[r, src_col0 +
+  // i·src_stride + j] (j < width). dst_stride 0 sums every group's block
+  // into one (the gradient of a block broadcast with src_stride 0). Blocks
+  // must lie inside their matrices; src and dst may not overlap.
+  virtual absl::Status AddColumns(const Matrix& src, const ColumnBlocks& b,
+                                  Matrix* dst) = 0;
 
   // ---- attention
   // Causal GQA self-attention per window and head, after RoPE:
@@ -275,6 +327,30 @@ class Backend {
   virtual absl::Status CausalAttention(const AttentionShape& shape,
                                        const Matrix& q, const Matrix& k,
                                        const Matrix& v, Matrix* out) = 0;
+  // The backward of CausalAttention: given its inputs q, k, v, its output
+  // out and the gradient d_out [W*T, n_h*d_v] of a loss in out, writes
+  // dq [W*T, n_h*d_h], dk [W*T, g*d_h] and dv [W*T, g*d_v] (dk/dv summed
+  // over the query heads of each KV head). The probabilities are recomputed
+  // (nothing is kept from the forward): with P = softmax(q kᵀ · scale +
+  // mask) and D_i = Σ_e d_out[i, e]·out[i, e] (= Σ_j P_ij dP_ij),
+  //   dv = Pᵀ d_out, dP = d_out vᵀ, dS = P ⊙ (dP − D) · scale,
+  //   dq = dS k, dk = dSᵀ q.
+  // cpu: per (window, KV head), exact softmax per 128-query block like the
+  // forward; cuda: one block per (query row | key row, head, window), no
+  // atomics, so the result does not depend on the schedule.
+  virtual absl::Status CausalAttentionBackward(const AttentionShape& shape,
+                                               const Matrix& q, const Matrix& k,
+                                               const Matrix& v,
+                                               const Matrix& out,
+                                               const Matrix& d_out, Matrix* dq,
+                                               Matrix* dk, Matrix* dv) = 0;
+
+  // ---- training (healing, convert/mla_export/heal_backend.h)
+  // Adam on one parameter block, elementwise (AdamStep above): param, m1,
+  // m2 and grad have the same shape; m1 and m2 are the moments, kept in the
+  // backend's memory by the caller (zero at step 1).
+  virtual absl::Status AdamUpdate(const Matrix& grad, const AdamStep& step,
+                                  Matrix* param, Matrix* m1, Matrix* m2) = 0;
 
   // ---- mixture of experts
   // Softmax over each row of logits [T, E] (in float64, max-subtracted),

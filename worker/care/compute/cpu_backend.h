@@ -70,6 +70,8 @@ class CpuBackend : public Backend {
                       Matrix* y, bool accumulate) override;
   absl::Status MatMul(const Matrix& a, const Matrix& b, bool transpose_b,
                       Matrix* c, bool accumulate) override;
+  absl::Status MatMulTransposeA(const Matrix& a, const Matrix& b, Matrix* c,
+                                bool accumulate) override;
 
   absl::Status RmsNorm(const Matrix& x, const Matrix& weight, double eps,
                        Matrix* y) override;
@@ -80,10 +82,26 @@ class CpuBackend : public Backend {
   absl::Status SiluMul(const Matrix& up, Matrix* gate) override;
   absl::Status Add(const Matrix& x, Matrix* y) override;
   absl::Status AddRow(const Matrix& b, Matrix* y) override;
+  absl::Status Axpby(double alpha, const Matrix& x, double beta,
+                     Matrix* y) override;
+  absl::StatusOr<double> SquaredDistance(const Matrix& a,
+                                         const Matrix& b) override;
+  absl::Status ApplyRotary(const Matrix& cos, const Matrix& sin,
+                           int64_t head_dim, const RotaryOptions& o,
+                           Matrix* x) override;
+  absl::Status AddColumns(const Matrix& src, const ColumnBlocks& b,
+                          Matrix* dst) override;
 
   absl::Status CausalAttention(const AttentionShape& shape, const Matrix& q,
                                const Matrix& k, const Matrix& v,
                                Matrix* out) override;
+  absl::Status CausalAttentionBackward(const AttentionShape& shape,
+                                       const Matrix& q, const Matrix& k,
+                                       const Matrix& v, const Matrix& out,
+                                       const Matrix& d_out, Matrix* dq,
+                                       Matrix* dk, Matrix* dv) override;
+  absl::Status AdamUpdate(const Matrix& grad, const AdamStep& step,
+                          Matrix* param, Matrix* m1, Matrix* m2) override;
 
   absl::StatusOr<Routing> RouteTopK(const Matrix& logits, int64_t k,
                                     bool renormalize) override;

@@ -40,7 +40,9 @@ using CudaBackendCreateFn = Backend* (*)(int ordinal, std::string* error);
 // with any change to them; the plugin returns the value it was compiled
 // with from kCudaAbiEntryPoint.
 // 2: CopyColumns, RouteGroupedTopK, AttentionShape::v_head_dim/scale.
-inline constexpr int kBackendAbiVersion = 2;
+// 3: the training ops (MatMulTransposeA, Axpby, SquaredDistance,
+//    ApplyRotary, AddColumns, CausalAttentionBackward, AdamUpdate).
+inline constexpr int kBackendAbiVersion = 3;
 inline constexpr char kCudaAbiEntryPoint[] = "CareCudaBackendAbiVersion";
 using CudaAbiVersionFn = int (*)();
 

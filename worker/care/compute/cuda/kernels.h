@@ -107,6 +107,49 @@ cudaError_t LaunchCountNonFinite(const float* x, int64_t n,
 // x[i] = value, n floats (e.g. -inf for a running max).
 cudaError_t LaunchFill(float* x, float value, int64_t n, cudaStream_t stream);
 
+// ---- training ops (train_elementwise.cu, attention_backward.cu)
+
+// RoPE in place on x [rows, heads * head_dim] like LaunchRope, on pairs
+// (2i, 2i+1) when `interleaved` (else (i, i + rotary_dim/2)), by −θ when
+// `inverse`.
+cudaError_t LaunchRotary(const float* cos, const float* sin, int64_t seq_len,
+                         int64_t rotary_dim, int64_t head_dim, bool interleaved,
+                         bool inverse, float* x, int64_t rows, int64_t cols,
+                         cudaStream_t stream);
+// y[i] = alpha * x[i] + beta * y[i] (y not read when beta == 0), n elements.
+cudaError_t LaunchAxpby(float alpha, const float* x, float beta, float* y,
+                        int64_t n, cudaStream_t stream);
+// Partial sums of (a[i] - b[i])² in double, one per block of a fixed grid
+// of kSquaredDistanceBlocks blocks (partials[kSquaredDistanceBlocks]), then
+// one block adding them in order into *out: deterministic.
+inline constexpr int kSquaredDistanceBlocks = 256;
+cudaError_t LaunchSquaredDistance(const float* a, const float* b, int64_t n,
+                                  double* partials, double* out,
+                                  cudaStream_t stream);
+// For every row r < rows, j < width and group g < groups (in order):
+// dst[r*dst_cols + dst_col0 + g*dst_stride + j] +=
+//   src[r*src_cols + src_col0 + g*src_stride + j].
+cudaError_t LaunchAddColumns(const float* src, int64_t src_cols,
+                             int64_t src_col0, int64_t src_stride, float* dst,
+                             int64_t dst_cols, int64_t dst_col0,
+                             int64_t dst_stride, int64_t rows, int64_t groups,
+                             int64_t width, cudaStream_t stream);
+// Adam on n elements (backend.h AdamStep), fp32.
+cudaError_t LaunchAdam(const float* grad, float* param, float* m1, float* m2,
+                       int64_t n, float lr, float beta1, float beta2,
+                       float one_minus_beta1, float one_minus_beta2,
+                       float correction1, float correction2, float eps,
+                       float grad_scale, cudaStream_t stream);
+// The backward of LaunchCausalAttention (same layouts and limits): dq, dk,
+// dv from q, k, v, out and d_out. row_stats [2, windows*seq_len*heads] is
+// scratch (log-sum-exp and D_i = d_out·out per row and head). Two kernels,
+// one warp per (query row, head) then per (key row, kv head); no atomics.
+cudaError_t LaunchCausalAttentionBackward(
+    const float* q, const float* k, const float* v, const float* out,
+    const float* d_out, float* dq, float* dk, float* dv, float* row_stats,
+    int64_t windows, int64_t seq_len, int64_t heads, int64_t kv_heads,
+    int64_t head_dim, int64_t v_head_dim, float scale, cudaStream_t stream);
+
 }  // namespace care::compute::cuda
 
 #endif  // CARE_COMPUTE_CUDA_KERNELS_H_

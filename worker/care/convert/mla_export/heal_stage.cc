@@ -13,6 +13,7 @@
 #include "base/annotate.h"
 #include "base/status_macros.h"
 #include "care/convert/mla_export/gqa_attention.h"
+#include "care/convert/mla_export/heal_backend.h"
 #include "care/convert/mla_export/heal_layer.h"
 #include "care/convert/mla_export/heal_resume.h"
 #include "care/convert/mla_export/heal_tensors.h"
@@ -341,9 +342,10 @@ absl::Status MlaHeal(const ConvertOptions& options, const Inputs& in,
     ho.on_step = [&](int64_t s) {
       return progress.Step("heal", l * steps + std::min(s, steps), L * steps);
     };
-    absl::StatusOr<mla::HealResult> r =
-        mla::HealLayer<float>(attn, p, x.topRows(n_train), y.topRows(n_train),
-                              x.bottomRows(n_held), y.bottomRows(n_held), ho);
+    // On the engine's backend (cpu, or the GPU with --device cuda).
+    absl::StatusOr<mla::HealResult> r = mla::HealLayerOnBackend(
+        orig->backend(), attn, p, x.topRows(n_train), y.topRows(n_train),
+        x.bottomRows(n_held), y.bottomRows(n_held), ho);
     if (!r.ok()) return Annotate(r.status(), absl::StrCat("healing layer ", l));
     MlaHealLayerReport lr;
     lr.heldout_error_before = r->heldout_before;
