@@ -32,25 +32,27 @@ struct HeadScores {
   std::vector<int64_t> row_start;  // [rows + 1] offsets
 };
 
-// Σ_rows KL(softmax(S_pe + γ·S_nope) ‖ a).
+// Σ_rows KL(softmax(S_pe + γ·S_nope) ‖ a): per row, with w = exp(z − max)
+// and p̂ = w / Σw, KL = Σ p̂·(z − lse − log a) (one exp per pair).
 double ReverseKl(const HeadScores& s, double gamma) {
   double out = 0;
-  std::vector<double> z;
+  std::vector<double> z, w;
   for (size_t r = 0; r + 1 < s.row_start.size(); ++r) {
     const int64_t b = s.row_start[r], e = s.row_start[r + 1];
     z.resize(e - b);
+    w.resize(e - b);
     double mx = -INFINITY;
     for (int64_t i = b; i < e; ++i) {
       z[i - b] = s.pe[i] + gamma * s.nope[i];
       mx = std::max(mx, z[i - b]);
     }
-    double sum = 0;
-    for (int64_t i = b; i < e; ++i) sum += std::exp(z[i - b] - mx);
-    const double lse = mx + std::log(sum);
+    double sum = 0, dot = 0;
     for (int64_t i = b; i < e; ++i) {
-      const double log_p = z[i - b] - lse;  // the export's log-probability
-      out += std::exp(log_p) * (log_p - s.log_a[i]);
+      w[i - b] = std::exp(z[i - b] - mx);
+      sum += w[i - b];
+      dot += w[i - b] * (z[i - b] - s.log_a[i]);
     }
+    out += dot / sum - mx - std::log(sum);
   }
   return out;
 }

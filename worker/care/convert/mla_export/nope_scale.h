@@ -31,10 +31,10 @@
 namespace care::convert::mla {
 
 inline constexpr double kMaxNopeScale = 2.0;
-// Calibration tokens the fit reads at most (the first ones): 16 windows of
-// 256 tokens hold ~0.5 M attention pairs per head, plenty for one number,
-// and the fit's cost grows with tokens × window.
-inline constexpr int64_t kNopeScaleTokens = 4096;
+// Calibration tokens the fit reads at most (the first ones): 8 windows of
+// 256 tokens hold ~0.26 M attention pairs per head, plenty for one number,
+// and the fit's cost grows with tokens × window (× every auto candidate).
+inline constexpr int64_t kNopeScaleTokens = 2048;
 
 struct NopeScale {
   std::vector<double> gamma;  // [n_h]
