@@ -62,6 +62,12 @@ const prometheus::Histogram::BucketBoundaries& KvSavedRatioBuckets() {
   return *b;
 }
 
+const prometheus::Histogram::BucketBoundaries& HealErrorRatioBuckets() {
+  static const auto* b = new prometheus::Histogram::BucketBoundaries{
+      0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0};
+  return *b;
+}
+
 // Gauges whose truth is the database: refreshed on every scrape.
 class Metrics::StateGauges : public prometheus::Collectable {
  public:
@@ -205,7 +211,13 @@ Metrics::Metrics(CountsFn counts)
                     .Name("care_job_kv_width_saved_ratio")
                     .Help("1 - kv_width_after / kv_width_before of "
                           "succeeded jobs")
-                    .Register(*registry_)) {}
+                    .Register(*registry_)),
+      heal_error_ratio_(
+          BuildHistogram()
+              .Name("care_job_heal_error_ratio")
+              .Help("Per healed layer: attention-output error kept / "
+                    "one-shot export's, on the healing held-out windows")
+              .Register(*registry_)) {}
 
 std::shared_ptr<prometheus::Collectable> Metrics::gauges() const {
   return gauges_;
@@ -250,6 +262,15 @@ void Metrics::JobFinished(const v1::Job& job) {
     kv_saved_.Add({}, KvSavedRatioBuckets())
         .Observe(1.0 - static_cast<double>(report.kv_width_after()) /
                            static_cast<double>(report.kv_width_before()));
+  }
+  if (report.has_healing()) {
+    for (const v1::LayerReport& l : report.layers()) {
+      if (l.has_heal_error_before() && l.has_heal_error_after() &&
+          l.heal_error_before() > 0 && l.heal_error_after() >= 0) {
+        heal_error_ratio_.Add({}, HealErrorRatioBuckets())
+            .Observe(l.heal_error_after() / l.heal_error_before());
+      }
+    }
   }
 }
 

@@ -69,6 +69,7 @@ class Metrics {
   prometheus::Family<prometheus::Histogram>& rpc_duration_;
   prometheus::Family<prometheus::Histogram>& perplexity_ratio_;
   prometheus::Family<prometheus::Histogram>& kv_saved_;
+  prometheus::Family<prometheus::Histogram>& heal_error_ratio_;
 };
 
 // Bucket bounds (exported for the tests and docs/metrics.md).
@@ -76,6 +77,7 @@ const prometheus::Histogram::BucketBoundaries& JobSecondsBuckets();
 const prometheus::Histogram::BucketBoundaries& RpcSecondsBuckets();
 const prometheus::Histogram::BucketBoundaries& PerplexityRatioBuckets();
 const prometheus::Histogram::BucketBoundaries& KvSavedRatioBuckets();
+const prometheus::Histogram::BucketBoundaries& HealErrorRatioBuckets();
 
 }  // namespace care::server
 

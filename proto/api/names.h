@@ -54,7 +54,8 @@ inline constexpr EnumWord<v1::Stage> kStageWords[] = {
     {v1::STAGE_CALIBRATING, "calibrating"},
     {v1::STAGE_DECOMPOSING, "decomposing"},
     {v1::STAGE_EVALUATING, "evaluating"},
-    {v1::STAGE_WRITING, "writing"}};
+    {v1::STAGE_WRITING, "writing"},
+    {v1::STAGE_HEALING, "healing"}};
 inline constexpr EnumWord<v1::FailureReason> kReasonWords[] = {
     {v1::FAILURE_REASON_USER_INPUT, "user input"},
     {v1::FAILURE_REASON_INFRASTRUCTURE, "infrastructure"},

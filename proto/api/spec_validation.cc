@@ -414,6 +414,14 @@ void ApplyJobSpecDefaults(JobSpec& spec) {
     }
     if (e->text_field().empty()) e->set_text_field(kDefaultTextField);
   }
+  if (spec.healing().mode() == care::v1::HEALING_MODE_LOCAL) {
+    auto* h = spec.mutable_healing();
+    if (h->tokens() == 0) h->set_tokens(kDefaultHealingTokens);
+    if (h->steps() == 0) h->set_steps(kDefaultHealingSteps);
+    if (h->inputs() == care::v1::HEALING_INPUTS_UNSPECIFIED) {
+      h->set_inputs(care::v1::HEALING_INPUTS_ORIGINAL);
+    }
+  }
 }
 
 }  // namespace care::api

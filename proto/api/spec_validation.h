@@ -4,6 +4,8 @@
 #ifndef CARE_API_SPEC_VALIDATION_H_
 #define CARE_API_SPEC_VALIDATION_H_
 
+#include <cstdint>
+
 #include "absl/status/status.h"
 #include "care/v1/job.pb.h"
 
@@ -19,6 +21,10 @@ inline constexpr char kDefaultTextField[] = "text";
 inline constexpr care::v1::Method kDefaultMethod = care::v1::METHOD_CARE;
 inline constexpr care::v1::RankAllocation kDefaultAllocation =
     care::v1::RANK_ALLOCATION_UNIFORM;
+// HealingSpec (HEALING_MODE_LOCAL): the worker's own defaults
+// (care::convert::MlaExportOptions; a worker test checks they agree).
+inline constexpr int64_t kDefaultHealingTokens = 262144;
+inline constexpr int kDefaultHealingSteps = 400;
 
 // Returns OK, or InvalidArgument whose message starts with the offending
 // field's path (e.g. "calibration.samples: must be in [1, 1048576], got 0").

@@ -472,6 +472,25 @@ TEST(ApplyJobSpecDefaultsTest, FillsUnsetFieldsOnly) {
   EXPECT_EQ(again.SerializeAsString(), spec.SerializeAsString());
 }
 
+TEST(ApplyJobSpecDefaultsTest, HealingDefaultsOnlyWithLocalHealing) {
+  JobSpec spec = ValidSpec();
+  spec.set_output_layout(care::v1::OUTPUT_LAYOUT_DEEPSEEK_V3);
+  JobSpec plain = spec;
+  ApplyJobSpecDefaults(plain);
+  EXPECT_FALSE(plain.has_healing());  // no healing asked: nothing filled
+  spec.mutable_healing()->set_mode(care::v1::HEALING_MODE_LOCAL);
+  spec.mutable_healing()->set_steps(7);
+  ASSERT_TRUE(ValidateJobSpec(spec).ok()) << ValidateJobSpec(spec);
+  ApplyJobSpecDefaults(spec);
+  EXPECT_EQ(spec.healing().tokens(), kDefaultHealingTokens);
+  EXPECT_EQ(spec.healing().steps(), 7);  // set: kept
+  EXPECT_EQ(spec.healing().inputs(), care::v1::HEALING_INPUTS_ORIGINAL);
+  EXPECT_TRUE(ValidateJobSpec(spec).ok());
+  spec.mutable_healing()->clear_steps();
+  ApplyJobSpecDefaults(spec);
+  EXPECT_EQ(spec.healing().steps(), kDefaultHealingSteps);
+}
+
 TEST(ApplyJobSpecDefaultsTest, TaskNameAndFormat) {
   JobSpec spec = ValidSpec();
   spec.mutable_evaluation()->add_tasks()->set_uri("/data/arc_easy.test.jsonl");

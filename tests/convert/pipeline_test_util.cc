@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+
 #include "care/data/dataset.h"
 #include "care/engine/families.h"
 #include "support/fixtures.h"
@@ -61,6 +65,22 @@ MatrixRM ModelLogits(const std::string& dir,
   auto logits = (*fwd)->Logits();
   EXPECT_TRUE(logits.ok()) << logits.status();
   return logits.ok() ? *logits : MatrixRM();
+}
+
+void ExpectSameOutput(const std::string& a, const std::string& b) {
+  namespace fs = std::filesystem;
+  auto bytes = [](const fs::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  int compared = 0;
+  for (const auto& entry : fs::directory_iterator(a)) {
+    const std::string name = entry.path().filename().string();
+    if (name == "care_report.json" || name == "care_report.html") continue;
+    EXPECT_EQ(bytes(entry.path()), bytes(fs::path(b) / name)) << name;
+    ++compared;
+  }
+  EXPECT_GE(compared, 2);
 }
 
 }  // namespace care::convert::testing

@@ -28,6 +28,10 @@ engine::TokenWindows FirstWindows(int64_t windows, int64_t seq_len);
 MatrixRM ModelLogits(const std::string& dir,
                      const engine::TokenWindows& windows);
 
+// Every file of output directory `a` but the reports (which hold timings)
+// has the same bytes in `b`; at least config.json and the weights.
+void ExpectSameOutput(const std::string& a, const std::string& b);
+
 }  // namespace care::convert::testing
 
 #endif  // CARE_TESTS_CONVERT_PIPELINE_TEST_UTIL_H_

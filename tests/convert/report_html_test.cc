@@ -338,6 +338,26 @@ TEST(ReportHtmlTest, DeepseekV3HealingSection) {
   EXPECT_EQ(html.find("deepseek_v3.heal"), std::string::npos);
 }
 
+// Qwen3: the q/k norm fold's own loss is a step of its own (perplexity
+// only: it is measured on the evaluation windows), between the original and
+// partial RoPE.
+TEST(ReportHtmlTest, DeepseekV3Qwen3FoldStep) {
+  nlohmann::json r = HandMadeMlaReport(2, 1);
+  r["deepseek_v3"]["eval_ppl_qk_norm_fold"] = 14.62;
+  const std::string html = ReportHtml(r);
+  EXPECT_EQ(Count(Chart(html, "steps"), "class=\"bar\""), 3);
+  EXPECT_EQ(Count(Chart(html, "steps_ppl"), "class=\"bar\""), 4);
+  const size_t fold = html.find("q/k norm fold only");
+  ASSERT_NE(fold, std::string::npos);
+  EXPECT_LT(html.find("<td>original</td>"),
+            html.find("<td>q/k norm fold only"));
+  EXPECT_LT(html.find("<td>q/k norm fold only"),
+            html.find("<td>partial RoPE only</td>"));
+  EXPECT_NE(html.find("14.62"), std::string::npos);
+  // Shown in its step, not again as a raw field.
+  EXPECT_EQ(html.find("eval_ppl_qk_norm_fold"), std::string::npos);
+}
+
 // A field of the deepseek_v3 object no section knows (a later stage's
 // results) is shown, not dropped; without evaluation data there is no
 // perplexity chart, and without the NoPE correction no NoPE error chart.

@@ -28,27 +28,12 @@
 namespace care::convert {
 namespace {
 
+using testing::ExpectSameOutput;
+
 namespace fs = std::filesystem;
 using testing::SmallOptions;
 using testing::TokenFile;
 using testing::TokenStream;
-
-std::string ReadBytes(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-// Every file the writer produced but the reports (which hold timings).
-void ExpectSameOutput(const std::string& a, const std::string& b) {
-  int compared = 0;
-  for (const auto& entry : fs::directory_iterator(a)) {
-    const std::string name = entry.path().filename().string();
-    if (name == "care_report.json" || name == "care_report.html") continue;
-    EXPECT_EQ(ReadBytes(entry.path()), ReadBytes(fs::path(b) / name)) << name;
-    ++compared;
-  }
-  EXPECT_GE(compared, 2);  // at least config.json and the weights
-}
 
 void ExpectSameReport(const ConversionReport& a, const ConversionReport& b) {
   // Exact: the resumed run restores the same bits it would have computed.

@@ -79,6 +79,18 @@ TEST_F(HealEndToEndTest, HealedDeepseekV3JobThroughServerWorkerAndCarectl) {
     accepted += l.heal_accepted();
   }
   EXPECT_GE(accepted, 3);
+  // Healing has its own stage, in the report and in the server's metrics.
+  bool heal_timed = false;
+  for (const care::v1::StageTiming& t : r.timings()) {
+    if (t.stage() == care::v1::STAGE_HEALING) heal_timed = t.seconds() > 0;
+  }
+  EXPECT_TRUE(heal_timed);
+  const std::string metrics = ScrapeMetrics(server_->metrics_address());
+  EXPECT_EQ(SeriesValue(metrics, "care_job_heal_error_ratio_count"), 5)
+      << metrics;
+  EXPECT_EQ(SeriesValue(metrics,
+                        "care_stage_duration_seconds_count{stage=\"healing\"}"),
+            1);
 
   CommandResult get = Carectl({"get", id});
   EXPECT_THAT(get.out, HasSubstr("healing"));

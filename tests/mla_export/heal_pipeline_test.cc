@@ -3,8 +3,8 @@
 // reloaded. The written checkpoint is what the report evaluated, stays a
 // stock DeepSeek-V3 checkpoint (the float64 reference from transformers'
 // source agrees with the engine on it), no layer's held-out attention
-// error gets worse, and the stage reports progress and stops on
-// cancellation.
+// error gets worse, the stage reports progress, stops on cancellation and
+// resumes per layer, and models with attention biases are refused.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -16,6 +16,7 @@
 #include "care/convert/pipeline.h"
 #include "care/engine/families.h"
 #include "care/engine/perplexity.h"
+#include "care/engine/synthetic_model.h"
 #include "care/io/model.h"
 #include "convert/pipeline_test_util.h"
 #include "engine/deepseek_v3_reference.h"
@@ -23,6 +24,8 @@
 
 namespace care::convert {
 namespace {
+
+using testing::ExpectSameOutput;
 
 using testing::FirstWindows;
 using testing::ModelLogits;
@@ -167,6 +170,102 @@ TEST_F(HealPipelineTest, CancellationStopsTheHealStage) {
   EXPECT_EQ(r.status().code(), absl::StatusCode::kCancelled);
   EXPECT_NE(r.status().message().find("heal"), std::string::npos) << r.status();
   EXPECT_FALSE(std::filesystem::exists(dir_ + "/cancelled"));
+}
+
+// Healed inputs (the harder case: a restored layer's parameters feed the
+// next layer's inputs) cancelled in layer 2's healing: the rerun restores
+// layers 0 and 1 from the work dir, heals the rest and writes what an
+// uninterrupted run writes, bit for bit (healing is seeded and its
+// reductions have a fixed order).
+TEST_F(HealPipelineTest, CancelledMidHealResumesPerLayerWithTheSameBits) {
+  CARE_REQUIRE_FIXTURES();
+  ConvertOptions plain = HealOptions(dir_ + "/reference", true);
+  absl::StatusOr<ConversionReport> reference = ConvertModel(plain);
+  ASSERT_TRUE(reference.ok()) << reference.status();
+  ASSERT_TRUE(reference->deepseek_v3 && reference->deepseek_v3->heal);
+  EXPECT_EQ(reference->deepseek_v3->heal->resumed_layers, 0);
+
+  ConvertOptions o = HealOptions(dir_ + "/resumed", true);
+  o.work_dir = dir_ + "/work";
+  const int64_t steps = o.mla.heal_steps;
+  bool stop = false;
+  absl::StatusOr<ConversionReport> cancelled = ConvertModel(
+      o,
+      [&](const ConvertProgress& p) {
+        if (p.stage == "heal" && p.step > 2 * steps) stop = true;
+      },
+      [&] { return stop; });
+  ASSERT_TRUE(absl::IsCancelled(cancelled.status())) << cancelled.status();
+  ASSERT_FALSE(std::filesystem::exists(dir_ + "/resumed"));
+
+  absl::StatusOr<ConversionReport> r = ConvertModel(o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_TRUE(r->deepseek_v3 && r->deepseek_v3->heal);
+  const MlaHealReport& h = *r->deepseek_v3->heal;
+  const MlaHealReport& ref = *reference->deepseek_v3->heal;
+  EXPECT_EQ(h.resumed_layers, 2);
+  ASSERT_EQ(h.layers.size(), ref.layers.size());
+  for (size_t l = 0; l < h.layers.size(); ++l) {
+    EXPECT_EQ(h.layers[l].heldout_error_after,
+              ref.layers[l].heldout_error_after)
+        << l;
+    EXPECT_EQ(h.layers[l].best_step, ref.layers[l].best_step) << l;
+    EXPECT_EQ(h.layers[l].accepted, ref.layers[l].accepted) << l;
+  }
+  EXPECT_EQ(h.heldout_nll_after, ref.heldout_nll_after);
+  ASSERT_TRUE(r->converted && reference->converted);
+  EXPECT_EQ(r->converted->ppl, reference->converted->ppl);
+  ExpectSameOutput(dir_ + "/reference", dir_ + "/resumed");
+
+  // Other healing options do not reuse the saved layers.
+  ConvertOptions other = HealOptions(dir_ + "/other", true);
+  other.work_dir = dir_ + "/work";
+  other.mla.heal_steps = steps - 1;
+  stop = false;
+  ASSERT_TRUE(absl::IsCancelled(ConvertModel(
+                                    other,
+                                    [&](const ConvertProgress& p) {
+                                      if (p.stage == "heal" &&
+                                          p.step > 2 * (steps - 1))
+                                        stop = true;
+                                    },
+                                    [&] { return stop; })
+                                    .status()));
+  o.output_dir = dir_ + "/again";
+  absl::StatusOr<ConversionReport> again = ConvertModel(o);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->deepseek_v3->heal->resumed_layers, 0);
+}
+
+// The healed parameters have no bias channel: a Qwen2-style model with
+// q/k/v biases is refused up front, naming the reason, and writes nothing.
+TEST_F(HealPipelineTest, ModelsWithAttentionBiasesAreRefused) {
+  const std::string src = dir_ + "/qwen2";
+  const nlohmann::json config = {{"architectures", {"Qwen2ForCausalLM"}},
+                                 {"model_type", "qwen2"},
+                                 {"hidden_size", 32},
+                                 {"intermediate_size", 48},
+                                 {"num_hidden_layers", 2},
+                                 {"num_attention_heads", 4},
+                                 {"num_key_value_heads", 2},
+                                 {"vocab_size", 512},
+                                 {"max_position_embeddings", 256},
+                                 {"rms_norm_eps", 1e-6},
+                                 {"rope_theta", 10000.0},
+                                 {"tie_word_embeddings", false}};
+  engine::SyntheticOptions so;
+  so.bias_std = 0.5f;
+  ASSERT_TRUE(
+      engine::WriteSyntheticModel(config, src, io::DType::kF32, so).ok());
+  ConvertOptions o = HealOptions(dir_ + "/qwen2-mla", false);
+  o.model = src;
+  o.mla.rope_dim = 4;
+  o.eval_data.clear();
+  absl::StatusOr<ConversionReport> r = ConvertModel(o);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("attention biases"), std::string::npos)
+      << r.status();
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/qwen2-mla"));
 }
 
 }  // namespace

@@ -85,12 +85,23 @@ TEST(ServerMetricsTest, ExactSeriesAfterAScriptedSequence) {
   report->mutable_converted()->set_ppl(9.0);  // Ratio 1.125, exact.
   report->set_kv_width_before(1000);
   report->set_kv_width_after(375);  // Saved 0.625, exact.
+  // Healed layers: error ratios 0.25 and 1 (not accepted), both exact.
+  report->mutable_healing()->set_train_tokens(512);
+  auto* l0 = report->add_layers();
+  l0->set_heal_error_before(0.5);
+  l0->set_heal_error_after(0.125);
+  auto* l1 = report->add_layers();
+  l1->set_heal_error_before(0.25);
+  l1->set_heal_error_after(0.25);
   auto* t1 = report->add_timings();
   t1->set_stage(v1::STAGE_LOADING);
   t1->set_seconds(2.5);
   auto* t2 = report->add_timings();
   t2->set_stage(v1::STAGE_DECOMPOSING);
   t2->set_seconds(700);
+  auto* t3 = report->add_timings();
+  t3->set_stage(v1::STAGE_HEALING);
+  t3->set_seconds(40);
   v1::CompleteJobResponse done_resp;
   ASSERT_TRUE(
       worker->CompleteJob(ServerEnv::Ctx(kWorkerToken).get(), done, &done_resp)
@@ -163,6 +174,16 @@ TEST(ServerMetricsTest, ExactSeriesAfterAScriptedSequence) {
                     "care_job_perplexity_ratio_bucket{le=\"5\"} 1",
                     "care_job_perplexity_ratio_bucket{le=\"10\"} 1",
                     "care_job_perplexity_ratio_bucket{le=\"+Inf\"} 1"}));
+  const V heal = Series(text, "care_job_heal_error_ratio");
+  EXPECT_EQ(heal.size(), 14u);  // count, sum, 11 bounds + Inf.
+  for (const char* line : {"care_job_heal_error_ratio_count 2",
+                           "care_job_heal_error_ratio_sum 1.25",
+                           "care_job_heal_error_ratio_bucket{le=\"0.2\"} 0",
+                           "care_job_heal_error_ratio_bucket{le=\"0.3\"} 1",
+                           "care_job_heal_error_ratio_bucket{le=\"0.9\"} 1",
+                           "care_job_heal_error_ratio_bucket{le=\"1\"} 2"}) {
+    EXPECT_NE(std::find(heal.begin(), heal.end(), line), heal.end()) << line;
+  }
   const V kv = Series(text, "care_job_kv_width_saved_ratio");
   EXPECT_EQ(kv.size(), 13u);  // count, sum, 10 bounds + Inf.
   EXPECT_NE(std::find(kv.begin(), kv.end(),
@@ -185,11 +206,12 @@ TEST(ServerMetricsTest, ExactSeriesAfterAScriptedSequence) {
            "\"1200\"} 1",
            "care_stage_duration_seconds_bucket{stage=\"decomposing\",le="
            "\"86400\"} 1",
+           "care_stage_duration_seconds_sum{stage=\"healing\"} 40",
        }) {
     EXPECT_NE(std::find(stages.begin(), stages.end(), line), stages.end())
         << line;
   }
-  EXPECT_EQ(stages.size(), 2u * 19u);  // Two stages: count, sum, 16 + Inf.
+  EXPECT_EQ(stages.size(), 3u * 19u);  // Three stages: count, sum, 16 + Inf.
   const V durations = Series(text, "care_job_duration_seconds_count");
   EXPECT_EQ(durations,
             Sorted({"care_job_duration_seconds_count{outcome=\"succeeded\"} 1",

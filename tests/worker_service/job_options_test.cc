@@ -5,9 +5,11 @@
 #include <filesystem>
 #include <fstream>
 
+#include "care/convert/mla_export/options.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/text_format.h"
 #include "gtest/gtest.h"
+#include "proto/api/spec_validation.h"
 #include "service/failure.h"
 #include "support/fixtures.h"
 
@@ -334,6 +336,14 @@ TEST(JobOptions, DeepseekV3FieldsReachThePipelineAndComeBack) {
   auto broken = ReportFromPipelineJson(r, care::v1::JobSpec());
   ASSERT_FALSE(broken.ok());
   EXPECT_THAT(broken.status().message(), HasSubstr("kv_lora_rank"));
+}
+
+// The server fills a healing spec's unset fields with the API's defaults
+// (ApplyJobSpecDefaults): they must be the pipeline's own.
+TEST(JobOptions, HealingDefaultsAreThePipelines) {
+  const care::convert::MlaExportOptions o;
+  EXPECT_EQ(o.heal_tokens, care::api::kDefaultHealingTokens);
+  EXPECT_EQ(o.heal_steps, care::api::kDefaultHealingSteps);
 }
 
 TEST(JobOptions, HealingReachesThePipelineAndComesBack) {

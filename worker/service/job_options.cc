@@ -104,10 +104,10 @@ absl::Status FillHealing(const nlohmann::json& h, care::v1::Report& out) {
 care::v1::Stage StageFromPipeline(const std::string& stage) {
   if (stage == "load") return care::v1::STAGE_LOADING;
   if (stage == "calibrate") return care::v1::STAGE_CALIBRATING;
-  // Healing refits the export's layers: reported as part of the fit.
-  if (stage == "decompose" || stage == "allocate" || stage == "heal") {
+  if (stage == "decompose" || stage == "allocate") {
     return care::v1::STAGE_DECOMPOSING;
   }
+  if (stage == "heal") return care::v1::STAGE_HEALING;
   if (stage == "evaluate") return care::v1::STAGE_EVALUATING;
   if (stage == "write") return care::v1::STAGE_WRITING;
   return care::v1::STAGE_UNSPECIFIED;

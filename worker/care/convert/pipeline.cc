@@ -34,6 +34,8 @@ absl::StatusOr<ConversionReport> ConvertModel(const ConvertOptions& options,
   if (options.output_layout == OutputLayout::kDeepseekV3) {
     // Its own fit (rope split + one joint latent), evaluated and written
     // as a stock DeepSeek-V3 checkpoint (mla_export/export_stages.h).
+    // Healing's options are checked before the calibration pass they follow.
+    CARE_RETURN_IF_ERROR(stage::MlaHealPreflight(options, in));
     CARE_ASSIGN_OR_RETURN(stage::MlaFit fit,
                           stage::MlaCalibrate(options, in, steps, &report));
     CARE_RETURN_IF_ERROR(stage::MlaChoose(options, in, fit, steps, &report));

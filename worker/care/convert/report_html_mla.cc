@@ -48,6 +48,7 @@ const std::vector<std::string>& KnownFields() {
                                                   "scoring_seq_len",
                                                   "scoring_windows",
                                                   "eval_ppl_partial_rope",
+                                                  "eval_ppl_qk_norm_fold",
                                                   "layers",
                                                   "candidates",
                                                   "heal"};  // HealSection
@@ -104,18 +105,29 @@ std::string Steps(const json& r, const json& d) {
     const char* what;
     std::optional<double> nll, ppl;
   };
-  const std::vector<Step> steps = {
-      {"original", "the GQA model", NumAt(d, "heldout_nll_original"),
-       NumAt(At(r, "original"), "ppl")},
-      {"partial RoPE only",
-       "the rope split at full latent rank: RoPE on rope-dim dims only, no "
-       "compression",
-       NumAt(d, "heldout_nll_partial_rope"), NumAt(d, "eval_ppl_partial_rope")},
-      {"converted",
-       "the rope split and the joint latent at kv_lora_rank: the written "
-       "checkpoint",
-       NumAt(At(r, "calibration"), "heldout_nll_converted"),
-       NumAt(At(r, "converted"), "ppl")}};
+  std::vector<Step> steps = {{"original", "the GQA model",
+                              NumAt(d, "heldout_nll_original"),
+                              NumAt(At(r, "original"), "ppl")}};
+  if (std::optional<double> fold = NumAt(d, "eval_ppl_qk_norm_fold")) {
+    // Qwen3: the per-head q/k norms replaced by their folds (fold_only.h),
+    // measured on the evaluation windows only.
+    steps.push_back({"q/k norm fold only",
+                     "the source with its per-head q_norm/k_norm replaced by "
+                     "the folded scales: RoPE whole, no compression",
+                     std::nullopt, fold});
+  }
+  steps.insert(
+      steps.end(),
+      {{"partial RoPE only",
+        "the rope split at full latent rank: RoPE on rope-dim dims only, no "
+        "compression",
+        NumAt(d, "heldout_nll_partial_rope"),
+        NumAt(d, "eval_ppl_partial_rope")},
+       {"converted",
+        "the rope split and the joint latent at kv_lora_rank: the written "
+        "checkpoint",
+        NumAt(At(r, "calibration"), "heldout_nll_converted"),
+        NumAt(At(r, "converted"), "ppl")}});
   svg::HBarChart nll;
   nll.id = "steps";
   svg::HBarChart ppl;
@@ -124,16 +136,19 @@ std::string Steps(const json& r, const json& d) {
   std::string table =
       "<table><tr><th>step</th><th>what it is</th><th class=\"n\">held-out "
       "NLL</th><th class=\"n\">perplexity</th></tr>\n";
-  for (size_t i = 0; i < steps.size(); ++i) {
-    const Step& st = steps[i];
-    nll.labels.push_back(st.name);
-    nll.values.push_back(st.nll.value_or(NAN));
-    std::string text = absl::StrCat(Opt(st.nll), " nats");
-    if (i > 0 && st.nll && steps[i - 1].nll) {
-      absl::StrAppend(&text,
-                      absl::StrFormat(" (%+.3g)", *st.nll - *steps[i - 1].nll));
+  std::optional<double> previous_nll;  // the last step that has one
+  for (const Step& st : steps) {
+    if (st.nll) {
+      nll.labels.push_back(st.name);
+      nll.values.push_back(*st.nll);
+      std::string text = absl::StrCat(Opt(st.nll), " nats");
+      if (previous_nll) {
+        absl::StrAppend(&text,
+                        absl::StrFormat(" (%+.3g)", *st.nll - *previous_nll));
+      }
+      nll.value_text.push_back(text);
+      previous_nll = st.nll;
     }
-    nll.value_text.push_back(text);
     have_ppl = have_ppl && st.ppl.has_value();
     ppl.labels.push_back(st.name);
     ppl.values.push_back(st.ppl.value_or(NAN));
@@ -142,8 +157,9 @@ std::string Steps(const json& r, const json& d) {
                     Escape(st.what), "</td><td class=\"n\">", Opt(st.nll),
                     "</td><td class=\"n\">", Opt(st.ppl), "</td></tr>\n");
   }
-  nll.highlight = 2;
-  ppl.highlight = 2;
+  // The last bar of each chart is the written checkpoint.
+  nll.highlight = static_cast<int>(nll.values.size()) - 1;
+  ppl.highlight = static_cast<int>(ppl.values.size()) - 1;
   nll.x_min = NllAxisStart(nll.values);
   std::string s = absl::StrCat(
       "<section id=\"steps\"><h2>Loss of each step</h2><p class=\"note\">"

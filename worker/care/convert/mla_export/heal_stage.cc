@@ -9,10 +9,12 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "base/annotate.h"
 #include "base/status_macros.h"
 #include "care/convert/mla_export/gqa_attention.h"
 #include "care/convert/mla_export/heal_layer.h"
+#include "care/convert/mla_export/heal_resume.h"
 #include "care/convert/mla_export/heal_tensors.h"
 #include "care/convert/mla_export/mla_config.h"
 #include "care/convert/mla_export/mla_tensors.h"
@@ -151,22 +153,45 @@ absl::StatusOr<double> ExportNll(const Inputs& in,
   return nll.mean();
 }
 
-}  // namespace
-
-absl::Status MlaHeal(const ConvertOptions& options, const Inputs& in,
-                     MlaFit& fit, StageProgress& progress,
-                     ConversionReport* report) {
+// What a saved healed layer must have been healed with (heal_resume.h):
+// the chosen candidate, the fit options, every healing option and the
+// healing windows' ids (FNV-1a), beyond the state's fingerprint.
+std::string HealResumeKey(const ConvertOptions& options,
+                          const MlaCandidate& cand, int64_t train_windows,
+                          const engine::TokenWindows& all) {
+  uint64_t hash = 0xcbf29ce484222325ULL;
+  for (int32_t id : all.ids) {
+    for (int b = 0; b < 4; ++b) {
+      hash ^= (static_cast<uint32_t>(id) >> (8 * b)) & 0xff;
+      hash *= 0x100000001b3ULL;
+    }
+  }
   const MlaExportOptions& o = options.mla;
-  if (!o.heal) return absl::OkStatus();
-  StageTimer timer;
-  const auto start = std::chrono::steady_clock::now();
-  progress.Begin("heal");
-  const ModelConfig& config = in.config();
-  const int64_t L = in.num_layers(), d = config.hidden_size;
-  int64_t t_len = o.heal_seq_len;
+  return absl::StrFormat(
+      "candidate %d/%d/%d balance %d nope %d inputs %s seq %d steps %d "
+      "batch %d lr %a seed %d windows %d+%d ids %016x",
+      cand.rope_dim, cand.freqfold, cand.kv_lora_rank, o.balance_kv,
+      o.nope_correction, o.heal_inputs_healed ? "healed" : "original",
+      all.seq_len, o.heal_steps, o.heal_batch_windows, o.heal_lr, options.seed,
+      train_windows, all.num_windows - train_windows, hash);
+}
+
+// The healing window length: --heal-seq-len, at most the model's positions.
+int64_t HealSeqLen(const ConvertOptions& options, const ModelConfig& config) {
+  int64_t t_len = options.mla.heal_seq_len;
   if (config.max_position_embeddings > 0) {
     t_len = std::min(t_len, config.max_position_embeddings);
   }
+  return t_len;
+}
+
+}  // namespace
+
+absl::Status MlaHealPreflight(const ConvertOptions& options, const Inputs& in) {
+  const MlaExportOptions& o = options.mla;
+  if (!o.heal) return absl::OkStatus();
+  const ModelConfig& config = in.config();
+  const int64_t t_len = HealSeqLen(options, config);
   if (t_len < 2 || o.heal_tokens < t_len || o.heal_steps < 0 ||
       o.heal_batch_windows < 1 || !(o.heal_lr > 0)) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -182,6 +207,21 @@ absl::Status MlaHeal(const ConvertOptions& options, const Inputs& in,
         "biases (attention_bias / qwen2 q/k/v biases) yet; convert without "
         "--heal");
   }
+  return absl::OkStatus();
+}
+
+absl::Status MlaHeal(const ConvertOptions& options, const Inputs& in,
+                     MlaFit& fit, StageProgress& progress,
+                     ConversionReport* report) {
+  const MlaExportOptions& o = options.mla;
+  if (!o.heal) return absl::OkStatus();
+  StageTimer timer;
+  const auto start = std::chrono::steady_clock::now();
+  progress.Begin("heal");
+  const ModelConfig& config = in.config();
+  const int64_t L = in.num_layers(), d = config.hidden_size;
+  CARE_RETURN_IF_ERROR(MlaHealPreflight(options, in));
+  const int64_t t_len = HealSeqLen(options, config);
   CARE_ASSIGN_OR_RETURN(const HealStream stream, LoadHealStream(options, in));
   CARE_ASSIGN_OR_RETURN(const engine::TokenWindows train,
                         TrainWindows(stream, o.heal_tokens, t_len));
@@ -239,7 +279,42 @@ absl::Status MlaHeal(const ConvertOptions& options, const Inputs& in,
   hr.batch_windows = o.heal_batch_windows;
   hr.learning_rate = o.heal_lr;
   const int64_t steps = std::max<int64_t>(o.heal_steps, 1);
+  const std::string key = HealResumeKey(options, cand, train.num_windows, all);
+  // The engine config's head count is the export's; the shapes a saved
+  // layer must have.
+  const mla::HealShape shape = attn.shape;
+  // Sets layer l's healed parameters and the latent norm's scale for them.
+  auto keep = [&](int64_t l, mla::HealParams<float> p, int alpha_log2,
+                  double norm_error_mean) {
+    mla::MlaLayer& layer = cand.layers[l];
+    layer.alpha_log2 = alpha_log2;
+    layer.norm_error_mean = norm_error_mean;
+    layer.healed = std::make_shared<const mla::HealParams<float>>(std::move(p));
+    if (report->deepseek_v3 &&
+        l < static_cast<int64_t>(report->deepseek_v3->layers.size())) {
+      report->deepseek_v3->layers[l].alpha_log2 = alpha_log2;
+      report->deepseek_v3->layers[l].norm_error_mean = norm_error_mean;
+    }
+  };
   for (int64_t l = 0; l < L; ++l) {
+    std::optional<mla::HealedLayer> saved;
+    if (in.resume != nullptr) {
+      saved = mla::LoadHealedLayer(*in.resume, l, key, shape);
+    }
+    if (saved) {
+      // Restored: no forward of the layer's inputs or healing needed, only
+      // the passes' advance to the next layer.
+      if (saved->params) {
+        keep(l, *std::move(saved->params), saved->alpha_log2,
+             saved->norm_error_mean);
+      }
+      hr.layers.push_back(saved->report);
+      ++hr.resumed_layers;
+      CARE_RETURN_IF_ERROR(orig->RunLayer());
+      if (student) CARE_RETURN_IF_ERROR(student->RunLayer());
+      CARE_RETURN_IF_ERROR(progress.Step("heal", (l + 1) * steps, L * steps));
+      continue;
+    }
     CARE_ASSIGN_OR_RETURN(const MatrixRM x_orig, KvInput(*orig));
     MatrixRM x_student;
     if (student) {
@@ -277,24 +352,28 @@ absl::Status MlaHeal(const ConvertOptions& options, const Inputs& in,
     lr.steps = r->steps;
     lr.best_step = r->best_step;
     lr.accepted = r->best_step > 0;
+    mla::HealedLayer record;
+    record.report = lr;
     if (lr.accepted) {
       // α for the healed latent's energy E[mean(c²)] on the training rows.
       const double energy =
           (x.topRows(n_train).cast<double>() * p.w_down.cast<double>())
               .squaredNorm() /
           static_cast<double>(n_train * rank);
-      layer.alpha_log2 =
+      record.alpha_log2 =
           mla::NormAlphaLog2(energy, mla::MlaLayerOptions{}.norm_error_target);
-      layer.norm_error_mean =
-          layer.alpha() * layer.alpha() * energy /
+      const double alpha = std::ldexp(1.0, -record.alpha_log2);
+      record.norm_error_mean =
+          alpha * alpha * energy /
           (2 * mla::kLatentNormSqrtEps * mla::kLatentNormSqrtEps);
-      layer.healed =
-          std::make_shared<const mla::HealParams<float>>(std::move(p));
-      if (report->deepseek_v3 &&
-          l < static_cast<int64_t>(report->deepseek_v3->layers.size())) {
-        report->deepseek_v3->layers[l].alpha_log2 = layer.alpha_log2;
-        report->deepseek_v3->layers[l].norm_error_mean = layer.norm_error_mean;
-      }
+      record.params = std::move(p);
+    }
+    if (in.resume != nullptr) {
+      mla::SaveHealedLayer(*in.resume, l, key, record);
+    }
+    if (record.params) {
+      keep(l, *std::move(record.params), record.alpha_log2,
+           record.norm_error_mean);
     }
     hr.layers.push_back(lr);
     CARE_RETURN_IF_ERROR(orig->RunLayer());

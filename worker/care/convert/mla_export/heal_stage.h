@@ -21,6 +21,11 @@
 
 namespace care::convert::stage {
 
+// Nothing unless options.mla.heal: InvalidArgument for healing options out
+// of range or a model healing does not support (attention biases), before
+// any calibration work.
+absl::Status MlaHealPreflight(const ConvertOptions& options, const Inputs& in);
+
 // Nothing unless options.mla.heal. Training windows: options.mla.heal_data
 // (default: the calibration file's sampled range), heal_seq_len tokens
 // each, up to heal_tokens; held-out windows: the calibration held-out

@@ -24,6 +24,7 @@ nlohmann::json MlaHealReportToJson(const MlaHealReport& h) {
           {"batch_windows", h.batch_windows},
           {"learning_rate", h.learning_rate},
           {"seconds", h.seconds},
+          {"resumed_layers", h.resumed_layers},
           {"heldout_nll_before", h.heldout_nll_before},
           {"heldout_nll_after", h.heldout_nll_after},
           {"layers", std::move(layers)}};

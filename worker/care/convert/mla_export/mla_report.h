@@ -54,6 +54,8 @@ struct MlaHealReport {
   int64_t max_steps = 0, batch_windows = 0;
   double learning_rate = 0;
   double seconds = 0;
+  // Layers restored from the resume state instead of healed (heal_resume.h).
+  int64_t resumed_layers = 0;
   // Held-out NLL of the export on the healing held-out windows, before and
   // after healing.
   double heldout_nll_before = 0, heldout_nll_after = 0;

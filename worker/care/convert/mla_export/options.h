@@ -56,9 +56,9 @@ struct MlaExportOptions {
   std::string heal_text_field = "text";
   int64_t heal_tokens = 262144;    // training tokens (bounded by the data)
   int64_t heal_seq_len = 256;      // window length (<= max positions)
-  int64_t heal_steps = 200;        // Adam steps per layer (at most)
+  int64_t heal_steps = 400;        // Adam steps per layer (at most)
   int64_t heal_batch_windows = 8;  // windows per step
-  double heal_lr = 2e-3;           // step relative to each block's RMS
+  double heal_lr = 0.016;          // step relative to each block's RMS
 };
 
 }  // namespace care::convert
