@@ -37,6 +37,7 @@ Same math as the pipeline (docs/conversion.md):
 """
 
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -441,9 +442,11 @@ def main():
         r = run_peer(args)
         print(json.dumps(r))
         return
-    try:
-        import torch  # noqa: F401
-    except ImportError:
+    # Only look torch up here, never import it: Linux reports a child's peak
+    # RSS as at least this process's own peak at the fork (the maxrss of the
+    # mm that exec replaces is kept), so a driver holding torch (~0.22 GiB)
+    # would put that floor under every care-worker figure.
+    if importlib.util.find_spec("torch") is None:
         print("care_peer: python3-torch is not installed; skipping "
               "(apt-get install python3-torch libopenblas0-pthread)")
         return
@@ -521,6 +524,10 @@ def summarize(runs, args):
         return sum(st.get(k, 0) for k in keys)
 
     loads = [m["load_avg_before"] for m in p + c]
+    # Every child's peak RSS is reported as at least the driver's own.
+    floor = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(f"\ndriver peak RSS {floor:.3f} GiB (a floor under both sides' "
+          f"figures)")
     print(f"\nmedian of {len(p)} alternating rounds, {args.threads} threads, "
           f"1-min load average before the runs {min(loads):.2f}-"
           f"{max(loads):.2f}")

@@ -21,6 +21,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "care/compute/backend.h"
@@ -166,6 +167,43 @@ TEST_P(BackendContractTest, LoadWeightConvertsBf16F16F32) {
           .code(),
       absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(Bf16Bits(1.5f), 0x3FC0);
+}
+
+TEST_P(BackendContractTest, LoadWeightConvertsLargeTensorsWhole) {
+  // 1031 x 509 = 524,779 elements: the cpu backend converts in parallel
+  // chunks of 2^18 elements, so this is two full chunks and a ragged tail
+  // (not a multiple of the 16-element vector step). y = I · wᵀ reads every
+  // element back; the identity product is exact in fp32 and TF32 for
+  // bf16-representable weights, so any skipped, shifted or doubly converted
+  // chunk shows as a mismatch.
+  const int64_t rows = 1031, cols = 509, n = rows * cols;
+  const Host values = Random(n, 7);
+  std::vector<uint16_t> bf16(n);
+  Host as_bf16(n);
+  for (int64_t i = 0; i < n; ++i) {
+    bf16[i] = Bf16Bits(values[i]);
+    as_bf16[i] = Bf16Round(values[i]);
+  }
+  Host eye(cols * cols, 0.0f);
+  for (int64_t c = 0; c < cols; ++c) eye[c * cols + c] = 1.0f;
+  const Matrix x = Up(eye, cols, cols);
+  for (auto [dtype, data, held] : {std::tuple<DType, const void*, const Host*>{
+                                       DType::kBF16, bf16.data(), &as_bf16},
+                                   {DType::kF32, as_bf16.data(), &as_bf16}}) {
+    auto w = be_->LoadWeight(
+        {.dtype = dtype, .rows = rows, .cols = cols, .data = data});
+    ASSERT_TRUE(w.ok()) << w.status();
+    Matrix y = Alloc(cols, rows);  // [cols, rows] = wᵀ
+    ASSERT_TRUE(be_->Linear(x, *w, nullptr, &y, false).ok());
+    const Host got = Down(y);
+    int64_t wrong = 0;
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t c = 0; c < cols; ++c) {
+        wrong += got[c * rows + r] != (*held)[r * cols + c];
+      }
+    }
+    EXPECT_EQ(wrong, 0) << GetParam() << " dtype " << static_cast<int>(dtype);
+  }
 }
 
 TEST_P(BackendContractTest, LinearBiasAccumulate) {

@@ -149,9 +149,10 @@ TEST_F(ResumeTest, FinishedCalibrationAndOriginalScoresAreReused) {
   const ConversionReport& reference = Reference();
   ConvertOptions o = Options("after_allocate");
   o.work_dir = work_;
-  // Stopped in the evaluation's second pass: calibration, every candidate's
-  // held-out score and the original model's perplexity are saved.
-  absl::Status stopped = RunUntil(o, "evaluate", 7);
+  // Stopped in the write stage, after the evaluation (one pass runs both
+  // models): calibration, every candidate's held-out score and the original
+  // model's perplexity are saved.
+  absl::Status stopped = RunUntil(o, "write", 1);
   ASSERT_TRUE(absl::IsCancelled(stopped)) << stopped;
   std::vector<std::string> stages;
   absl::StatusOr<ConversionReport> r =

@@ -2,17 +2,22 @@
 // (stories260K_reference/SOURCE.md, tinygqa-hf/SOURCE.md).
 #include <gtest/gtest.h>
 
+#include <Eigen/SVD>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
+#include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "care/engine/engine.h"
 #include "care/engine/families.h"
+#include "care/engine/kv_projector.h"
 #include "care/engine/perplexity.h"
 #include "care/io/model.h"
+#include "care/io/tensor_names.h"
 #include "support/fixtures.h"
 
 namespace care::engine {
@@ -175,6 +180,78 @@ TEST(FixtureForwardTest, TinyGqaHeldOutNll) {
   const double nll64 = MeanNll("tinygqa-hf", 256, 64, kTinyGqaHeldOut, {});
   std::printf("tinygqa-hf NLL 64x256 %.6f (ref 1.982076)\n", nll64);
   EXPECT_NEAR(nll64, 1.982076, kNllTolerance);
+}
+
+// A rank-r K/V projection of layer l of `model` (truncated SVD of W_K and
+// W_V: A = S_r·V_rᵀ, B = U_r), a different model from the checkpoint's own.
+std::unique_ptr<KvProjector> LowRankProjector(const io::Model& model, int64_t l,
+                                              int64_t r) {
+  auto factor = [&](const std::string& name, MatrixRM* a, MatrixRM* b) {
+    auto w = model.weights->LoadF32(name);
+    EXPECT_TRUE(w.ok()) << w.status();
+    const Eigen::MatrixXd wd = w->matrix().cast<double>();  // [kv, D]
+    Eigen::BDCSVD<Eigen::MatrixXd> svd(
+        wd, Eigen::ComputeThinU | Eigen::ComputeThinV);
+    *a = (svd.singularValues().head(r).asDiagonal() *
+          svd.matrixV().leftCols(r).transpose())
+             .cast<float>();                       // [r, D]
+    *b = svd.matrixU().leftCols(r).cast<float>();  // [kv, r]
+  };
+  MatrixRM ak, bk, av, bv;
+  factor(io::names::KProj(l), &ak, &bk);
+  factor(io::names::VProj(l), &av, &bv);
+  return std::make_unique<LatentKvProjector>(std::move(ak), std::move(bk),
+                                             std::move(av), std::move(bv));
+}
+
+TEST(FixtureForwardTest, PairEqualsTheTwoModelsEvaluatedApart) {
+  CARE_REQUIRE_FIXTURES();
+  // The original and a rank-8 K/V model in one pass give each model's own
+  // NLL (up to float rounding: the GEMMs have twice the rows; 1e-6 as in
+  // ResultIsIndependentOfBlocking). The two models differ by far more, so a
+  // row routed to the wrong projection shows. Small groups make attention
+  // groups straddle the two copies; a small memory bound splits the windows
+  // into passes (3, then 2).
+  io::Model model = Open("tinygqa-hf");
+  auto eval = MakeEvalWindows(
+      Stream(), {.seq_len = 64, .max_windows = 5, .start = kTinyGqaHeldOut});
+  ASSERT_TRUE(eval.ok()) << eval.status();
+  const auto low_rank =
+      [&](int64_t l) -> absl::StatusOr<std::unique_ptr<KvProjector>> {
+    return LowRankProjector(model, l, 8);
+  };
+  const EngineOptions options{.device = TestDevice()};
+  auto orig = EvaluatePerplexity(model.config, *model.weights, *eval, options);
+  LayerHooks hooks;
+  hooks.make_kv_projector = low_rank;
+  auto conv =
+      EvaluatePerplexity(model.config, *model.weights, *eval, options, hooks);
+  ASSERT_TRUE(orig.ok() && conv.ok());
+  ASSERT_GT(std::abs(orig->mean_nll - conv->mean_nll), 1e-3);
+  const int64_t window_bytes = 2 * 63 * model.config.hidden_size * 4;
+  for (const auto& [group_tokens, max_bytes] :
+       {std::pair<int64_t, int64_t>{8192, int64_t{1} << 30},
+        {2 * 63, 3 * window_bytes}}) {
+    SCOPED_TRACE(group_tokens);
+    int64_t layers_seen = 0;
+    LayerHooks progress;
+    progress.on_layer_output = [&](int64_t, const compute::Matrix&) {
+      ++layers_seen;
+      return absl::OkStatus();
+    };
+    EngineOptions o = options;
+    o.group_tokens = group_tokens;
+    auto pair = EvaluatePerplexityPair(model.config, *model.weights, *eval, o,
+                                       low_rank, progress, max_bytes);
+    ASSERT_TRUE(pair.ok()) << pair.status();
+    const int64_t passes = max_bytes < (int64_t{1} << 30) ? 2 : 1;
+    EXPECT_EQ(layers_seen, passes * model.config.num_hidden_layers);
+    EXPECT_EQ(pair->first.windows, 5);
+    EXPECT_EQ(pair->first.predictions, orig->predictions);
+    EXPECT_EQ(pair->second.predictions, conv->predictions);
+    EXPECT_NEAR(pair->first.mean_nll, orig->mean_nll, 1e-6);
+    EXPECT_NEAR(pair->second.mean_nll, conv->mean_nll, 1e-6);
+  }
 }
 
 TEST(FixtureForwardTest, ResultIsIndependentOfBlocking) {

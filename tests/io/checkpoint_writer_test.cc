@@ -4,7 +4,13 @@
 // are not, and an uncommitted writer leaves nothing that looks complete.
 #include "care/io/checkpoint_writer.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/magic.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <filesystem>
@@ -253,6 +259,65 @@ TEST_F(CheckpointWriterTest, Errors) {
   EXPECT_EQ((*r)->Names(), std::vector<std::string>{"z"});
   EXPECT_FALSE(fs::exists(dest + "/care_report.json"));
   EXPECT_EQ(ListDir(root_), std::vector<std::string>{"e"});
+}
+
+// Pages of `path` in the page cache (mincore over a mapping of it).
+int64_t ResidentPages(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) return -1;
+  struct stat st;
+  ::fstat(fd, &st);
+  const size_t page = ::sysconf(_SC_PAGESIZE);
+  const size_t pages = (st.st_size + page - 1) / page;
+  void* m = ::mmap(nullptr, st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+  ::close(fd);
+  if (m == MAP_FAILED) return -1;
+  std::vector<unsigned char> in_core(pages);
+  ::mincore(m, st.st_size, in_core.data());
+  ::munmap(m, st.st_size);
+  int64_t n = 0;
+  for (unsigned char c : in_core) n += c & 1;
+  return n;
+}
+
+TEST_F(CheckpointWriterTest, DropReplacedCacheKeepsTheOldCheckpointIntact) {
+  // The checkpoint being replaced stays whole and readable until the commit;
+  // only its cached pages go (checked where the filesystem can drop clean
+  // pages: not tmpfs, whose pages are the file).
+  const std::string dest = root_ + "/d";
+  Tensor t;
+  t.shape = {256, 1024};
+  t.data.assign(256 * 1024, 0.5f);
+  {
+    auto w = CheckpointWriter::Create(dest);
+    ASSERT_TRUE(w.ok());
+    ASSERT_TRUE((*w)->AddTensorF32("x", t, DType::kF32).ok());
+    ASSERT_TRUE((*w)->SetConfig(json::object()).ok());
+    ASSERT_TRUE((*w)->Commit().ok());  // fsynced: its pages are clean
+  }
+  const std::string file = dest + "/model.safetensors";
+  WriterOptions opt;
+  opt.overwrite = true;
+  auto w2 = CheckpointWriter::Create(dest, opt);
+  ASSERT_TRUE(w2.ok());
+  ASSERT_TRUE((*w2)->AddTensorF32("y", t, DType::kBF16).ok());
+  ASSERT_GT(ResidentPages(file), 0);
+  (*w2)->DropReplacedCache();
+  struct statfs fs_info;
+  ASSERT_EQ(::statfs(file.c_str(), &fs_info), 0);
+  if (fs_info.f_type != TMPFS_MAGIC) EXPECT_EQ(ResidentPages(file), 0);
+  {
+    auto old = Checkpoint::Open(dest);  // unchanged before the commit
+    ASSERT_TRUE(old.ok());
+    auto x = (*old)->LoadF32("x");
+    ASSERT_TRUE(x.ok());
+    EXPECT_EQ(x->data, t.data);
+  }
+  ASSERT_TRUE((*w2)->SetConfig(json::object()).ok());
+  ASSERT_TRUE((*w2)->Commit().ok());
+  auto r = Checkpoint::Open(dest);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ((*r)->Names(), std::vector<std::string>{"y"});
 }
 
 TEST(WeightFileTest, Classification) {

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
@@ -52,6 +53,9 @@ constexpr int64_t kMinRowsPerThread = 256;
 // thread pack all of it for few rows of products. At evaluation shapes (1,022
 // rows, 2 threads) packing the weight was ~4 % of a 1B conversion's cycles.
 constexpr int64_t kColumnSplitRowsPerThread = 1024;
+
+// Elements per chunk of LoadWeight's parallel conversion (1 MiB of output).
+constexpr int64_t kConvertChunk = int64_t{1} << 18;
 
 // y (+)= x·wᵀ with the rows of w (columns of y) split across the OpenMP
 // threads, one serial GEMM per thread on its slice of the weight.
@@ -186,11 +190,26 @@ absl::StatusOr<Weight> CpuBackend::LoadWeight(const HostTensor& t) {
         "cpu LoadWeight: empty or null tensor [", t.rows, ", ", t.cols, "]"));
   }
   CARE_ASSIGN_OR_RETURN(Matrix m, Allocate(t.rows, t.cols));
-  const size_t n = static_cast<size_t>(t.rows * t.cols);
+  const int64_t n = t.rows * t.cols;
   const io::DType dtype = t.dtype == DType::kF32   ? io::DType::kF32
                           : t.dtype == DType::kF16 ? io::DType::kF16
                                                    : io::DType::kBF16;
-  CARE_RETURN_IF_ERROR(io::ConvertToF32(dtype, t.data, n, m.data));
+  // Split over the threads: run serially, the conversion (and the page
+  // faults on the mapped source) left the other cores idle between the
+  // GEMMs, ~1 s of a 1B conversion's wall time (docs/performance.md,
+  // "Against PyTorch"). Chunks of whole cache lines of output.
+  const int64_t chunks = (n + kConvertChunk - 1) / kConvertChunk;
+  const size_t esize = io::DTypeSize(dtype);
+  const auto* src = static_cast<const unsigned char*>(t.data);
+  std::vector<absl::Status> status(chunks);
+#pragma omp parallel for schedule(static) if (chunks > 1 && !omp_in_parallel())
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t i = c * kConvertChunk;
+    status[c] = io::ConvertToF32(
+        dtype, src + i * esize,
+        static_cast<size_t>(std::min(kConvertChunk, n - i)), m.data + i);
+  }
+  for (const absl::Status& s : status) CARE_RETURN_IF_ERROR(s);
   Weight w;
   w.data = m.data;
   w.dtype = DType::kF32;

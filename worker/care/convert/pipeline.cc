@@ -59,12 +59,16 @@ absl::StatusOr<ConversionReport> ConvertModel(const ConvertOptions& options,
   // The latent layers are all that is needed from here on.
   fit.decompositions.clear();
   fit.grams.clear();
+  // The tensors are written while the evaluation runs (stages/write.cc).
+  std::unique_ptr<stage::StartedWrite> started =
+      stage::StartWrite(options, in, fit.layers);
   CARE_RETURN_IF_ERROR(stage::Evaluate(in, fit.layers, steps, &report));
   CARE_RETURN_IF_ERROR(stage::EvaluateRollingPerplexity(options, in, fit.layers,
                                                         steps, &report));
   CARE_RETURN_IF_ERROR(
       stage::EvaluateTasks(options, in, fit.layers, steps, &report));
-  CARE_RETURN_IF_ERROR(stage::Write(options, in, fit.layers, steps, &report));
+  CARE_RETURN_IF_ERROR(stage::Write(options, in, fit.layers, steps, &report,
+                                    std::move(started)));
   // The output is in place: the state has served its purpose.
   if (in.resume) in.resume->Remove();
   return report;

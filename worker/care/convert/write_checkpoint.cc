@@ -1,6 +1,8 @@
 #include "care/convert/write_checkpoint.h"
 
+#include <atomic>
 #include <map>
+#include <memory>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -103,13 +105,11 @@ nlohmann::json ConvertedConfigJson(const ModelConfig& source,
   return j;
 }
 
-absl::Status WriteConvertedCheckpoint(const io::Checkpoint& source,
-                                      const ModelConfig& config,
-                                      const std::vector<LatentLayer>& layers,
-                                      const nlohmann::json& config_json,
-                                      const std::string& out_dir,
-                                      const WriteOptions& options,
-                                      const LayerCallback& after_layer) {
+absl::StatusOr<std::unique_ptr<io::CheckpointWriter>> WriteConvertedTensors(
+    const io::Checkpoint& source, const ModelConfig& config,
+    const std::vector<LatentLayer>& layers, const std::string& out_dir,
+    const WriteOptions& options, const LayerCallback& after_layer,
+    const std::atomic<bool>* stop) {
   const int64_t num_layers = config.num_hidden_layers;
   if (static_cast<int64_t>(layers.size()) != num_layers) {
     return absl::InvalidArgumentError(absl::StrCat("write: ", layers.size(),
@@ -136,6 +136,10 @@ absl::Status WriteConvertedCheckpoint(const io::Checkpoint& source,
   CARE_ASSIGN_OR_RETURN(auto writer, io::CheckpointWriter::Create(out_dir, wo));
   int64_t written_layers = 0;
   for (const std::string& name : source.Names()) {
+    if (stop != nullptr && stop->load(std::memory_order_relaxed)) {
+      return absl::CancelledError(
+          absl::StrCat("writing ", out_dir, " was stopped"));
+    }
     auto it = special.find(name);
     if (it == special.end()) {
       CARE_RETURN_IF_ERROR(CopyTensor(*writer, source, name, options.dtype));
@@ -159,6 +163,13 @@ absl::Status WriteConvertedCheckpoint(const io::Checkpoint& source,
       if (after_layer) CARE_RETURN_IF_ERROR(after_layer(written_layers - 1));
     }
   }
+  return writer;
+}
+
+absl::Status FinishConvertedCheckpoint(io::CheckpointWriter& writer,
+                                       const io::Checkpoint& source,
+                                       const nlohmann::json& config_json,
+                                       const WriteOptions& options) {
   if (options.dtype) {
     nlohmann::json config_out = config_json;
     const std::string torch_name(io::TorchDTypeName(*options.dtype));
@@ -166,20 +177,33 @@ absl::Status WriteConvertedCheckpoint(const io::Checkpoint& source,
     if (config_out.contains("care") && config_out["care"].is_object()) {
       config_out["care"]["dtype"] = torch_name;
     }
-    CARE_RETURN_IF_ERROR(writer->SetConfig(config_out));
+    CARE_RETURN_IF_ERROR(writer.SetConfig(config_out));
   } else {
-    CARE_RETURN_IF_ERROR(writer->SetConfig(config_json));
+    CARE_RETURN_IF_ERROR(writer.SetConfig(config_json));
   }
-  CARE_RETURN_IF_ERROR(writer->CopyAuxiliaryFiles(source.dir()));
+  CARE_RETURN_IF_ERROR(writer.CopyAuxiliaryFiles(source.dir()));
   if (!options.report_json.empty()) {
     CARE_RETURN_IF_ERROR(
-        writer->WriteFile("care_report.json", options.report_json));
+        writer.WriteFile("care_report.json", options.report_json));
   }
   if (!options.report_html.empty()) {
     CARE_RETURN_IF_ERROR(
-        writer->WriteFile("care_report.html", options.report_html));
+        writer.WriteFile("care_report.html", options.report_html));
   }
-  return writer->Commit();
+  return writer.Commit();
+}
+
+absl::Status WriteConvertedCheckpoint(const io::Checkpoint& source,
+                                      const ModelConfig& config,
+                                      const std::vector<LatentLayer>& layers,
+                                      const nlohmann::json& config_json,
+                                      const std::string& out_dir,
+                                      const WriteOptions& options,
+                                      const LayerCallback& after_layer) {
+  CARE_ASSIGN_OR_RETURN(std::unique_ptr<io::CheckpointWriter> writer,
+                        WriteConvertedTensors(source, config, layers, out_dir,
+                                              options, after_layer));
+  return FinishConvertedCheckpoint(*writer, source, config_json, options);
 }
 
 }  // namespace care::convert

@@ -8,8 +8,10 @@
 #ifndef CARE_CONVERT_WRITE_CHECKPOINT_H_
 #define CARE_CONVERT_WRITE_CHECKPOINT_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -21,6 +23,7 @@
 #include "care/convert/calibrate.h"
 #include "care/convert/latent_layer.h"
 #include "care/io/checkpoint.h"
+#include "care/io/checkpoint_writer.h"
 #include "care/io/model_config.h"
 
 namespace care::convert {
@@ -70,6 +73,22 @@ absl::Status WriteConvertedCheckpoint(const io::Checkpoint& source,
                                       const std::string& out_dir,
                                       const WriteOptions& options,
                                       const LayerCallback& after_layer);
+
+// The two halves of WriteConvertedCheckpoint, for a caller that overlaps
+// the tensor data's disk I/O with other work (stages/write.cc):
+// WriteConvertedTensors creates the writer and adds every tensor (checking
+// `stop`, when given, between tensors: Cancelled); FinishConvertedCheckpoint
+// adds config.json, the auxiliary files and the report, and commits. Only
+// the report, config and `before_commit` of `options` matter to the second.
+absl::StatusOr<std::unique_ptr<io::CheckpointWriter>> WriteConvertedTensors(
+    const io::Checkpoint& source, const ModelConfig& config,
+    const std::vector<LatentLayer>& layers, const std::string& out_dir,
+    const WriteOptions& options, const LayerCallback& after_layer,
+    const std::atomic<bool>* stop = nullptr);
+absl::Status FinishConvertedCheckpoint(io::CheckpointWriter& writer,
+                                       const io::Checkpoint& source,
+                                       const nlohmann::json& config_json,
+                                       const WriteOptions& options);
 
 }  // namespace care::convert
 

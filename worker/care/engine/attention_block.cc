@@ -68,7 +68,7 @@ absl::Status AttendWindows(const LayerContext& ctx, const AttentionWeights& w,
       be.Linear(x, w.w_q, OrNull(w.b_q), &q, false));  // [rows, n_h * d_h]
   compute::Matrix k, v;
   CARE_RETURN_IF_ERROR(
-      Annotate(projector.Project(be, x, &k, &v), "K/V projection"));
+      Annotate(projector.ProjectRows(be, x, row0, &k, &v), "K/V projection"));
   if (k.rows != rows || k.cols != c.kv_width() || v.rows != rows ||
       v.cols != c.kv_width()) {
     return absl::InternalError(absl::StrCat(

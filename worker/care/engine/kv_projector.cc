@@ -139,6 +139,55 @@ absl::Status LatentKvProjector::Project(compute::Backend& backend,
   return LinearNew(backend, latent, w->b_v, w->bias_v, v);  // [tokens, g*d_h]
 }
 
+SplitKvProjector::SplitKvProjector(std::unique_ptr<KvProjector> first,
+                                   std::unique_ptr<KvProjector> second,
+                                   int64_t split_row)
+    : first_(std::move(first)),
+      second_(std::move(second)),
+      split_row_(split_row) {}
+
+absl::Status SplitKvProjector::Project(compute::Backend& backend,
+                                       const compute::Matrix& x,
+                                       compute::Matrix* k,
+                                       compute::Matrix* v) const {
+  return ProjectRows(backend, x, 0, k, v);
+}
+
+absl::Status SplitKvProjector::ProjectRows(compute::Backend& backend,
+                                           const compute::Matrix& x,
+                                           int64_t row0, compute::Matrix* k,
+                                           compute::Matrix* v) const {
+  if (row0 + x.rows <= split_row_) {
+    return first_->ProjectRows(backend, x, row0, k, v);
+  }
+  if (row0 >= split_row_) {
+    return second_->ProjectRows(backend, x, row0 - split_row_, k, v);
+  }
+  // The rows straddle the split: each model projects its part.
+  const int64_t n1 = split_row_ - row0, n2 = x.rows - n1;
+  compute::Matrix k1, v1, k2, v2;
+  CARE_RETURN_IF_ERROR(first_->ProjectRows(backend, compute::RowsView(x, 0, n1),
+                                           row0, &k1, &v1));  // [n1, kv]
+  CARE_RETURN_IF_ERROR(second_->ProjectRows(
+      backend, compute::RowsView(x, n1, n2), 0, &k2, &v2));  // [n2, kv]
+  if (k1.cols != k2.cols || v1.cols != v2.cols) {
+    return absl::InternalError(absl::StrCat(
+        "split K/V projection: the two models' K/V widths differ (", k1.cols,
+        "/", v1.cols, " and ", k2.cols, "/", v2.cols, ")"));
+  }
+  for (auto [parts, out] :
+       {std::pair<std::pair<compute::Matrix*, compute::Matrix*>,
+                  compute::Matrix*>{{&k1, &k2}, k},
+        {{&v1, &v2}, v}}) {
+    CARE_ASSIGN_OR_RETURN(*out, backend.Allocate(x.rows, parts.first->cols));
+    compute::Matrix top = compute::RowsView(*out, 0, n1);
+    compute::Matrix bottom = compute::RowsView(*out, n1, n2);
+    CARE_RETURN_IF_ERROR(backend.Copy(*parts.first, &top));
+    CARE_RETURN_IF_ERROR(backend.Copy(*parts.second, &bottom));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::unique_ptr<KvProjector>> LoadKvProjector(
     const ModelConfig& config, const TensorSource& source, int64_t layer,
     compute::Backend& backend, WeightPrefetch* prefetch) {

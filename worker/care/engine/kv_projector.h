@@ -29,6 +29,33 @@ class KvProjector {
   virtual absl::Status Project(compute::Backend& backend,
                                const compute::Matrix& x, compute::Matrix* k,
                                compute::Matrix* v) const = 0;
+  // The same for x = rows [row0, row0 + x.rows) of the pass's tokens (the
+  // engine projects groups of windows); what the engine calls. Only a
+  // projector whose rows differ (SplitKvProjector) looks at row0.
+  virtual absl::Status ProjectRows(compute::Backend& backend,
+                                   const compute::Matrix& x, int64_t row0,
+                                   compute::Matrix* k,
+                                   compute::Matrix* v) const {
+    return Project(backend, x, k, v);
+  }
+};
+
+// Two models that differ only in their K/V projections, side by side in one
+// pass (EvaluatePerplexityPair): token rows below `split_row` are projected
+// by `first`, the others by `second` (which sees them renumbered from 0).
+class SplitKvProjector : public KvProjector {
+ public:
+  SplitKvProjector(std::unique_ptr<KvProjector> first,
+                   std::unique_ptr<KvProjector> second, int64_t split_row);
+  absl::Status Project(compute::Backend& backend, const compute::Matrix& x,
+                       compute::Matrix* k, compute::Matrix* v) const override;
+  absl::Status ProjectRows(compute::Backend& backend, const compute::Matrix& x,
+                           int64_t row0, compute::Matrix* k,
+                           compute::Matrix* v) const override;
+
+ private:
+  std::unique_ptr<KvProjector> first_, second_;
+  int64_t split_row_;
 };
 
 // The original GQA projection: K = x·W_Kᵀ (+ b_K), V = x·W_Vᵀ (+ b_V), with

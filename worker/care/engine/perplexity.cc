@@ -2,10 +2,15 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
+#include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "care/compute/registry.h"
+#include "care/engine/kv_projector.h"
 
 namespace care::engine {
 
@@ -78,6 +83,81 @@ absl::StatusOr<PerplexityResult> EvaluatePerplexity(
                           .predictions = nll.count,
                           .mean_nll = nll.mean(),
                           .ppl = nll.ppl()};
+}
+
+absl::StatusOr<PerplexityPair> EvaluatePerplexityPair(
+    const ModelConfig& config, const TensorSource& weights,
+    const EvalWindows& windows, const EngineOptions& options,
+    const std::function<absl::StatusOr<std::unique_ptr<KvProjector>>(int64_t)>&
+        second_projector,
+    const LayerHooks& hooks, int64_t max_hidden_bytes) {
+  const int64_t total = windows.inputs.num_windows;
+  const int64_t T = windows.inputs.seq_len;
+  const int64_t window_bytes = 2 * T * config.hidden_size * 4;  // both copies
+  int64_t per_pass = total;
+  if (total > 1 && total * window_bytes > max_hidden_bytes) {
+    per_pass =
+        std::max<int64_t>(max_hidden_bytes / window_bytes, (total + 1) / 2);
+  }
+  // Twice the rows per vocabulary chunk's logits block: the same chunks of
+  // lm_head as a single model's pass, so its scoring sums in the same order.
+  compute::Backend* backend = options.backend;
+  if (backend == nullptr) {
+    CARE_ASSIGN_OR_RETURN(backend, compute::SharedBackend(options.device));
+  }
+  EngineOptions pair_options = options;
+  pair_options.logits_block_elements =
+      2 * (options.logits_block_elements > 0
+               ? options.logits_block_elements
+               : DefaultLogitsBlockElements(*backend));
+  LayerHooks pair_hooks;
+  pair_hooks.on_layer_output = hooks.on_layer_output;
+  NllSum first, second;
+  for (int64_t w0 = 0; w0 < total; w0 += per_pass) {
+    const int64_t nw = std::min(per_pass, total - w0);
+    const auto ids = windows.inputs.ids.begin() + w0 * T;
+    const auto targets = windows.targets.begin() + w0 * T;
+    TokenWindows both;  // the windows, then the same windows again
+    both.num_windows = 2 * nw;
+    both.seq_len = T;
+    both.ids.assign(ids, ids + nw * T);
+    both.ids.insert(both.ids.end(), ids, ids + nw * T);
+    std::vector<int32_t> both_targets(targets, targets + nw * T);
+    both_targets.insert(both_targets.end(), targets, targets + nw * T);
+    CARE_ASSIGN_OR_RETURN(
+        auto fwd, LayerwiseForward::Create(config, weights, std::move(both),
+                                           pair_options));
+    pair_hooks.make_kv_projector =
+        [&](int64_t l) -> absl::StatusOr<std::unique_ptr<KvProjector>> {
+      CARE_ASSIGN_OR_RETURN(
+          std::unique_ptr<KvProjector> own,
+          LoadKvProjector(config, weights, l, fwd->backend()));
+      CARE_ASSIGN_OR_RETURN(std::unique_ptr<KvProjector> other,
+                            second_projector(l));
+      if (other == nullptr) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "EvaluatePerplexityPair: no second K/V projector for layer ", l));
+      }
+      return std::make_unique<SplitKvProjector>(std::move(own),
+                                                std::move(other), nw * T);
+    };
+    CARE_RETURN_IF_ERROR(fwd->RunLayers(fwd->num_layers(), pair_hooks));
+    CARE_ASSIGN_OR_RETURN(std::vector<double> nll,
+                          fwd->ScoreTargetsEach(both_targets));
+    for (int64_t i = 0; i < 2 * nw * T; ++i) {
+      if (both_targets[i] < 0) continue;
+      NllSum& sum = i < nw * T ? first : second;
+      sum.sum += nll[i];
+      ++sum.count;
+    }
+  }
+  auto result = [&](const NllSum& nll) {
+    return PerplexityResult{.windows = total,
+                            .predictions = nll.count,
+                            .mean_nll = nll.mean(),
+                            .ppl = nll.ppl()};
+  };
+  return PerplexityPair{result(first), result(second)};
 }
 
 }  // namespace care::engine

@@ -12,6 +12,8 @@
 #define CARE_ENGINE_PERPLEXITY_H_
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -54,6 +56,28 @@ absl::StatusOr<PerplexityResult> EvaluatePerplexity(
     const ModelConfig& config, const TensorSource& weights,
     const EvalWindows& windows, const EngineOptions& options = {},
     const LayerHooks& hooks = {}, int64_t windows_per_pass = 0);
+
+// The perplexity of two models that differ only in their K/V projections
+// (an original and its converted form) in one pass: each pass runs its
+// windows twice, side by side, the first copy through the checkpoint's own
+// K/V projection and the second through second_projector(l); every other
+// weight (the layers' projections and the vocabulary head) is loaded and
+// converted once for both, and their GEMMs have twice the rows. Equal to two
+// EvaluatePerplexity calls (the second with make_kv_projector =
+// second_projector) up to float rounding. hooks.on_layer_output is called
+// once per layer and pass (with both copies' hidden states); the other hooks
+// are not used. Memory: twice one pass's hidden states, so the windows are
+// split into passes that keep those under max_hidden_bytes (or into two
+// passes, no more memory than the single model's one).
+struct PerplexityPair {
+  PerplexityResult first, second;
+};
+absl::StatusOr<PerplexityPair> EvaluatePerplexityPair(
+    const ModelConfig& config, const TensorSource& weights,
+    const EvalWindows& windows, const EngineOptions& options,
+    const std::function<absl::StatusOr<std::unique_ptr<KvProjector>>(int64_t)>&
+        second_projector,
+    const LayerHooks& hooks = {}, int64_t max_hidden_bytes = int64_t{1} << 30);
 
 }  // namespace care::engine
 

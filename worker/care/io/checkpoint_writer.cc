@@ -337,6 +337,39 @@ absl::Status CheckpointWriter::FinishShard(Shard& shard,
   return s;
 }
 
+absl::Status CheckpointWriter::SyncData() {
+  for (Shard& s : shards_) {
+    if (s.fd >= 0) {
+      if (::fdatasync(s.fd) != 0) {
+        return ErrnoStatus(errno, "cannot sync", s.data_path);
+      }
+      continue;
+    }
+    const int fd = ::open(s.data_path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return ErrnoStatus(errno, "cannot open", s.data_path);
+    const int rc = ::fdatasync(fd);
+    const int err = errno;
+    ::close(fd);
+    if (rc != 0) return ErrnoStatus(err, "cannot sync", s.data_path);
+  }
+  return absl::OkStatus();
+}
+
+void CheckpointWriter::DropReplacedCache() const {
+  if (!options_.overwrite) return;
+  DIR* dir = ::opendir(dest_.c_str());
+  if (dir == nullptr) return;  // nothing to replace
+  while (struct dirent* e = ::readdir(dir)) {
+    const std::string path = absl::StrCat(dest_, "/", e->d_name);
+    if (e->d_name[0] == '.' || !IsRegularFile(path)) continue;
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;  // advisory: an unreadable file is left alone
+    (void)::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    ::close(fd);
+  }
+  ::closedir(dir);
+}
+
 absl::Status CheckpointWriter::Commit() {
   if (committed_ || failed_) {
     return absl::FailedPreconditionError(

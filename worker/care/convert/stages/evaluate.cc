@@ -1,7 +1,8 @@
 // The evaluate stage: perplexity of the original and of the converted model
-// on the same evaluation windows. The original model's score does not
-// depend on the conversion, so an earlier attempt's is reused (resume
-// state, keyed by the evaluation windows).
+// on the same evaluation windows, both in one pass (EvaluatePerplexityPair:
+// the weights they share are loaded once). The original model's score does
+// not depend on the conversion, so an earlier attempt's is reused (resume
+// state, keyed by the evaluation windows) and only the converted model runs.
 #include <memory>
 #include <optional>
 #include <string>
@@ -54,30 +55,40 @@ absl::Status Evaluate(const Inputs& in, const std::vector<LatentLayer>& layers,
                                         (*saved)[2], (*saved)[3]};
       }
     }
+    const auto converted_projector =
+        [&](int64_t l) -> absl::StatusOr<std::unique_ptr<engine::KvProjector>> {
+      return layers[l].MakeProjector();
+    };
+    std::optional<engine::PerplexityResult> conv;
     if (!orig) {
-      CARE_ASSIGN_OR_RETURN(orig,
-                            engine::EvaluatePerplexity(
-                                config, in.weights(), eval, in.engine,
-                                ProgressHooks(progress, L, 0, eval_flops)));
+      // Both models in one pass: every weight but K/V is loaded once.
+      engine::LayerHooks both_hooks;
+      both_hooks.on_layer_output =
+          [cb = progress.Layers("evaluate", L, 0, 1, [&](int64_t l) {
+            return 2 * eval_flops(l);
+          })](int64_t l, const compute::Matrix&) { return cb(l); };
+      CARE_ASSIGN_OR_RETURN(
+          engine::PerplexityPair both,
+          engine::EvaluatePerplexityPair(config, in.weights(), eval, in.engine,
+                                         converted_projector, both_hooks));
+      orig = both.first;
+      conv = both.second;
       add_head(*orig);
       SaveValuesOrLog(
           in.resume.get(), orig_key,
           {static_cast<double>(orig->windows),
            static_cast<double>(orig->predictions), orig->mean_nll, orig->ppl});
+    } else {
+      engine::LayerHooks converted_hooks =
+          ProgressHooks(progress, L, 1, eval_flops);
+      converted_hooks.make_kv_projector = converted_projector;
+      CARE_ASSIGN_OR_RETURN(
+          conv, engine::EvaluatePerplexity(config, in.weights(), eval,
+                                           in.engine, converted_hooks));
     }
-    engine::LayerHooks converted_hooks =
-        ProgressHooks(progress, L, 1, eval_flops);
-    converted_hooks.make_kv_projector =
-        [&](int64_t l) -> absl::StatusOr<std::unique_ptr<engine::KvProjector>> {
-      return layers[l].MakeProjector();
-    };
-    CARE_ASSIGN_OR_RETURN(
-        engine::PerplexityResult conv,
-        engine::EvaluatePerplexity(config, in.weights(), eval, in.engine,
-                                   converted_hooks));
-    add_head(conv);
+    add_head(*conv);
     report->original = ToReport(*orig);
-    report->converted = ToReport(conv);
+    report->converted = ToReport(*conv);
   }
   timer.Done("evaluate", report, progress.Flops("evaluate"));
   return absl::OkStatus();

@@ -131,12 +131,29 @@ absl::Status EvaluateRollingPerplexity(const ConvertOptions& options,
                                        StageProgress& progress,
                                        ConversionReport* report);
 
+// The tensor part of Write, already under way (StartWrite).
+class StartedWrite {
+ public:
+  virtual ~StartedWrite() = default;
+};
+
+// Starts writing the converted checkpoint's tensors, which depend only on
+// the fit, on a background thread (flushed to disk when done), so that the
+// I/O overlaps the evaluation stages. `in` and `layers` must outlive the
+// result; destroying it unused stops the thread and removes what it staged.
+std::unique_ptr<StartedWrite> StartWrite(
+    const ConvertOptions& options, const Inputs& in,
+    const std::vector<LatentLayer>& layers);
+
 // Writes the converted checkpoint, with the report so far as
-// care_report.json, into options.output_dir. Fills: nothing (its timing is
-// added after the JSON is written).
+// care_report.json, into options.output_dir: finishes `started` (from
+// StartWrite with the same arguments), or writes the tensors itself when it
+// is null. Fills: nothing (its timing, from its call to the commit, is added
+// after the JSON is written).
 absl::Status Write(const ConvertOptions& options, const Inputs& in,
                    const std::vector<LatentLayer>& layers,
-                   StageProgress& progress, ConversionReport* report);
+                   StageProgress& progress, ConversionReport* report,
+                   std::unique_ptr<StartedWrite> started = nullptr);
 
 }  // namespace care::convert::stage
 
