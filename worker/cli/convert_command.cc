@@ -31,7 +31,9 @@ constexpr char kUsage[] =
     "         --calib DATA [--method care|care-c|asvd|svd|pca]\n"
     "         [--layout latent|deepseek-v3] [--rope-dim R|auto]\n"
     "         [--freqfold K|auto] [--kv-lora-rank N] [--no-kv-balance]\n"
-    "         [--no-nope-correction] [--heal local|none [--heal-data DATA]\n"
+    "         [--no-nope-correction] [--nope-scale-span N]\n"
+    "         [--latent-objective attention|activation]\n"
+    "         [--heal local|none [--heal-data DATA]\n"
     "         [--heal-tokens N] [--heal-steps N] [--heal-inputs "
     "original|healed]"
     "\n"
@@ -73,6 +75,12 @@ constexpr char kUsage[] =
     "  --no-kv-balance    deepseek-v3: no K/V energy balancing in the latent\n"
     "  --no-nope-correction  deepseek-v3: drop the NoPE part's rotation\n"
     "                     instead of its attention-weighted 2x2 fit\n"
+    "  --nope-scale-span N  deepseek-v3: tokens of the windows on which\n"
+    "                     each head's NoPE score scale is fitted to the\n"
+    "                     source's attention (default 256; 0: no scale)\n"
+    "  --latent-objective O  deepseek-v3 with care: attention (default:\n"
+    "                     query-weighted K_nope, o_proj-weighted V) or\n"
+    "                     activation (plain [K_nope; V] error, as pca)\n"
     "  --heal M           deepseek-v3: none (default) or local: optimise each\n"
     "                     layer's new attention weights to match the\n"
     "                     original layer's output (docs/conversion.md,\n"
@@ -176,6 +184,15 @@ absl::StatusOr<convert::MlaExportOptions> ParseMlaFlags(const Flags& flags) {
   }
   m.balance_kv = !flags.Bool("no-kv-balance");
   m.nope_correction = !flags.Bool("no-nope-correction");
+  CARE_ASSIGN_OR_RETURN(m.nope_scale_span,
+                        flags.IntOr("nope-scale-span", m.nope_scale_span));
+  if (m.nope_scale_span < 0) {
+    return absl::InvalidArgumentError(
+        "--nope-scale-span must be >= 0 (0: no NoPE scale)");
+  }
+  CARE_ASSIGN_OR_RETURN(m.latent_objective,
+                        convert::ParseLatentObjective(
+                            flags.StringOr("latent-objective", "attention")));
   const std::string heal = flags.StringOr("heal", "none");
   if (heal != "none" && heal != "local") {
     return absl::InvalidArgumentError(
@@ -265,6 +282,8 @@ absl::StatusOr<convert::ConvertOptions> ParseArgs(
                                          "kv-lora-rank",
                                          "no-kv-balance",
                                          "no-nope-correction",
+                                         "latent-objective",
+                                         "nope-scale-span",
                                          "heal",
                                          "heal-data",
                                          "heal-tokens",
@@ -286,8 +305,9 @@ absl::StatusOr<convert::ConvertOptions> ParseArgs(
       o.output_layout,
       convert::ParseOutputLayout(flags.StringOr("layout", "latent")));
   const bool mla = o.output_layout == convert::OutputLayout::kDeepseekV3;
-  for (const char* name : {"rope-dim", "freqfold", "kv-lora-rank",
-                           "no-kv-balance", "no-nope-correction", "heal"}) {
+  for (const char* name :
+       {"rope-dim", "freqfold", "kv-lora-rank", "no-kv-balance",
+        "no-nope-correction", "latent-objective", "nope-scale-span", "heal"}) {
     if (!mla && flags.Has(name)) {
       return absl::InvalidArgumentError(
           absl::StrFormat("--%s applies to --layout deepseek-v3 only", name));

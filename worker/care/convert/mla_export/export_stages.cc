@@ -115,9 +115,11 @@ Scoring LongHeldout(const CalibrationWindows& w) {
 // the candidates and the options that shape a layer's fit.
 std::string ResumeKey(const ConvertOptions& options, const ModelConfig& c,
                       const std::vector<mla::CandidateShape>& shapes) {
-  std::string key = absl::StrCat("balance ", options.mla.balance_kv, " nope ",
-                                 options.mla.nope_correction, " bias ",
-                                 c.attention_bias, " candidates");
+  std::string key = absl::StrCat(
+      "balance ", options.mla.balance_kv, " nope ", options.mla.nope_correction,
+      " scale ", options.mla.nope_scale_span, " objective ",
+      LatentObjectiveName(options.mla.latent_objective), " bias ",
+      c.attention_bias, " candidates");
   for (const mla::CandidateShape& s : shapes) {
     absl::StrAppend(&key, " ", s.rope_dim, "/", s.freqfold, "/",
                     s.kv_lora_rank);
@@ -449,6 +451,14 @@ absl::Status MlaChoose(const ConvertOptions& options, const Inputs& in,
   mr.freqfold_auto = options.mla.freqfold == 0;
   mr.balance_kv = options.mla.balance_kv;
   mr.nope_correction = options.mla.nope_correction;
+  mr.nope_scale_span =
+      options.mla.nope_correction ? options.mla.nope_scale_span : 0;
+  // The objective the joint latent minimised (care's option; pca: the
+  // activation error; svd: none).
+  mr.latent_objective =
+      options.method == Method::kCare
+          ? LatentObjectiveName(options.mla.latent_objective)
+          : (options.method == Method::kSvd ? "weights" : "activation");
   mr.rope_theta = mla::ExportRopeTheta(config, c.rope_dim);
   mr.kv_width_per_layer_before = 2 * config.kv_width();
   mr.kv_width_per_layer_after = c.kv_lora_rank + c.rope_dim;

@@ -8,8 +8,10 @@
 #include "base/status_macros.h"
 #include "care/convert/covariance.h"
 #include "care/convert/latent_layer.h"
+#include "care/convert/mla_export/latent_objective.h"
 #include "care/convert/mla_export/mla_bias.h"
 #include "care/convert/mla_export/nope_correction.h"
+#include "care/convert/mla_export/nope_scale.h"
 #include "care/convert/mla_export/qk_norm_fold.h"
 #include "care/io/tensor_names.h"
 
@@ -69,6 +71,17 @@ absl::StatusOr<CalibratedLayer> Fit(
     w = FoldedWeights(w, folds);
     w_q = folds.q_fold.asDiagonal() * w_q;
   }
+  // The attention objective (latent_objective.h) needs o_proj.
+  const bool attention =
+      ctx.mla.latent_objective == LatentObjective::kAttention &&
+      ctx.factorize.method == Method::kCare;
+  MatrixRM o_proj;  // [D, n_h·d_h]
+  if (attention) {
+    CARE_ASSIGN_OR_RETURN(
+        Tensor o_tensor,
+        LoadChecked(*ctx.weights, io::names::OProj(l), {d, qrows}));
+    o_proj = o_tensor.matrix();
+  }
   CalibratedLayer out;
   for (const CandidateShape& cand : candidates) {
     MlaLayerOptions mo;
@@ -79,6 +92,51 @@ absl::StatusOr<CalibratedLayer> Fit(
     mo.input_mean = mean;
     mo.factorize = ctx.factorize;
     mo.balance_kv = ctx.mla.balance_kv;
+    // The rope split first: the NoPE correction needs it, and the attention
+    // objective weighs the keys by the corrected queries (PrepareLayer
+    // derives the same split from the same Gram).
+    CARE_ASSIGN_OR_RETURN(
+        RopeSplit split,
+        SplitRope(KeyGram(w, stats.covariance, mean), mo.rope));
+    NopeCorrection nc;
+    if (ctx.mla.nope_correction) {
+      NopeCorrectionInputs ni;
+      ni.w_q = &w_q;
+      ni.w_k = &w.w_k;
+      ni.rope = &split;
+      ni.inv_freq = ctx.freqs.inv_freq;
+      ni.num_heads = config.num_attention_heads;
+      ni.seq_len = ctx.calib_seq_len;
+      CARE_ASSIGN_OR_RETURN(nc, FitNopeCorrection(ni, x.topRows(cal_tokens)));
+      if (ctx.mla.nope_scale_span > 0) {
+        // The per-head scale on longer windows: consecutive calibration
+        // windows renumbered as one (nope_scale.h).
+        NopeCorrectionInputs li = ni;
+        li.seq_len = NopeScaleWindow(ctx.mla.nope_scale_span,
+                                     config.max_position_embeddings,
+                                     ctx.calib_seq_len, cal_tokens);
+        const int64_t rows =
+            std::min(cal_tokens, kNopeScaleTokens) / li.seq_len * li.seq_len;
+        CARE_ASSIGN_OR_RETURN(NopeScale scale,
+                              FitNopeScale(li, nc.m, x.topRows(rows)));
+        ApplyNopeScale(scale, config.head_dim, nc.m);
+      }
+    }
+    if (attention) {
+      MatrixRM q_rows = w_q;  // [n_h·d_h, D]: what meets k_nope
+      if (!nc.m.empty()) {
+        for (int64_t h = 0; h < config.num_attention_heads; ++h) {
+          MatrixRM rows = q_rows.middleRows(h * config.head_dim,
+                                            config.head_dim);  // [d_h, D]
+          CorrectQueryRows(nc, h, config.head_dim, rows);
+          q_rows.middleRows(h * config.head_dim, config.head_dim) = rows;
+        }
+      }
+      CARE_ASSIGN_OR_RETURN(
+          mo.metric,
+          BuildAttentionMetric(q_rows, o_proj, stats.covariance,
+                               config.num_key_value_heads, config.head_dim));
+    }
     CARE_ASSIGN_OR_RETURN(PreparedLayer prepared, PrepareLayer(w, stats, mo));
     CARE_ASSIGN_OR_RETURN(MlaLayer layer,
                           TruncatePrepared(prepared, w, stats.covariance, mo));
@@ -92,15 +150,6 @@ absl::StatusOr<CalibratedLayer> Fit(
     layer.q_fold = full.q_fold = folds.q_fold;
     layer.k_fold = full.k_fold = folds.k_fold;
     if (ctx.mla.nope_correction) {
-      NopeCorrectionInputs ni;
-      ni.w_q = &w_q;
-      ni.w_k = &w.w_k;
-      ni.rope = &layer.rope;
-      ni.inv_freq = ctx.freqs.inv_freq;
-      ni.num_heads = config.num_attention_heads;
-      ni.seq_len = ctx.calib_seq_len;
-      CARE_ASSIGN_OR_RETURN(NopeCorrection nc,
-                            FitNopeCorrection(ni, x.topRows(cal_tokens)));
       layer.nope_correction = full.nope_correction = nc.m;
       layer.nope_dropped_error = nc.dropped_error;
       layer.nope_corrected_error = nc.corrected_error;

@@ -70,14 +70,31 @@ absl::StatusOr<PreparedLayer> PrepareLayer(const LayerWeights& weights,
       Eigen::MatrixXd::Identity(width, width) - out.rope.Projector();
   const Eigen::MatrixXd wk_nope = wk * nope;  // [D, g·d_h]
 
-  // Balance: equal calibration energy for the K_nope and V halves.
-  const double ek = Trace(wk_nope, c), ev = Trace(wv, c);
+  const AttentionMetric& metric = options.metric;
+  if (!metric.empty() &&
+      (metric.key_sqrt.rows() != width || metric.value_sqrt.rows() != width)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("deepseek-v3 export: attention metric is ",
+                     metric.key_sqrt.rows(), " wide, expected ", width));
+  }
+  // [D, g·d_h] each: the halves as the objective weighs them.
+  const Eigen::MatrixXd k_half =
+      metric.empty() ? wk_nope : Eigen::MatrixXd(wk_nope * metric.key_sqrt);
+  const Eigen::MatrixXd v_half =
+      metric.empty() ? wv : Eigen::MatrixXd(wv * metric.value_sqrt);
+  // Balance: equal (weighted) calibration energy for the two halves.
+  const double ek = Trace(k_half, c), ev = Trace(v_half, c);
   if (options.balance_kv && ek > 0 && ev > 0) {
     out.balance_k = std::sqrt(ev / ek);
   }
   out.joint.resize(d, 2 * width);  // [D, 2·g·d_h]
-  out.joint.leftCols(width) = (out.balance_k * wk_nope).cast<float>();
-  out.joint.rightCols(width) = weights.w_v;
+  out.joint.leftCols(width) = (out.balance_k * k_half).cast<float>();
+  out.joint.rightCols(width) = v_half.cast<float>();
+  if (!metric.empty()) {
+    out.plain.resize(d, 2 * width);  // [D, 2·g·d_h]
+    out.plain.leftCols(width) = wk_nope.cast<float>();
+    out.plain.rightCols(width) = weights.w_v;
+  }
 
   CARE_ASSIGN_OR_RETURN(Scaling scaling,
                         BuildScaling(stats, options.factorize));
@@ -110,8 +127,18 @@ absl::StatusOr<MlaLayer> TruncatePrepared(const PreparedLayer& prepared,
   out.q_scale = prepared.q_scale;
   out.retained_energy = f.retained_energy;
   out.w_down = std::move(f.w_down);  // [D, r]
-  out.up_k = f.w_up.leftCols(width) / static_cast<float>(prepared.balance_k);
-  out.up_v = f.w_up.rightCols(width);
+  if (prepared.plain.size() == 0) {
+    out.up_k = f.w_up.leftCols(width) / static_cast<float>(prepared.balance_k);
+    out.up_v = f.w_up.rightCols(width);
+  } else {
+    // Attention objective: the weighted factorization chose the latent; the
+    // up-projections are K_nope's and V's regressions on it.
+    const Eigen::MatrixXd up =
+        RegressUp(out.w_down.cast<double>(), prepared.plain.cast<double>(),
+                  covariance, options.factorize.damping);  // [r, 2·g·d_h]
+    out.up_k = up.leftCols(width).cast<float>();
+    out.up_v = up.rightCols(width).cast<float>();
+  }
 
   // α: the power of two meeting the norm's linear-regime target on the
   // calibration tokens' mean latent energy E[mean(c²)].

@@ -24,6 +24,7 @@
 #include "care/convert/factorize.h"
 #include "care/convert/latent_layer.h"
 #include "care/convert/mla_export/heal_layer.h"
+#include "care/convert/mla_export/latent_objective.h"
 #include "care/convert/mla_export/rope_split.h"
 #include "care/io/tensor.h"
 
@@ -39,8 +40,12 @@ struct MlaLayerOptions {
   int64_t kv_lora_rank = 0;  // r
   FactorizeOptions factorize;
   // Scale K_nope and V to equal calibration energy before the joint
-  // factorization (and back after), so neither dominates the latent.
+  // factorization (and back after), so neither dominates the latent; with
+  // `metric`, equal weighted energy.
   bool balance_kv = true;
+  // The attention objective's weights (latent_objective.h); empty: the
+  // plain activation objective.
+  AttentionMetric metric;
   // Target of α²·E[mean(c²)] / (2·eps): the expected relative error of the
   // latent norm's linear regime; α is the power of two that meets it.
   double norm_error_target = 0x1p-30;
@@ -108,7 +113,12 @@ LayerWeights FoldedWeights(const LayerWeights& weights, const MlaLayer& layer);
 // several kv_lora_ranks truncate one decomposition.
 struct PreparedLayer {
   RopeSplit rope;
-  MatrixRM joint;  // [D, 2·g·d_h] = [β_K·W_K·(I − Π), W_V]
+  // [D, 2·g·d_h] = [β_K·W_K·(I − Π), W_V]; with the attention objective
+  // [β_K·W_K·(I − Π)·M^½, W_V·N^½].
+  MatrixRM joint;
+  // The attention objective only: [D, 2·g·d_h] = [W_K·(I − Π), W_V], which
+  // the up-projections regress on the latent; empty otherwise.
+  MatrixRM plain;
   Decomposition decomposition;
   ScalingInfo scaling;
   double balance_k = 1;

@@ -39,6 +39,8 @@ nlohmann::json MlaReportToJson(const MlaExportReport& r) {
       {"kv_lora_rank", r.kv_lora_rank},
       {"balance_kv", r.balance_kv},
       {"nope_correction", r.nope_correction},
+      {"latent_objective", r.latent_objective},
+      {"nope_scale_span", r.nope_scale_span},
       {"rope_theta", r.rope_theta},
       {"kv_width_per_layer_before", r.kv_width_per_layer_before},
       {"kv_width_per_layer_after", r.kv_width_per_layer_after},

@@ -68,6 +68,10 @@ struct MlaExportReport {
   int64_t kv_lora_rank = 0;
   bool balance_kv = true;
   bool nope_correction = true;
+  // What the joint latent minimised: attention, activation or weights (svd).
+  std::string latent_objective;
+  // Window of the NoPE score scale fit (nope_scale.h); 0: none.
+  int64_t nope_scale_span = 0;
   bool rope_dim_auto = false, freqfold_auto = false;
   double rope_theta = 0;  // written; source's theta^(R/d_h)
   // Numbers cached per token per layer: GQA 2·g·d_h, MLA kv_lora_rank + R.

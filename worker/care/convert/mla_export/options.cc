@@ -17,4 +17,16 @@ std::string OutputLayoutName(OutputLayout layout) {
   return layout == OutputLayout::kDeepseekV3 ? "deepseek_v3" : "latent";
 }
 
+absl::StatusOr<LatentObjective> ParseLatentObjective(absl::string_view name) {
+  if (name == "attention") return LatentObjective::kAttention;
+  if (name == "activation") return LatentObjective::kActivation;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown latent objective \"", name,
+                   "\"; expected attention or activation"));
+}
+
+std::string LatentObjectiveName(LatentObjective objective) {
+  return objective == LatentObjective::kActivation ? "activation" : "attention";
+}
+
 }  // namespace care::convert

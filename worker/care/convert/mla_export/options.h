@@ -19,6 +19,16 @@ absl::StatusOr<OutputLayout> ParseOutputLayout(absl::string_view name);
 // "latent", "deepseek_v3" (the config.json / report spelling).
 std::string OutputLayoutName(OutputLayout layout);
 
+// What the DeepSeek-V3 export's joint latent minimises with `care`
+// (latent_objective.h): the attention objective (query-weighted score error
+// of K_nope, o_proj-weighted output error of V; the default) or the plain
+// activation error of [K_nope; V] (what `pca` minimises).
+enum class LatentObjective { kAttention, kActivation };
+
+// "attention" | "activation"; InvalidArgument listing them otherwise.
+absl::StatusOr<LatentObjective> ParseLatentObjective(absl::string_view name);
+std::string LatentObjectiveName(LatentObjective objective);
+
 struct MlaExportOptions {
   int64_t rope_dim = 0;      // qk_rope_head_dim R; 0 = auto
   int64_t freqfold = 0;      // K; 0 = auto
@@ -29,6 +39,11 @@ struct MlaExportOptions {
   // weighted least-squares 2×2 map per head and frequency
   // (nope_correction.h); false: plain dropping (TransMLA, MHA2MLA).
   bool nope_correction = true;
+  // Window (tokens) of the per-head NoPE score scale fitted to the source's
+  // attention (nope_scale.h), with the NoPE correction; 0: no scale.
+  int64_t nope_scale_span = 256;
+  // `--latent-objective`; applies to method care (pca and svd keep theirs).
+  LatentObjective latent_objective = LatentObjective::kAttention;
 
   // Layer-wise healing after the factorization (heal_stage.h,
   // docs/conversion.md "Healing"): `--heal local`.
