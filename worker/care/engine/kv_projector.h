@@ -33,7 +33,7 @@ class KvProjector {
   // engine projects groups of windows); what the engine calls. Only a
   // projector whose rows differ (SplitKvProjector) looks at row0.
   virtual absl::Status ProjectRows(compute::Backend& backend,
-                                   const compute::Matrix& x, int64_t row0,
+                                   const compute::Matrix& x, int64_t /*row0*/,
                                    compute::Matrix* k,
                                    compute::Matrix* v) const {
     return Project(backend, x, k, v);
