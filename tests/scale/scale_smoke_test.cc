@@ -88,9 +88,15 @@ json ConvertAndReload(const std::string& dir, const std::string& model,
   EXPECT_FALSE(e.is_discarded()) << eval.output;
   if (!e.is_discarded()) {
     // Same factors, windows and engine: the reloaded output reproduces the
-    // reported perplexity exactly.
-    EXPECT_EQ(e["mean_nll"].get<double>(),
-              r["converted"]["mean_nll"].get<double>());
+    // reported perplexity. Not bit for bit: the conversion scores the
+    // original and converted model in one pass (EvaluatePerplexityPair),
+    // whose GEMMs have twice the rows of the standalone eval's, so Eigen
+    // blocks and sums the float32 products in another order (~1e-7
+    // relative per product); 1e-5 relative is two orders above that and
+    // far below any real difference between two checkpoints.
+    const double reported = r["converted"]["mean_nll"].get<double>();
+    EXPECT_NEAR(e["mean_nll"].get<double>(), reported,
+                1e-5 * std::abs(reported));
   }
   return r;
 }
