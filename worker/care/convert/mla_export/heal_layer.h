@@ -91,11 +91,11 @@ absl::StatusOr<double> HealLoss(const HealAttention<S>& a,
                                 HealParams<S>* grad);
 
 struct HealOptions {
-  int64_t max_steps = 400;      // Adam steps (mini-batches)
-  int64_t batch_windows = 8;    // windows per step
+  int64_t max_steps = 400;       // Adam steps (mini-batches)
+  int64_t batch_windows = 8;     // windows per step
   double learning_rate = 0.016;  // relative to each block's initial RMS
-  int64_t eval_every = 20;      // held-out evaluation period (steps)
-  int64_t patience = 3;         // evaluations without improvement to stop
+  int64_t eval_every = 20;       // held-out evaluation period (steps)
+  int64_t patience = 3;          // evaluations without improvement to stop
   uint64_t seed = 0;
   // Called after every step (progress, cancellation); an error stops.
   std::function<absl::Status(int64_t step)> on_step;
