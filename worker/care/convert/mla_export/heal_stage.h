@@ -26,12 +26,13 @@ namespace care::convert::stage {
 // any calibration work.
 absl::Status MlaHealPreflight(const ConvertOptions& options, const Inputs& in);
 
-// Nothing unless options.mla.heal. Training windows: options.mla.heal_data
-// (default: the calibration file's sampled range), heal_seq_len tokens
-// each, up to heal_tokens; held-out windows: the calibration held-out
-// slice regrouped into windows of heal_seq_len. Heals fit.best().layers in
-// place. Fills: deepseek_v3.heal, deepseek_v3.layers[*].alpha_log2 and
-// norm_error_mean of healed layers.
+// Nothing unless options.mla.heal; expects MlaHealPreflight to have passed
+// (ConvertModel runs it before the calibration pass). Training windows:
+// options.mla.heal_data (default: the calibration file's sampled range),
+// heal_seq_len tokens each, up to heal_tokens; held-out windows: the
+// calibration held-out slice regrouped into windows of heal_seq_len. Heals
+// fit.best().layers in place. Fills: deepseek_v3.heal,
+// deepseek_v3.layers[*].alpha_log2 and norm_error_mean of healed layers.
 absl::Status MlaHeal(const ConvertOptions& options, const Inputs& in,
                      MlaFit& fit, StageProgress& progress,
                      ConversionReport* report);
