@@ -174,11 +174,17 @@ TEST_F(CheckpointWriterTest, CopiesFixtureBitExactWithAuxFiles) {
     opt.max_shard_bytes = 400'000;
     auto w = CheckpointWriter::Create(dest, opt);
     ASSERT_TRUE(w.ok());
+    // Alternately in-kernel from the source file and from its mapping: both
+    // paths append at the shard's current offset.
+    bool in_kernel = true;
     for (const std::string& t : in->weights->Names()) {
       auto raw = in->weights->Raw(t);
       ASSERT_TRUE(raw.ok());
+      ASSERT_GE(raw->file.fd, 0) << t;
+      const FileRange from = in_kernel ? raw->file : FileRange{};
+      in_kernel = !in_kernel;
       ASSERT_TRUE(
-          (*w)->AddTensorRaw(t, raw->dtype, raw->shape, raw->bytes).ok());
+          (*w)->AddTensorRaw(t, raw->dtype, raw->shape, raw->bytes, from).ok());
     }
     ASSERT_TRUE((*w)->SetConfig(in->config.raw).ok());
     ASSERT_TRUE((*w)->CopyAuxiliaryFiles(src).ok());
@@ -305,7 +311,9 @@ TEST_F(CheckpointWriterTest, DropReplacedCacheKeepsTheOldCheckpointIntact) {
   (*w2)->DropReplacedCache();
   struct statfs fs_info;
   ASSERT_EQ(::statfs(file.c_str(), &fs_info), 0);
-  if (fs_info.f_type != TMPFS_MAGIC) EXPECT_EQ(ResidentPages(file), 0);
+  if (fs_info.f_type != TMPFS_MAGIC) {
+    EXPECT_EQ(ResidentPages(file), 0);
+  }
   {
     auto old = Checkpoint::Open(dest);  // unchanged before the commit
     ASSERT_TRUE(old.ok());

@@ -1,5 +1,7 @@
 // care-worker: runs CARE conversions locally (inspect, tokenize, eval,
 // convert) or as a service worker (serve). See README.md.
+#include <malloc.h>
+
 #include <cstring>
 #include <iostream>
 #include <string>
@@ -23,6 +25,18 @@ void PrintHelp(std::ostream& out) {
   }
   out << "\n`care-worker help <command>` shows a command's flags.\n";
 }
+// glibc serves blocks above the mmap threshold (dynamic, at most 32 MiB)
+// with a fresh mmap and unmaps them on free, so every large temporary —
+// a layer's [D, D] float64 covariance, its Grams, activation blocks — was
+// page-faulted and zeroed by the kernel again: ~4 % of a 1B conversion's
+// CPU time and 1.2 of its 5.9 system seconds (docs/performance.md,
+// "Against PyTorch"). Kept in the heap they are reused; freed memory above
+// 1 GiB at the top of the heap is still returned.
+void KeepLargeBlocksInHeap() {
+  mallopt(M_MMAP_THRESHOLD, 1 << 30);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+}
+
 }  // namespace
 
 bool RegisterCommand(const Command& command) {
@@ -36,6 +50,7 @@ const std::vector<Command>& Commands() { return Registry(); }
 
 int main(int argc, char** argv) {
   using care::cli::Commands;
+  care::cli::KeepLargeBlocksInHeap();
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty() || args[0] == "help" || args[0] == "--help" ||
       args[0] == "-h") {

@@ -68,6 +68,57 @@ absl::StatusOr<std::pair<Eigen::MatrixXd, Eigen::MatrixXd>> RowGrams(
                         Eigen::MatrixXd(pv.transpose() * pv / n));
 }
 
+// Wᵀ·C·W with C = (1/N)·Σ xᵀx as (X·W)ᵀ(X·W)/N: a [N, D]·[D, out] float32
+// product (row blocks, one serial GEMM per thread, as Gram above) and the
+// Gram of its rows in 256-row float32 blocks summed in float64 (the
+// covariance's accumulation). For the Gram route this replaces forming C
+// (N·D² float32) and then Wᵀ·C·W in float64 for K and V: at the 1B shape
+// (N 8,192, D 2,048, out 512) that was ~0.45 s of a layer's ~0.6 s fit on
+// two cores, serial copies of C included (docs/performance.md, "Against
+// PyTorch").
+absl::StatusOr<Eigen::MatrixXd> ProjectedGram(
+    const Eigen::Ref<const MatrixRM>& x, const MatrixRM& w) {
+  const int64_t n = x.rows(), out = w.cols();
+  MatrixRM p(n, out);  // [N, out]
+#pragma omp parallel
+  {
+    const int64_t t = omp_get_thread_num(), k = omp_get_num_threads();
+    // Blocks of whole 8-row groups (Eigen's float register blocking).
+    const int64_t groups = (n + 7) / 8;
+    const int64_t r0 = std::min(n, groups * t / k * 8);
+    const int64_t r1 = std::min(n, groups * (t + 1) / k * 8);
+    if (r1 > r0) {
+      p.middleRows(r0, r1 - r0).noalias() = x.middleRows(r0, r1 - r0) * w;
+    }
+  }
+  CovarianceAccumulator gram(out);
+  CARE_RETURN_IF_ERROR(gram.Add(p));
+  return gram.Covariance();  // [out, out]
+}
+
+// diag C and mean |x| of the rows of x in float64, for the Gram route,
+// which needs no more of C.
+absl::StatusOr<LayerStatistics> DiagonalStatistics(
+    const Eigen::Ref<const MatrixRM>& x) {
+  LayerStatistics stats;
+  stats.tokens = x.rows();
+  Eigen::VectorXd sq = Eigen::VectorXd::Zero(x.cols());
+  Eigen::VectorXd abs = Eigen::VectorXd::Zero(x.cols());
+  for (Eigen::Index r = 0; r < x.rows(); ++r) {
+    const auto row = x.row(r).transpose().cast<double>();  // [D]
+    sq += row.cwiseAbs2();
+    abs += row.cwiseAbs();
+  }
+  if (!sq.allFinite()) {
+    return absl::InvalidArgumentError(
+        "calibration activations contain NaN or inf");
+  }
+  const double inv = 1.0 / static_cast<double>(std::max<int64_t>(1, x.rows()));
+  stats.diagonal = sq * inv;
+  stats.mean_abs = abs * inv;
+  return stats;
+}
+
 // Calibration rows first, held-out rows after, as one engine batch.
 engine::TokenWindows Batch(const CalibrationWindows& windows) {
   engine::TokenWindows all = windows.calib;
@@ -98,13 +149,22 @@ absl::StatusOr<FittedLayer> FitLayer(const ModelConfig& config,
                                      const FactorizeOptions& options) {
   // x: [tokens, D], calibration rows first.
   const int64_t d = config.hidden_size;
-  CovarianceAccumulator cal(d);
-  CARE_RETURN_IF_ERROR(cal.Add(x.topRows(cal_tokens)));
-  const LayerStatistics stats{cal.Covariance(), cal.MeanAbs(), cal.tokens()};
   CARE_ASSIGN_OR_RETURN(LayerWeights w, LoadLayerWeights(config, weights, l));
   FittedLayer out;
-  out.grams.calib_k = Gram(w.w_k, stats.covariance);
-  out.grams.calib_v = Gram(w.w_v, stats.covariance);
+  LayerStatistics stats;
+  const auto cal_rows = x.topRows(cal_tokens);
+  if (GramRouteApplies(options) && w.w_k.cols() <= d && w.w_v.cols() <= d) {
+    // The Gram route needs diag C and the two Grams, not C itself.
+    CARE_ASSIGN_OR_RETURN(stats, DiagonalStatistics(cal_rows));
+    CARE_ASSIGN_OR_RETURN(out.grams.calib_k, ProjectedGram(cal_rows, w.w_k));
+    CARE_ASSIGN_OR_RETURN(out.grams.calib_v, ProjectedGram(cal_rows, w.w_v));
+  } else {
+    CovarianceAccumulator cal(d);
+    CARE_RETURN_IF_ERROR(cal.Add(cal_rows));
+    stats = {cal.Covariance(), cal.MeanAbs(), cal.tokens()};
+    out.grams.calib_k = Gram(w.w_k, stats.covariance);
+    out.grams.calib_v = Gram(w.w_v, stats.covariance);
+  }
   if (x.rows() > cal_tokens) {  // held-out rows (empty Grams without)
     CARE_ASSIGN_OR_RETURN(
         auto held, RowGrams(x.bottomRows(x.rows() - cal_tokens), w.w_k, w.w_v));

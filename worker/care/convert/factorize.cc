@@ -137,26 +137,36 @@ absl::StatusOr<Scaling> MakeScaling(const LayerStatistics& stats,
                                     bool factor) {
   Scaling scaling;
   scaling.method = options.method;
-  scaling.dim = stats.covariance.rows();
+  const Eigen::MatrixXd& c = stats.covariance;
+  // Diagonal-only statistics (the Gram route's): enough for the checks,
+  // notes and damping below, not for forming S.
+  const bool diagonal_only = c.size() == 0 && stats.diagonal.size() > 0;
+  const Eigen::VectorXd diag = diagonal_only ? stats.diagonal : c.diagonal();
+  scaling.dim = diagonal_only ? diag.size() : c.rows();
   if (!(options.damping >= 0) || !std::isfinite(options.damping)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "damping must be a finite number >= 0, got ", options.damping));
   }
   if (options.method == Method::kSvd) return scaling;
 
-  const Eigen::MatrixXd& c = stats.covariance;
-  const int64_t d = c.rows();
-  if (c.cols() != d || stats.mean_abs.size() != d) {
+  const int64_t d = scaling.dim;
+  if ((!diagonal_only && c.cols() != d) || stats.mean_abs.size() != d) {
     return absl::InvalidArgumentError(
         absl::StrCat("calibration statistics: covariance is ", c.rows(), "x",
                      c.cols(), " and mean |x| has ", stats.mean_abs.size(),
                      " entries; expected ", d, "x", d, " and ", d));
   }
-  if (!c.allFinite() || !stats.mean_abs.allFinite()) {
+  if (diagonal_only && (factor || !GramRouteApplies(options))) {
+    return absl::FailedPreconditionError(
+        "calibration statistics hold only diag C; forming the scaling needs "
+        "the covariance");
+  }
+  if (!diag.allFinite() || (!diagonal_only && !c.allFinite()) ||
+      !stats.mean_abs.allFinite()) {
     return absl::InvalidArgumentError(
         "calibration statistics contain a non-finite value");
   }
-  scaling.info.zero_channels = (c.diagonal().array() <= 0).count();
+  scaling.info.zero_channels = (diag.array() <= 0).count();
   if (scaling.info.zero_channels > 0) {
     AppendNote(scaling.info, absl::StrCat(scaling.info.zero_channels,
                                           " input channels never active"));
@@ -166,7 +176,7 @@ absl::StatusOr<Scaling> MakeScaling(const LayerStatistics& stats,
                absl::StrCat("only ", stats.tokens, " calibration tokens for ",
                             d, " channels: covariance is rank-deficient"));
   }
-  const double mean_diag = c.diagonal().mean();
+  const double mean_diag = diag.mean();
   if (stats.tokens == 0 || !(mean_diag > 0)) {
     scaling.info.identity_fallback = true;
     AppendNote(scaling.info, "no calibration signal; used plain SVD");
@@ -179,20 +189,20 @@ absl::StatusOr<Scaling> MakeScaling(const LayerStatistics& stats,
     return scaling;
   }
 
-  Eigen::MatrixXd damped = c;
   // pca: the principal axes of the outputs X·W are the eigenvectors of
   // WᵀCW, i.e. care's right singular vectors with no damping (exact
   // symmetric square root, rank deficiency clamped).
   const bool pca = options.method == Method::kPca;
   scaling.info.damping_added = pca ? 0 : options.damping * mean_diag;
+  if (!factor && options.method != Method::kCareC) {
+    scaling.deferred = true;  // S·W only through WᵀCW + δ·WᵀW
+    return scaling;
+  }
+  Eigen::MatrixXd damped = c;
   damped.diagonal().array() += scaling.info.damping_added;
   if (options.method == Method::kCareC) {
     // S = C itself (symmetric, SᵀS = C²); no factorization needed.
     scaling.dense = std::move(damped);
-    return scaling;
-  }
-  if (!factor) {
-    scaling.deferred = true;  // S·W only through WᵀCW + δ·WᵀW
     return scaling;
   }
   if (!pca && options.solver == WhiteningSolver::kCholesky) {

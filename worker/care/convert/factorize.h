@@ -50,6 +50,9 @@ struct LayerStatistics {
   Eigen::MatrixXd covariance;  // [D, D] C = (1/N) Σ xᵀx
   Eigen::VectorXd mean_abs;    // [D] (1/N) Σ |x|
   int64_t tokens = 0;
+  // [D] diag C, set instead of `covariance` where only the Gram route runs
+  // (ScalingInfoOnly needs the diagonal alone; BuildScaling refuses it).
+  Eigen::VectorXd diagonal{};
 };
 
 // What happened while forming S; reported per layer.

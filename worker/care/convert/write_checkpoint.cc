@@ -53,7 +53,7 @@ absl::Status CopyTensor(io::CheckpointWriter& w, const io::Checkpoint& source,
                         const std::optional<io::DType>& dtype) {
   CARE_ASSIGN_OR_RETURN(io::RawTensor raw, source.Raw(name));
   if (!dtype || raw.dtype == *dtype || !io::IsConvertibleToF32(raw.dtype)) {
-    return w.AddTensorRaw(name, raw.dtype, raw.shape, raw.bytes);
+    return w.AddTensorRaw(name, raw.dtype, raw.shape, raw.bytes, raw.file);
   }
   CARE_ASSIGN_OR_RETURN(Tensor t, source.LoadF32(name));
   return w.AddTensorF32(name, t, *dtype);

@@ -139,6 +139,7 @@ absl::StatusOr<RawTensor> Checkpoint::Raw(absl::string_view name) const {
   raw.dtype = e.info->dtype;
   raw.shape = e.info->shape;
   CARE_ASSIGN_OR_RETURN(raw.bytes, e.file->RawBytes(name));
+  CARE_ASSIGN_OR_RETURN(raw.file, e.file->RawRange(name));
   return raw;
 }
 

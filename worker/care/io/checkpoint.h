@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "care/io/dtype.h"
+#include "care/io/file_util.h"
 #include "care/io/safetensors.h"
 #include "care/io/tensor_source.h"
 
@@ -21,12 +22,14 @@ namespace care::io {
 inline constexpr char kSafetensorsFile[] = "model.safetensors";
 inline constexpr char kSafetensorsIndexFile[] = "model.safetensors.index.json";
 
-// A tensor's stored form. `bytes` points into the mmapped file and stays
-// valid while the Checkpoint lives.
+// A tensor's stored form. `bytes` points into the mmapped file and `file`
+// names the same bytes in the open shard; both stay valid while the
+// Checkpoint lives.
 struct RawTensor {
   DType dtype = DType::kF32;
   std::vector<int64_t> shape;
   absl::string_view bytes;
+  FileRange file;
 };
 
 class Checkpoint : public care::TensorSource {

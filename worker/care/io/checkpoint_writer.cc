@@ -112,9 +112,6 @@ absl::StatusOr<std::unique_ptr<CheckpointWriter>> CheckpointWriter::Create(
 }
 
 CheckpointWriter::~CheckpointWriter() {
-  for (Shard& s : shards_) {
-    if (s.fd >= 0) ::close(s.fd);
-  }
   if (!committed_) RemoveTree(tmp_);
 }
 
@@ -140,23 +137,20 @@ absl::StatusOr<CheckpointWriter::Shard*> CheckpointWriter::ShardFor(
   if (shards_.empty() ||
       (shards_.back().bytes > 0 &&
        shards_.back().bytes + nbytes > options_.max_shard_bytes)) {
-    if (!shards_.empty() && shards_.back().fd >= 0) {
+    if (!shards_.empty() && shards_.back().out != nullptr) {
       // Keep fds bounded: the finished shard's data is reopened at Commit.
-      ::close(shards_.back().fd);
-      shards_.back().fd = -1;
+      absl::Status closed = shards_.back().out->Close();
+      shards_.back().out.reset();
+      if (!closed.ok()) {
+        failed_ = true;
+        return closed;
+      }
     }
     Shard s;
     s.data_path = absl::StrCat(tmp_, "/.shard-", shards_.size(), ".data");
-    s.fd = ::open(s.data_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-                  0644);
-    if (s.fd < 0) return ErrnoStatus(errno, "cannot create", s.data_path);
     s.data_start = reserve_;
-    if (reserve_ > 0 &&
-        ::lseek(s.fd, static_cast<off_t>(reserve_), SEEK_SET) < 0) {
-      int err = errno;
-      ::close(s.fd);
-      return ErrnoStatus(err, "cannot seek in", s.data_path);
-    }
+    CARE_ASSIGN_OR_RETURN(s.out,
+                          DirectAppender::Create(s.data_path, s.data_start));
     shards_.push_back(std::move(s));
   }
   return &shards_.back();
@@ -184,8 +178,7 @@ absl::Status CheckpointWriter::AddTensorF32(const std::string& name,
     const size_t n = std::min(kChunkElements, tensor.data.size() - i);
     CARE_RETURN_IF_ERROR(
         ConvertFromF32(out, tensor.data.data() + i, n, buf.data()));
-    absl::Status s =
-        WriteAll(shard->fd, buf.data(), n * esize, shard->data_path);
+    absl::Status s = shard->out->Append(buf.data(), n * esize);
     if (!s.ok()) {
       failed_ = true;
       return s;
@@ -202,7 +195,8 @@ absl::Status CheckpointWriter::AddTensorF32(const std::string& name,
 absl::Status CheckpointWriter::AddTensorRaw(const std::string& name,
                                             DType dtype,
                                             const std::vector<int64_t>& shape,
-                                            absl::string_view bytes) {
+                                            absl::string_view bytes,
+                                            FileRange file) {
   CARE_RETURN_IF_ERROR(CheckNewTensor(name));
   uint64_t numel = 1;
   for (int64_t d : shape) {
@@ -219,8 +213,9 @@ absl::Status CheckpointWriter::AddTensorRaw(const std::string& name,
                      " bytes, got ", bytes.size()));
   }
   CARE_ASSIGN_OR_RETURN(Shard * shard, ShardFor(bytes.size()));
-  absl::Status s =
-      WriteAll(shard->fd, bytes.data(), bytes.size(), shard->data_path);
+  absl::Status s = file.fd >= 0
+                       ? shard->out->AppendFrom(file, bytes.size())
+                       : shard->out->Append(bytes.data(), bytes.size());
   if (!s.ok()) {
     failed_ = true;
     return s;
@@ -339,10 +334,8 @@ absl::Status CheckpointWriter::FinishShard(Shard& shard,
 
 absl::Status CheckpointWriter::SyncData() {
   for (Shard& s : shards_) {
-    if (s.fd >= 0) {
-      if (::fdatasync(s.fd) != 0) {
-        return ErrnoStatus(errno, "cannot sync", s.data_path);
-      }
+    if (s.out != nullptr) {
+      CARE_RETURN_IF_ERROR(s.out->Sync());
       continue;
     }
     const int fd = ::open(s.data_path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -387,12 +380,10 @@ absl::Status CheckpointWriter::Commit() {
   }
   failed_ = true;  // Until the rename succeeds, a retry is not meaningful.
   for (Shard& s : shards_) {
-    if (s.fd >= 0) {
-      if (::close(s.fd) != 0) {
-        s.fd = -1;
-        return ErrnoStatus(errno, "cannot close", s.data_path);
-      }
-      s.fd = -1;
+    if (s.out != nullptr) {
+      absl::Status closed = s.out->Close();
+      s.out.reset();
+      CARE_RETURN_IF_ERROR(closed);
     }
   }
   const size_t n = shards_.size();

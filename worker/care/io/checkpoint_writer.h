@@ -25,7 +25,9 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "care/io/direct_appender.h"
 #include "care/io/dtype.h"
+#include "care/io/file_util.h"
 #include "care/io/tensor.h"
 
 namespace care::io {
@@ -77,10 +79,15 @@ class CheckpointWriter {
   absl::Status AddTensorF32(const std::string& name, const Tensor& tensor,
                             DType out);
   // Appends stored bytes as they are (bit-exact copies from a Checkpoint's
-  // Raw()). bytes.size() must equal numel(shape) * DTypeSize(dtype).
+  // Raw()). bytes.size() must equal numel(shape) * DTypeSize(dtype). With
+  // `file` (the same bytes in an open file) they are read with pread
+  // rather than through the source's mapping, which page-faulted it in
+  // 4 KiB at a time (docs/performance.md, "Against PyTorch").
+  // Tensor data goes to disk with O_DIRECT where the filesystem allows it
+  // (direct_appender.h).
   absl::Status AddTensorRaw(const std::string& name, DType dtype,
                             const std::vector<int64_t>& shape,
-                            absl::string_view bytes);
+                            absl::string_view bytes, FileRange file = {});
   // config.json, written at Commit() (required).
   absl::Status SetConfig(const nlohmann::json& config);
   // Copies every regular file of `src_dir` that is not a weight/config file
@@ -119,7 +126,7 @@ class CheckpointWriter {
   struct Shard {
     std::string data_path;    // Data section, written as tensors arrive.
     uint64_t data_start = 0;  // Offset of the data in data_path (reserve).
-    int fd = -1;
+    std::unique_ptr<DirectAppender> out;  // null once closed
     uint64_t bytes = 0;
     std::vector<PendingTensor> tensors;
   };

@@ -19,6 +19,14 @@ namespace care::io {
 using ::care::ErrnoStatus;
 using ::care::ReadFileToString;
 
+// Where bytes also lie in an open file: [offset, offset + size) of `fd`,
+// named `path` in errors. fd < 0: nowhere (copy from memory).
+struct FileRange {
+  int fd = -1;
+  uint64_t offset = 0;
+  absl::string_view path;
+};
+
 // Writes every byte (retrying short writes and EINTR).
 absl::Status WriteAll(int fd, const void* data, size_t size,
                       absl::string_view path);

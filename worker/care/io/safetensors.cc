@@ -266,6 +266,16 @@ absl::StatusOr<absl::string_view> SafetensorsFile::RawBytes(
       info->nbytes());
 }
 
+absl::StatusOr<FileRange> SafetensorsFile::RawRange(
+    absl::string_view name) const {
+  const SafetensorsTensorInfo* info = Find(name);
+  if (info == nullptr) {
+    return absl::NotFoundError(
+        absl::StrCat("tensor '", name, "' not found in ", path_));
+  }
+  return FileRange{fd_, header_.data_offset + info->begin, path_};
+}
+
 absl::StatusOr<Tensor> SafetensorsFile::LoadF32(absl::string_view name) const {
   const SafetensorsTensorInfo* info = Find(name);
   if (info == nullptr) {

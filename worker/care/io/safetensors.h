@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "care/io/dtype.h"
+#include "care/io/file_util.h"
 #include "care/io/tensor.h"
 
 namespace care::io {
@@ -73,6 +74,8 @@ class SafetensorsFile {
   const SafetensorsTensorInfo* Find(absl::string_view name) const;
   // The tensor's bytes inside the mapping, valid while this object lives.
   absl::StatusOr<absl::string_view> RawBytes(absl::string_view name) const;
+  // The same bytes as a range of the open file (for in-kernel copies).
+  absl::StatusOr<FileRange> RawRange(absl::string_view name) const;
   // Reads and converts one tensor to float32; touches no other tensor.
   // Reads with pread (not through the mapping); DataLoss if the file
   // shrank since Open.

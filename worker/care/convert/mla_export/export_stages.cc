@@ -552,8 +552,8 @@ absl::Status MlaWrite(const ConvertOptions& options, const Inputs& in,
       CARE_ASSIGN_OR_RETURN(io::RawTensor raw, in.weights().Raw(name));
       if (!options.output_dtype || raw.dtype == *options.output_dtype ||
           !io::IsConvertibleToF32(raw.dtype)) {
-        CARE_RETURN_IF_ERROR(
-            writer->AddTensorRaw(name, raw.dtype, raw.shape, raw.bytes));
+        CARE_RETURN_IF_ERROR(writer->AddTensorRaw(name, raw.dtype, raw.shape,
+                                                  raw.bytes, raw.file));
       } else {
         CARE_ASSIGN_OR_RETURN(Tensor t, in.weights().LoadF32(name));
         CARE_RETURN_IF_ERROR(
