@@ -25,20 +25,13 @@
 #include <vector>
 
 #include "care/compute/backend.h"
-#include "care/compute/registry.h"
+#include "compute/backend_test_util.h"
 
 namespace care::compute {
 namespace {
 
-using Host = std::vector<float>;
-
-Host Random(int64_t n, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, scale);
-  Host v(n);
-  for (float& x : v) x = d(rng);
-  return v;
-}
+using testing::Host;
+using testing::Random;
 
 float Bf16Round(float x) {
   uint32_t u;
@@ -56,41 +49,17 @@ uint16_t Bf16Bits(float x) {
   return static_cast<uint16_t>(u >> 16);
 }
 
-class BackendContractTest : public ::testing::TestWithParam<std::string> {
+class BackendContractTest : public testing::BackendTest {
  protected:
   void SetUp() override {
-    auto opened = OpenBackend(GetParam());
-    if (!opened.ok()) {
-      const char* expect = std::getenv("CARE_TEST_EXPECT_GPU");
-      if (GetParam() != "cpu" &&
-          (expect == nullptr || std::string(expect) != "1")) {
-        GTEST_SKIP() << "backend '" << GetParam()
-                     << "' unavailable: " << opened.status();
-      }
-      FAIL() << opened.status();
-    }
-    be_ = *std::move(opened);
+    testing::BackendTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
     cpu_ = be_->kind() == DeviceKind::kCpu;
   }
 
   double GemmTol() const { return cpu_ ? 1e-4 : 5e-2; }
   double Tol() const { return cpu_ ? 1e-4 : 1e-3; }
 
-  Matrix Up(const Host& h, int64_t rows, int64_t cols) {
-    auto m = be_->Upload(h.data(), rows, cols);
-    EXPECT_TRUE(m.ok()) << m.status();
-    return *std::move(m);
-  }
-  Matrix Alloc(int64_t rows, int64_t cols) {
-    auto m = be_->Allocate(rows, cols);
-    EXPECT_TRUE(m.ok()) << m.status();
-    return *std::move(m);
-  }
-  Host Down(const Matrix& m) {
-    Host h(m.size());
-    EXPECT_TRUE(be_->Download(m, h.data()).ok());
-    return h;
-  }
   Weight LoadF32(const Host& h, int64_t rows, int64_t cols) {
     auto w = be_->LoadWeight(
         {.dtype = DType::kF32, .rows = rows, .cols = cols, .data = h.data()});
@@ -116,7 +85,6 @@ class BackendContractTest : public ::testing::TestWithParam<std::string> {
 
   void LinearCase(int64_t n);  // LinearBiasAccumulate with n rows
 
-  std::unique_ptr<Backend> be_;
   bool cpu_ = true;
 };
 

@@ -22,53 +22,17 @@
 #include <vector>
 
 #include "care/compute/backend.h"
-#include "care/compute/registry.h"
+#include "compute/backend_test_util.h"
 
 namespace care::compute {
 namespace {
 
-using Host = std::vector<float>;
+using testing::Host;
+using testing::Random;
 using Ref = std::vector<double>;
 
-Host Random(int64_t n, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, scale);
-  Host v(n);
-  for (float& x : v) x = d(rng);
-  return v;
-}
-
-class TrainOpsTest : public ::testing::TestWithParam<std::string> {
+class TrainOpsTest : public testing::BackendTest {
  protected:
-  void SetUp() override {
-    auto opened = OpenBackend(GetParam());
-    if (!opened.ok()) {
-      const char* expect = std::getenv("CARE_TEST_EXPECT_GPU");
-      if (GetParam() != "cpu" &&
-          (expect == nullptr || std::string(expect) != "1")) {
-        GTEST_SKIP() << "backend '" << GetParam()
-                     << "' unavailable: " << opened.status();
-      }
-      FAIL() << opened.status();
-    }
-    be_ = *std::move(opened);
-  }
-
-  Matrix Up(const Host& h, int64_t rows, int64_t cols) {
-    auto m = be_->Upload(h.data(), rows, cols);
-    EXPECT_TRUE(m.ok()) << m.status();
-    return *std::move(m);
-  }
-  Matrix Alloc(int64_t rows, int64_t cols) {
-    auto m = be_->Allocate(rows, cols);
-    EXPECT_TRUE(m.ok()) << m.status();
-    return *std::move(m);
-  }
-  Host Down(const Matrix& m) {
-    Host h(m.size());
-    EXPECT_TRUE(be_->Download(m, h.data()).ok());
-    return h;
-  }
   // max |got − want| <= rel · max(1, max |want|).
   void ExpectNear(const Host& got, const Ref& want, double rel,
                   const std::string& what) {
@@ -80,8 +44,6 @@ class TrainOpsTest : public ::testing::TestWithParam<std::string> {
     }
     EXPECT_LE(worst, rel * scale) << GetParam() << " " << what;
   }
-
-  std::unique_ptr<Backend> be_;
 };
 
 TEST_P(TrainOpsTest, MatMulTransposeAPlainAndAccumulated) {
