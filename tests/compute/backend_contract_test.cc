@@ -329,37 +329,9 @@ TEST_P(BackendContractTest, CausalAttentionGqaWindowsAndLongBlocks) {
   ASSERT_TRUE(
       be_->CausalAttention(s, Up(qh, n, qc), Up(kh, n, kc), Up(vh, n, kc), &out)
           .ok());
-  std::vector<double> want(n * qc);
-  const double scale = 1.0 / std::sqrt(double(s.head_dim));
-  for (int64_t w = 0; w < s.windows; ++w) {
-    for (int64_t h = 0; h < s.heads; ++h) {
-      const int64_t kvh = h / (s.heads / s.kv_heads);
-      for (int64_t i = 0; i < s.seq_len; ++i) {
-        const int64_t qi = w * s.seq_len + i;
-        std::vector<double> p(i + 1);
-        double mx = -1e300, sum = 0.0;
-        for (int64_t j = 0; j <= i; ++j) {
-          const int64_t kj = w * s.seq_len + j;
-          double d = 0.0;
-          for (int64_t e = 0; e < s.head_dim; ++e) {
-            d += double{qh[qi * qc + h * s.head_dim + e]} *
-                 kh[kj * kc + kvh * s.head_dim + e];
-          }
-          p[j] = d * scale;
-          mx = std::max(mx, p[j]);
-        }
-        for (double& v : p) sum += v = std::exp(v - mx);
-        for (int64_t e = 0; e < s.head_dim; ++e) {
-          double o = 0.0;
-          for (int64_t j = 0; j <= i; ++j) {
-            o += p[j] / sum *
-                 vh[(w * s.seq_len + j) * kc + kvh * s.head_dim + e];
-          }
-          want[qi * qc + h * s.head_dim + e] = o;
-        }
-      }
-    }
-  }
+  const std::vector<double> want = testing::ReferenceCausalAttention(
+      s, {qh.begin(), qh.end()}, {kh.begin(), kh.end()},
+      {vh.begin(), vh.end()});
   ExpectNear(Down(out), want, cpu_ ? 1e-4 : 2e-2);
 }
 
@@ -381,34 +353,9 @@ TEST_P(BackendContractTest, CausalAttentionValueDimAndScale) {
   ASSERT_TRUE(
       be_->CausalAttention(s, Up(qh, n, qc), Up(kh, n, qc), Up(vh, n, vc), &out)
           .ok());
-  std::vector<double> want(n * vc);
-  for (int64_t w = 0; w < s.windows; ++w) {
-    for (int64_t h = 0; h < s.heads; ++h) {
-      for (int64_t i = 0; i < s.seq_len; ++i) {
-        const int64_t qi = w * s.seq_len + i;
-        std::vector<double> p(i + 1);
-        double mx = -1e300, sum = 0.0;
-        for (int64_t j = 0; j <= i; ++j) {
-          double d = 0.0;
-          for (int64_t e = 0; e < s.head_dim; ++e) {
-            d += double{qh[qi * qc + h * s.head_dim + e]} *
-                 kh[(w * s.seq_len + j) * qc + h * s.head_dim + e];
-          }
-          p[j] = d * s.scale;
-          mx = std::max(mx, p[j]);
-        }
-        for (double& v : p) sum += v = std::exp(v - mx);
-        for (int64_t e = 0; e < s.v_head_dim; ++e) {
-          double o = 0.0;
-          for (int64_t j = 0; j <= i; ++j) {
-            o += p[j] / sum *
-                 vh[(w * s.seq_len + j) * vc + h * s.v_head_dim + e];
-          }
-          want[qi * vc + h * s.v_head_dim + e] = o;
-        }
-      }
-    }
-  }
+  const std::vector<double> want = testing::ReferenceCausalAttention(
+      s, {qh.begin(), qh.end()}, {kh.begin(), kh.end()},
+      {vh.begin(), vh.end()});
   ExpectNear(Down(out), want, cpu_ ? 1e-4 : 2e-2);
   // out must have the value width.
   Matrix wrong = Alloc(n, qc);

@@ -22,6 +22,16 @@ using Host = std::vector<float>;
 // n draws of N(0, scale²) from std::mt19937(seed).
 Host Random(int64_t n, uint32_t seed, float scale = 1.0f);
 
+// The double reference of CausalAttention (backend.h): per window and
+// query head h (reading KV head h / (heads / kv_heads)),
+// o = softmax(q kᵀ · scale, causal) v with scale = shape.scale or
+// head_dim^-1/2; q [N, heads·head_dim], k [N, kv_heads·head_dim],
+// v [N, kv_heads·value_dim], o [N, heads·value_dim] row-major.
+std::vector<double> ReferenceCausalAttention(const AttentionShape& s,
+                                             const std::vector<double>& q,
+                                             const std::vector<double>& k,
+                                             const std::vector<double>& v);
+
 class BackendTest : public ::testing::TestWithParam<std::string> {
  protected:
   // Opens backend GetParam() into be_, or skips / fails as above.
