@@ -25,20 +25,13 @@
 #include <vector>
 
 #include "care/compute/backend.h"
-#include "care/compute/registry.h"
+#include "compute/backend_test_util.h"
 
 namespace care::compute {
 namespace {
 
-using Host = std::vector<float>;
-
-Host Random(int64_t n, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, scale);
-  Host v(n);
-  for (float& x : v) x = d(rng);
-  return v;
-}
+using testing::Host;
+using testing::Random;
 
 float Bf16Round(float x) {
   uint32_t u;
@@ -56,41 +49,17 @@ uint16_t Bf16Bits(float x) {
   return static_cast<uint16_t>(u >> 16);
 }
 
-class BackendContractTest : public ::testing::TestWithParam<std::string> {
+class BackendContractTest : public testing::BackendTest {
  protected:
   void SetUp() override {
-    auto opened = OpenBackend(GetParam());
-    if (!opened.ok()) {
-      const char* expect = std::getenv("CARE_TEST_EXPECT_GPU");
-      if (GetParam() != "cpu" &&
-          (expect == nullptr || std::string(expect) != "1")) {
-        GTEST_SKIP() << "backend '" << GetParam()
-                     << "' unavailable: " << opened.status();
-      }
-      FAIL() << opened.status();
-    }
-    be_ = *std::move(opened);
+    testing::BackendTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
     cpu_ = be_->kind() == DeviceKind::kCpu;
   }
 
   double GemmTol() const { return cpu_ ? 1e-4 : 5e-2; }
   double Tol() const { return cpu_ ? 1e-4 : 1e-3; }
 
-  Matrix Up(const Host& h, int64_t rows, int64_t cols) {
-    auto m = be_->Upload(h.data(), rows, cols);
-    EXPECT_TRUE(m.ok()) << m.status();
-    return *std::move(m);
-  }
-  Matrix Alloc(int64_t rows, int64_t cols) {
-    auto m = be_->Allocate(rows, cols);
-    EXPECT_TRUE(m.ok()) << m.status();
-    return *std::move(m);
-  }
-  Host Down(const Matrix& m) {
-    Host h(m.size());
-    EXPECT_TRUE(be_->Download(m, h.data()).ok());
-    return h;
-  }
   Weight LoadF32(const Host& h, int64_t rows, int64_t cols) {
     auto w = be_->LoadWeight(
         {.dtype = DType::kF32, .rows = rows, .cols = cols, .data = h.data()});
@@ -116,7 +85,6 @@ class BackendContractTest : public ::testing::TestWithParam<std::string> {
 
   void LinearCase(int64_t n);  // LinearBiasAccumulate with n rows
 
-  std::unique_ptr<Backend> be_;
   bool cpu_ = true;
 };
 
@@ -361,37 +329,9 @@ TEST_P(BackendContractTest, CausalAttentionGqaWindowsAndLongBlocks) {
   ASSERT_TRUE(
       be_->CausalAttention(s, Up(qh, n, qc), Up(kh, n, kc), Up(vh, n, kc), &out)
           .ok());
-  std::vector<double> want(n * qc);
-  const double scale = 1.0 / std::sqrt(double(s.head_dim));
-  for (int64_t w = 0; w < s.windows; ++w) {
-    for (int64_t h = 0; h < s.heads; ++h) {
-      const int64_t kvh = h / (s.heads / s.kv_heads);
-      for (int64_t i = 0; i < s.seq_len; ++i) {
-        const int64_t qi = w * s.seq_len + i;
-        std::vector<double> p(i + 1);
-        double mx = -1e300, sum = 0.0;
-        for (int64_t j = 0; j <= i; ++j) {
-          const int64_t kj = w * s.seq_len + j;
-          double d = 0.0;
-          for (int64_t e = 0; e < s.head_dim; ++e) {
-            d += double{qh[qi * qc + h * s.head_dim + e]} *
-                 kh[kj * kc + kvh * s.head_dim + e];
-          }
-          p[j] = d * scale;
-          mx = std::max(mx, p[j]);
-        }
-        for (double& v : p) sum += v = std::exp(v - mx);
-        for (int64_t e = 0; e < s.head_dim; ++e) {
-          double o = 0.0;
-          for (int64_t j = 0; j <= i; ++j) {
-            o += p[j] / sum *
-                 vh[(w * s.seq_len + j) * kc + kvh * s.head_dim + e];
-          }
-          want[qi * qc + h * s.head_dim + e] = o;
-        }
-      }
-    }
-  }
+  const std::vector<double> want = testing::ReferenceCausalAttention(
+      s, {qh.begin(), qh.end()}, {kh.begin(), kh.end()},
+      {vh.begin(), vh.end()});
   ExpectNear(Down(out), want, cpu_ ? 1e-4 : 2e-2);
 }
 
@@ -413,34 +353,9 @@ TEST_P(BackendContractTest, CausalAttentionValueDimAndScale) {
   ASSERT_TRUE(
       be_->CausalAttention(s, Up(qh, n, qc), Up(kh, n, qc), Up(vh, n, vc), &out)
           .ok());
-  std::vector<double> want(n * vc);
-  for (int64_t w = 0; w < s.windows; ++w) {
-    for (int64_t h = 0; h < s.heads; ++h) {
-      for (int64_t i = 0; i < s.seq_len; ++i) {
-        const int64_t qi = w * s.seq_len + i;
-        std::vector<double> p(i + 1);
-        double mx = -1e300, sum = 0.0;
-        for (int64_t j = 0; j <= i; ++j) {
-          double d = 0.0;
-          for (int64_t e = 0; e < s.head_dim; ++e) {
-            d += double{qh[qi * qc + h * s.head_dim + e]} *
-                 kh[(w * s.seq_len + j) * qc + h * s.head_dim + e];
-          }
-          p[j] = d * s.scale;
-          mx = std::max(mx, p[j]);
-        }
-        for (double& v : p) sum += v = std::exp(v - mx);
-        for (int64_t e = 0; e < s.v_head_dim; ++e) {
-          double o = 0.0;
-          for (int64_t j = 0; j <= i; ++j) {
-            o += p[j] / sum *
-                 vh[(w * s.seq_len + j) * vc + h * s.v_head_dim + e];
-          }
-          want[qi * vc + h * s.v_head_dim + e] = o;
-        }
-      }
-    }
-  }
+  const std::vector<double> want = testing::ReferenceCausalAttention(
+      s, {qh.begin(), qh.end()}, {kh.begin(), kh.end()},
+      {vh.begin(), vh.end()});
   ExpectNear(Down(out), want, cpu_ ? 1e-4 : 2e-2);
   // out must have the value width.
   Matrix wrong = Alloc(n, qc);

@@ -23,12 +23,9 @@ namespace care::convert {
 namespace {
 
 using testing::FirstWindows;
+using testing::Fixture;
 using testing::ModelLogits;
 using testing::SmallOptions;
-
-std::string Fixture(const std::string& name) {
-  return ::care::testing::FixturePath(name);
-}
 
 std::string TempOut(const std::string& name) {
   return ::care::testing::MakeTempDir("convert") + "/" + name;
@@ -136,10 +133,7 @@ TEST(PipelineTest, ReportedPerplexityIsReproducedByTheReloadedCheckpoint) {
   ConvertOptions o = SmallOptions(Fixture("tinygqa-hf"), out,
                                   Budget::KvSave(0.75), Method::kCare);
   o.allocation = AllocationStrategy::kAuto;
-  o.eval_data = testing::TokenFile();
-  o.eval_range = StreamFraction{0.9, 1};
-  o.eval_seq_len = 128;
-  o.eval_windows = 8;
+  testing::AddEvaluation(o, 128, 8);
   absl::StatusOr<ConversionReport> r = ConvertModel(o);
   ASSERT_TRUE(r.ok()) << r.status();
   ASSERT_TRUE(r->original && r->converted);
@@ -149,17 +143,7 @@ TEST(PipelineTest, ReportedPerplexityIsReproducedByTheReloadedCheckpoint) {
   EXPECT_GT(r->converted->mean_nll, r->original->mean_nll);
   EXPECT_LT(r->converted->mean_nll, r->original->mean_nll + 1.5);
 
-  std::vector<int32_t> stream = testing::TokenStream();
-  stream.resize(r->eval_range_end);
-  auto windows = engine::MakeEvalWindows(stream, {.seq_len = 128,
-                                                  .max_windows = 8,
-                                                  .start = r->eval_range_begin,
-                                                  .bos = std::nullopt});
-  ASSERT_TRUE(windows.ok());
-  auto model = io::OpenModel(out, ::care::engine::Families());
-  ASSERT_TRUE(model.ok()) << model.status();
-  auto reloaded =
-      engine::EvaluatePerplexity(model->config, *model->weights, *windows);
+  auto reloaded = testing::ReloadedPerplexity(out, *r, 128, 8);
   ASSERT_TRUE(reloaded.ok()) << reloaded.status();
   // Same float32 factors, same engine code: bit-identical.
   EXPECT_EQ(reloaded->mean_nll, r->converted->mean_nll);
@@ -209,10 +193,7 @@ TEST(PipelineTest, HeldOutWindowsRunOnlyWhenNeededOrAsked) {
   auto options = [&](const std::string& name) {
     ConvertOptions o = SmallOptions(Fixture("tinygqa-hf"), dir + "/" + name,
                                     Budget::KvSave(0.75), Method::kCare);
-    o.eval_data = testing::TokenFile();
-    o.eval_range = StreamFraction{0.9, 1};
-    o.eval_seq_len = 64;
-    o.eval_windows = 2;
+    testing::AddEvaluation(o, 64, 2);
     return o;
   };
   EXPECT_EQ(HeldoutReason(options("x")), "");
@@ -283,10 +264,7 @@ TEST(PipelineTest, SequentialRefitIsConsistentAndExactAtFullRank) {
   ConvertOptions o =
       SmallOptions(src, dir + "/seq", Budget::KvSave(0.75), Method::kCare);
   o.sequential = true;
-  o.eval_data = testing::TokenFile();
-  o.eval_range = StreamFraction{0.9, 1};
-  o.eval_seq_len = 128;
-  o.eval_windows = 4;
+  testing::AddEvaluation(o, 128, 4);
   absl::StatusOr<ConversionReport> r = ConvertModel(o);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_TRUE(r->sequential);
@@ -295,17 +273,7 @@ TEST(PipelineTest, SequentialRefitIsConsistentAndExactAtFullRank) {
   EXPECT_EQ(r->kv_width_after, 80);
   // The written checkpoint is the re-fitted one: reloading it reproduces the
   // reported perplexity exactly.
-  std::vector<int32_t> stream = testing::TokenStream();
-  stream.resize(r->eval_range_end);
-  auto windows = engine::MakeEvalWindows(stream, {.seq_len = 128,
-                                                  .max_windows = 4,
-                                                  .start = r->eval_range_begin,
-                                                  .bos = std::nullopt});
-  ASSERT_TRUE(windows.ok());
-  auto model = io::OpenModel(dir + "/seq", ::care::engine::Families());
-  ASSERT_TRUE(model.ok()) << model.status();
-  auto reloaded =
-      engine::EvaluatePerplexity(model->config, *model->weights, *windows);
+  auto reloaded = testing::ReloadedPerplexity(dir + "/seq", *r, 128, 4);
   ASSERT_TRUE(reloaded.ok()) << reloaded.status();
   EXPECT_EQ(reloaded->mean_nll, r->converted->mean_nll);
   std::filesystem::remove_all(dir);

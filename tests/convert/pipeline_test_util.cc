@@ -6,6 +6,7 @@
 #include <fstream>
 #include <iterator>
 
+#include "base/status_macros.h"
 #include "care/data/dataset.h"
 #include "care/engine/families.h"
 #include "support/fixtures.h"
@@ -15,6 +16,16 @@ namespace care::convert::testing {
 std::string TokenFile() {
   return ::care::testing::FixturePath(
       "stories260K_reference/tinystories_val_head.tok512.u16");
+}
+
+std::string Fixture(const std::string& name) {
+  return ::care::testing::FixturePath(name);
+}
+
+nlohmann::json ReadJson(const std::string& path) {
+  std::ifstream f(path);
+  std::string text((std::istreambuf_iterator<char>(f)), {});
+  return nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
 }
 
 const std::vector<int32_t>& TokenStream() {
@@ -39,6 +50,51 @@ ConvertOptions SmallOptions(const std::string& model, const std::string& out,
   o.heldout_windows = 16;
   o.calib_range = StreamFraction{0, 0.5};
   return o;
+}
+
+void AddEvaluation(ConvertOptions& o, int64_t seq_len, int64_t windows) {
+  o.eval_data = TokenFile();
+  o.eval_range = StreamFraction{0.9, 1};
+  o.eval_seq_len = seq_len;
+  o.eval_windows = windows;
+}
+
+absl::StatusOr<engine::PerplexityResult> ReloadedPerplexity(
+    const std::string& out, const ConversionReport& r, int64_t seq_len,
+    int64_t windows) {
+  std::vector<int32_t> stream = TokenStream();
+  stream.resize(r.eval_range_end);
+  CARE_ASSIGN_OR_RETURN(
+      const engine::EvalWindows w,
+      engine::MakeEvalWindows(stream, {.seq_len = seq_len,
+                                       .max_windows = windows,
+                                       .start = r.eval_range_begin,
+                                       .bos = std::nullopt}));
+  CARE_ASSIGN_OR_RETURN(io::Model model,
+                        io::OpenModel(out, engine::Families()));
+  return engine::EvaluatePerplexity(model.config, *model.weights, w);
+}
+
+absl::Status ConvertUntil(const ConvertOptions& o, const std::string& stage,
+                          int64_t step) {
+  bool stop = false;
+  return ConvertModel(
+             o,
+             [&](const ConvertProgress& p) {
+               if (p.stage == stage && p.step >= step) stop = true;
+             },
+             [&] { return stop; })
+      .status();
+}
+
+void WorkDirTest::SetUp() {
+  CARE_REQUIRE_FIXTURES();
+  dir_ = ::care::testing::MakeTempDir(prefix_);
+  work_ = dir_ + "/work";
+}
+
+void WorkDirTest::TearDown() {
+  if (!HasFailure() && !dir_.empty()) std::filesystem::remove_all(dir_);
 }
 
 engine::TokenWindows FirstWindows(int64_t windows, int64_t seq_len) {

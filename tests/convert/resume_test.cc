@@ -28,11 +28,11 @@
 namespace care::convert {
 namespace {
 
+using testing::ConvertUntil;
 using testing::ExpectSameOutput;
 
 namespace fs = std::filesystem;
 using testing::SmallOptions;
-using testing::TokenFile;
 using testing::TokenStream;
 
 void ExpectSameReport(const ConversionReport& a, const ConversionReport& b) {
@@ -51,16 +51,9 @@ void ExpectSameReport(const ConversionReport& a, const ConversionReport& b) {
   }
 }
 
-class ResumeTest : public ::testing::Test {
+class ResumeTest : public testing::WorkDirTest {
  protected:
-  void SetUp() override {
-    CARE_REQUIRE_FIXTURES();
-    dir_ = ::care::testing::MakeTempDir("convert_resume");
-    work_ = dir_ + "/work";
-  }
-  void TearDown() override {
-    if (!HasFailure() && !dir_.empty()) fs::remove_all(dir_);
-  }
+  ResumeTest() : WorkDirTest("convert_resume") {}
 
   // stories260K (5 layers), auto allocation (held-out candidate scores),
   // evaluation on the held-back tenth of the stream.
@@ -69,25 +62,9 @@ class ResumeTest : public ::testing::Test {
         SmallOptions(::care::testing::FixturePath("stories260K-hf"),
                      dir_ + "/" + out, Budget::KvSave(0.5), Method::kCare);
     o.allocation = AllocationStrategy::kAuto;
-    o.eval_data = TokenFile();
-    o.eval_range = StreamFraction{0.9, 1};
-    o.eval_seq_len = 64;
-    o.eval_windows = 4;
+    testing::AddEvaluation(o, 64, 4);
     o.threads = 1;
     return o;
-  }
-
-  // Runs until progress reaches `step` of `stage`, then cancels.
-  absl::Status RunUntil(ConvertOptions o, const std::string& stage,
-                        int64_t step) {
-    bool stop = false;
-    absl::StatusOr<ConversionReport> r = ConvertModel(
-        o,
-        [&](const ConvertProgress& p) {
-          if (p.stage == stage && p.step >= step) stop = true;
-        },
-        [&] { return stop; });
-    return r.status();
   }
 
   // The uninterrupted reference (no work dir).
@@ -109,7 +86,6 @@ class ResumeTest : public ::testing::Test {
     return dirs;
   }
 
-  std::string dir_, work_;
   std::optional<ConversionReport> reference_;
 };
 
@@ -117,7 +93,7 @@ TEST_F(ResumeTest, StoppedAfterLayerKResumesAtKAndWritesTheSameBits) {
   const ConversionReport& reference = Reference();
   ConvertOptions o = Options("resumed");
   o.work_dir = work_;
-  absl::Status stopped = RunUntil(o, "calibrate", 2);
+  absl::Status stopped = ConvertUntil(o, "calibrate", 2);
   ASSERT_TRUE(absl::IsCancelled(stopped)) << stopped;
   ASSERT_EQ(StateDirs().size(), 1u);
   const fs::path state = StateDirs()[0];
@@ -152,7 +128,7 @@ TEST_F(ResumeTest, FinishedCalibrationAndOriginalScoresAreReused) {
   // Stopped in the write stage, after the evaluation (one pass runs both
   // models): calibration, every candidate's held-out score and the original
   // model's perplexity are saved.
-  absl::Status stopped = RunUntil(o, "write", 1);
+  absl::Status stopped = ConvertUntil(o, "write", 1);
   ASSERT_TRUE(absl::IsCancelled(stopped)) << stopped;
   std::vector<std::string> stages;
   absl::StatusOr<ConversionReport> r =
@@ -184,7 +160,7 @@ TEST_F(ResumeTest, CorruptStateIsIgnoredAndRecomputed) {
   o.work_dir = work_;
   for (const char* victim : {"hidden.bin", "layer-00001.bin"}) {
     SCOPED_TRACE(victim);
-    absl::Status stopped = RunUntil(o, "calibrate", 3);
+    absl::Status stopped = ConvertUntil(o, "calibrate", 3);
     ASSERT_TRUE(absl::IsCancelled(stopped)) << stopped;
     ASSERT_EQ(StateDirs().size(), 1u);
     const fs::path file = StateDirs()[0] / victim;
@@ -214,7 +190,7 @@ TEST_F(ResumeTest, CorruptStateIsIgnoredAndRecomputed) {
 TEST_F(ResumeTest, ChangedSeedChangesTheFingerprintAndStartsOver) {
   ConvertOptions o = Options("seeded");
   o.work_dir = work_;
-  ASSERT_TRUE(absl::IsCancelled(RunUntil(o, "calibrate", 3)));
+  ASSERT_TRUE(absl::IsCancelled(ConvertUntil(o, "calibrate", 3)));
   o.seed = 7;
   absl::StatusOr<ConversionReport> r = ConvertModel(o);
   ASSERT_TRUE(r.ok()) << r.status();

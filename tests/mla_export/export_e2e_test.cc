@@ -8,49 +8,21 @@
 #include <nlohmann/json.hpp>
 
 #include "gmock/gmock.h"
-#include "worker_service/cluster_test_base.h"
+#include "mla_export/mla_e2e_util.h"
 
 namespace care::testing {
 namespace {
 
 using ::testing::HasSubstr;
 
-class ExportEndToEndTest : public ClusterTest {};
+class ExportEndToEndTest : public MlaEndToEndTest {};
 
 TEST_F(ExportEndToEndTest, DeepseekV3JobThroughServerWorkerAndCarectl) {
-  StartWorker("w1", {BinaryPath("worker/cli/care-worker"), "serve",
-                     "--work-dir", dir_ + "/work"});
+  StartServeWorker();
   const std::string out = dir_ + "/outputs/stories-mla";
-  CommandResult wait =
-      Carectl({"submit",
-               "--wait",
-               "--plain",
-               "--model",
-               model_,
-               "--out",
-               out,
-               "--kv-save",
-               "0.5",
-               "--layout",
-               "deepseek-v3",
-               "--rope-dim",
-               "8",
-               "--freqfold",
-               "1",
-               "--calib",
-               fixtures_ + "/tinystories/tinystories_val_head.txt",
-               "--calib-samples",
-               "64",
-               "--calib-seq-len",
-               "32",
-               "--eval",
-               tokens_,
-               "--eval-seq-len",
-               "128",
-               "--eval-windows",
-               "8"});
+  CommandResult wait = SubmitDeepseekV3(out);
   ASSERT_EQ(wait.exit_code, 0) << wait.out << wait.err;
-  const std::string id = wait.out.substr(10, wait.out.find('\n') - 10);
+  const std::string id = SubmittedId(wait);
   care::v1::Job job = Get(id);
   ASSERT_EQ(job.state(), care::v1::JOB_STATE_SUCCEEDED)
       << job.failure().message();
@@ -72,19 +44,8 @@ TEST_F(ExportEndToEndTest, DeepseekV3JobThroughServerWorkerAndCarectl) {
   EXPECT_THAT(get.out, HasSubstr("partial rope only"));
 
   // The written checkpoint is a deepseek_v3 model the engine reloads with
-  // the reported perplexity (same float32 tensors; only accumulation order
-  // may differ, ~1e-6 relative).
-  CommandResult eval =
-      RunCommand({BinaryPath("worker/cli/care-worker"), "eval", "--model", out,
-                  "--tokens", tokens_, "--seq-len", "128", "--max-windows", "8",
-                  "--threads", "1", "--json"},
-                 logs_, absl::Seconds(60));
-  ASSERT_EQ(eval.exit_code, 0) << eval.err;
-  const nlohmann::json reloaded =
-      nlohmann::json::parse(eval.out, nullptr, false);
-  ASSERT_TRUE(reloaded.is_object()) << eval.out;
-  EXPECT_NEAR(reloaded.value("ppl", 0.0), r.converted().ppl(),
-              1e-4 * r.converted().ppl());
+  // the reported perplexity.
+  ASSERT_NO_FATAL_FAILURE(ExpectReloadedPpl(out, r.converted().ppl()));
   const nlohmann::json config = nlohmann::json::parse(
       ReadFileOrEmpty(out + "/config.json"), nullptr, false);
   EXPECT_EQ(config.value("model_type", ""), "deepseek_v3");

@@ -18,53 +18,20 @@
 #include "care/engine/synthetic_model.h"
 #include "care/io/model.h"
 #include "convert/pipeline_test_util.h"
-#include "engine/deepseek_v3_reference.h"
+#include "mla_export/export_test_util.h"
 #include "support/fixtures.h"
 
 namespace care::convert {
 namespace {
 
+using testing::DeepseekV3Options;
 using testing::FirstWindows;
+using testing::Fixture;
+using testing::MaxDiff;
 using testing::ModelLogits;
-using testing::SmallOptions;
-
-std::string Fixture(const std::string& name) {
-  return ::care::testing::FixturePath(name);
-}
-
-nlohmann::json ReadJson(const std::string& path) {
-  std::ifstream f(path);
-  std::string text((std::istreambuf_iterator<char>(f)), {});
-  return nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-}
-
-ConvertOptions ExportOptions(const std::string& model, const std::string& out,
-                             int64_t rope_dim, int64_t freqfold) {
-  ConvertOptions o =
-      SmallOptions(model, out, Budget::KvSave(0.5), Method::kCare);
-  o.output_layout = OutputLayout::kDeepseekV3;
-  o.mla.rope_dim = rope_dim;
-  o.mla.freqfold = freqfold;
-  return o;
-}
-
-// max |a − b| over all entries, and max |a|.
-std::pair<double, double> MaxDiff(const MatrixRM& a, const MatrixRM& b) {
-  return {(a - b).cwiseAbs().maxCoeff(), a.cwiseAbs().maxCoeff()};
-}
-
-MatrixRM ReferenceLogits(const std::string& dir,
-                         const std::vector<int32_t>& ids) {
-  absl::StatusOr<care::testing::RefRows> rows =
-      care::testing::DeepseekV3ReferenceLogits(dir, ids);
-  EXPECT_TRUE(rows.ok()) << rows.status();
-  if (!rows.ok()) return {};
-  MatrixRM m(rows->size(), (*rows)[0].size());
-  for (size_t t = 0; t < rows->size(); ++t) {
-    for (size_t v = 0; v < (*rows)[t].size(); ++v) m(t, v) = (*rows)[t][v];
-  }
-  return m;
-}
+using testing::Qwen2Config;
+using testing::ReadJson;
+using testing::ReferenceLogits;
 
 class ExportPipelineTest : public ::testing::Test {
  protected:
@@ -98,52 +65,20 @@ TEST_F(ExportPipelineTest, OneKvHeadAtFullRankExportsTheOriginalLogits) {
     ASSERT_TRUE(
         engine::WriteSyntheticModel(config, src, io::DType::kF32, so).ok());
     const std::string out = src + "-mla";
-    ConvertOptions o = ExportOptions(src, out, 8, 1);
+    ConvertOptions o = DeepseekV3Options(src, out, 8, 1);
     o.mla.kv_lora_rank = 16;  // = 2·g·d_h <= D
     absl::StatusOr<ConversionReport> r = ConvertModel(o);
     ASSERT_TRUE(r.ok()) << r.status();
 
-    const engine::TokenWindows windows = FirstWindows(2, 24);
-    const MatrixRM original = ModelLogits(src, windows);
-    const MatrixRM exported = ModelLogits(out, windows);
-    ASSERT_EQ(original.rows(), exported.rows());
-    ASSERT_EQ(original.cols(), exported.cols());
-    // Float32 weights and activations through two layers (~1e-6 relative
-    // each), the latent norm's linear regime (<= 2^-30 relative): 1e-4 of
-    // the logit scale leaves two orders of magnitude of margin.
-    auto [diff, scale] = MaxDiff(original, exported);
-    EXPECT_LT(diff, 1e-4 * (1 + scale)) << "tied " << tied;
-
-    // The float64 reference on the written checkpoint, first window.
-    const std::vector<int32_t> ids(windows.ids.begin(),
-                                   windows.ids.begin() + windows.seq_len);
-    const MatrixRM ref = ReferenceLogits(out, ids);
-    ASSERT_EQ(ref.rows(), windows.seq_len);
-    auto [rdiff, rscale] = MaxDiff(ref, original.topRows(windows.seq_len));
-    EXPECT_LT(rdiff, 1e-4 * (1 + rscale)) << "tied " << tied;
+    SCOPED_TRACE(tied ? "tied" : "untied");
+    ASSERT_NO_FATAL_FAILURE(
+        testing::ExpectExportComputesOriginal(src, out, nullptr));
 
     const nlohmann::json written = ReadJson(out + "/config.json");
     EXPECT_EQ(written["model_type"], "deepseek_v3");
     EXPECT_EQ(written["tie_word_embeddings"], tied);
     EXPECT_EQ(written["kv_lora_rank"], 16);
   }
-}
-
-// A Qwen2-shaped model: q/k/v biases (large, so that dropping any of them
-// would show), `kv_heads` KV heads of head_dim 8.
-nlohmann::json Qwen2Config(int64_t kv_heads) {
-  return {{"architectures", {"Qwen2ForCausalLM"}},
-          {"model_type", "qwen2"},
-          {"hidden_size", 32},
-          {"intermediate_size", 48},
-          {"num_hidden_layers", 2},
-          {"num_attention_heads", 4},
-          {"num_key_value_heads", kv_heads},
-          {"vocab_size", 512},
-          {"max_position_embeddings", 256},
-          {"rms_norm_eps", 1e-6},
-          {"rope_theta", 10000.0},
-          {"tie_word_embeddings", false}};
 }
 
 engine::SyntheticOptions BiasedSynthetic() {
@@ -165,28 +100,15 @@ TEST_F(ExportPipelineTest, Qwen2BiasesAtFullRankExportTheOriginalLogits) {
                                           BiasedSynthetic())
                   .ok());
   const std::string out = src + "-mla";
-  ConvertOptions o = ExportOptions(src, out, 8, 1);
+  ConvertOptions o = DeepseekV3Options(src, out, 8, 1);
   o.mla.kv_lora_rank = 17;  // 2·g·d_h = 16 fitted + the bias channel
   absl::StatusOr<ConversionReport> r = ConvertModel(o);
   ASSERT_TRUE(r.ok()) << r.status();
 
-  const engine::TokenWindows windows = FirstWindows(2, 24);
-  const MatrixRM original = ModelLogits(src, windows);
-  const MatrixRM exported = ModelLogits(out, windows);
-  ASSERT_EQ(original.rows(), exported.rows());
-  ASSERT_EQ(original.cols(), exported.cols());
-  // As for the bias-free model: float32 through two layers (~1e-6
-  // relative) and two norms in their linear regime (<= 2^-30 relative
-  // each); 1e-4 of the logit scale leaves two orders of magnitude.
-  auto [diff, scale] = MaxDiff(original, exported);
-  EXPECT_LT(diff, 1e-4 * (1 + scale));
-
-  const std::vector<int32_t> ids(windows.ids.begin(),
-                                 windows.ids.begin() + windows.seq_len);
-  const MatrixRM ref = ReferenceLogits(out, ids);
-  ASSERT_EQ(ref.rows(), windows.seq_len);
-  auto [rdiff, rscale] = MaxDiff(ref, original.topRows(windows.seq_len));
-  EXPECT_LT(rdiff, 1e-4 * (1 + rscale));
+  // As for the bias-free model, with the biases carried.
+  MatrixRM original;
+  ASSERT_NO_FATAL_FAILURE(
+      testing::ExpectExportComputesOriginal(src, out, &original));
 
   const nlohmann::json c = ReadJson(out + "/config.json");
   EXPECT_EQ(c["attention_bias"], true);
@@ -202,7 +124,8 @@ TEST_F(ExportPipelineTest, Qwen2BiasesAtFullRankExportTheOriginalLogits) {
   ASSERT_TRUE(engine::WriteSyntheticModel(Qwen2Config(1), unbiased,
                                           io::DType::kF32, zero)
                   .ok());
-  auto [bdiff, bscale] = MaxDiff(original, ModelLogits(unbiased, windows));
+  auto [bdiff, bscale] =
+      MaxDiff(original, ModelLogits(unbiased, FirstWindows(2, 24)));
   EXPECT_GT(bdiff, 1e-2 * (1 + bscale));
 }
 
@@ -216,11 +139,8 @@ TEST_F(ExportPipelineTest, Qwen2CompressedExportReproducesTheReportedPpl) {
                                           BiasedSynthetic())
                   .ok());
   const std::string out = src + "-mla";
-  ConvertOptions o = ExportOptions(src, out, 4, 1);
-  o.eval_data = testing::TokenFile();
-  o.eval_range = StreamFraction{0.9, 1};
-  o.eval_seq_len = 64;
-  o.eval_windows = 4;
+  ConvertOptions o = DeepseekV3Options(src, out, 4, 1);
+  testing::AddEvaluation(o, 64, 4);
   absl::StatusOr<ConversionReport> r = ConvertModel(o);
   ASSERT_TRUE(r.ok()) << r.status();
   ASSERT_TRUE(r->converted && r->deepseek_v3);
@@ -228,36 +148,23 @@ TEST_F(ExportPipelineTest, Qwen2CompressedExportReproducesTheReportedPpl) {
   EXPECT_EQ(r->deepseek_v3->kv_lora_rank, 12);
   EXPECT_EQ(r->deepseek_v3->kv_width_per_layer_after, 16);
 
-  std::vector<int32_t> stream = testing::TokenStream();
-  stream.resize(r->eval_range_end);
-  auto windows = engine::MakeEvalWindows(stream, {.seq_len = 64,
-                                                  .max_windows = 4,
-                                                  .start = r->eval_range_begin,
-                                                  .bos = std::nullopt});
-  ASSERT_TRUE(windows.ok());
-  auto model = io::OpenModel(out, engine::Families());
-  ASSERT_TRUE(model.ok()) << model.status();
-  EXPECT_TRUE(model->config.attention_bias);
-  auto reloaded =
-      engine::EvaluatePerplexity(model->config, *model->weights, *windows);
+  {
+    auto model = io::OpenModel(out, engine::Families());
+    ASSERT_TRUE(model.ok()) << model.status();
+    EXPECT_TRUE(model->config.attention_bias);
+  }
+  auto reloaded = testing::ReloadedPerplexity(out, *r, 64, 4);
   ASSERT_TRUE(reloaded.ok()) << reloaded.status();
   EXPECT_NEAR(reloaded->mean_nll, r->converted->mean_nll, 1e-9);
   // The float64 reference agrees with the engine on the export's logits.
-  const engine::TokenWindows first = FirstWindows(1, 32);
-  const MatrixRM ref = ReferenceLogits(out, first.ids);
-  ASSERT_EQ(ref.rows(), 32);
-  auto [diff, scale] = MaxDiff(ref, ModelLogits(out, first));
-  EXPECT_LT(diff, 1e-4 * (1 + scale));
+  ASSERT_NO_FATAL_FAILURE(testing::ExpectReferenceAgreesWithEngine(out));
 }
 
 TEST_F(ExportPipelineTest, ReportedPerplexityIsTheWrittenCheckpoints) {
   CARE_REQUIRE_FIXTURES();
   const std::string out = dir_ + "/stories-mla";
-  ConvertOptions o = ExportOptions(Fixture("stories260K-hf"), out, 8, 1);
-  o.eval_data = testing::TokenFile();
-  o.eval_range = StreamFraction{0.9, 1};
-  o.eval_seq_len = 128;
-  o.eval_windows = 8;
+  ConvertOptions o = DeepseekV3Options(Fixture("stories260K-hf"), out, 8, 1);
+  testing::AddEvaluation(o, 128, 8);
   absl::StatusOr<ConversionReport> r = ConvertModel(o);
   ASSERT_TRUE(r.ok()) << r.status();
   ASSERT_TRUE(r->original && r->converted && r->deepseek_v3);
@@ -284,27 +191,12 @@ TEST_F(ExportPipelineTest, ReportedPerplexityIsTheWrittenCheckpoints) {
 
   // The written checkpoint, reloaded, scores what the report says: the
   // conversion evaluated exactly these float32 tensors.
-  std::vector<int32_t> stream = testing::TokenStream();
-  stream.resize(r->eval_range_end);
-  auto windows = engine::MakeEvalWindows(stream, {.seq_len = 128,
-                                                  .max_windows = 8,
-                                                  .start = r->eval_range_begin,
-                                                  .bos = std::nullopt});
-  ASSERT_TRUE(windows.ok());
-  auto model = io::OpenModel(out, engine::Families());
-  ASSERT_TRUE(model.ok()) << model.status();
-  auto reloaded =
-      engine::EvaluatePerplexity(model->config, *model->weights, *windows);
+  auto reloaded = testing::ReloadedPerplexity(out, *r, 128, 8);
   ASSERT_TRUE(reloaded.ok()) << reloaded.status();
   EXPECT_NEAR(reloaded->mean_nll, r->converted->mean_nll, 1e-9);
 
   // The float64 reference agrees with the engine on the export's logits.
-  const engine::TokenWindows first = FirstWindows(1, 32);
-  const MatrixRM engine_logits = ModelLogits(out, first);
-  const MatrixRM ref = ReferenceLogits(out, first.ids);
-  ASSERT_EQ(ref.rows(), 32);
-  auto [diff, scale] = MaxDiff(ref, engine_logits);
-  EXPECT_LT(diff, 1e-4 * (1 + scale));
+  ASSERT_NO_FATAL_FAILURE(testing::ExpectReferenceAgreesWithEngine(out));
 
   // Stock-loadable files: config keys, tokenizer, report.
   const nlohmann::json c = ReadJson(out + "/config.json");
@@ -320,8 +212,9 @@ TEST_F(ExportPipelineTest, ReportedPerplexityIsTheWrittenCheckpoints) {
 
 TEST_F(ExportPipelineTest, AutoScoresEveryCandidateAndKeepsTheBest) {
   CARE_REQUIRE_FIXTURES();
-  ConvertOptions o = ExportOptions(Fixture("stories260K-hf"), dir_ + "/auto",
-                                   /*rope_dim=*/0, /*freqfold=*/0);
+  ConvertOptions o =
+      DeepseekV3Options(Fixture("stories260K-hf"), dir_ + "/auto",
+                        /*rope_dim=*/0, /*freqfold=*/0);
   absl::StatusOr<ConversionReport> r = ConvertModel(o);
   ASSERT_TRUE(r.ok()) << r.status();
   const MlaExportReport& m = *r->deepseek_v3;
@@ -343,8 +236,8 @@ TEST_F(ExportPipelineTest, AutoScoresEveryCandidateAndKeepsTheBest) {
 
   // `auto` keeps only scores and refits the winner: the same checkpoint,
   // bit for bit, as a run given the winner's rope dim and freqfold.
-  ConvertOptions fixed = ExportOptions(Fixture("stories260K-hf"),
-                                       dir_ + "/fixed", m.rope_dim, m.freqfold);
+  ConvertOptions fixed = DeepseekV3Options(
+      Fixture("stories260K-hf"), dir_ + "/fixed", m.rope_dim, m.freqfold);
   absl::StatusOr<ConversionReport> f = ConvertModel(fixed);
   ASSERT_TRUE(f.ok()) << f.status();
   EXPECT_EQ(f->heldout_nll_converted, r->heldout_nll_converted);
@@ -371,11 +264,8 @@ TEST_F(ExportPipelineTest, AutoScoresEveryCandidateAndKeepsTheBest) {
 TEST_F(ExportPipelineTest, Qwen3FoldOnlyPerplexityIsReported) {
   CARE_REQUIRE_FIXTURES();
   ConvertOptions o =
-      ExportOptions(Fixture("tinyqwen3-hf"), dir_ + "/qwen3", 32, 2);
-  o.eval_data = testing::TokenFile();
-  o.eval_range = StreamFraction{0.9, 1};
-  o.eval_seq_len = 128;
-  o.eval_windows = 4;
+      DeepseekV3Options(Fixture("tinyqwen3-hf"), dir_ + "/qwen3", 32, 2);
+  testing::AddEvaluation(o, 128, 4);
   absl::StatusOr<ConversionReport> r = ConvertModel(o);
   ASSERT_TRUE(r.ok()) << r.status();
   ASSERT_TRUE(r->original && r->converted && r->deepseek_v3);
@@ -388,7 +278,7 @@ TEST_F(ExportPipelineTest, Qwen3FoldOnlyPerplexityIsReported) {
   EXPECT_TRUE(rep["deepseek_v3"]["eval_ppl_qk_norm_fold"].is_number());
   // Models without per-head norms have nothing to measure.
   ConvertOptions s =
-      ExportOptions(Fixture("stories260K-hf"), dir_ + "/stories", 8, 1);
+      DeepseekV3Options(Fixture("stories260K-hf"), dir_ + "/stories", 8, 1);
   s.eval_data = testing::TokenFile();
   s.eval_range = StreamFraction{0.9, 1};
   s.eval_seq_len = 64;
@@ -402,7 +292,7 @@ TEST_F(ExportPipelineTest, CareBeatsPlainSvdOnTheSameSplit) {
   CARE_REQUIRE_FIXTURES();
   auto run = [&](Method m, const std::string& name) {
     ConvertOptions o =
-        ExportOptions(Fixture("stories260K-hf"), dir_ + "/" + name, 8, 1);
+        DeepseekV3Options(Fixture("stories260K-hf"), dir_ + "/" + name, 8, 1);
     o.budget = Budget::KvSave(0.75);
     o.heldout_windows = 128;  // 16 scoring windows of 256 tokens
     o.method = m;
@@ -433,14 +323,14 @@ TEST_F(ExportPipelineTest, ClearErrors) {
     EXPECT_FALSE(s.ok());
     return std::string(s.message());
   };
-  ConvertOptions o = ExportOptions(src, dir_ + "/e1", 8, 1);
+  ConvertOptions o = DeepseekV3Options(src, dir_ + "/e1", 8, 1);
   o.output_dtype = io::DType::kF16;
   EXPECT_NE(message(o).find("f16"), std::string::npos);
-  o = ExportOptions(src, dir_ + "/e2", 6, 2);
+  o = DeepseekV3Options(src, dir_ + "/e2", 6, 2);
   EXPECT_NE(message(o).find("freqfold 2"), std::string::npos);
-  o = ExportOptions(src, dir_ + "/e3", 10, 1);
+  o = DeepseekV3Options(src, dir_ + "/e3", 10, 1);
   EXPECT_NE(message(o).find("rope_dim 10"), std::string::npos);
-  o = ExportOptions(src, dir_ + "/e4", 8, 1);
+  o = DeepseekV3Options(src, dir_ + "/e4", 8, 1);
   o.mla.kv_lora_rank = 65;  // > min(D = 64, 2·g·d_h = 64)
   EXPECT_NE(message(o).find("kv_lora_rank 65"), std::string::npos);
   EXPECT_FALSE(std::filesystem::exists(dir_ + "/e4"));

@@ -42,16 +42,9 @@ std::vector<fs::path> StateDirs(const std::string& work) {
   return dirs;
 }
 
-class ExportResumeTest : public ::testing::Test {
+class ExportResumeTest : public testing::WorkDirTest {
  protected:
-  void SetUp() override {
-    CARE_REQUIRE_FIXTURES();
-    dir_ = ::care::testing::MakeTempDir("mla_resume");
-    work_ = dir_ + "/work";
-  }
-  void TearDown() override {
-    if (!HasFailure() && !dir_.empty()) fs::remove_all(dir_);
-  }
+  ExportResumeTest() : WorkDirTest("mla_resume") {}
 
   // stories260K (5 layers) at 50 % KV save, rope 8 / freqfold 1,
   // evaluation on the held-back tenth of the stream.
@@ -62,27 +55,10 @@ class ExportResumeTest : public ::testing::Test {
     o.output_layout = OutputLayout::kDeepseekV3;
     o.mla.rope_dim = 8;
     o.mla.freqfold = 1;
-    o.eval_data = testing::TokenFile();
-    o.eval_range = StreamFraction{0.9, 1};
-    o.eval_seq_len = 64;
-    o.eval_windows = 4;
+    testing::AddEvaluation(o, 64, 4);
     o.threads = 1;
     return o;
   }
-
-  absl::Status RunUntil(const ConvertOptions& o, const std::string& stage,
-                        int64_t step) {
-    bool stop = false;
-    return ConvertModel(
-               o,
-               [&](const ConvertProgress& p) {
-                 if (p.stage == stage && p.step >= step) stop = true;
-               },
-               [&] { return stop; })
-        .status();
-  }
-
-  std::string dir_, work_;
 };
 
 TEST_F(ExportResumeTest, CancelledAfterLayerKResumesAtKWithTheSameBits) {
@@ -93,7 +69,7 @@ TEST_F(ExportResumeTest, CancelledAfterLayerKResumesAtKWithTheSameBits) {
 
   ConvertOptions o = Options("resumed");
   o.work_dir = work_;
-  ASSERT_TRUE(absl::IsCancelled(RunUntil(o, "calibrate", 2)));
+  ASSERT_TRUE(absl::IsCancelled(testing::ConvertUntil(o, "calibrate", 2)));
   ASSERT_EQ(StateDirs(work_).size(), 1u);
   const fs::path state = StateDirs(work_)[0];
   EXPECT_TRUE(fs::exists(state / "mla-layer-00000.bin"));
@@ -129,7 +105,7 @@ TEST_F(ExportResumeTest, FinishedPassIsRestoredAndOtherOptionsStartOver) {
   ConvertOptions o = Options("done");
   o.work_dir = work_;
   // Stopped in the evaluation: the whole calibration pass is saved.
-  ASSERT_TRUE(absl::IsCancelled(RunUntil(o, "evaluate", 1)));
+  ASSERT_TRUE(absl::IsCancelled(testing::ConvertUntil(o, "evaluate", 1)));
   ASSERT_EQ(StateDirs(work_).size(), 1u);
   EXPECT_TRUE(fs::exists(StateDirs(work_)[0] / "mla-calibrated.bin"));
   EXPECT_FALSE(fs::exists(StateDirs(work_)[0] / "hidden.bin"));
@@ -139,7 +115,7 @@ TEST_F(ExportResumeTest, FinishedPassIsRestoredAndOtherOptionsStartOver) {
   ConvertOptions other = Options("other");
   other.work_dir = work_;
   other.mla.rope_dim = 4;
-  ASSERT_TRUE(absl::IsCancelled(RunUntil(other, "evaluate", 1)));
+  ASSERT_TRUE(absl::IsCancelled(testing::ConvertUntil(other, "evaluate", 1)));
 
   absl::StatusOr<ConversionReport> r = ConvertModel(o);
   ASSERT_TRUE(r.ok()) << r.status();
@@ -151,7 +127,7 @@ TEST_F(ExportResumeTest, FinishedPassIsRestoredAndOtherOptionsStartOver) {
   // A finished pass, restored whole: no calibration forward runs.
   ConvertOptions whole = Options("whole");
   whole.work_dir = work_;
-  ASSERT_TRUE(absl::IsCancelled(RunUntil(whole, "evaluate", 1)));
+  ASSERT_TRUE(absl::IsCancelled(testing::ConvertUntil(whole, "evaluate", 1)));
   absl::StatusOr<ConversionReport> w = ConvertModel(whole);
   ASSERT_TRUE(w.ok()) << w.status();
   EXPECT_EQ(w->resumed_layers, 5);
@@ -171,7 +147,7 @@ TEST_F(ExportResumeTest, AutoWinnerIsRestoredFromTheSavedLayers) {
   absl::StatusOr<ConversionReport> reference = ConvertModel(plain);
   ASSERT_TRUE(reference.ok()) << reference.status();
   o.work_dir = work_;
-  ASSERT_TRUE(absl::IsCancelled(RunUntil(o, "evaluate", 1)));
+  ASSERT_TRUE(absl::IsCancelled(testing::ConvertUntil(o, "evaluate", 1)));
   std::vector<std::string> stages;
   absl::StatusOr<ConversionReport> r =
       ConvertModel(o, [&](const ConvertProgress& p) {

@@ -21,12 +21,10 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <memory>
 #include <random>
 #include <string>
 
-#include "care/compute/registry.h"
 #include "care/convert/covariance.h"
 #include "care/convert/mla_export/gqa_attention.h"
 #include "care/convert/mla_export/heal_layer.h"
@@ -36,7 +34,9 @@
 #include "care/engine/rope.h"
 #include "care/io/model.h"
 #include "care/io/tensor_names.h"
+#include "compute/backend_test_util.h"
 #include "convert/pipeline_test_util.h"
+#include "mla_export/heal_test_util.h"
 #include "support/fixtures.h"
 
 namespace care::convert::mla {
@@ -45,44 +45,9 @@ namespace {
 using MF = HealMatrix<float>;
 using MD = HealMatrix<double>;
 
-MF Gaussian(int64_t rows, int64_t cols, double sigma, std::mt19937_64& rng) {
-  std::normal_distribution<double> n(0.0, sigma);
-  MF m(rows, cols);
-  for (int64_t i = 0; i < m.size(); ++i) m.data()[i] = float(n(rng));
-  return m;
-}
-
-HealAttention<float> Attention(const HealShape& s, int64_t t_len,
-                               std::mt19937_64& rng) {
-  HealAttention<float> a;
-  a.shape = s;
-  a.seq_len = t_len;
-  a.cos.resize(t_len, s.rope_dim / 2);
-  a.sin.resize(t_len, s.rope_dim / 2);
-  for (int64_t p = 0; p < t_len; ++p) {
-    for (int64_t i = 0; i < s.rope_dim / 2; ++i) {
-      const double th = p * std::pow(10000.0, -2.0 * i / s.rope_dim);
-      a.cos(p, i) = float(std::cos(th));
-      a.sin(p, i) = float(std::sin(th));
-    }
-  }
-  a.scale = float(1.0 / std::sqrt(double(s.head_dim + s.rope_dim)));
-  a.o_proj = Gaussian(s.hidden, s.num_heads * s.head_dim, 0.5, rng);
-  return a;
-}
-
-HealParams<float> Params(const HealShape& s, double sigma,
-                         std::mt19937_64& rng) {
-  HealParams<float> p;
-  const int64_t hd = s.num_heads * s.head_dim;
-  p.q_nope = Gaussian(hd, s.hidden, sigma, rng);
-  p.q_pe = Gaussian(s.num_heads * s.rope_dim, s.hidden, sigma, rng);
-  p.w_down = Gaussian(s.hidden, s.rank, sigma, rng);
-  p.w_pe = Gaussian(s.rope_dim, s.hidden, sigma, rng);
-  p.up_k = Gaussian(s.rank, hd, sigma, rng);
-  p.up_v = Gaussian(s.rank, hd, sigma, rng);
-  return p;
-}
+constexpr auto* Gaussian = &testing::Gaussian<float>;
+constexpr auto* Attention = &testing::RandomAttention<float>;
+constexpr auto* Params = &testing::RandomParams<float>;
 
 HealAttention<double> ToDouble(const HealAttention<float>& a) {
   HealAttention<double> d;
@@ -103,23 +68,8 @@ HealParams<double> ToDouble(const HealParams<float>& p) {
   return d;
 }
 
-class HealBackendTest : public ::testing::TestWithParam<std::string> {
+class HealBackendTest : public compute::testing::BackendTest {
  protected:
-  void SetUp() override {
-    absl::StatusOr<std::unique_ptr<compute::Backend>> b =
-        compute::OpenBackend(GetParam());
-    if (!b.ok()) {
-      const char* expect = std::getenv("CARE_TEST_EXPECT_GPU");
-      if (GetParam() != "cpu" &&
-          (expect == nullptr || std::string(expect) != "1")) {
-        GTEST_SKIP() << "backend '" << GetParam()
-                     << "' unavailable: " << b.status();
-      }
-      FAIL() << b.status();
-    }
-    be_ = *std::move(b);
-  }
-
   // Loss and gradient of the backend against HealLoss<double> on the same
   // (float) values; see the file comment for the bounds.
   void ExpectMatchesReference(const HealAttention<float>& a,
@@ -150,8 +100,6 @@ class HealBackendTest : public ::testing::TestWithParam<std::string> {
       EXPECT_LT(diff, 2e-4 * gmax) << GetParam() << " block " << b;
     }
   }
-
-  std::unique_ptr<compute::Backend> be_;
 };
 
 TEST_P(HealBackendTest, LossAndGradientMatchFloat64OnRandomLayers) {
@@ -257,25 +205,10 @@ class HealBackendLoopTest : public HealBackendTest {
   void SetUp() override {
     HealBackendTest::SetUp();
     if (IsSkipped() || HasFatalFailure()) return;
-    std::mt19937_64 rng(11);
-    a_ = Attention(s_, kT, rng);
-    const HealParams<float> teacher = Params(s_, 0.35, rng);
-    x_train_ = Gaussian(48 * kT, s_.hidden, 1.0, rng);
-    x_held_ = Gaussian(8 * kT, s_.hidden, 1.0, rng);
-    y_train_ = *HealOutput<float>(a_, teacher, x_train_);
-    y_held_ = *HealOutput<float>(a_, teacher, x_held_);
-    start_ = teacher;
-    for (int b = 0; b < HealParams<float>::kBlocks; ++b) {
-      MF& m = start_.block(b);
-      const double rms = std::sqrt(m.cast<double>().squaredNorm() / m.size());
-      m += Gaussian(m.rows(), m.cols(), 0.3 * rms, rng);
-    }
+    pr_ = testing::MakeRecoveryProblem<float>();
   }
-  static constexpr int64_t kT = 16;
-  const HealShape s_{2, 4, 4, 4, 8};
-  HealAttention<float> a_;
-  MF x_train_, x_held_, y_train_, y_held_;
-  HealParams<float> start_;
+  static constexpr int64_t kT = testing::HealRecoveryProblem<float>::kT;
+  testing::HealRecoveryProblem<float> pr_;
 };
 
 TEST_P(HealBackendLoopTest, RunsHealLayersLoop) {
@@ -286,18 +219,18 @@ TEST_P(HealBackendLoopTest, RunsHealLayersLoop) {
   o.eval_every = 20;
   o.patience = 5;
   o.seed = 3;
-  HealParams<float> ref_p = start_;
-  absl::StatusOr<HealResult> ref =
-      HealLayer<float>(a_, ref_p, x_train_, y_train_, x_held_, y_held_, o);
+  HealParams<float> ref_p = pr_.start;
+  absl::StatusOr<HealResult> ref = HealLayer<float>(
+      pr_.a, ref_p, pr_.x_train, pr_.y_train, pr_.x_held, pr_.y_held, o);
   ASSERT_TRUE(ref.ok()) << ref.status();
   int64_t calls = 0;
   o.on_step = [&](int64_t) {
     ++calls;
     return absl::OkStatus();
   };
-  HealParams<float> p = start_;
-  absl::StatusOr<HealResult> r =
-      HealLayerOnBackend(*be_, a_, p, x_train_, y_train_, x_held_, y_held_, o);
+  HealParams<float> p = pr_.start;
+  absl::StatusOr<HealResult> r = HealLayerOnBackend(
+      *be_, pr_.a, p, pr_.x_train, pr_.y_train, pr_.x_held, pr_.y_held, o);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_NEAR(r->heldout_before, ref->heldout_before,
               1e-5 * ref->heldout_before);
@@ -309,10 +242,10 @@ TEST_P(HealBackendLoopTest, RunsHealLayersLoop) {
   EXPECT_NEAR(r->heldout_after, ref->heldout_after, 0.02 * ref->heldout_after);
   // The kept parameters are the ones measured (on the float64 reference).
   absl::StatusOr<double> loss =
-      HealLoss<double>(ToDouble(a_), ToDouble(p), x_held_.cast<double>(),
-                       y_held_.cast<double>(), nullptr);
+      HealLoss<double>(ToDouble(pr_.a), ToDouble(p), pr_.x_held.cast<double>(),
+                       pr_.y_held.cast<double>(), nullptr);
   ASSERT_TRUE(loss.ok());
-  EXPECT_NEAR(*loss / y_held_.cast<double>().squaredNorm(), r->heldout_after,
+  EXPECT_NEAR(*loss / pr_.y_held.cast<double>().squaredNorm(), r->heldout_after,
               1e-4 * r->heldout_after);
 }
 
@@ -322,15 +255,15 @@ TEST_P(HealBackendLoopTest, NeverKeepsAWorseLayerAndStopsEarly) {
   o.learning_rate = 50;  // every step jumps far past the optimum
   o.eval_every = 10;
   o.patience = 2;
-  HealParams<float> p = start_;
-  absl::StatusOr<HealResult> r =
-      HealLayerOnBackend(*be_, a_, p, x_train_, y_train_, x_held_, y_held_, o);
+  HealParams<float> p = pr_.start;
+  absl::StatusOr<HealResult> r = HealLayerOnBackend(
+      *be_, pr_.a, p, pr_.x_train, pr_.y_train, pr_.x_held, pr_.y_held, o);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->best_step, 0);
   EXPECT_EQ(r->heldout_after, r->heldout_before);
   EXPECT_EQ(r->steps, 20);  // two evaluations without improvement
   for (int b = 0; b < HealParams<float>::kBlocks; ++b) {
-    EXPECT_EQ(p.block(b), start_.block(b)) << "block " << b;
+    EXPECT_EQ(p.block(b), pr_.start.block(b)) << "block " << b;
   }
 }
 
@@ -339,18 +272,18 @@ TEST_P(HealBackendLoopTest, CancellationAndBadShapes) {
   o.on_step = [](int64_t step) {
     return step == 3 ? absl::CancelledError("stop") : absl::OkStatus();
   };
-  HealParams<float> p = start_;
-  absl::StatusOr<HealResult> r =
-      HealLayerOnBackend(*be_, a_, p, x_train_, y_train_, x_held_, y_held_, o);
+  HealParams<float> p = pr_.start;
+  absl::StatusOr<HealResult> r = HealLayerOnBackend(
+      *be_, pr_.a, p, pr_.x_train, pr_.y_train, pr_.x_held, pr_.y_held, o);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kCancelled);
 
   p.up_v = MF::Zero(4, 7);
   absl::StatusOr<double> l =
-      HealLossOnBackend(*be_, a_, p, x_held_, y_held_, nullptr);
+      HealLossOnBackend(*be_, pr_.a, p, pr_.x_held, pr_.y_held, nullptr);
   EXPECT_EQ(l.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(l.status().message().find("up_v"), std::string::npos);
-  const MF partial = x_held_.topRows(kT + 3);  // not whole windows
-  EXPECT_EQ(HealLossOnBackend(*be_, a_, start_, partial, partial, nullptr)
+  const MF partial = pr_.x_held.topRows(kT + 3);  // not whole windows
+  EXPECT_EQ(HealLossOnBackend(*be_, pr_.a, pr_.start, partial, partial, nullptr)
                 .status()
                 .code(),
             absl::StatusCode::kInvalidArgument);

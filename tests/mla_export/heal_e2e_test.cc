@@ -5,60 +5,25 @@
 // written checkpoint reproduces the reported (healed) perplexity under
 // `care-worker eval`.
 #include <filesystem>
-#include <nlohmann/json.hpp>
 
 #include "gmock/gmock.h"
-#include "worker_service/cluster_test_base.h"
+#include "mla_export/mla_e2e_util.h"
 
 namespace care::testing {
 namespace {
 
 using ::testing::HasSubstr;
 
-class HealEndToEndTest : public ClusterTest {};
+class HealEndToEndTest : public MlaEndToEndTest {};
 
 TEST_F(HealEndToEndTest, HealedDeepseekV3JobThroughServerWorkerAndCarectl) {
-  StartWorker("w1", {BinaryPath("worker/cli/care-worker"), "serve",
-                     "--work-dir", dir_ + "/work"});
+  StartServeWorker();
   const std::string out = dir_ + "/outputs/stories-mla-healed";
   CommandResult wait =
-      Carectl({"submit",
-               "--wait",
-               "--plain",
-               "--model",
-               model_,
-               "--out",
-               out,
-               "--kv-save",
-               "0.5",
-               "--layout",
-               "deepseek-v3",
-               "--rope-dim",
-               "8",
-               "--freqfold",
-               "1",
-               "--heal",
-               "local",
-               "--heal-inputs",
-               "healed",
-               "--heal-tokens",
-               "8192",
-               "--heal-steps",
-               "40",
-               "--calib",
-               fixtures_ + "/tinystories/tinystories_val_head.txt",
-               "--calib-samples",
-               "64",
-               "--calib-seq-len",
-               "32",
-               "--eval",
-               tokens_,
-               "--eval-seq-len",
-               "128",
-               "--eval-windows",
-               "8"});
+      SubmitDeepseekV3(out, {"--heal", "local", "--heal-inputs", "healed",
+                             "--heal-tokens", "8192", "--heal-steps", "40"});
   ASSERT_EQ(wait.exit_code, 0) << wait.out << wait.err;
-  const std::string id = wait.out.substr(10, wait.out.find('\n') - 10);
+  const std::string id = SubmittedId(wait);
   care::v1::Job job = Get(id);
   ASSERT_EQ(job.state(), care::v1::JOB_STATE_SUCCEEDED)
       << job.failure().message();
@@ -98,17 +63,7 @@ TEST_F(HealEndToEndTest, HealedDeepseekV3JobThroughServerWorkerAndCarectl) {
   EXPECT_THAT(get.out, HasSubstr("healing error"));
 
   // The written checkpoint is the healed model the report evaluated.
-  CommandResult eval =
-      RunCommand({BinaryPath("worker/cli/care-worker"), "eval", "--model", out,
-                  "--tokens", tokens_, "--seq-len", "128", "--max-windows", "8",
-                  "--threads", "1", "--json"},
-                 logs_, absl::Seconds(60));
-  ASSERT_EQ(eval.exit_code, 0) << eval.err;
-  const nlohmann::json reloaded =
-      nlohmann::json::parse(eval.out, nullptr, false);
-  ASSERT_TRUE(reloaded.is_object()) << eval.out;
-  EXPECT_NEAR(reloaded.value("ppl", 0.0), r.converted().ppl(),
-              1e-4 * r.converted().ppl());
+  ASSERT_NO_FATAL_FAILURE(ExpectReloadedPpl(out, r.converted().ppl()));
 }
 
 TEST_F(HealEndToEndTest, HealingOnTheLatentLayoutIsRejected) {

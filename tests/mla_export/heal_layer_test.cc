@@ -22,50 +22,16 @@
 #include "care/io/model_config.h"
 #include "care/io/tensor_names.h"
 #include "care/io/tensor_source.h"
+#include "mla_export/heal_test_util.h"
 
 namespace care::convert::mla {
 namespace {
 
 using MD = HealMatrix<double>;
 
-MD Gaussian(int64_t rows, int64_t cols, double sigma, std::mt19937_64& rng) {
-  std::normal_distribution<double> n(0.0, sigma);
-  MD m(rows, cols);
-  for (int64_t i = 0; i < m.size(); ++i) m.data()[i] = n(rng);
-  return m;
-}
-
-HealAttention<double> Attention(const HealShape& s, int64_t t_len,
-                                std::mt19937_64& rng) {
-  HealAttention<double> a;
-  a.shape = s;
-  a.seq_len = t_len;
-  a.cos.resize(t_len, s.rope_dim / 2);
-  a.sin.resize(t_len, s.rope_dim / 2);
-  for (int64_t p = 0; p < t_len; ++p) {
-    for (int64_t i = 0; i < s.rope_dim / 2; ++i) {
-      const double th = p * std::pow(10000.0, -2.0 * i / s.rope_dim);
-      a.cos(p, i) = std::cos(th);
-      a.sin(p, i) = std::sin(th);
-    }
-  }
-  a.scale = 1.0 / std::sqrt(static_cast<double>(s.head_dim + s.rope_dim));
-  a.o_proj = Gaussian(s.hidden, s.num_heads * s.head_dim, 0.5, rng);
-  return a;
-}
-
-HealParams<double> Params(const HealShape& s, double sigma,
-                          std::mt19937_64& rng) {
-  HealParams<double> p;
-  const int64_t hd = s.num_heads * s.head_dim;
-  p.q_nope = Gaussian(hd, s.hidden, sigma, rng);
-  p.q_pe = Gaussian(s.num_heads * s.rope_dim, s.hidden, sigma, rng);
-  p.w_down = Gaussian(s.hidden, s.rank, sigma, rng);
-  p.w_pe = Gaussian(s.rope_dim, s.hidden, sigma, rng);
-  p.up_k = Gaussian(s.rank, hd, sigma, rng);
-  p.up_v = Gaussian(s.rank, hd, sigma, rng);
-  return p;
-}
+constexpr auto* Gaussian = &testing::Gaussian<double>;
+constexpr auto* Attention = &testing::RandomAttention<double>;
+constexpr auto* Params = &testing::RandomParams<double>;
 
 TEST(HealLayerTest, GradientMatchesCentralDifferences) {
   std::mt19937_64 rng(7);
@@ -101,38 +67,17 @@ TEST(HealLayerTest, GradientMatchesCentralDifferences) {
   }
 }
 
-MD Perturbed(const MD& m, double rel, std::mt19937_64& rng) {
-  const double rms = std::sqrt(m.squaredNorm() / static_cast<double>(m.size()));
-  return m + Gaussian(m.rows(), m.cols(), rel * rms, rng);
-}
-
 // Targets from a teacher layer of the same form: healing a perturbed copy
 // must bring the held-out error far down (the optimum is reachable), and a
 // step size that only diverges must leave the start untouched.
 class HealRecoveryTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::mt19937_64 rng(11);
-    a_ = Attention(s_, kT, rng);
-    const HealParams<double> teacher = Params(s_, 0.35, rng);
-    x_train_ = Gaussian(48 * kT, s_.hidden, 1.0, rng);
-    x_held_ = Gaussian(8 * kT, s_.hidden, 1.0, rng);
-    y_train_ = *HealOutput<double>(a_, teacher, x_train_);
-    y_held_ = *HealOutput<double>(a_, teacher, x_held_);
-    start_ = teacher;
-    for (int b = 0; b < HealParams<double>::kBlocks; ++b) {
-      start_.block(b) = Perturbed(teacher.block(b), 0.3, rng);
-    }
-  }
-  static constexpr int64_t kT = 16;
-  const HealShape s_{2, 4, 4, 4, 8};
-  HealAttention<double> a_;
-  MD x_train_, x_held_, y_train_, y_held_;
-  HealParams<double> start_;
+  void SetUp() override { pr_ = testing::MakeRecoveryProblem<double>(); }
+  testing::HealRecoveryProblem<double> pr_;
 };
 
 TEST_F(HealRecoveryTest, RecoversAPerturbedLayerOnHeldOutWindows) {
-  HealParams<double> p = start_;
+  HealParams<double> p = pr_.start;
   HealOptions o;
   o.max_steps = 400;
   o.batch_windows = 8;
@@ -144,8 +89,8 @@ TEST_F(HealRecoveryTest, RecoversAPerturbedLayerOnHeldOutWindows) {
     ++calls;
     return absl::OkStatus();
   };
-  absl::StatusOr<HealResult> r =
-      HealLayer<double>(a_, p, x_train_, y_train_, x_held_, y_held_, o);
+  absl::StatusOr<HealResult> r = HealLayer<double>(
+      pr_.a, p, pr_.x_train, pr_.y_train, pr_.x_held, pr_.y_held, o);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_GT(r->heldout_before, 0.05);  // a real perturbation
   // A 30 % perturbation of every weight; Adam on 48 windows gets within a
@@ -155,38 +100,38 @@ TEST_F(HealRecoveryTest, RecoversAPerturbedLayerOnHeldOutWindows) {
   EXPECT_EQ(calls, r->steps);
   // The kept parameters are the ones measured.
   absl::StatusOr<double> loss =
-      HealLoss<double>(a_, p, x_held_, y_held_, nullptr);
+      HealLoss<double>(pr_.a, p, pr_.x_held, pr_.y_held, nullptr);
   ASSERT_TRUE(loss.ok());
-  EXPECT_NEAR(*loss / y_held_.squaredNorm(), r->heldout_after,
+  EXPECT_NEAR(*loss / pr_.y_held.squaredNorm(), r->heldout_after,
               1e-12 + 1e-9 * r->heldout_after);
 }
 
 TEST_F(HealRecoveryTest, NeverKeepsAWorseLayer) {
-  HealParams<double> p = start_;
+  HealParams<double> p = pr_.start;
   HealOptions o;
   o.max_steps = 60;
   o.learning_rate = 50;  // every step jumps far past the optimum
   o.eval_every = 10;
   o.patience = 2;
-  absl::StatusOr<HealResult> r =
-      HealLayer<double>(a_, p, x_train_, y_train_, x_held_, y_held_, o);
+  absl::StatusOr<HealResult> r = HealLayer<double>(
+      pr_.a, p, pr_.x_train, pr_.y_train, pr_.x_held, pr_.y_held, o);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->best_step, 0);
   EXPECT_EQ(r->heldout_after, r->heldout_before);
   EXPECT_LT(r->steps, 60);  // stopped early
   for (int b = 0; b < HealParams<double>::kBlocks; ++b) {
-    EXPECT_EQ(p.block(b), start_.block(b)) << "block " << b;
+    EXPECT_EQ(p.block(b), pr_.start.block(b)) << "block " << b;
   }
 }
 
 TEST_F(HealRecoveryTest, CancellationStopsBetweenSteps) {
-  HealParams<double> p = start_;
+  HealParams<double> p = pr_.start;
   HealOptions o;
   o.on_step = [](int64_t step) {
     return step == 3 ? absl::CancelledError("stop") : absl::OkStatus();
   };
-  absl::StatusOr<HealResult> r =
-      HealLayer<double>(a_, p, x_train_, y_train_, x_held_, y_held_, o);
+  absl::StatusOr<HealResult> r = HealLayer<double>(
+      pr_.a, p, pr_.x_train, pr_.y_train, pr_.x_held, pr_.y_held, o);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kCancelled);
 }
 

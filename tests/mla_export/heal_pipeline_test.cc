@@ -8,7 +8,6 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -19,7 +18,7 @@
 #include "care/engine/synthetic_model.h"
 #include "care/io/model.h"
 #include "convert/pipeline_test_util.h"
-#include "engine/deepseek_v3_reference.h"
+#include "mla_export/export_test_util.h"
 #include "support/fixtures.h"
 
 namespace care::convert {
@@ -27,25 +26,14 @@ namespace {
 
 using testing::ExpectSameOutput;
 
-using testing::FirstWindows;
-using testing::ModelLogits;
-using testing::SmallOptions;
-
 ConvertOptions HealOptions(const std::string& out, bool healed_inputs) {
   ConvertOptions o =
-      SmallOptions(::care::testing::FixturePath("stories260K-hf"), out,
-                   Budget::KvSave(0.5), Method::kCare);
-  o.output_layout = OutputLayout::kDeepseekV3;
-  o.mla.rope_dim = 8;
-  o.mla.freqfold = 1;
+      testing::DeepseekV3Options(testing::Fixture("stories260K-hf"), out, 8, 1);
   o.mla.heal = true;
   o.mla.heal_inputs_healed = healed_inputs;
   o.mla.heal_tokens = 64 * 256;
   o.mla.heal_steps = 60;
-  o.eval_data = testing::TokenFile();
-  o.eval_range = StreamFraction{0.9, 1};
-  o.eval_seq_len = 128;
-  o.eval_windows = 8;
+  testing::AddEvaluation(o, 128, 8);
   // One thread: OpenMP's spinning on a shared machine costs more than the
   // small products of this model gain from a second.
   o.threads = 1;
@@ -95,40 +83,16 @@ TEST_F(HealPipelineTest, HealedCheckpointIsWrittenEvaluatedAndNeverWorse) {
     }
 
     // The written checkpoint, reloaded, scores what the report says.
-    std::vector<int32_t> stream = testing::TokenStream();
-    stream.resize(r->eval_range_end);
-    auto windows =
-        engine::MakeEvalWindows(stream, {.seq_len = 128,
-                                         .max_windows = 8,
-                                         .start = r->eval_range_begin,
-                                         .bos = std::nullopt});
-    ASSERT_TRUE(windows.ok());
-    auto model = io::OpenModel(out, engine::Families());
-    ASSERT_TRUE(model.ok()) << model.status();
-    auto reloaded =
-        engine::EvaluatePerplexity(model->config, *model->weights, *windows);
+    auto reloaded = testing::ReloadedPerplexity(out, *r, 128, 8);
     ASSERT_TRUE(reloaded.ok()) << reloaded.status();
     EXPECT_NEAR(reloaded->mean_nll, r->converted->mean_nll, 1e-9);
 
     // Still a stock DeepSeek-V3 checkpoint: the float64 reference written
     // from transformers' source agrees with the engine (same bound as the
     // unhealed export's test).
-    const engine::TokenWindows first = FirstWindows(1, 32);
-    const MatrixRM engine_logits = ModelLogits(out, first);
-    absl::StatusOr<care::testing::RefRows> ref =
-        care::testing::DeepseekV3ReferenceLogits(out, first.ids);
-    ASSERT_TRUE(ref.ok()) << ref.status();
-    double diff = 0, scale = 0;
-    for (int64_t t = 0; t < 32; ++t) {
-      for (int64_t v = 0; v < engine_logits.cols(); ++v) {
-        diff = std::max(diff, std::abs((*ref)[t][v] - engine_logits(t, v)));
-        scale = std::max(scale, std::abs(double(engine_logits(t, v))));
-      }
-    }
-    EXPECT_LT(diff, 1e-4 * (1 + scale));
+    ASSERT_NO_FATAL_FAILURE(testing::ExpectReferenceAgreesWithEngine(out));
 
-    std::ifstream f(out + "/care_report.json");
-    const nlohmann::json rep = nlohmann::json::parse(f);
+    const nlohmann::json rep = testing::ReadJson(out + "/care_report.json");
     ASSERT_TRUE(rep["deepseek_v3"]["heal"].is_object());
     EXPECT_EQ(rep["deepseek_v3"]["heal"]["layers"].size(), 5u);
   }
@@ -241,22 +205,11 @@ TEST_F(HealPipelineTest, CancelledMidHealResumesPerLayerWithTheSameBits) {
 // q/k/v biases is refused up front, naming the reason, and writes nothing.
 TEST_F(HealPipelineTest, ModelsWithAttentionBiasesAreRefused) {
   const std::string src = dir_ + "/qwen2";
-  const nlohmann::json config = {{"architectures", {"Qwen2ForCausalLM"}},
-                                 {"model_type", "qwen2"},
-                                 {"hidden_size", 32},
-                                 {"intermediate_size", 48},
-                                 {"num_hidden_layers", 2},
-                                 {"num_attention_heads", 4},
-                                 {"num_key_value_heads", 2},
-                                 {"vocab_size", 512},
-                                 {"max_position_embeddings", 256},
-                                 {"rms_norm_eps", 1e-6},
-                                 {"rope_theta", 10000.0},
-                                 {"tie_word_embeddings", false}};
   engine::SyntheticOptions so;
   so.bias_std = 0.5f;
-  ASSERT_TRUE(
-      engine::WriteSyntheticModel(config, src, io::DType::kF32, so).ok());
+  ASSERT_TRUE(engine::WriteSyntheticModel(testing::Qwen2Config(2), src,
+                                          io::DType::kF32, so)
+                  .ok());
   ConvertOptions o = HealOptions(dir_ + "/qwen2-mla", false);
   o.model = src;
   o.mla.rope_dim = 4;

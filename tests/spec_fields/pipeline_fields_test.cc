@@ -22,18 +22,10 @@ namespace care::convert {
 namespace {
 
 using testing::FirstWindows;
+using testing::Fixture;
 using testing::ModelLogits;
+using testing::ReadJson;
 using testing::SmallOptions;
-
-std::string Fixture(const std::string& name) {
-  return ::care::testing::FixturePath(name);
-}
-
-nlohmann::json ReadJson(const std::string& path) {
-  std::ifstream f(path);
-  std::string text((std::istreambuf_iterator<char>(f)), {});
-  return nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-}
 
 class SpecFieldsTest : public ::testing::Test {
  protected:

@@ -7,31 +7,15 @@
 
 #include "absl/strings/str_cat.h"
 #include "care/compute/backend.h"
+#include "care/compute/train_checks.h"
 
 namespace care::compute {
 
 absl::Status CheckColumnBlocks(const Matrix& src, const ColumnBlocks& b,
                                const Matrix& dst) {
-  if (src.rows != dst.rows) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "CopyColumns: src has ", src.rows, " rows, dst ", dst.rows));
-  }
-  auto fits = [&b](int64_t col0, int64_t stride, int64_t cols) {
-    return col0 >= 0 && stride >= 0 &&
-           col0 + (b.groups - 1) * stride + b.width <= cols;
-  };
-  if (b.groups < 0 || b.width < 0 ||
-      (b.groups > 0 && b.width > 0 &&
-       (!fits(b.src_col0, b.src_stride, src.cols) ||
-        !fits(b.dst_col0, b.dst_stride, dst.cols) ||
-        (b.groups > 1 && b.dst_stride < b.width)))) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "CopyColumns: ", b.groups, " blocks of width ", b.width,
-        " from column ", b.src_col0, " (stride ", b.src_stride, ") of ",
-        src.cols, " to column ", b.dst_col0, " (stride ", b.dst_stride, ") of ",
-        dst.cols, " do not fit (destination blocks may not overlap)"));
-  }
-  return absl::OkStatus();
+  return CheckColumnBlocksFit("CopyColumns", src, b, dst,
+                              b.groups <= 1 || b.dst_stride >= b.width,
+                              "destination blocks may not overlap");
 }
 
 absl::StatusOr<Routing> GroupedTopKOnHost(const float* logits, int64_t T,

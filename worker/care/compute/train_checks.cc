@@ -7,11 +7,12 @@
 
 namespace care::compute {
 
-absl::Status CheckAddColumns(const Matrix& src, const ColumnBlocks& b,
-                             const Matrix& dst) {
+absl::Status CheckColumnBlocksFit(const char* op, const Matrix& src,
+                                  const ColumnBlocks& b, const Matrix& dst,
+                                  bool overlap_ok, const char* rule) {
   if (src.rows != dst.rows) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "AddColumns: src has ", src.rows, " rows, dst ", dst.rows));
+    return absl::InvalidArgumentError(
+        absl::StrCat(op, ": src has ", src.rows, " rows, dst ", dst.rows));
   }
   auto fits = [&b](int64_t col0, int64_t stride, int64_t cols) {
     return col0 >= 0 && stride >= 0 &&
@@ -20,17 +21,25 @@ absl::Status CheckAddColumns(const Matrix& src, const ColumnBlocks& b,
   if (b.groups < 0 || b.width < 0 ||
       (b.groups > 0 && b.width > 0 &&
        (!fits(b.src_col0, b.src_stride, src.cols) ||
-        !fits(b.dst_col0, b.dst_stride, dst.cols) ||
-        (b.groups > 1 && (b.src_stride < b.width ||
-                          (b.dst_stride != 0 && b.dst_stride < b.width)))))) {
+        !fits(b.dst_col0, b.dst_stride, dst.cols) || !overlap_ok))) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "AddColumns: ", b.groups, " blocks of width ", b.width, " from column ",
+        op, ": ", b.groups, " blocks of width ", b.width, " from column ",
         b.src_col0, " (stride ", b.src_stride, ") of ", src.cols, " to column ",
         b.dst_col0, " (stride ", b.dst_stride, ") of ", dst.cols,
-        " do not fit (source blocks may not overlap; destination blocks "
-        "neither, unless the stride is 0)"));
+        " do not fit (", rule, ")"));
   }
   return absl::OkStatus();
+}
+
+absl::Status CheckAddColumns(const Matrix& src, const ColumnBlocks& b,
+                             const Matrix& dst) {
+  const bool disjoint =
+      b.groups <= 1 || (b.src_stride >= b.width &&
+                        (b.dst_stride == 0 || b.dst_stride >= b.width));
+  return CheckColumnBlocksFit(
+      "AddColumns", src, b, dst, disjoint,
+      "source blocks may not overlap; destination blocks neither, unless the "
+      "stride is 0");
 }
 
 absl::Status CheckAttentionBackward(const AttentionShape& s, const Matrix& q,

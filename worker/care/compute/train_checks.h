@@ -11,6 +11,14 @@
 
 namespace care::compute {
 
+// The checks CopyColumns and AddColumns share: src and dst have the same
+// rows and, unless b is empty, each of the b.groups blocks lies inside its
+// matrix and `overlap_ok` (the op's rule on strides, named by `rule`)
+// holds; else InvalidArgument "<op>: ... do not fit (<rule>)".
+absl::Status CheckColumnBlocksFit(const char* op, const Matrix& src,
+                                  const ColumnBlocks& b, const Matrix& dst,
+                                  bool overlap_ok, const char* rule);
+
 // Rows equal, every block inside its matrix, src blocks disjoint
 // (src_stride >= width) and dst_stride either 0 (a sum into one block) or
 // >= width.

@@ -1,32 +1,18 @@
 // Memory-bound kernels of the CUDA backend: RMSNorm, RoPE, SiLU·mul,
 // residual/bias adds, bf16 conversion, row gather/scatter, and the Gram
 // accumulation helpers. Grid-stride loops over int64 indices so any shape
-// fits one launch.
+// fits one launch (grid_stride.h).
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cstdint>
 
 #include "care/compute/cuda/bf16.h"
+#include "care/compute/cuda/grid_stride.h"
 #include "care/compute/cuda/kernels.h"
 
 namespace care::compute::cuda {
 namespace {
-
-constexpr int kThreads = 256;
-
-// Blocks for n elements at kThreads per block (grid-stride beyond that).
-unsigned int Blocks(int64_t n) {
-  const int64_t b = (n + kThreads - 1) / kThreads;
-  return static_cast<unsigned int>(std::clamp<int64_t>(b, 1, 1 << 20));
-}
-
-__device__ __forceinline__ int64_t GlobalIndex() {
-  return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-}
-__device__ __forceinline__ int64_t GridStride() {
-  return static_cast<int64_t>(gridDim.x) * blockDim.x;
-}
 
 // One block per (row, group): sum of squares in double, then scale.
 __global__ void RmsNormKernel(const float* x, const float* w, float* y,

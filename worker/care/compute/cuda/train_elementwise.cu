@@ -1,30 +1,16 @@
 // Elementwise kernels of the training ops (backend.h "training"): rotary
 // embedding in both conventions and directions, axpby, the deterministic
 // squared distance, the column-block adjoint of CopyColumns and Adam.
-// Grid-stride loops over int64 indices, as elementwise.cu.
+// Grid-stride loops over int64 indices (grid_stride.h).
 #include <cuda_runtime.h>
 
-#include <algorithm>
 #include <cstdint>
 
+#include "care/compute/cuda/grid_stride.h"
 #include "care/compute/cuda/kernels.h"
 
 namespace care::compute::cuda {
 namespace {
-
-constexpr int kThreads = 256;
-
-unsigned int Blocks(int64_t n) {
-  const int64_t b = (n + kThreads - 1) / kThreads;
-  return static_cast<unsigned int>(std::clamp<int64_t>(b, 1, 1 << 20));
-}
-
-__device__ __forceinline__ int64_t GlobalIndex() {
-  return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-}
-__device__ __forceinline__ int64_t GridStride() {
-  return static_cast<int64_t>(gridDim.x) * blockDim.x;
-}
 
 __global__ void RotaryKernel(const float* cos, const float* sin,
                              int64_t seq_len, int64_t half, int64_t head_dim,

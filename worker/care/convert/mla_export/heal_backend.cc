@@ -2,14 +2,10 @@
 
 #include <algorithm>
 #include <array>
-#include <cmath>
-#include <numeric>
-#include <random>
-#include <utility>
-#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "care/convert/mla_export/heal_schedule.h"
 
 namespace care::convert::mla {
 namespace {
@@ -20,10 +16,7 @@ using compute::Matrix;
 using compute::RowsView;
 using MF = HealMatrix<float>;
 
-constexpr double kPi = 3.14159265358979323846;
-constexpr int kBlocks = HealParams<float>::kBlocks;
-// Adam's constants, as HealLayer (heal_layer.cc).
-constexpr double kBeta1 = 0.9, kBeta2 = 0.999, kEps = 1e-12;
+constexpr int kBlocks = kHealBlocks;
 
 absl::StatusOr<Matrix> Up(Backend& b, const Eigen::Ref<const MF>& m) {
   if (m.rows() > 1 && m.outerStride() != m.cols()) {
@@ -281,28 +274,15 @@ absl::StatusOr<HealResult> HealLayerOnBackend(
     const Eigen::Ref<const MF>& x_train, const Eigen::Ref<const MF>& y_train,
     const Eigen::Ref<const MF>& x_heldout,
     const Eigen::Ref<const MF>& y_heldout, const HealOptions& options) {
-  // The checks and messages of HealLayer.
-  CARE_RETURN_IF_ERROR(CheckHealShapes(a, p));
-  const int64_t t_len = a.seq_len;
-  const int64_t train_windows = x_train.rows() / t_len;
-  if (train_windows < 1 || x_heldout.rows() < t_len ||
-      x_train.rows() % t_len != 0 || x_heldout.rows() % t_len != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "healing needs whole windows of ", t_len, " tokens: ", x_train.rows(),
-        " training and ", x_heldout.rows(), " held-out tokens"));
-  }
-  if (options.max_steps < 0 || options.batch_windows < 1 ||
-      options.eval_every < 1 || options.patience < 1 ||
-      !(options.learning_rate > 0)) {
-    return absl::InvalidArgumentError(
-        "healing: steps >= 0, batch windows, eval period and patience >= 1 "
-        "and a positive learning rate are required");
-  }
+  CARE_RETURN_IF_ERROR(
+      CheckHealRun(a, p, x_train.rows(), x_heldout.rows(), options));
   CARE_RETURN_IF_ERROR(CheckInputs(a, x_train.rows(), x_train.cols(),
                                    y_train.rows(), y_train.cols()));
   CARE_RETURN_IF_ERROR(CheckInputs(a, x_heldout.rows(), x_heldout.cols(),
                                    y_heldout.rows(), y_heldout.cols()));
-  const int64_t chunk = std::max<int64_t>(options.batch_windows, 16);
+  const int64_t t_len = a.seq_len;
+  const int64_t train_windows = x_train.rows() / t_len;
+  const int64_t chunk = HealEvalChunk(options);
   const int64_t held_windows = x_heldout.rows() / t_len;
   const int64_t bw = std::min(options.batch_windows, train_windows);
   CARE_ASSIGN_OR_RETURN(
@@ -314,92 +294,55 @@ absl::StatusOr<HealResult> HealLayerOnBackend(
   CARE_ASSIGN_OR_RETURN(const Matrix xh, Up(backend, x_heldout));
   CARE_ASSIGN_OR_RETURN(const Matrix yh, Up(backend, y_heldout));
   const double yh_norm = y_heldout.cast<double>().squaredNorm();
-  HealResult result;
-  CARE_ASSIGN_OR_RETURN(
-      result.heldout_before,
-      RelativeError(d, backend, xh, yh, yh_norm, t_len, chunk));
-  result.heldout_after = result.heldout_before;
   CARE_ASSIGN_OR_RETURN(Blocks best, AllocateLike(backend, d.params));
-  for (int i = 0; i < kBlocks; ++i) {
-    CARE_RETURN_IF_ERROR(backend.Copy(d.params[i], &best[i]));
-  }
-
-  // Per-block step: a fraction of the block's starting RMS (HealLayer).
-  std::vector<double> step_size(kBlocks);
-  for (int i = 0; i < kBlocks; ++i) {
-    const MF& b = p.block(i);
-    const double rms = b.size() > 0 ? std::sqrt(b.cast<double>().squaredNorm() /
-                                                static_cast<double>(b.size()))
-                                    : 0;
-    step_size[i] = options.learning_rate * (rms > 0 ? rms : 1e-3);
-  }
   CARE_ASSIGN_OR_RETURN(Blocks m1, AllocateLike(backend, d.params));
   CARE_ASSIGN_OR_RETURN(Blocks m2, AllocateLike(backend, d.params));
   for (int i = 0; i < kBlocks; ++i) {
     CARE_RETURN_IF_ERROR(backend.SetZero(&m1[i]));
     CARE_RETURN_IF_ERROR(backend.SetZero(&m2[i]));
   }
-  std::vector<int64_t> order(train_windows);
-  std::iota(order.begin(), order.end(), 0);
-  std::mt19937_64 rng(options.seed);
-  std::shuffle(order.begin(), order.end(), rng);
-  int64_t cursor = 0, stale = 0;
   MF xb(bw * t_len, a.shape.hidden), yb(bw * t_len, a.shape.hidden);
-  for (int64_t step = 1; step <= options.max_steps; ++step) {
-    for (int64_t i = 0; i < bw; ++i) {
-      if (cursor == train_windows) {
-        std::shuffle(order.begin(), order.end(), rng);
-        cursor = 0;
-      }
-      const int64_t w = order[cursor++];
-      xb.middleRows(i * t_len, t_len) = x_train.middleRows(w * t_len, t_len);
-      yb.middleRows(i * t_len, t_len) = y_train.middleRows(w * t_len, t_len);
+  HealLoop loop;
+  loop.heldout = [&]() -> absl::StatusOr<double> {
+    return RelativeError(d, backend, xh, yh, yh_norm, t_len, chunk);
+  };
+  loop.keep = [&]() -> absl::Status {
+    for (int i = 0; i < kBlocks; ++i) {
+      CARE_RETURN_IF_ERROR(backend.Copy(d.params[i], &best[i]));
     }
+    return absl::OkStatus();
+  };
+  loop.step = [&](const HealStep& s) -> absl::Status {
+    GatherWindows<float>(x_train, s.windows, t_len, xb);
+    GatherWindows<float>(y_train, s.windows, t_len, yb);
     CARE_ASSIGN_OR_RETURN(const Matrix xd, Up(backend, xb));
     CARE_ASSIGN_OR_RETURN(const Matrix yd, Up(backend, yb));
     const double norm = yb.cast<double>().squaredNorm();
     CARE_RETURN_IF_ERROR(d.Forward(xd));
-    if (step == 1) {
+    if (s.train_before != nullptr) {
       // The only loss a step reads back (one wait per layer).
       CARE_ASSIGN_OR_RETURN(const double loss,
                             backend.SquaredDistance(d.Yhat(), yd));
-      result.train_before = norm > 0 ? loss / norm : 0;
+      *s.train_before = norm > 0 ? loss / norm : 0;
     }
     // The gradient of the relative loss (scale-free).
     CARE_RETURN_IF_ERROR(d.Backward(xd, yd, 1.0 / (norm > 0 ? norm : 1)));
-    const double lr_scale =
-        0.5 * (1 + std::cos(kPi * static_cast<double>(step - 1) /
-                            static_cast<double>(options.max_steps)));
     compute::AdamStep as;
-    as.beta1 = kBeta1;
-    as.beta2 = kBeta2;
-    as.eps = kEps;
-    as.correction1 = 1 - std::pow(kBeta1, static_cast<double>(step));
-    as.correction2 = 1 - std::pow(kBeta2, static_cast<double>(step));
+    as.beta1 = kHealBeta1;
+    as.beta2 = kHealBeta2;
+    as.eps = kHealEps;
+    as.correction1 = s.correction1;
+    as.correction2 = s.correction2;
     for (int i = 0; i < kBlocks; ++i) {
-      as.lr = static_cast<float>(step_size[i] * lr_scale);
+      as.lr = static_cast<float>(s.lr[i]);
       CARE_RETURN_IF_ERROR(
           backend.AdamUpdate(d.grads[i], as, &d.params[i], &m1[i], &m2[i]));
     }
-    result.steps = step;
-    if (step % options.eval_every == 0 || step == options.max_steps) {
-      CARE_ASSIGN_OR_RETURN(
-          const double held,
-          RelativeError(d, backend, xh, yh, yh_norm, t_len, chunk));
-      if (std::isfinite(held) && held < result.heldout_after) {
-        result.heldout_after = held;
-        result.best_step = step;
-        for (int i = 0; i < kBlocks; ++i) {
-          CARE_RETURN_IF_ERROR(backend.Copy(d.params[i], &best[i]));
-        }
-        stale = 0;
-      } else if (++stale >= options.patience) {
-        if (options.on_step) CARE_RETURN_IF_ERROR(options.on_step(step));
-        break;
-      }
-    }
-    if (options.on_step) CARE_RETURN_IF_ERROR(options.on_step(step));
-  }
+    return absl::OkStatus();
+  };
+  CARE_ASSIGN_OR_RETURN(
+      const HealResult result,
+      RunHealSchedule<float>(p, train_windows, options, loop));
   CARE_RETURN_IF_ERROR(DownloadBlocks(backend, best, p));
   return result;
 }

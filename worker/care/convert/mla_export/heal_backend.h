@@ -35,12 +35,12 @@ absl::StatusOr<double> HealLossOnBackend(
     const HealParams<float>& p, const Eigen::Ref<const HealMatrix<float>>& x,
     const Eigen::Ref<const HealMatrix<float>>& y, HealParams<float>* grad);
 
-// HealLayer<float> on the backend, with its semantics exactly: held-out
-// error before and every eval_every steps (and at the last), the best
-// parameters kept (never worse than the start), patience, cosine-decayed
-// Adam with a per-block step relative to the block's starting RMS, windows
-// shuffled by std::mt19937_64(seed) as HealLayer does, on_step after every
-// step. `p` is the start and gets the kept parameters.
+// HealLayer<float> on the backend, running the same schedule
+// (heal_schedule.h): held-out error before and every eval_every steps (and
+// at the last), the best parameters kept (never worse than the start),
+// patience, cosine-decayed Adam with a per-block step relative to the
+// block's starting RMS, windows shuffled by std::mt19937_64(seed), on_step
+// after every step. `p` is the start and gets the kept parameters.
 absl::StatusOr<HealResult> HealLayerOnBackend(
     compute::Backend& backend, const HealAttention<float>& a,
     HealParams<float>& p, const Eigen::Ref<const HealMatrix<float>>& x_train,

@@ -2,17 +2,14 @@
 
 #include <algorithm>
 #include <cmath>
-#include <numeric>
-#include <random>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "care/convert/mla_export/heal_schedule.h"
 
 namespace care::convert::mla {
 namespace {
-
-constexpr double kPi = 3.14159265358979323846;
 
 // Rotates the interleaved pairs of `heads` blocks of width R per row by
 // position·θ (sign +1) or back (sign −1); row i is position i mod T.
@@ -276,95 +273,45 @@ absl::StatusOr<HealResult> HealLayer(
     const Eigen::Ref<const HealMatrix<S>>& y_heldout,
     const HealOptions& options) {
   using M = HealMatrix<S>;
-  CARE_RETURN_IF_ERROR(CheckHealShapes(a, p));
+  CARE_RETURN_IF_ERROR(
+      CheckHealRun(a, p, x_train.rows(), x_heldout.rows(), options));
   const int64_t t_len = a.seq_len;
   const int64_t train_windows = x_train.rows() / t_len;
-  if (train_windows < 1 || x_heldout.rows() < t_len ||
-      x_train.rows() % t_len != 0 || x_heldout.rows() % t_len != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "healing needs whole windows of ", t_len, " tokens: ", x_train.rows(),
-        " training and ", x_heldout.rows(), " held-out tokens"));
-  }
-  if (options.max_steps < 0 || options.batch_windows < 1 ||
-      options.eval_every < 1 || options.patience < 1 ||
-      !(options.learning_rate > 0)) {
-    return absl::InvalidArgumentError(
-        "healing: steps >= 0, batch windows, eval period and patience >= 1 "
-        "and a positive learning rate are required");
-  }
-  const int64_t chunk = std::max<int64_t>(options.batch_windows, 16);
-  HealResult result;
-  CARE_ASSIGN_OR_RETURN(result.heldout_before,
-                        RelativeError<S>(a, p, x_heldout, y_heldout, chunk));
-  result.heldout_after = result.heldout_before;
-  HealParams<S> best = p;
-
-  // Per-block step: a fraction of the block's starting RMS, so layers and
-  // blocks of any scale move alike.
-  std::vector<double> step_size(HealParams<S>::kBlocks);
-  for (int i = 0; i < HealParams<S>::kBlocks; ++i) {
-    const HealMatrix<S>& b = p.block(i);
-    const double rms = b.size() > 0
-                           ? std::sqrt(b.template cast<double>().squaredNorm() /
-                                       static_cast<double>(b.size()))
-                           : 0;
-    step_size[i] = options.learning_rate * (rms > 0 ? rms : 1e-3);
-  }
-  HealParams<S> m1 = p.ZerosLike(), m2 = p.ZerosLike(), g = p.ZerosLike();
-  std::vector<int64_t> order(train_windows);
-  std::iota(order.begin(), order.end(), 0);
-  std::mt19937_64 rng(options.seed);
-  std::shuffle(order.begin(), order.end(), rng);
-  int64_t cursor = 0, stale = 0;
+  const int64_t chunk = HealEvalChunk(options);
   const int64_t bw = std::min(options.batch_windows, train_windows);
+  HealParams<S> best;
+  HealParams<S> m1 = p.ZerosLike(), m2 = p.ZerosLike(), g = p.ZerosLike();
   M xb(bw * t_len, a.shape.hidden), yb(bw * t_len, a.shape.hidden);
-  constexpr double kBeta1 = 0.9, kBeta2 = 0.999, kEps = 1e-12;
-  for (int64_t step = 1; step <= options.max_steps; ++step) {
-    for (int64_t i = 0; i < bw; ++i) {
-      if (cursor == train_windows) {
-        std::shuffle(order.begin(), order.end(), rng);
-        cursor = 0;
-      }
-      const int64_t w = order[cursor++];
-      xb.middleRows(i * t_len, t_len) = x_train.middleRows(w * t_len, t_len);
-      yb.middleRows(i * t_len, t_len) = y_train.middleRows(w * t_len, t_len);
-    }
+  HealLoop loop;
+  loop.heldout = [&]() -> absl::StatusOr<double> {
+    return RelativeError<S>(a, p, x_heldout, y_heldout, chunk);
+  };
+  loop.keep = [&]() -> absl::Status {
+    best = p;
+    return absl::OkStatus();
+  };
+  loop.step = [&](const HealStep& s) -> absl::Status {
+    GatherWindows<S>(x_train, s.windows, t_len, xb);
+    GatherWindows<S>(y_train, s.windows, t_len, yb);
     CARE_ASSIGN_OR_RETURN(double loss, HealLoss<S>(a, p, xb, yb, &g));
     const double norm = yb.template cast<double>().squaredNorm();
-    if (step == 1) result.train_before = norm > 0 ? loss / norm : 0;
-    const double lr_scale =
-        0.5 * (1 + std::cos(kPi * static_cast<double>(step - 1) /
-                            static_cast<double>(options.max_steps)));
-    const double c1 = 1 - std::pow(kBeta1, static_cast<double>(step));
-    const double c2 = 1 - std::pow(kBeta2, static_cast<double>(step));
+    if (s.train_before != nullptr) *s.train_before = norm > 0 ? loss / norm : 0;
     for (int i = 0; i < HealParams<S>::kBlocks; ++i) {
       // The gradient of the relative loss (scale-free).
       const M gi = g.block(i) / static_cast<S>(norm > 0 ? norm : 1);
       M& a1 = m1.block(i);
       M& a2 = m2.block(i);
-      a1 = S(kBeta1) * a1 + S(1 - kBeta1) * gi;
-      a2 = S(kBeta2) * a2 + S(1 - kBeta2) * gi.cwiseAbs2();
-      const S lr = static_cast<S>(step_size[i] * lr_scale);
+      a1 = S(kHealBeta1) * a1 + S(1 - kHealBeta1) * gi;
+      a2 = S(kHealBeta2) * a2 + S(1 - kHealBeta2) * gi.cwiseAbs2();
+      const S lr = static_cast<S>(s.lr[i]);
       p.block(i).array() -=
-          lr * (a1.array() / S(c1)) /
-          ((a2.array() / S(c2)).sqrt() + static_cast<S>(kEps));
+          lr * (a1.array() / S(s.correction1)) /
+          ((a2.array() / S(s.correction2)).sqrt() + static_cast<S>(kHealEps));
     }
-    result.steps = step;
-    if (step % options.eval_every == 0 || step == options.max_steps) {
-      CARE_ASSIGN_OR_RETURN(
-          double held, RelativeError<S>(a, p, x_heldout, y_heldout, chunk));
-      if (std::isfinite(held) && held < result.heldout_after) {
-        result.heldout_after = held;
-        result.best_step = step;
-        best = p;
-        stale = 0;
-      } else if (++stale >= options.patience) {
-        if (options.on_step) CARE_RETURN_IF_ERROR(options.on_step(step));
-        break;
-      }
-    }
-    if (options.on_step) CARE_RETURN_IF_ERROR(options.on_step(step));
-  }
+    return absl::OkStatus();
+  };
+  CARE_ASSIGN_OR_RETURN(HealResult result,
+                        RunHealSchedule<S>(p, train_windows, options, loop));
   p = std::move(best);
   return result;
 }

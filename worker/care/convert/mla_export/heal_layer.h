@@ -113,8 +113,9 @@ struct HealResult {
 // Adam (cosine-decayed step, per-block step relative to the block's RMS)
 // on mini-batches of the training windows; every eval_every steps the
 // held-out error is measured and the best parameters kept; stops after
-// `patience` evaluations without improvement. `p` is the start and gets
-// the kept parameters.
+// `patience` evaluations without improvement (heal_schedule.h, the schedule
+// HealLayerOnBackend runs too). `p` is the start and gets the kept
+// parameters.
 template <typename S>
 absl::StatusOr<HealResult> HealLayer(
     const HealAttention<S>& a, HealParams<S>& p,
