@@ -128,7 +128,7 @@ TEST(LatentObjectiveTest, AttentionObjectiveLowersWeightedHeldOutError) {
   auto q = f->model.weights->LoadF32(io::names::QProj(kLayer));
   auto o = f->model.weights->LoadF32(io::names::OProj(kLayer));
   ASSERT_TRUE(q.ok() && o.ok());
-  MatrixRM q_rows = a->layers[0].q_fold.asDiagonal() * q->matrix();
+  MatrixRM q_rows = FoldedQProj(q->matrix(), a->layers[0]);
   NopeCorrection nc;
   nc.m = a->layers[0].nope_correction;
   for (int64_t h = 0; h < config.num_attention_heads; ++h) {

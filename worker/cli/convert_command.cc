@@ -33,6 +33,7 @@ constexpr char kUsage[] =
     "         [--freqfold K|auto] [--kv-lora-rank N] [--no-kv-balance]\n"
     "         [--no-nope-correction] [--nope-scale-span N]\n"
     "         [--latent-objective attention|activation]\n"
+    "         [--qk-norm-fold auto|scalar|regression]\n"
     "         [--heal local|none [--heal-data DATA]\n"
     "         [--heal-tokens N] [--heal-steps N] [--heal-inputs "
     "original|healed]"
@@ -81,6 +82,10 @@ constexpr char kUsage[] =
     "  --latent-objective O  deepseek-v3 with care: attention (default:\n"
     "                     query-weighted K_nope, o_proj-weighted V) or\n"
     "                     activation (plain [K_nope; V] error, as pca)\n"
+    "  --qk-norm-fold F   deepseek-v3, Qwen3's q/k norms: scalar (one\n"
+    "                     least-squares scale per head), regression (the\n"
+    "                     normed q/k regressed on the layer input) or auto\n"
+    "                     (default: regression but for svd)\n"
     "  --heal M           deepseek-v3: none (default) or local: optimise each\n"
     "                     layer's new attention weights to match the\n"
     "                     original layer's output (docs/conversion.md,\n"
@@ -193,6 +198,9 @@ absl::StatusOr<convert::MlaExportOptions> ParseMlaFlags(const Flags& flags) {
   CARE_ASSIGN_OR_RETURN(m.latent_objective,
                         convert::ParseLatentObjective(
                             flags.StringOr("latent-objective", "attention")));
+  CARE_ASSIGN_OR_RETURN(
+      m.qk_norm_fold,
+      convert::ParseQkNormFoldMode(flags.StringOr("qk-norm-fold", "auto")));
   const std::string heal = flags.StringOr("heal", "none");
   if (heal != "none" && heal != "local") {
     return absl::InvalidArgumentError(
@@ -283,6 +291,7 @@ absl::StatusOr<convert::ConvertOptions> ParseArgs(
                                          "no-kv-balance",
                                          "no-nope-correction",
                                          "latent-objective",
+                                         "qk-norm-fold",
                                          "nope-scale-span",
                                          "heal",
                                          "heal-data",
@@ -307,7 +316,8 @@ absl::StatusOr<convert::ConvertOptions> ParseArgs(
   const bool mla = o.output_layout == convert::OutputLayout::kDeepseekV3;
   for (const char* name :
        {"rope-dim", "freqfold", "kv-lora-rank", "no-kv-balance",
-        "no-nope-correction", "latent-objective", "nope-scale-span", "heal"}) {
+        "no-nope-correction", "latent-objective", "qk-norm-fold",
+        "nope-scale-span", "heal"}) {
     if (!mla && flags.Has(name)) {
       return absl::InvalidArgumentError(
           absl::StrFormat("--%s applies to --layout deepseek-v3 only", name));

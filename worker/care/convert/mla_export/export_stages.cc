@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 #include "care/convert/mla_export/candidate_scoring.h"
+#include "care/convert/mla_export/fit_layer.h"
 #include "care/convert/mla_export/fold_only.h"
 #include "care/convert/mla_export/layer_reports.h"
 #include "care/convert/mla_export/mla_bias.h"
@@ -118,8 +119,9 @@ std::string ResumeKey(const ConvertOptions& options, const ModelConfig& c,
   std::string key = absl::StrCat(
       "balance ", options.mla.balance_kv, " nope ", options.mla.nope_correction,
       " scale ", options.mla.nope_scale_span, " objective ",
-      LatentObjectiveName(options.mla.latent_objective), " bias ",
-      c.attention_bias, " candidates");
+      LatentObjectiveName(options.mla.latent_objective), " qk-fold ",
+      mla::UsesRegressionFold(options.mla, options.method, c.attention_bias),
+      " bias ", c.attention_bias, " candidates");
   for (const mla::CandidateShape& s : shapes) {
     absl::StrAppend(&key, " ", s.rope_dim, "/", s.freqfold, "/",
                     s.kv_lora_rank);
@@ -459,6 +461,12 @@ absl::Status MlaChoose(const ConvertOptions& options, const Inputs& in,
       options.method == Method::kCare
           ? LatentObjectiveName(options.mla.latent_objective)
           : (options.method == Method::kSvd ? "weights" : "activation");
+  if (config.qk_norm) {
+    mr.qk_norm_fold = mla::UsesRegressionFold(options.mla, options.method,
+                                              config.attention_bias)
+                          ? "regression"
+                          : "scalar";
+  }
   mr.rope_theta = mla::ExportRopeTheta(config, c.rope_dim);
   mr.kv_width_per_layer_before = 2 * config.kv_width();
   mr.kv_width_per_layer_after = c.kv_lora_rank + c.rope_dim;

@@ -64,12 +64,17 @@ absl::StatusOr<CalibratedLayer> Fit(
       LoadChecked(*ctx.weights, io::names::QProj(l), {qrows, d}));
   MatrixRM w_q = q_tensor.matrix();  // [n_h·d_h, D]
   if (config.qk_norm) {
-    CARE_ASSIGN_OR_RETURN(QkNormFold f, FitQkNormFold(config, *ctx.weights, l,
-                                                      x.topRows(cal_tokens)));
+    CARE_ASSIGN_OR_RETURN(
+        QkNormFold f,
+        FitQkNormFold(config, *ctx.weights, l, x.topRows(cal_tokens),
+                      UsesRegressionFold(ctx.mla, ctx.factorize.method,
+                                         config.attention_bias)));
     folds.q_fold = std::move(f.q);
     folds.k_fold = std::move(f.k);
+    folds.q_regression = std::move(f.q_proj);
+    folds.k_regression = std::move(f.k_proj);
     w = FoldedWeights(w, folds);
-    w_q = folds.q_fold.asDiagonal() * w_q;
+    w_q = FoldedQProj(w_q, folds);
   }
   // The attention objective (latent_objective.h) needs o_proj.
   const bool attention =
@@ -149,6 +154,8 @@ absl::StatusOr<CalibratedLayer> Fit(
     }
     layer.q_fold = full.q_fold = folds.q_fold;
     layer.k_fold = full.k_fold = folds.k_fold;
+    layer.q_regression = full.q_regression = folds.q_regression;
+    layer.k_regression = full.k_regression = folds.k_regression;
     if (ctx.mla.nope_correction) {
       layer.nope_correction = full.nope_correction = nc.m;
       layer.nope_dropped_error = nc.dropped_error;
@@ -164,6 +171,22 @@ absl::StatusOr<CalibratedLayer> Fit(
 }
 
 }  // namespace
+
+bool UsesRegressionFold(const MlaExportOptions& options, Method method,
+                        bool attention_bias) {
+  // The regression replaces whole projections; a bias would need its own
+  // column (no per-head-norm model has one).
+  if (attention_bias) return false;
+  switch (options.qk_norm_fold) {
+    case QkNormFoldMode::kScalar:
+      return false;
+    case QkNormFoldMode::kRegression:
+      return true;
+    case QkNormFoldMode::kAuto:
+      break;
+  }
+  return MethodUsesData(method);
+}
 
 absl::StatusOr<CalibratedLayer> FitLayerCandidates(
     const LayerFitContext& ctx, const std::vector<CandidateShape>& candidates,

@@ -43,6 +43,11 @@ struct LayerFitContext {
   int64_t calib_seq_len = 0;      // of the calibration windows
 };
 
+// Whether Qwen3's q/k norms get the regression fold (qk_norm_fold.h):
+// `--qk-norm-fold`, with auto meaning the data-aware methods (not svd).
+bool UsesRegressionFold(const MlaExportOptions& options, Method method,
+                        bool attention_bias);
+
 // x [tokens, D]: layer l's k/v input, the first cal_tokens rows from the
 // calibration windows, the rest held out (the per-layer report's held-out
 // errors). Errors name the layer.

@@ -1,5 +1,7 @@
 #include "care/convert/mla_export/fold_only.h"
 
+#include <vector>
+
 #include "absl/strings/str_cat.h"
 #include "care/io/tensor_names.h"
 
@@ -44,6 +46,20 @@ absl::StatusOr<Tensor> FoldOnlySource::LoadF32(absl::string_view name) const {
   absl::StatusOr<Tensor> t = source_.LoadF32(name);
   if (!t.ok()) return t;
   for (int64_t l = 0; l < static_cast<int64_t>(layers_.size()); ++l) {
+    const MatrixRM* regression = nullptr;
+    if (name == io::names::QProj(l)) regression = &layers_[l].q_regression;
+    if (name == io::names::KProj(l)) regression = &layers_[l].k_regression;
+    if (regression != nullptr && regression->size() > 0) {
+      if (t->shape !=
+          std::vector<int64_t>{regression->rows(), regression->cols()}) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            name, " has ", ShapeString(t->shape), ", the regression fold [",
+            regression->rows(), ", ", regression->cols(), "]"));
+      }
+      t->data.assign(regression->data(),
+                     regression->data() + regression->size());
+      continue;
+    }
     const Eigen::VectorXf* fold = nullptr;
     if (name == io::names::QProj(l)) fold = &layers_[l].q_fold;
     if (name == io::names::KProj(l)) fold = &layers_[l].k_fold;

@@ -28,11 +28,21 @@ double MlaLayer::alpha() const { return std::ldexp(1.0, -alpha_log2); }
 
 LayerWeights FoldedWeights(const LayerWeights& weights, const MlaLayer& layer) {
   LayerWeights out = weights;
-  if (layer.k_fold.size() == out.w_k.cols()) {
+  if (layer.k_regression.rows() == out.w_k.cols()) {
+    out.w_k = layer.k_regression.transpose();  // [D, g·d_h]
+  } else if (layer.k_fold.size() == out.w_k.cols()) {
     out.w_k = out.w_k * layer.k_fold.asDiagonal();  // [D, g·d_h]
     if (out.b_k) *out.b_k = out.b_k->cwiseProduct(layer.k_fold.transpose());
   }
   return out;
+}
+
+MatrixRM FoldedQProj(const MatrixRM& q_proj, const MlaLayer& layer) {
+  if (layer.q_regression.rows() == q_proj.rows()) return layer.q_regression;
+  if (layer.q_fold.size() == q_proj.rows()) {
+    return layer.q_fold.asDiagonal() * q_proj;  // [n_h·d_h, D]
+  }
+  return q_proj;
 }
 
 absl::StatusOr<PreparedLayer> PrepareLayer(const LayerWeights& weights,

@@ -81,6 +81,10 @@ struct MlaLayer {
   // multipliers of the q_proj rows [n_h·d_h] and k_proj rows [g·d_h];
   // empty for models without per-head norms.
   Eigen::VectorXf q_fold, k_fold;
+  // The regression fold (qk_norm_fold.h): the folded q_proj [n_h·d_h, D]
+  // and k_proj [g·d_h, D] themselves, used instead of q_fold / k_fold;
+  // empty for the scalar fold.
+  MatrixRM q_regression, k_regression;
   // Attention-weighted NoPE correction (nope_correction.h): 2×2 per query
   // head and source frequency applied to the q_nope rows; empty: none.
   std::vector<Eigen::Matrix2d> nope_correction;
@@ -104,9 +108,13 @@ struct MlaLayer {
   double alpha() const;
 };
 
-// `weights` with the layer's k_fold applied (as given when it is empty):
-// the K projection the export factorizes.
+// `weights` with the layer's k fold applied (as given without one): the K
+// projection the export factorizes.
 LayerWeights FoldedWeights(const LayerWeights& weights, const MlaLayer& layer);
+
+// q_proj rows [n_h·d_h, D] with the layer's q fold applied (as given
+// without one): the query projection the export writes.
+MatrixRM FoldedQProj(const MatrixRM& q_proj, const MlaLayer& layer);
 
 // The rank-independent part of a layer's export: the rope split and the
 // full spectrum of the (balanced, scaled) joint [K_nope; V] projection, so

@@ -40,6 +40,7 @@ nlohmann::json MlaReportToJson(const MlaExportReport& r) {
       {"balance_kv", r.balance_kv},
       {"nope_correction", r.nope_correction},
       {"latent_objective", r.latent_objective},
+      {"qk_norm_fold", r.qk_norm_fold},
       {"nope_scale_span", r.nope_scale_span},
       {"rope_theta", r.rope_theta},
       {"kv_width_per_layer_before", r.kv_width_per_layer_before},

@@ -70,6 +70,9 @@ struct MlaExportReport {
   bool nope_correction = true;
   // What the joint latent minimised: attention, activation or weights (svd).
   std::string latent_objective;
+  // Qwen3's q/k norms (qk_norm_fold.h): scalar or regression; "none" for
+  // models without per-head norms.
+  std::string qk_norm_fold = "none";
   // Window of the NoPE score scale fit (nope_scale.h); 0: none.
   int64_t nope_scale_span = 0;
   bool rope_dim_auto = false, freqfold_auto = false;

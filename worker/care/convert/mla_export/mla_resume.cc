@@ -11,7 +11,7 @@
 namespace care::convert::mla {
 namespace {
 
-constexpr char kFormat[] = "care-mla-layer v1";
+constexpr char kFormat[] = "care-mla-layer v2";
 constexpr char kPassDone[] = "mla-calibrated";
 
 void WriteLayer(Writer& w, const MlaLayer& m) {
@@ -40,6 +40,8 @@ void WriteLayer(Writer& w, const MlaLayer& m) {
   w.Str(m.scaling.note);
   w.VecF(m.q_fold);
   w.VecF(m.k_fold);
+  w.MatF(m.q_regression);
+  w.MatF(m.k_regression);
   w.I64(static_cast<int64_t>(m.nope_correction.size()));
   for (const Eigen::Matrix2d& c : m.nope_correction) w.Raw(c.data(), 32);
 }
@@ -76,6 +78,8 @@ absl::StatusOr<MlaLayer> ReadLayer(Reader& r) {
   CARE_ASSIGN_OR_RETURN(m.scaling.note, r.Str());
   CARE_ASSIGN_OR_RETURN(m.q_fold, r.VecF());
   CARE_ASSIGN_OR_RETURN(m.k_fold, r.VecF());
+  CARE_ASSIGN_OR_RETURN(m.q_regression, r.MatF());
+  CARE_ASSIGN_OR_RETURN(m.k_regression, r.MatF());
   CARE_ASSIGN_OR_RETURN(int64_t n, r.I64());
   if (n < 0 || n > (int64_t{1} << 32)) {
     return absl::DataLossError(absl::StrCat("bad correction count ", n));

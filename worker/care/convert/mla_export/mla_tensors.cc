@@ -69,7 +69,11 @@ absl::StatusOr<AttentionTensors> BuildAttentionTensors(
     wq.col(d) =
         Eigen::Map<const Eigen::VectorXf>(q_bias->data.data(), num_heads * dh);
   }
-  if (mla.q_fold.size() == wq.rows()) wq = mla.q_fold.asDiagonal() * wq;
+  if (mla.q_regression.rows() == wq.rows()) {
+    wq.leftCols(d) = mla.q_regression;  // no biases with this fold
+  } else if (mla.q_fold.size() == wq.rows()) {
+    wq = mla.q_fold.asDiagonal() * wq;
+  }
 
   MatrixRM q(num_heads * (dh + rope), wq.cols());  // [n_h·(d_h + R), D(+1)]
   for (int64_t h = 0; h < num_heads; ++h) {

@@ -29,4 +29,25 @@ std::string LatentObjectiveName(LatentObjective objective) {
   return objective == LatentObjective::kActivation ? "activation" : "attention";
 }
 
+absl::StatusOr<QkNormFoldMode> ParseQkNormFoldMode(absl::string_view name) {
+  if (name == "auto") return QkNormFoldMode::kAuto;
+  if (name == "scalar") return QkNormFoldMode::kScalar;
+  if (name == "regression") return QkNormFoldMode::kRegression;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown q/k norm fold \"", name,
+                   "\"; expected auto, scalar or regression"));
+}
+
+std::string QkNormFoldModeName(QkNormFoldMode mode) {
+  switch (mode) {
+    case QkNormFoldMode::kScalar:
+      return "scalar";
+    case QkNormFoldMode::kRegression:
+      return "regression";
+    case QkNormFoldMode::kAuto:
+      break;
+  }
+  return "auto";
+}
+
 }  // namespace care::convert

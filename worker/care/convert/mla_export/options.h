@@ -29,6 +29,16 @@ enum class LatentObjective { kAttention, kActivation };
 absl::StatusOr<LatentObjective> ParseLatentObjective(absl::string_view name);
 std::string LatentObjectiveName(LatentObjective objective);
 
+// How Qwen3's per-head q_norm / k_norm become linear maps (qk_norm_fold.h):
+// one least-squares scale per head (kScalar), or the regression of the
+// normed queries / keys on the layer input (kRegression); kAuto: regression
+// for the data-aware methods (care, pca), the scalar fold for svd.
+enum class QkNormFoldMode { kAuto, kScalar, kRegression };
+
+// "auto" | "scalar" | "regression"; InvalidArgument listing them otherwise.
+absl::StatusOr<QkNormFoldMode> ParseQkNormFoldMode(absl::string_view name);
+std::string QkNormFoldModeName(QkNormFoldMode mode);
+
 struct MlaExportOptions {
   int64_t rope_dim = 0;      // qk_rope_head_dim R; 0 = auto
   int64_t freqfold = 0;      // K; 0 = auto
@@ -44,6 +54,8 @@ struct MlaExportOptions {
   int64_t nope_scale_span = 256;
   // `--latent-objective`; applies to method care (pca and svd keep theirs).
   LatentObjective latent_objective = LatentObjective::kAttention;
+  // `--qk-norm-fold`: models with per-head q/k norms (Qwen3) only.
+  QkNormFoldMode qk_norm_fold = QkNormFoldMode::kAuto;
 
   // Layer-wise healing after the factorization (heal_stage.h,
   // docs/conversion.md "Healing"): `--heal local`.
