@@ -62,12 +62,15 @@ def main():
     p.add_argument("--models", default=",".join(m for m, _, _ in MODELS))
     p.add_argument("--saves", default=",".join(str(s) for s in SAVES))
     p.add_argument("--json")
+    p.add_argument("--refine", type=int, default=0,
+                   help="also run care with --latent-refine N on its split")
     args = p.parse_args()
     os.makedirs(args.workdir, exist_ok=True)
     rows = []
     print("| model | KV save | original | latent care-auto | partial RoPE only"
-          " | dsv3 svd | dsv3 pca | dsv3 care | split (R/K, r) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          " | dsv3 svd | dsv3 pca | dsv3 care | split (R/K, r) |" +
+          (f" care refine {args.refine} |" if args.refine else ""))
+    print("|---|---|---|---|---|---|---|---|---|" + "---|" * bool(args.refine))
     for model, cal, ev in MODELS:
         if model not in args.models.split(","):
             continue
@@ -83,6 +86,11 @@ def main():
                       "dsv3-pca")
             svd = run(args, model, cal, ev, save, split + ["--method", "svd"],
                       "dsv3-svd")
+            refined = None
+            if args.refine:
+                refined = run(args, model, cal, ev, save, split + [
+                    "--latent-refine", str(args.refine)],
+                    f"dsv3-care-refine{args.refine}")["converted"]["ppl"]
             row = {
                 "model": model, "kv_save": save,
                 "original": care["original"]["ppl"],
@@ -94,6 +102,7 @@ def main():
                 "rope_dim": d["rope_dim"], "freqfold": d["freqfold"],
                 "kv_lora_rank": d["kv_lora_rank"],
                 "candidates": d["candidates"],
+                "dsv3_care_refined": refined,
             }
             rows.append(row)
             print(f"| {model} | {save * 100:g} % | {row['original']:.2f} | "
@@ -101,7 +110,8 @@ def main():
                   f"{row['partial_rope_only']:.2f} | {row['dsv3_svd']:.2f} | "
                   f"{row['dsv3_pca']:.2f} | {row['dsv3_care']:.2f} | "
                   f"{row['rope_dim']}/{row['freqfold']}, "
-                  f"{row['kv_lora_rank']} |", flush=True)
+                  f"{row['kv_lora_rank']} |" +
+                  (f" {refined:.2f} |" if args.refine else ""), flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=2)

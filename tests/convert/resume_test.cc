@@ -148,7 +148,9 @@ TEST_F(ResumeTest, FinishedCalibrationAndOriginalScoresAreReused) {
     }
     if (t.stage == "evaluate") {
       for (const StageTiming& ref : reference.timings) {
-        if (ref.stage == "evaluate") EXPECT_NEAR(t.flops, ref.flops / 2, 1);
+        if (ref.stage == "evaluate") {
+          EXPECT_NEAR(t.flops, ref.flops / 2, 1);
+        }
       }
     }
   }

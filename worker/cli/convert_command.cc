@@ -33,7 +33,7 @@ constexpr char kUsage[] =
     "         [--freqfold K|auto] [--kv-lora-rank N] [--no-kv-balance]\n"
     "         [--no-nope-correction] [--nope-scale-span N]\n"
     "         [--latent-objective attention|activation]\n"
-    "         [--qk-norm-fold auto|scalar|regression]\n"
+    "         [--qk-norm-fold auto|scalar|regression] [--latent-refine N]\n"
     "         [--heal local|none [--heal-data DATA]\n"
     "         [--heal-tokens N] [--heal-steps N] [--heal-inputs "
     "original|healed]"
@@ -82,6 +82,9 @@ constexpr char kUsage[] =
     "  --latent-objective O  deepseek-v3 with care: attention (default:\n"
     "                     query-weighted K_nope, o_proj-weighted V) or\n"
     "                     activation (plain [K_nope; V] error, as pca)\n"
+    "  --latent-refine N  deepseek-v3 with care: rounds of the alternating\n"
+    "                     fit of the latent with V measured under the\n"
+    "                     attention-averaged inputs (default 0: off)\n"
     "  --qk-norm-fold F   deepseek-v3, Qwen3's q/k norms: scalar (one\n"
     "                     least-squares scale per head), regression (the\n"
     "                     normed q/k regressed on the layer input) or auto\n"
@@ -189,6 +192,11 @@ absl::StatusOr<convert::MlaExportOptions> ParseMlaFlags(const Flags& flags) {
   }
   m.balance_kv = !flags.Bool("no-kv-balance");
   m.nope_correction = !flags.Bool("no-nope-correction");
+  CARE_ASSIGN_OR_RETURN(m.latent_refine,
+                        flags.IntOr("latent-refine", m.latent_refine));
+  if (m.latent_refine < 0 || m.latent_refine > 100) {
+    return absl::InvalidArgumentError("--latent-refine must be in [0, 100]");
+  }
   CARE_ASSIGN_OR_RETURN(m.nope_scale_span,
                         flags.IntOr("nope-scale-span", m.nope_scale_span));
   if (m.nope_scale_span < 0) {
@@ -292,6 +300,7 @@ absl::StatusOr<convert::ConvertOptions> ParseArgs(
                                          "no-nope-correction",
                                          "latent-objective",
                                          "qk-norm-fold",
+                                         "latent-refine",
                                          "nope-scale-span",
                                          "heal",
                                          "heal-data",
@@ -317,7 +326,7 @@ absl::StatusOr<convert::ConvertOptions> ParseArgs(
   for (const char* name :
        {"rope-dim", "freqfold", "kv-lora-rank", "no-kv-balance",
         "no-nope-correction", "latent-objective", "qk-norm-fold",
-        "nope-scale-span", "heal"}) {
+        "latent-refine", "nope-scale-span", "heal"}) {
     if (!mla && flags.Has(name)) {
       return absl::InvalidArgumentError(
           absl::StrFormat("--%s applies to --layout deepseek-v3 only", name));

@@ -119,7 +119,8 @@ std::string ResumeKey(const ConvertOptions& options, const ModelConfig& c,
   std::string key = absl::StrCat(
       "balance ", options.mla.balance_kv, " nope ", options.mla.nope_correction,
       " scale ", options.mla.nope_scale_span, " objective ",
-      LatentObjectiveName(options.mla.latent_objective), " qk-fold ",
+      LatentObjectiveName(options.mla.latent_objective), " refine ",
+      options.mla.latent_refine, " qk-fold ",
       mla::UsesRegressionFold(options.mla, options.method, c.attention_bias),
       " bias ", c.attention_bias, " candidates");
   for (const mla::CandidateShape& s : shapes) {

@@ -8,6 +8,7 @@
 #include "base/status_macros.h"
 #include "care/convert/covariance.h"
 #include "care/convert/latent_layer.h"
+#include "care/convert/mla_export/attended_inputs.h"
 #include "care/convert/mla_export/latent_objective.h"
 #include "care/convert/mla_export/mla_bias.h"
 #include "care/convert/mla_export/nope_correction.h"
@@ -17,6 +18,10 @@
 
 namespace care::convert::mla {
 namespace {
+
+// Calibration tokens the attended-input moments read at most (the first
+// ones): 32 windows of 256 at the NoPE scale's span.
+constexpr int64_t kAttendedTokens = 8192;
 
 MlaLayerReport LayerReport(const MlaLayer& layer, const KvErrors& heldout) {
   MlaLayerReport r;
@@ -88,6 +93,27 @@ absl::StatusOr<CalibratedLayer> Fit(
     o_proj = o_tensor.matrix();
   }
   CalibratedLayer out;
+  // V's regression metric (attended_inputs.h): candidate-independent, on the
+  // NoPE scale's long windows (consecutive calibration windows as one).
+  std::vector<Eigen::MatrixXd> value_moments;
+  if (attention && ctx.mla.latent_refine > 0) {
+    RopeSplit shape_only;
+    shape_only.shape = {config.num_key_value_heads, config.head_dim, 0, 1};
+    NopeCorrectionInputs ai;
+    ai.w_q = &w_q;
+    ai.w_k = &w.w_k;
+    ai.rope = &shape_only;
+    ai.inv_freq = ctx.freqs.inv_freq;
+    ai.num_heads = config.num_attention_heads;
+    ai.seq_len = NopeScaleWindow(
+        std::max<int64_t>(ctx.mla.nope_scale_span, ctx.calib_seq_len),
+        config.max_position_embeddings, ctx.calib_seq_len, cal_tokens);
+    const int64_t rows =
+        std::max(ai.seq_len, std::min(cal_tokens, kAttendedTokens) /
+                                 ai.seq_len * ai.seq_len);
+    CARE_ASSIGN_OR_RETURN(value_moments,
+                          AttendedInputMoments(ai, x.topRows(rows)));
+  }
   for (const CandidateShape& cand : candidates) {
     MlaLayerOptions mo;
     mo.num_heads = config.num_attention_heads;
@@ -141,6 +167,10 @@ absl::StatusOr<CalibratedLayer> Fit(
           mo.metric,
           BuildAttentionMetric(q_rows, o_proj, stats.covariance,
                                config.num_key_value_heads, config.head_dim));
+    }
+    if (!mo.metric.empty()) {
+      mo.value_moments = value_moments;
+      mo.latent_refine_rounds = static_cast<int>(ctx.mla.latent_refine);
     }
     CARE_ASSIGN_OR_RETURN(PreparedLayer prepared, PrepareLayer(w, stats, mo));
     CARE_ASSIGN_OR_RETURN(MlaLayer layer,

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "care/convert/mla_export/latent_refine.h"
 #include "care/convert/mla_export/mla_bias.h"
 
 namespace care::convert::mla {
@@ -148,6 +149,27 @@ absl::StatusOr<MlaLayer> TruncatePrepared(const PreparedLayer& prepared,
                   covariance, options.factorize.damping);  // [r, 2·g·d_h]
     out.up_k = up.leftCols(width).cast<float>();
     out.up_v = up.rightCols(width).cast<float>();
+    if (static_cast<int64_t>(options.value_moments.size()) ==
+        options.rope.num_kv_heads) {
+      // V under the attended inputs' moments: the latent refined for both
+      // halves' metrics (latent_refine.h).
+      const Eigen::MatrixXd plain = prepared.plain.cast<double>();
+      const Eigen::MatrixXd wk = plain.leftCols(width);   // [D, g·d_h]
+      const Eigen::MatrixXd wv = plain.rightCols(width);  // [D, g·d_h]
+      LatentRefineInputs ri;
+      ri.w_k = &wk;
+      ri.w_v = &wv;
+      ri.covariance = &covariance;
+      ri.value_moments = &options.value_moments;
+      ri.metric = &options.metric;
+      ri.head_dim = options.rope.head_dim;
+      ri.damping = options.factorize.damping;
+      ri.rounds = options.latent_refine_rounds;
+      const LatentRefineResult rr = RefineLatent(ri, out.w_down.cast<double>());
+      out.w_down = rr.w_down.cast<float>();
+      out.up_k = rr.up_k.cast<float>();
+      out.up_v = rr.up_v.cast<float>();
+    }
   }
 
   // α: the power of two meeting the norm's linear-regime target on the

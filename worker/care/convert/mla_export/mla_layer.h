@@ -46,6 +46,13 @@ struct MlaLayerOptions {
   // The attention objective's weights (latent_objective.h); empty: the
   // plain activation objective.
   AttentionMetric metric;
+  // With `metric`: [g] second moments [D, D] of the attention-averaged
+  // inputs (attended_inputs.h); V's up-projection of KV head j is then its
+  // regression on the latent under the j-th, not under C. Empty: C.
+  std::vector<Eigen::MatrixXd> value_moments;
+  // With value_moments: rounds of the alternating latent fit
+  // (latent_refine.h).
+  int latent_refine_rounds = 4;
   // Target of α²·E[mean(c²)] / (2·eps): the expected relative error of the
   // latent norm's linear regime; α is the power of two that meets it.
   double norm_error_target = 0x1p-30;

@@ -54,6 +54,12 @@ struct MlaExportOptions {
   int64_t nope_scale_span = 256;
   // `--latent-objective`; applies to method care (pca and svd keep theirs).
   LatentObjective latent_objective = LatentObjective::kAttention;
+  // `--latent-refine N`, with the attention objective: rounds of the
+  // alternating fit of the joint latent with V measured under the
+  // attention-averaged inputs (latent_refine.h, attended_inputs.h); 0: the
+  // joint factorization's latent, V under C (the default: the refinement
+  // helps most cells of docs/quality.md but not all).
+  int64_t latent_refine = 0;
   // `--qk-norm-fold`: models with per-head q/k norms (Qwen3) only.
   QkNormFoldMode qk_norm_fold = QkNormFoldMode::kAuto;
 
