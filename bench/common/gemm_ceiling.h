@@ -16,12 +16,14 @@ struct GemmCeiling {
   double wall_gflops = 0;  // GFLOP per wall second
   double cpu_gflops = 0;   // GFLOP per CPU second (all threads)
   int threads = 0;         // Eigen's thread count during the measurement
+  const char* isa = "";    // the dispatched GEMM kernels (cpu_gemm.h)
 };
 
-// Best of three Eigen C = A·B on square float32 matrices of each size (the
+// Best of three C = A·B on square float32 matrices of each size (the
 // shapes the engine feeds Eigen are large and similar), on Eigen's current
-// thread count (care::engine::SetEngineThreads). `verbose` prints the best so
-// far after each size.
+// thread count (care::engine::SetEngineThreads), by Eigen's parallel GEMM
+// and by the dispatched kernels split by rows (cpu_gemm.h); the faster.
+// `verbose` prints the best so far after each size.
 GemmCeiling MeasureGemmCeiling(const std::vector<int>& sizes, bool verbose);
 
 }  // namespace care::bench

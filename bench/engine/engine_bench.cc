@@ -179,8 +179,8 @@ absl::Status Run(const std::vector<std::string>& args) {
   const double cpu_ceiling = std::max(before.cpu_gflops, after.cpu_gflops);
   std::printf(
       "fp32 GEMM ceiling (best of before/after): %.1f GFLOP/s wall, %.1f "
-      "GFLOP per CPU-second\n",
-      ceiling, cpu_ceiling);
+      "GFLOP per CPU-second (%s kernels)\n",
+      ceiling, cpu_ceiling, after.isa);
 
   // Useful FLOPs: 2 per multiply-add of every projection; causal attention
   // 2·T·(T+1)/2·d_h for QKᵀ and again for PV per head and window; the head

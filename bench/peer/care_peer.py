@@ -453,6 +453,13 @@ def main():
     work = args.work or tempfile.mkdtemp(prefix="care_peer_")
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads),
                OPENBLAS_NUM_THREADS=str(args.threads))
+    coretype = openblas_coretype()
+    if coretype:
+        env["OPENBLAS_CORETYPE"] = coretype
+        print(f"peer: OpenBLAS does not know this CPU and chose its generic "
+              f"Prescott (SSE3) kernels; the peer runs with "
+              f"OPENBLAS_CORETYPE={coretype}, what the CPU flags allow",
+              flush=True)
     peer_cmd = [sys.executable, os.path.abspath(__file__), "--peer-only",
                 "--model", args.model, "--data", args.data,
                 "--kv-save", str(args.kv_save),
@@ -501,6 +508,43 @@ def main():
                   f"ppl {m['ppl'][0]:.4f} -> {m['ppl'][1]:.4f} "
                   f"(load avg {load:.2f})", flush=True)
     summarize(runs, args)
+
+
+def openblas_coretype():
+    """OPENBLAS_CORETYPE for the peer, or None to leave OpenBLAS's choice.
+
+    Debian's OpenBLAS 0.3.21 picks its kernels from the CPU model and falls
+    back to SSE3 "Prescott" kernels on models it does not know (e.g. a
+    2-vCPU Xeon with family 6 model 207): ~24 instead of ~116 GFLOP per
+    CPU-second there. That would flatter care-worker, so the peer then runs
+    with the kernels the CPU's flags allow, as a newer OpenBLAS would pick.
+    Asked in a child process so that this driver never maps OpenBLAS.
+    """
+    if "OPENBLAS_CORETYPE" in os.environ:
+        return None
+    probe = ("import ctypes, ctypes.util\n"
+             "for name in ('openblas', 'blas'):\n"
+             "    p = ctypes.util.find_library(name)\n"
+             "    if not p: continue\n"
+             "    lib = ctypes.CDLL(p)\n"
+             "    if hasattr(lib, 'openblas_get_corename'):\n"
+             "        lib.openblas_get_corename.restype = ctypes.c_char_p\n"
+             "        print(lib.openblas_get_corename().decode()); break\n")
+    try:
+        core = subprocess.run([sys.executable, "-c", probe], check=True,
+                              capture_output=True, text=True).stdout.strip()
+        with open("/proc/cpuinfo") as f:
+            flags = next((ln.split(":", 1)[1].split() for ln in f
+                          if ln.startswith("flags")), [])
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    if core.lower() != "prescott":
+        return None
+    if "avx512f" in flags:
+        return "SkylakeX"
+    if "avx2" in flags:
+        return "Haswell"
+    return None
 
 
 def med(xs):

@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "care/compute/cpu_gemm.h"
 #include "care/io/dtype.h"
 
 namespace care::compute {
@@ -36,85 +37,67 @@ absl::Status CheckSame(const char* op, const Matrix& a, const Matrix& b) {
   return CheckShape(op, "second operand", b, a.rows, a.cols);
 }
 
-// Rows of x per thread below which Linear keeps Eigen's own parallel GEMM.
+// Split thresholds of ThreadedGemm: at least this many rows of the split
+// operand per thread.
 constexpr int64_t kMinRowsPerThread = 256;
-
-// y (+)= x·wᵀ with the rows of x split across the OpenMP threads, one serial
-// GEMM per thread. Eigen's parallel GEMM shares its packed panels between
-// threads and waits at a barrier per panel; on 2 cores that spinning took
-// 8.7 % of a conversion's cycles (perf, docs/performance.md "Against
-// PyTorch"). Independent row blocks need no synchronisation; each thread
-// packs its own copy of the weight panel, a small cost next to
-// ≥ kMinRowsPerThread rows of products. Returns false when the rows are too
-// few (or already inside a parallel region) to split.
-// Below this many rows of x per thread, Linear splits the weight's rows
-// (the output columns) across the threads instead of x's rows: every thread
-// packs only its slice of the weight for the GEMM, where a row split has each
-// thread pack all of it for few rows of products. At evaluation shapes (1,022
-// rows, 2 threads) packing the weight was ~4 % of a 1B conversion's cycles.
+// Below this many rows of A per thread, ThreadedGemm splits the output
+// columns (B's slice) across the threads instead of A's rows: every thread
+// packs only its slice of B, where a row split has each thread pack all of
+// it for few rows of products. At evaluation shapes (1,022 rows, 2 threads)
+// packing the weight was ~4 % of a 1B conversion's cycles.
 constexpr int64_t kColumnSplitRowsPerThread = 1024;
 
 // Elements per chunk of LoadWeight's parallel conversion (1 MiB of output).
 constexpr int64_t kConvertChunk = int64_t{1} << 18;
 
-// y (+)= x·wᵀ with the rows of w (columns of y) split across the OpenMP
-// threads, one serial GEMM per thread on its slice of the weight.
-bool LinearColumnSplit(const Matrix& x, const Weight& w, Matrix* y,
-                       bool accumulate) {
-  const int threads = omp_get_max_threads();
-  if (threads < 2 || omp_in_parallel() ||
-      x.rows >= threads * kColumnSplitRowsPerThread ||
-      w.rows < threads * kMinRowsPerThread || x.rows < kMinRowsPerThread) {
-    return false;
+// g on the OpenMP threads, one serial dispatched GEMM (cpu_gemm.h) per block
+// of output columns or of rows, or on this thread when the product is too
+// small to split or already inside a parallel region. Eigen's own parallel
+// GEMM shares packed panels between threads and waits at a barrier per
+// panel (8.7 % of a conversion's cycles on 2 cores; docs/performance.md
+// "Against PyTorch"). Every path runs the same kernel with the same k order
+// per element, so the split never changes the bits (the evaluation of a
+// model pair and of one model agree exactly).
+void ThreadedGemm(const cpu_gemm::Gemm& g, bool transpose_b) {
+  auto run = [transpose_b](const cpu_gemm::Gemm& part) {
+    if (transpose_b) {
+      cpu_gemm::GemmNT(part);
+    } else {
+      cpu_gemm::GemmNN(part);
+    }
+  };
+  const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+  const bool by_columns = threads >= 2 &&
+                          g.m < threads * kColumnSplitRowsPerThread &&
+                          g.n >= threads * kMinRowsPerThread;
+  const bool by_rows =
+      threads >= 2 && !by_columns && g.m >= threads * kMinRowsPerThread;
+  if (!by_columns && !by_rows) {
+    run(g);
+    return;
   }
 #pragma omp parallel num_threads(threads)
   {
-    const int64_t t = omp_get_thread_num(), n = omp_get_num_threads();
-    // Blocks of whole 8-row groups of the weight (register blocking).
-    const int64_t groups = (w.rows + 7) / 8;
-    const int64_t c0 = std::min(w.rows, groups * t / n * 8);
-    const int64_t c1 = std::min(w.rows, groups * (t + 1) / n * 8);
-    if (c1 > c0) {
-      MapRM out = Map(y);
-      const auto weight = Map(w).middleRows(c0, c1 - c0);  // [c1 - c0, in]
-      if (accumulate) {
-        out.middleCols(c0, c1 - c0).noalias() +=
-            Map(x) * weight.transpose();  // [rows, c1 - c0]
-      } else {
-        out.middleCols(c0, c1 - c0).noalias() =
-            Map(x) * weight.transpose();  // [rows, c1 - c0]
+    const int64_t t = omp_get_thread_num(), k = omp_get_num_threads();
+    // Blocks of whole 8-row (or 8-column) groups (register blocking).
+    const int64_t extent = by_columns ? g.n : g.m;
+    const int64_t groups = (extent + 7) / 8;
+    const int64_t i0 = std::min(extent, groups * t / k * 8);
+    const int64_t i1 = std::min(extent, groups * (t + 1) / k * 8);
+    if (i1 > i0) {
+      cpu_gemm::Gemm part = g;
+      if (by_columns) {  // C[:, i0:i1] (+)= A · op(B)[:, i0:i1]
+        part.n = i1 - i0;
+        part.b = g.b + (transpose_b ? i0 * g.ldb : i0);
+        part.c = g.c + i0;
+      } else {  // C[i0:i1] (+)= A[i0:i1] · op(B)
+        part.m = i1 - i0;
+        part.a = g.a + i0 * g.lda;
+        part.c = g.c + i0 * g.ldc;
       }
+      run(part);
     }
   }
-  return true;
-}
-
-bool LinearRowSplit(const Matrix& x, const Weight& w, Matrix* y,
-                    bool accumulate) {
-  const int threads = omp_get_max_threads();
-  if (threads < 2 || omp_in_parallel() ||
-      x.rows < threads * kMinRowsPerThread) {
-    return false;
-  }
-#pragma omp parallel num_threads(threads)
-  {
-    const int64_t t = omp_get_thread_num(), n = omp_get_num_threads();
-    // Blocks of whole 8-row groups (Eigen's register blocking).
-    const int64_t groups = (x.rows + 7) / 8;
-    const int64_t r0 = std::min(x.rows, groups * t / n * 8);
-    const int64_t r1 = std::min(x.rows, groups * (t + 1) / n * 8);
-    if (r1 > r0) {
-      // Inside the region Eigen runs the GEMM on this thread alone.
-      MapRM out(y->data + r0 * y->cols, r1 - r0, y->cols);
-      const ConstMapRM in(x.data + r0 * x.cols, r1 - r0, x.cols);
-      if (accumulate) {
-        out.noalias() += in * Map(w).transpose();  // [r1 - r0, out]
-      } else {
-        out.noalias() = in * Map(w).transpose();  // [r1 - r0, out]
-      }
-    }
-  }
-  return true;
 }
 
 }  // namespace
@@ -240,13 +223,18 @@ absl::Status CpuBackend::Linear(const Matrix& x, const Weight& w,
   MapRM out = Map(y);
   if (x.cols == 0) {
     if (!accumulate) out.setZero();
-  } else if (!LinearColumnSplit(x, w, y, accumulate) &&
-             !LinearRowSplit(x, w, y, accumulate)) {
-    if (accumulate) {
-      out.noalias() += Map(x) * Map(w).transpose();  // [n, out]
-    } else {
-      out.noalias() = Map(x) * Map(w).transpose();  // [n, out]
-    }
+  } else {  // y [n, out] (+)= x [n, in] · wᵀ
+    ThreadedGemm({.m = x.rows,
+                  .n = w.rows,
+                  .k = x.cols,
+                  .a = x.data,
+                  .lda = x.cols,
+                  .b = static_cast<const float*>(w.data),
+                  .ldb = w.cols,
+                  .c = y->data,
+                  .ldc = y->cols,
+                  .accumulate = accumulate},
+                 /*transpose_b=*/true);
   }
   if (bias != nullptr) out.rowwise() += ConstMapRow(bias->data, bias->cols);
   return absl::OkStatus();
@@ -259,19 +247,20 @@ absl::Status CpuBackend::MatMul(const Matrix& a, const Matrix& b,
   CARE_RETURN_IF_ERROR(CheckShape("MatMul", "a", a, a.rows, k));
   CARE_RETURN_IF_ERROR(CheckShape("MatMul", "c", *c, a.rows, m));
   if (c->size() == 0) return absl::OkStatus();
-  MapRM out = Map(c);
   if (k == 0) {
-    if (!accumulate) out.setZero();
-  } else if (transpose_b) {
-    if (accumulate) {
-      out.noalias() += Map(a) * Map(b).transpose();
-    } else {
-      out.noalias() = Map(a) * Map(b).transpose();
-    }
-  } else if (accumulate) {
-    out.noalias() += Map(a) * Map(b);
-  } else {
-    out.noalias() = Map(a) * Map(b);
+    if (!accumulate) Map(c).setZero();
+  } else {  // c [a.rows, m] (+)= a · op(b)
+    ThreadedGemm({.m = a.rows,
+                  .n = m,
+                  .k = k,
+                  .a = a.data,
+                  .lda = a.cols,
+                  .b = b.data,
+                  .ldb = b.cols,
+                  .c = c->data,
+                  .ldc = c->cols,
+                  .accumulate = accumulate},
+                 transpose_b);
   }
   return absl::OkStatus();
 }

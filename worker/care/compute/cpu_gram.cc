@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 #include "care/compute/cpu_backend.h"
+#include "care/compute/cpu_gemm.h"
 #include "care/compute/gram_update.h"
 
 namespace care::compute::cpu {
@@ -121,9 +122,18 @@ absl::Status AccumulateGram(const float* x, int64_t rows, int64_t dim,
       const int64_t j0 = pairs[p].second * kTile;
       const int64_t ni = std::min(kTile, dim - i0);
       const int64_t nj = std::min(kTile, dim - j0);
-      // [ni, nj] float32 product, accumulated in float64.
-      const Eigen::MatrixXf tile =
-          block.middleCols(i0, ni).transpose() * block.middleCols(j0, nj);
+      // [ni, nj] float32 product, accumulated in float64. The column-major
+      // column slices are row-major [ni, n] and [nj, n]: tile = A·Bᵀ.
+      cpu::MatrixRM tile(ni, nj);
+      cpu_gemm::GemmNT({.m = ni,
+                        .n = nj,
+                        .k = n,
+                        .a = block.data() + i0 * n,
+                        .lda = n,
+                        .b = block.data() + j0 * n,
+                        .ldb = n,
+                        .c = tile.data(),
+                        .ldc = nj});
       sum->block(i0, j0, ni, nj) += tile.cast<double>();
     }
     *abs_sum += block.cwiseAbs().colwise().sum().transpose().cast<double>();

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/annotate.h"
 #include "base/status_macros.h"
+#include "care/compute/cpu_gemm.h"
 #include "care/convert/covariance.h"
 #include "care/convert/resume_state.h"
 
@@ -87,8 +88,16 @@ absl::StatusOr<Eigen::MatrixXd> ProjectedGram(
     const int64_t groups = (n + 7) / 8;
     const int64_t r0 = std::min(n, groups * t / k * 8);
     const int64_t r1 = std::min(n, groups * (t + 1) / k * 8);
-    if (r1 > r0) {
-      p.middleRows(r0, r1 - r0).noalias() = x.middleRows(r0, r1 - r0) * w;
+    if (r1 > r0) {  // p[r0:r1] = x[r0:r1] · w   [r1 - r0, out]
+      compute::cpu_gemm::GemmNN({.m = r1 - r0,
+                                 .n = out,
+                                 .k = x.cols(),
+                                 .a = x.data() + r0 * x.outerStride(),
+                                 .lda = x.outerStride(),
+                                 .b = w.data(),
+                                 .ldb = w.cols(),
+                                 .c = p.data() + r0 * out,
+                                 .ldc = out});
     }
   }
   CovarianceAccumulator gram(out);
