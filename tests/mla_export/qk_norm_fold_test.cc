@@ -19,45 +19,14 @@
 #include "care/io/model.h"
 #include "care/io/tensor_names.h"
 #include "convert/pipeline_test_util.h"
+#include "mla_export/qwen3_layer_input.h"
 #include "support/fixtures.h"
 
 namespace care::convert::mla {
 namespace {
 
-constexpr int64_t kLayer = 1;
-constexpr int64_t kSeqLen = 32;
-constexpr int64_t kCalWindows = 96, kHeldWindows = 32;
-
-struct Fixture {
-  io::Model model;
-  MatrixRM x;  // [tokens, D] layer kLayer's attention input, calibration first
-  int64_t cal_tokens = 0;
-};
-
-const Fixture* Load() {
-  static const Fixture* f = []() -> const Fixture* {
-    auto model = io::OpenModel(::care::testing::FixturePath("tinyqwen3-hf"),
-                               engine::Families());
-    if (!model.ok()) return nullptr;
-    auto* out = new Fixture{std::move(*model), {}, kCalWindows * kSeqLen};
-    auto fwd = engine::LayerwiseForward::Create(
-        out->model.config, *out->model.weights,
-        testing::FirstWindows(kCalWindows + kHeldWindows, kSeqLen));
-    if (!fwd.ok()) return nullptr;
-    engine::LayerHooks hooks;
-    hooks.on_kv_input = [&](int64_t l,
-                            const compute::Matrix& xm) -> absl::Status {
-      if (l != kLayer) return absl::OkStatus();
-      auto x = engine::DownloadMatrix((*fwd)->backend(), xm);
-      if (!x.ok()) return x.status();
-      out->x = std::move(*x);
-      return absl::OkStatus();
-    };
-    if (!(*fwd)->RunLayers(kLayer + 1, hooks).ok()) return nullptr;
-    return out;
-  }();
-  return f;
-}
+using Fixture = Qwen3LayerInput;
+const Fixture* Load() { return LoadQwen3LayerInput(); }
 
 struct FoldErrors {
   double q = 0, k = 0, score = 0;  // relative squared errors

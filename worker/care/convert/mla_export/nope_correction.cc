@@ -5,26 +5,37 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 
 namespace care::convert::mla {
 
-absl::StatusOr<NopeCorrection> FitNopeCorrection(
-    const NopeCorrectionInputs& in, const Eigen::Ref<const MatrixRM>& x) {
+absl::Status CheckNopeInputs(const NopeCorrectionInputs& in,
+                             const Eigen::Ref<const MatrixRM>& x,
+                             absl::string_view what) {
   if (in.w_q == nullptr || in.w_k == nullptr || in.rope == nullptr) {
-    return absl::InvalidArgumentError("nope correction: missing inputs");
+    return absl::InvalidArgumentError(absl::StrCat(what, ": missing inputs"));
   }
   const int64_t dh = in.rope->shape.head_dim, half = dh / 2;
   const int64_t g = in.rope->shape.num_kv_heads, n_h = in.num_heads;
   const int64_t d = x.cols(), t_len = in.seq_len;
-  if (n_h < 1 || n_h % g != 0 || in.w_q->rows() != n_h * dh ||
+  if (n_h < 1 || g < 1 || n_h % g != 0 || in.w_q->rows() != n_h * dh ||
       in.w_q->cols() != d || in.w_k->rows() != d || in.w_k->cols() != g * dh ||
       static_cast<int64_t>(in.inv_freq.size()) != half || t_len < 1 ||
       x.rows() % t_len != 0) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "nope correction: inconsistent shapes (q_proj ", in.w_q->rows(), "x",
+        what, ": inconsistent shapes (q_proj ", in.w_q->rows(), "x",
         in.w_q->cols(), ", k ", in.w_k->rows(), "x", in.w_k->cols(), ", x ",
         x.rows(), "x", d, ", seq_len ", t_len, ")"));
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<NopeCorrection> FitNopeCorrection(
+    const NopeCorrectionInputs& in, const Eigen::Ref<const MatrixRM>& x) {
+  CARE_RETURN_IF_ERROR(CheckNopeInputs(in, x, "nope correction"));
+  const int64_t dh = in.rope->shape.head_dim, half = dh / 2;
+  const int64_t g = in.rope->shape.num_kv_heads, n_h = in.num_heads;
+  const int64_t t_len = in.seq_len;
   const int64_t group = n_h / g, windows = x.rows() / t_len;
   const int64_t cells = n_h * half;
   std::vector<Eigen::Matrix4d> a(cells, Eigen::Matrix4d::Zero());

@@ -20,7 +20,9 @@
 #include <cstdint>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "care/convert/mla_export/rope_split.h"
 #include "care/io/tensor.h"
 
@@ -34,6 +36,14 @@ struct NopeCorrectionInputs {
   int64_t num_heads = 0;         // n_h
   int64_t seq_len = 0;           // tokens per calibration window
 };
+
+// Checks `in` (q/k projections, rope shape, inv_freq) against x
+// [windows·seq_len, D]: InvalidArgument "<what>: inconsistent shapes (...)"
+// with every shape otherwise. Shared by the fits that read the source's
+// attention on whole windows (nope correction and scale, attended inputs).
+absl::Status CheckNopeInputs(const NopeCorrectionInputs& in,
+                             const Eigen::Ref<const MatrixRM>& x,
+                             absl::string_view what);
 
 // [n_h·d_h, n_h·d_h] block-diagonal map for the q rows of every head:
 // per head h and pair f, rows (f, f + d_h/2) of q_h become M_{h,f}ᵀ times

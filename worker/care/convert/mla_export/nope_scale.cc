@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 
 namespace care::convert::mla {
 namespace {
@@ -100,20 +101,14 @@ double Minimise(const HeadScores& s) {
 absl::StatusOr<NopeScale> FitNopeScale(const NopeCorrectionInputs& in,
                                        const std::vector<Eigen::Matrix2d>& m,
                                        const Eigen::Ref<const MatrixRM>& x) {
-  if (in.w_q == nullptr || in.w_k == nullptr || in.rope == nullptr) {
-    return absl::InvalidArgumentError("nope scale: missing inputs");
-  }
+  CARE_RETURN_IF_ERROR(CheckNopeInputs(in, x, "nope scale"));
   const int64_t dh = in.rope->shape.head_dim, half = dh / 2;
   const int64_t g = in.rope->shape.num_kv_heads, n_h = in.num_heads;
-  const int64_t d = x.cols(), t_len = in.seq_len;
-  if (n_h < 1 || n_h % g != 0 || in.w_q->rows() != n_h * dh ||
-      in.w_q->cols() != d || in.w_k->rows() != d || in.w_k->cols() != g * dh ||
-      static_cast<int64_t>(in.inv_freq.size()) != half || t_len < 1 ||
-      x.rows() % t_len != 0 || static_cast<int64_t>(m.size()) != n_h * half) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "nope scale: inconsistent shapes (q_proj ", in.w_q->rows(), "x",
-        in.w_q->cols(), ", k ", in.w_k->rows(), "x", in.w_k->cols(), ", x ",
-        x.rows(), "x", d, ", seq_len ", t_len, ", ", m.size(), " maps)"));
+  const int64_t t_len = in.seq_len;
+  if (static_cast<int64_t>(m.size()) != n_h * half) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("nope scale: ", m.size(), " maps for ", n_h, " heads of ",
+                     half, " frequencies"));
   }
   const int64_t group = n_h / g, windows = x.rows() / t_len;
   const Eigen::MatrixXd wq =
