@@ -37,68 +37,8 @@ absl::Status CheckSame(const char* op, const Matrix& a, const Matrix& b) {
   return CheckShape(op, "second operand", b, a.rows, a.cols);
 }
 
-// Split thresholds of ThreadedGemm: at least this many rows of the split
-// operand per thread.
-constexpr int64_t kMinRowsPerThread = 256;
-// Below this many rows of A per thread, ThreadedGemm splits the output
-// columns (B's slice) across the threads instead of A's rows: every thread
-// packs only its slice of B, where a row split has each thread pack all of
-// it for few rows of products. At evaluation shapes (1,022 rows, 2 threads)
-// packing the weight was ~4 % of a 1B conversion's cycles.
-constexpr int64_t kColumnSplitRowsPerThread = 1024;
-
 // Elements per chunk of LoadWeight's parallel conversion (1 MiB of output).
 constexpr int64_t kConvertChunk = int64_t{1} << 18;
-
-// g on the OpenMP threads, one serial dispatched GEMM (cpu_gemm.h) per block
-// of output columns or of rows, or on this thread when the product is too
-// small to split or already inside a parallel region. Eigen's own parallel
-// GEMM shares packed panels between threads and waits at a barrier per
-// panel (8.7 % of a conversion's cycles on 2 cores; docs/performance.md
-// "Against PyTorch"). Every path runs the same kernel with the same k order
-// per element, so the split never changes the bits (the evaluation of a
-// model pair and of one model agree exactly).
-void ThreadedGemm(const cpu_gemm::Gemm& g, bool transpose_b) {
-  auto run = [transpose_b](const cpu_gemm::Gemm& part) {
-    if (transpose_b) {
-      cpu_gemm::GemmNT(part);
-    } else {
-      cpu_gemm::GemmNN(part);
-    }
-  };
-  const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
-  const bool by_columns = threads >= 2 &&
-                          g.m < threads * kColumnSplitRowsPerThread &&
-                          g.n >= threads * kMinRowsPerThread;
-  const bool by_rows =
-      threads >= 2 && !by_columns && g.m >= threads * kMinRowsPerThread;
-  if (!by_columns && !by_rows) {
-    run(g);
-    return;
-  }
-#pragma omp parallel num_threads(threads)
-  {
-    const int64_t t = omp_get_thread_num(), k = omp_get_num_threads();
-    // Blocks of whole 8-row (or 8-column) groups (register blocking).
-    const int64_t extent = by_columns ? g.n : g.m;
-    const int64_t groups = (extent + 7) / 8;
-    const int64_t i0 = std::min(extent, groups * t / k * 8);
-    const int64_t i1 = std::min(extent, groups * (t + 1) / k * 8);
-    if (i1 > i0) {
-      cpu_gemm::Gemm part = g;
-      if (by_columns) {  // C[:, i0:i1] (+)= A · op(B)[:, i0:i1]
-        part.n = i1 - i0;
-        part.b = g.b + (transpose_b ? i0 * g.ldb : i0);
-        part.c = g.c + i0;
-      } else {  // C[i0:i1] (+)= A[i0:i1] · op(B)
-        part.m = i1 - i0;
-        part.a = g.a + i0 * g.lda;
-        part.c = g.c + i0 * g.ldc;
-      }
-      run(part);
-    }
-  }
-}
 
 }  // namespace
 
@@ -224,17 +164,17 @@ absl::Status CpuBackend::Linear(const Matrix& x, const Weight& w,
   if (x.cols == 0) {
     if (!accumulate) out.setZero();
   } else {  // y [n, out] (+)= x [n, in] · wᵀ
-    ThreadedGemm({.m = x.rows,
-                  .n = w.rows,
-                  .k = x.cols,
-                  .a = x.data,
-                  .lda = x.cols,
-                  .b = static_cast<const float*>(w.data),
-                  .ldb = w.cols,
-                  .c = y->data,
-                  .ldc = y->cols,
-                  .accumulate = accumulate},
-                 /*transpose_b=*/true);
+    cpu_gemm::GemmOnThreads({.m = x.rows,
+                             .n = w.rows,
+                             .k = x.cols,
+                             .a = x.data,
+                             .lda = x.cols,
+                             .b = static_cast<const float*>(w.data),
+                             .ldb = w.cols,
+                             .c = y->data,
+                             .ldc = y->cols,
+                             .accumulate = accumulate},
+                            /*transpose_b=*/true);
   }
   if (bias != nullptr) out.rowwise() += ConstMapRow(bias->data, bias->cols);
   return absl::OkStatus();
@@ -250,17 +190,17 @@ absl::Status CpuBackend::MatMul(const Matrix& a, const Matrix& b,
   if (k == 0) {
     if (!accumulate) Map(c).setZero();
   } else {  // c [a.rows, m] (+)= a · op(b)
-    ThreadedGemm({.m = a.rows,
-                  .n = m,
-                  .k = k,
-                  .a = a.data,
-                  .lda = a.cols,
-                  .b = b.data,
-                  .ldb = b.cols,
-                  .c = c->data,
-                  .ldc = c->cols,
-                  .accumulate = accumulate},
-                 transpose_b);
+    cpu_gemm::GemmOnThreads({.m = a.rows,
+                             .n = m,
+                             .k = k,
+                             .a = a.data,
+                             .lda = a.cols,
+                             .b = b.data,
+                             .ldb = b.cols,
+                             .c = c->data,
+                             .ldc = c->cols,
+                             .accumulate = accumulate},
+                            transpose_b);
   }
   return absl::OkStatus();
 }

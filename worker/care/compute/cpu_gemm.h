@@ -6,8 +6,8 @@
 // "Against PyTorch"). `CARE_CPU_ISA=avx2` forces the baseline (A/B runs);
 // `avx512` asks for the wide kernel and falls back where it cannot run.
 //
-// Each call runs on the calling thread: callers split the work across their
-// own OpenMP threads (row or column blocks), as the backend's Linear does.
+// GemmNT / GemmNN run on the calling thread; GemmOnThreads splits one
+// product across the OpenMP threads (what the backend's Linear runs).
 #ifndef CARE_COMPUTE_CPU_GEMM_H_
 #define CARE_COMPUTE_CPU_GEMM_H_
 
@@ -43,6 +43,15 @@ const char* IsaName(Isa isa);
 // `isa` defaults to ActiveIsa(); one this host cannot run means the baseline.
 void GemmNT(const Gemm& g, Isa isa = ActiveIsa());
 void GemmNN(const Gemm& g, Isa isa = ActiveIsa());
+
+// g on the OpenMP threads, one GemmNT (transpose_b) or GemmNN per block of
+// output columns or of rows, or on this thread when the product is too
+// small to split or the caller is already inside a parallel region. Eigen's
+// own parallel GEMM shares packed panels between threads and waits at a
+// barrier per panel (8.7 % of a conversion's cycles on 2 cores;
+// docs/performance.md "Against PyTorch"). Every path runs the same kernel
+// with the same k order per element, so the split never changes the bits.
+void GemmOnThreads(const Gemm& g, bool transpose_b);
 
 }  // namespace care::compute::cpu_gemm
 

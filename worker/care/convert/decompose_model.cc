@@ -70,7 +70,7 @@ absl::StatusOr<std::pair<Eigen::MatrixXd, Eigen::MatrixXd>> RowGrams(
 }
 
 // Wᵀ·C·W with C = (1/N)·Σ xᵀx as (X·W)ᵀ(X·W)/N: a [N, D]·[D, out] float32
-// product (row blocks, one serial GEMM per thread, as Gram above) and the
+// product (cpu_gemm::GemmOnThreads) and the
 // Gram of its rows in 256-row float32 blocks summed in float64 (the
 // covariance's accumulation). For the Gram route this replaces forming C
 // (N·D² float32) and then Wᵀ·C·W in float64 for K and V: at the 1B shape
@@ -80,26 +80,17 @@ absl::StatusOr<std::pair<Eigen::MatrixXd, Eigen::MatrixXd>> RowGrams(
 absl::StatusOr<Eigen::MatrixXd> ProjectedGram(
     const Eigen::Ref<const MatrixRM>& x, const MatrixRM& w) {
   const int64_t n = x.rows(), out = w.cols();
-  MatrixRM p(n, out);  // [N, out]
-#pragma omp parallel
-  {
-    const int64_t t = omp_get_thread_num(), k = omp_get_num_threads();
-    // Blocks of whole 8-row groups (Eigen's float register blocking).
-    const int64_t groups = (n + 7) / 8;
-    const int64_t r0 = std::min(n, groups * t / k * 8);
-    const int64_t r1 = std::min(n, groups * (t + 1) / k * 8);
-    if (r1 > r0) {  // p[r0:r1] = x[r0:r1] · w   [r1 - r0, out]
-      compute::cpu_gemm::GemmNN({.m = r1 - r0,
-                                 .n = out,
-                                 .k = x.cols(),
-                                 .a = x.data() + r0 * x.outerStride(),
-                                 .lda = x.outerStride(),
-                                 .b = w.data(),
-                                 .ldb = w.cols(),
-                                 .c = p.data() + r0 * out,
-                                 .ldc = out});
-    }
-  }
+  MatrixRM p(n, out);  // [N, out] = x · w
+  compute::cpu_gemm::GemmOnThreads({.m = n,
+                                    .n = out,
+                                    .k = x.cols(),
+                                    .a = x.data(),
+                                    .lda = x.outerStride(),
+                                    .b = w.data(),
+                                    .ldb = w.cols(),
+                                    .c = p.data(),
+                                    .ldc = out},
+                                   /*transpose_b=*/false);
   CovarianceAccumulator gram(out);
   CARE_RETURN_IF_ERROR(gram.Add(p));
   return gram.Covariance();  // [out, out]

@@ -4,31 +4,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "care/convert/mla_export/causal_softmax.h"
 
 namespace care::convert::mla {
-namespace {
-
-// RoPE (half-split pairs) at positions 0..T-1 of one head m [T, d_h].
-Eigen::MatrixXd Rotate(const Eigen::MatrixXd& m, const Eigen::MatrixXd& cs,
-                       const Eigen::MatrixXd& sn) {
-  const int64_t half = m.cols() / 2;
-  Eigen::MatrixXd r = m;
-  for (int64_t p = 0; p < m.rows(); ++p) {
-    for (int64_t f = 0; f < half; ++f) {
-      const double u = m(p, f), v = m(p, f + half);
-      r(p, f) = u * cs(p, f) - v * sn(p, f);
-      r(p, f + half) = v * cs(p, f) + u * sn(p, f);
-    }
-  }
-  return r;
-}
-
-}  // namespace
-
 absl::StatusOr<std::vector<Eigen::MatrixXd>> AttendedInputMoments(
     const NopeCorrectionInputs& in, const Eigen::Ref<const MatrixRM>& x) {
   CARE_RETURN_IF_ERROR(CheckNopeInputs(in, x, "attended inputs"));
-  const int64_t dh = in.rope->shape.head_dim, half = dh / 2;
+  const int64_t dh = in.rope->shape.head_dim;
   const int64_t g = in.rope->shape.num_kv_heads, n_h = in.num_heads;
   const int64_t d = x.cols(), t_len = in.seq_len;
   if (x.rows() < t_len) {
@@ -40,13 +22,7 @@ absl::StatusOr<std::vector<Eigen::MatrixXd>> AttendedInputMoments(
   const Eigen::MatrixXd wq =
       in.w_q->cast<double>().transpose();             // [D, n_h·d_h]
   const Eigen::MatrixXd wk = in.w_k->cast<double>();  // [D, g·d_h]
-  Eigen::MatrixXd cs(t_len, half), sn(t_len, half);
-  for (int64_t p = 0; p < t_len; ++p) {
-    for (int64_t f = 0; f < half; ++f) {
-      cs(p, f) = std::cos(p * in.inv_freq[f]);
-      sn(p, f) = std::sin(p * in.inv_freq[f]);
-    }
-  }
+  const WindowRope rope = MakeWindowRope(in.inv_freq, t_len);
   const double inv_sqrt = 1.0 / std::sqrt(static_cast<double>(dh));
   std::vector<Eigen::MatrixXd> out(g, Eigen::MatrixXd::Zero(d, d));
   for (int64_t w = 0; w < windows; ++w) {
@@ -54,22 +30,13 @@ absl::StatusOr<std::vector<Eigen::MatrixXd>> AttendedInputMoments(
     const Eigen::MatrixXd q = xw * wq;  // [T, n_h·d_h]
     const Eigen::MatrixXd k = xw * wk;  // [T, g·d_h]
     for (int64_t j = 0; j < g; ++j) {
-      const Eigen::MatrixXd kr = Rotate(k.middleCols(j * dh, dh), cs, sn);
+      const Eigen::MatrixXd kr = rope.Apply(k.middleCols(j * dh, dh), 1);
       // Σ_h aᵀ·a over the group [T, T]: x̄ᵀx̄ summed = xwᵀ·(Σ aᵀa)·xw.
       Eigen::MatrixXd ata = Eigen::MatrixXd::Zero(t_len, t_len);
       for (int64_t h = j * group; h < (j + 1) * group; ++h) {
-        const Eigen::MatrixXd qr = Rotate(q.middleCols(h * dh, dh), cs, sn);
+        const Eigen::MatrixXd qr = rope.Apply(q.middleCols(h * dh, dh), 1);
         Eigen::MatrixXd a = qr * kr.transpose() * inv_sqrt;  // [T, T] logits
-        for (int64_t p = 0; p < t_len; ++p) {
-          const double mx = a.row(p).head(p + 1).maxCoeff();
-          double z = 0;
-          for (int64_t t = 0; t <= p; ++t) {
-            a(p, t) = std::exp(a(p, t) - mx);
-            z += a(p, t);
-          }
-          a.row(p).head(p + 1) /= z;
-          a.row(p).tail(t_len - p - 1).setZero();
-        }
+        CausalSoftmax(a);  // [T, T] probabilities
         ata.noalias() += a.transpose() * a;
       }
       out[j].noalias() += xw.transpose() * ata * xw;  // [D, D]

@@ -93,21 +93,28 @@ absl::StatusOr<CalibratedLayer> Fit(
     o_proj = o_tensor.matrix();
   }
   CalibratedLayer out;
+  // Inputs of the fits that recompute the source's attention on windows.
+  auto window_inputs = [&](const RopeSplit* rope, int64_t seq_len) {
+    NopeCorrectionInputs in;
+    in.w_q = &w_q;
+    in.w_k = &w.w_k;
+    in.rope = rope;
+    in.inv_freq = ctx.freqs.inv_freq;
+    in.num_heads = config.num_attention_heads;
+    in.seq_len = seq_len;
+    return in;
+  };
   // V's regression metric (attended_inputs.h): candidate-independent, on the
   // NoPE scale's long windows (consecutive calibration windows as one).
   std::vector<Eigen::MatrixXd> value_moments;
   if (attention && ctx.mla.latent_refine > 0) {
     RopeSplit shape_only;
     shape_only.shape = {config.num_key_value_heads, config.head_dim, 0, 1};
-    NopeCorrectionInputs ai;
-    ai.w_q = &w_q;
-    ai.w_k = &w.w_k;
-    ai.rope = &shape_only;
-    ai.inv_freq = ctx.freqs.inv_freq;
-    ai.num_heads = config.num_attention_heads;
-    ai.seq_len = NopeScaleWindow(
-        std::max<int64_t>(ctx.mla.nope_scale_span, ctx.calib_seq_len),
-        config.max_position_embeddings, ctx.calib_seq_len, cal_tokens);
+    const NopeCorrectionInputs ai = window_inputs(
+        &shape_only,
+        NopeScaleWindow(
+            std::max<int64_t>(ctx.mla.nope_scale_span, ctx.calib_seq_len),
+            config.max_position_embeddings, ctx.calib_seq_len, cal_tokens));
     const int64_t rows =
         std::max(ai.seq_len, std::min(cal_tokens, kAttendedTokens) /
                                  ai.seq_len * ai.seq_len);
@@ -131,13 +138,7 @@ absl::StatusOr<CalibratedLayer> Fit(
         SplitRope(KeyGram(w, stats.covariance, mean), mo.rope));
     NopeCorrection nc;
     if (ctx.mla.nope_correction) {
-      NopeCorrectionInputs ni;
-      ni.w_q = &w_q;
-      ni.w_k = &w.w_k;
-      ni.rope = &split;
-      ni.inv_freq = ctx.freqs.inv_freq;
-      ni.num_heads = config.num_attention_heads;
-      ni.seq_len = ctx.calib_seq_len;
+      const NopeCorrectionInputs ni = window_inputs(&split, ctx.calib_seq_len);
       CARE_ASSIGN_OR_RETURN(nc, FitNopeCorrection(ni, x.topRows(cal_tokens)));
       if (ctx.mla.nope_scale_span > 0) {
         // The per-head scale on longer windows: consecutive calibration

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "care/convert/mla_export/causal_softmax.h"
 #include "care/engine/rope.h"
 #include "care/io/tensor_names.h"
 
@@ -125,15 +126,7 @@ absl::StatusOr<HealMatrix<S>> GqaAttentionOutput(
       const int64_t j = h / group;
       M s = scale * q.block(r0, h * dh, seq_len, dh) *
             k.block(r0, j * dh, seq_len, dh).transpose();  // [T, T]
-      for (int64_t p = 0; p < seq_len; ++p) {
-        const S mx = s.row(p).head(p + 1).maxCoeff();
-        S z = 0;
-        for (int64_t t = 0; t <= p; ++t) {
-          z += (s(p, t) = std::exp(s(p, t) - mx));
-        }
-        s.row(p).head(p + 1) /= z;
-        s.row(p).tail(seq_len - p - 1).setZero();
-      }
+      CausalSoftmax(s);
       o.block(r0, h * dh, seq_len, dh).noalias() =
           s * v.block(r0, j * dh, seq_len, dh);
     }

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "care/convert/mla_export/causal_softmax.h"
 #include "care/convert/mla_export/heal_schedule.h"
 
 namespace care::convert::mla {
@@ -29,20 +30,6 @@ void RotatePairs(const HealAttention<S>& a, int64_t heads, S sign,
         v = v0 * c + u0 * s;
       }
     }
-  }
-}
-
-// Row-wise causal softmax of scores [T, T] in place (zeros above the
-// diagonal).
-template <typename S>
-void CausalSoftmax(HealMatrix<S>& s) {
-  const int64_t t_len = s.rows();
-  for (int64_t p = 0; p < t_len; ++p) {
-    const S mx = s.row(p).head(p + 1).maxCoeff();
-    S z = 0;
-    for (int64_t t = 0; t <= p; ++t) z += (s(p, t) = std::exp(s(p, t) - mx));
-    s.row(p).head(p + 1) /= z;
-    s.row(p).tail(t_len - p - 1).setZero();
   }
 }
 

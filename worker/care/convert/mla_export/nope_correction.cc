@@ -6,8 +6,38 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "care/convert/mla_export/causal_softmax.h"
 
 namespace care::convert::mla {
+
+WindowRope MakeWindowRope(const std::vector<double>& inv_freq,
+                          int64_t seq_len) {
+  const int64_t half = static_cast<int64_t>(inv_freq.size());
+  WindowRope r{Eigen::MatrixXd(seq_len, half), Eigen::MatrixXd(seq_len, half)};
+  for (int64_t p = 0; p < seq_len; ++p) {
+    for (int64_t f = 0; f < half; ++f) {
+      r.cos(p, f) = std::cos(p * inv_freq[f]);
+      r.sin(p, f) = std::sin(p * inv_freq[f]);
+    }
+  }
+  return r;
+}
+
+Eigen::MatrixXd WindowRope::Apply(const Eigen::MatrixXd& m,
+                                  int64_t heads) const {
+  const int64_t half = cos.cols(), dh = 2 * half;
+  Eigen::MatrixXd r = m;
+  for (int64_t p = 0; p < m.rows(); ++p) {
+    for (int64_t h = 0; h < heads; ++h) {
+      for (int64_t f = 0; f < half; ++f) {
+        const double u = m(p, h * dh + f), v = m(p, h * dh + f + half);
+        r(p, h * dh + f) = u * cos(p, f) - v * sin(p, f);
+        r(p, h * dh + f + half) = v * cos(p, f) + u * sin(p, f);
+      }
+    }
+  }
+  return r;
+}
 
 absl::Status CheckNopeInputs(const NopeCorrectionInputs& in,
                              const Eigen::Ref<const MatrixRM>& x,
@@ -48,45 +78,19 @@ absl::StatusOr<NopeCorrection> FitNopeCorrection(
   const Eigen::MatrixXd nope =
       Eigen::MatrixXd::Identity(g * dh, g * dh) - in.rope->Projector();
   const double inv_sqrt = 1.0 / std::sqrt(static_cast<double>(dh));
-  // cos/sin of position·θ_f, [T, d_h/2].
-  Eigen::MatrixXd cs(t_len, half), sn(t_len, half);
-  for (int64_t p = 0; p < t_len; ++p) {
-    for (int64_t f = 0; f < half; ++f) {
-      cs(p, f) = std::cos(p * in.inv_freq[f]);
-      sn(p, f) = std::sin(p * in.inv_freq[f]);
-    }
-  }
-  auto rope = [&](const Eigen::MatrixXd& m, int64_t heads) {
-    Eigen::MatrixXd r = m;  // [T, heads·d_h], half-split pairs
-    for (int64_t p = 0; p < t_len; ++p) {
-      for (int64_t h = 0; h < heads; ++h) {
-        for (int64_t f = 0; f < half; ++f) {
-          const double u = m(p, h * dh + f), v = m(p, h * dh + f + half);
-          r(p, h * dh + f) = u * cs(p, f) - v * sn(p, f);
-          r(p, h * dh + f + half) = v * cs(p, f) + u * sn(p, f);
-        }
-      }
-    }
-    return r;
-  };
+  const WindowRope rope = MakeWindowRope(in.inv_freq, t_len);
   for (int64_t w = 0; w < windows; ++w) {
     const Eigen::MatrixXd xw = x.middleRows(w * t_len, t_len).cast<double>();
     const Eigen::MatrixXd q = xw * wq;    // [T, n_h·d_h]
     const Eigen::MatrixXd k = xw * wk;    // [T, g·d_h]
     const Eigen::MatrixXd kn = k * nope;  // [T, g·d_h], NoPE part
-    const Eigen::MatrixXd qr = rope(q, n_h), kr = rope(k, g);
+    const Eigen::MatrixXd qr = rope.Apply(q, n_h), kr = rope.Apply(k, g);
     for (int64_t h = 0; h < n_h; ++h) {
       const int64_t j = h / group;
       // Causal attention probabilities of the source, [T, T].
       Eigen::MatrixXd s = qr.middleCols(h * dh, dh) *
                           kr.middleCols(j * dh, dh).transpose() * inv_sqrt;
-      for (int64_t p = 0; p < t_len; ++p) {
-        const double mx = s.row(p).head(p + 1).maxCoeff();
-        double z = 0;
-        for (int64_t t = 0; t <= p; ++t)
-          z += (s(p, t) = std::exp(s(p, t) - mx));
-        s.row(p).head(p + 1) /= z;
-      }
+      CausalSoftmax(s);
       for (int64_t p = 0; p < t_len; ++p) {
         for (int64_t t = 0; t <= p; ++t) {
           const double wt = s(p, t);

@@ -37,6 +37,15 @@ struct NopeCorrectionInputs {
   int64_t seq_len = 0;           // tokens per calibration window
 };
 
+// RoPE at positions 0..T-1 of a window (half-split pairs), for the fits
+// that recompute the source's attention on calibration windows.
+struct WindowRope {
+  Eigen::MatrixXd cos, sin;  // [T, d_h/2]: position·θ_f
+  // m [T, heads·d_h], every head rotated.
+  Eigen::MatrixXd Apply(const Eigen::MatrixXd& m, int64_t heads) const;
+};
+WindowRope MakeWindowRope(const std::vector<double>& inv_freq, int64_t seq_len);
+
 // Checks `in` (q/k projections, rope shape, inv_freq) against x
 // [windows·seq_len, D]: InvalidArgument "<what>: inconsistent shapes (...)"
 // with every shape otherwise. Shared by the fits that read the source's

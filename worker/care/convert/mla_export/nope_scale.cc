@@ -9,23 +9,6 @@
 namespace care::convert::mla {
 namespace {
 
-// RoPE (half-split pairs) at positions 0..T-1 of m [T, heads·d_h].
-Eigen::MatrixXd Rotate(const Eigen::MatrixXd& m, int64_t heads, int64_t dh,
-                       const Eigen::MatrixXd& cs, const Eigen::MatrixXd& sn) {
-  const int64_t half = dh / 2;
-  Eigen::MatrixXd r = m;
-  for (int64_t p = 0; p < m.rows(); ++p) {
-    for (int64_t h = 0; h < heads; ++h) {
-      for (int64_t f = 0; f < half; ++f) {
-        const double u = m(p, h * dh + f), v = m(p, h * dh + f + half);
-        r(p, h * dh + f) = u * cs(p, f) - v * sn(p, f);
-        r(p, h * dh + f + half) = v * cs(p, f) + u * sn(p, f);
-      }
-    }
-  }
-  return r;
-}
-
 // One head's calibration attention: per causal (p, t ≤ p) pair, in row
 // order, the source's log-probability and the export's two logit parts.
 struct HeadScores {
@@ -126,13 +109,7 @@ absl::StatusOr<NopeScale> FitNopeScale(const NopeCorrectionInputs& in,
       wq_nope.col(h * dh + f + half) = mf(0, 1) * u + mf(1, 1) * v;
     }
   }
-  Eigen::MatrixXd cs(t_len, half), sn(t_len, half);
-  for (int64_t p = 0; p < t_len; ++p) {
-    for (int64_t f = 0; f < half; ++f) {
-      cs(p, f) = std::cos(p * in.inv_freq[f]);
-      sn(p, f) = std::sin(p * in.inv_freq[f]);
-    }
-  }
+  const WindowRope rope = MakeWindowRope(in.inv_freq, t_len);
   const double inv_sqrt = 1.0 / std::sqrt(static_cast<double>(dh));
   NopeScale out;
   out.gamma.resize(n_h);
@@ -156,11 +133,9 @@ absl::StatusOr<NopeScale> FitNopeScale(const NopeCorrectionInputs& in,
       const Eigen::MatrixXd kp = k * pi;        // [T, g·d_h] kept part
       const Eigen::MatrixXd kn =
           (k - kp).middleCols(j * dh, dh);  // [T, d_h] NoPE part
-      const Eigen::MatrixXd qr = Rotate(q, 1, dh, cs, sn);
-      const Eigen::MatrixXd kr =
-          Rotate(k.middleCols(j * dh, dh), 1, dh, cs, sn);
-      const Eigen::MatrixXd kpr =
-          Rotate(kp.middleCols(j * dh, dh), 1, dh, cs, sn);
+      const Eigen::MatrixXd qr = rope.Apply(q, 1);
+      const Eigen::MatrixXd kr = rope.Apply(k.middleCols(j * dh, dh), 1);
+      const Eigen::MatrixXd kpr = rope.Apply(kp.middleCols(j * dh, dh), 1);
       // [T, T] source logits, export RoPE part, export NoPE part.
       const Eigen::MatrixXd s = qr * kr.transpose() * inv_sqrt;
       const Eigen::MatrixXd s_pe = qr * kpr.transpose() * inv_sqrt;
