@@ -53,9 +53,19 @@ absl::Status CpuBackend::ScoreChunk(const Matrix& logits, int64_t row0,
     const int64_t r = row0 + i;
     const Eigen::Map<const Eigen::ArrayXf> row(l, nv);
     const float m = std::max(s->run_max[r], row.maxCoeff());
-    // exp in float (vectorized, relative error ~1e-7), summed in double;
-    // one fused vectorized pass, no temporary row.
-    const double sum = (row - m).exp().cast<double>().sum();
+    // exp in float (Eigen's packet exp, relative error ~1e-7) into a small
+    // buffer, summed in float within a block and in double across blocks.
+    // A fused `exp().cast<double>().sum()` does not vectorize: it called
+    // libm's scalar expf per logit (8 % of the evaluation's cycles).
+    constexpr int64_t kBlock = 256;
+    alignas(64) float block[kBlock];
+    double sum = 0.0;
+    for (int64_t j = 0; j < nv; j += kBlock) {
+      const int64_t n = std::min(kBlock, nv - j);
+      Eigen::Map<Eigen::ArrayXf, Eigen::Aligned64> e(block, n);
+      e = (row.segment(j, n) - m).exp();
+      sum += e.sum();
+    }
     s->run_sum[r] = s->run_sum[r] * std::exp(double{s->run_max[r]} - m) + sum;
     s->run_max[r] = m;
     const int32_t tgt = s->targets[r];
