@@ -64,13 +64,18 @@ def main():
     p.add_argument("--json")
     p.add_argument("--refine", type=int, default=0,
                    help="also run care with --latent-refine N on its split")
+    p.add_argument("--refine-auto", action="store_true",
+                   help="also run care with --latent-refine auto (rope dim "
+                   "and freqfold auto too)")
     args = p.parse_args()
     os.makedirs(args.workdir, exist_ok=True)
     rows = []
     print("| model | KV save | original | latent care-auto | partial RoPE only"
           " | dsv3 svd | dsv3 pca | dsv3 care | split (R/K, r) |" +
-          (f" care refine {args.refine} |" if args.refine else ""))
-    print("|---|---|---|---|---|---|---|---|---|" + "---|" * bool(args.refine))
+          (f" care refine {args.refine} |" if args.refine else "") +
+          (" care refine auto (kept) |" if args.refine_auto else ""))
+    print("|---|---|---|---|---|---|---|---|---|" + "---|" * bool(args.refine)
+          + "---|" * args.refine_auto)
     for model, cal, ev in MODELS:
         if model not in args.models.split(","):
             continue
@@ -91,6 +96,13 @@ def main():
                 refined = run(args, model, cal, ev, save, split + [
                     "--latent-refine", str(args.refine)],
                     f"dsv3-care-refine{args.refine}")["converted"]["ppl"]
+            auto = None
+            if args.refine_auto:
+                a = run(args, model, cal, ev, save, [
+                    "--layout", "deepseek-v3", "--latent-refine", "auto"],
+                    "dsv3-care-refine-auto")
+                auto = (a["converted"]["ppl"],
+                        a["deepseek_v3"]["latent_refine"])
             row = {
                 "model": model, "kv_save": save,
                 "original": care["original"]["ppl"],
@@ -103,6 +115,8 @@ def main():
                 "kv_lora_rank": d["kv_lora_rank"],
                 "candidates": d["candidates"],
                 "dsv3_care_refined": refined,
+                "dsv3_care_refine_auto": auto[0] if auto else None,
+                "refine_auto_kept": auto[1] if auto else None,
             }
             rows.append(row)
             print(f"| {model} | {save * 100:g} % | {row['original']:.2f} | "
@@ -111,7 +125,9 @@ def main():
                   f"{row['dsv3_pca']:.2f} | {row['dsv3_care']:.2f} | "
                   f"{row['rope_dim']}/{row['freqfold']}, "
                   f"{row['kv_lora_rank']} |" +
-                  (f" {refined:.2f} |" if args.refine else ""), flush=True)
+                  (f" {refined:.2f} |" if args.refine else "") +
+                  (f" {auto[0]:.2f} ({auto[1]}) |" if auto else ""),
+                  flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=2)

@@ -75,7 +75,8 @@ TEST(ConvertCliTest, DeepseekV3LayoutWritesTheHtmlReport) {
   const Result conv = RunCareWorker(absl::StrCat(
       "convert --model ", ::care::testing::FixturePath("stories260K-hf"),
       " --out ", dir, "/out --layout deepseek-v3 --rope-dim 8 --freqfold 1 ",
-      "--kv-save 0.5 --calib ", text, " --calib-samples 64 --eval ", text,
+      "--latent-refine auto --kv-save 0.5 --calib ", text,
+      " --calib-samples 64 --eval ", text,
       " --eval-windows 4 --eval-seq-len 128"));
   ASSERT_EQ(conv.exit_code, 0) << conv.output;
   EXPECT_NE(conv.output.find(
@@ -94,6 +95,10 @@ TEST(ConvertCliTest, DeepseekV3LayoutWritesTheHtmlReport) {
   ASSERT_FALSE(report.is_discarded());
   EXPECT_EQ(report["layout"], "deepseek_v3");
   EXPECT_EQ(report["layers"].size(), 5u);
+  // --latent-refine auto: the split scored without and with 4 rounds.
+  EXPECT_EQ(report["deepseek_v3"]["latent_refine_auto"], true);
+  ASSERT_EQ(report["deepseek_v3"]["candidates"].size(), 2u);
+  EXPECT_EQ(report["deepseek_v3"]["candidates"][1]["latent_refine"], 4);
   std::filesystem::remove_all(dir);
 }
 
@@ -117,6 +122,14 @@ TEST(ConvertCliTest, BadArgumentsAreUsageErrors) {
                    " --out /tmp/x --rank 8 --method lowrank --calib ", text));
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.output.find("care, care-c, asvd, svd or pca"), std::string::npos);
+  r = RunCareWorker(absl::StrCat(
+      "convert --model ", model, " --out /tmp/x --kv-save 0.5 --calib ", text,
+      " --layout deepseek-v3 --latent-refine often"));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find("--latent-refine must be auto or a number of "
+                          "rounds in [0, 100], got 'often'"),
+            std::string::npos)
+      << r.output;
 }
 
 }  // namespace

@@ -228,11 +228,13 @@ TEST_F(ExportPipelineTest, AutoScoresEveryCandidateAndKeepsTheBest) {
       ++chosen;
       EXPECT_EQ(c.rope_dim, m.rope_dim);
       EXPECT_EQ(c.freqfold, m.freqfold);
+      EXPECT_EQ(c.latent_refine, 0);
       EXPECT_EQ(c.heldout_nll, r->heldout_nll_converted);
     }
   }
   EXPECT_EQ(chosen, 1);
   EXPECT_TRUE(m.rope_dim_auto && m.freqfold_auto);
+  EXPECT_FALSE(m.latent_refine_auto);
 
   // `auto` keeps only scores and refits the winner: the same checkpoint,
   // bit for bit, as a run given the winner's rope dim and freqfold.
@@ -257,6 +259,49 @@ TEST_F(ExportPipelineTest, AutoScoresEveryCandidateAndKeepsTheBest) {
       EXPECT_EQ(sa, sb) << file;
     }
   }
+}
+
+// `--latent-refine auto`: the split is scored without and with the latent
+// refinement and the better held-out NLL is written, bit for bit what a run
+// given those rounds writes.
+TEST_F(ExportPipelineTest, LatentRefineAutoKeepsTheBetterHeldOutFit) {
+  CARE_REQUIRE_FIXTURES();
+  ConvertOptions o =
+      DeepseekV3Options(Fixture("stories260K-hf"), dir_ + "/auto", 8, 1);
+  o.mla.latent_refine_auto = true;
+  o.mla.latent_refine = 4;
+  absl::StatusOr<ConversionReport> r = ConvertModel(o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  const MlaExportReport& m = *r->deepseek_v3;
+  ASSERT_EQ(m.candidates.size(), 2u);
+  EXPECT_EQ(m.candidates[0].latent_refine, 0);
+  EXPECT_EQ(m.candidates[1].latent_refine, 4);
+  // Different fits, both scored.
+  EXPECT_NE(m.candidates[0].heldout_nll, m.candidates[1].heldout_nll);
+  const size_t best =
+      m.candidates[1].heldout_nll < m.candidates[0].heldout_nll ? 1 : 0;
+  EXPECT_TRUE(m.candidates[best].chosen);
+  EXPECT_FALSE(m.candidates[1 - best].chosen);
+  EXPECT_EQ(m.latent_refine, m.candidates[best].latent_refine);
+  EXPECT_TRUE(m.latent_refine_auto);
+  EXPECT_EQ(r->heldout_nll_converted, m.candidates[best].heldout_nll);
+  const nlohmann::json rep = ReadJson(dir_ + "/auto/care_report.json");
+  EXPECT_EQ(rep["deepseek_v3"]["latent_refine"], m.latent_refine);
+  EXPECT_EQ(rep["deepseek_v3"]["candidates"][1]["latent_refine"], 4);
+
+  ConvertOptions fixed =
+      DeepseekV3Options(Fixture("stories260K-hf"), dir_ + "/fixed", 8, 1);
+  fixed.mla.latent_refine = m.latent_refine;
+  absl::StatusOr<ConversionReport> f = ConvertModel(fixed);
+  ASSERT_TRUE(f.ok()) << f.status();
+  ASSERT_EQ(f->deepseek_v3->candidates.size(), 1u);
+  EXPECT_EQ(f->heldout_nll_converted, r->heldout_nll_converted);
+  std::ifstream a(dir_ + "/auto/model.safetensors", std::ios::binary);
+  std::ifstream b(dir_ + "/fixed/model.safetensors", std::ios::binary);
+  const std::string sa((std::istreambuf_iterator<char>(a)), {});
+  const std::string sb((std::istreambuf_iterator<char>(b)), {});
+  EXPECT_FALSE(sa.empty());
+  EXPECT_EQ(sa, sb);
 }
 
 // Qwen3: the report separates the q/k norm fold (RoPE whole, no latent)

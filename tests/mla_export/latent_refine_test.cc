@@ -151,24 +151,10 @@ TEST(LatentRefineTest, LowersTheHeldOutObjectiveOnRealData) {
   ctx.calib_seq_len = kSeqLen;
   ctx.freqs = *engine::ComputeRopeFrequencies(c);
   // rope 8 of 32, kv_lora_rank 8: tinyqwen3's 87.5 % split (quality.md).
-  const std::vector<CandidateShape> shapes = {{8, 1, 8}};
-  MlaExportOptions refined, plain;
-  refined.latent_refine = 4;
-  plain.latent_refine = 0;
-  auto r = FitLayerCandidates(
-      [&] {
-        LayerFitContext x = ctx;
-        x.mla = refined;
-        return x;
-      }(),
-      shapes, kLayer, f->x, f->cal_tokens);
-  auto p = FitLayerCandidates(
-      [&] {
-        LayerFitContext x = ctx;
-        x.mla = plain;
-        return x;
-      }(),
-      shapes, kLayer, f->x, f->cal_tokens);
+  // The same split with 4 rounds of refinement and without (what `auto`
+  // scores side by side).
+  auto r = FitLayerCandidates(ctx, {{8, 1, 8, 4}}, kLayer, f->x, f->cal_tokens);
+  auto p = FitLayerCandidates(ctx, {{8, 1, 8, 0}}, kLayer, f->x, f->cal_tokens);
   ASSERT_TRUE(r.ok()) << r.status();
   ASSERT_TRUE(p.ok()) << p.status();
   // The same split, folds and NoPE correction (the metric's q rows).

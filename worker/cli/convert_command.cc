@@ -33,7 +33,8 @@ constexpr char kUsage[] =
     "         [--freqfold K|auto] [--kv-lora-rank N] [--no-kv-balance]\n"
     "         [--no-nope-correction] [--nope-scale-span N]\n"
     "         [--latent-objective attention|activation]\n"
-    "         [--qk-norm-fold auto|scalar|regression] [--latent-refine N]\n"
+    "         [--qk-norm-fold auto|scalar|regression] [--latent-refine "
+    "N|auto]\n"
     "         [--heal local|none [--heal-data DATA]\n"
     "         [--heal-tokens N] [--heal-steps N] [--heal-inputs "
     "original|healed]"
@@ -82,9 +83,11 @@ constexpr char kUsage[] =
     "  --latent-objective O  deepseek-v3 with care: attention (default:\n"
     "                     query-weighted K_nope, o_proj-weighted V) or\n"
     "                     activation (plain [K_nope; V] error, as pca)\n"
-    "  --latent-refine N  deepseek-v3 with care: rounds of the alternating\n"
-    "                     fit of the latent with V measured under the\n"
-    "                     attention-averaged inputs (default 0: off)\n"
+    "  --latent-refine N|auto  deepseek-v3 with care: rounds of the\n"
+    "                     alternating fit of the latent with V measured\n"
+    "                     under the attention-averaged inputs (default 0:\n"
+    "                     off); auto: each split scored with 0 and 4\n"
+    "                     rounds on the held-out windows, the better kept\n"
     "  --qk-norm-fold F   deepseek-v3, Qwen3's q/k norms: scalar (one\n"
     "                     least-squares scale per head), regression (the\n"
     "                     normed q/k regressed on the layer input) or auto\n"
@@ -192,10 +195,16 @@ absl::StatusOr<convert::MlaExportOptions> ParseMlaFlags(const Flags& flags) {
   }
   m.balance_kv = !flags.Bool("no-kv-balance");
   m.nope_correction = !flags.Bool("no-nope-correction");
-  CARE_ASSIGN_OR_RETURN(m.latent_refine,
-                        flags.IntOr("latent-refine", m.latent_refine));
-  if (m.latent_refine < 0 || m.latent_refine > 100) {
-    return absl::InvalidArgumentError("--latent-refine must be in [0, 100]");
+  const std::string refine = flags.StringOr("latent-refine", "0");
+  if (refine == "auto") {
+    m.latent_refine_auto = true;
+    m.latent_refine = 4;
+  } else if (!absl::SimpleAtoi(refine, &m.latent_refine) ||
+             m.latent_refine < 0 || m.latent_refine > 100) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--latent-refine must be auto or a number of rounds in [0, 100], "
+        "got '",
+        refine, "'"));
   }
   CARE_ASSIGN_OR_RETURN(m.nope_scale_span,
                         flags.IntOr("nope-scale-span", m.nope_scale_span));

@@ -37,6 +37,8 @@ const std::vector<std::string>& KnownFields() {
                                                   "rope_dim_auto",
                                                   "freqfold",
                                                   "freqfold_auto",
+                                                  "latent_refine",
+                                                  "latent_refine_auto",
                                                   "kv_lora_rank",
                                                   "balance_kv",
                                                   "nope_correction",
@@ -66,6 +68,10 @@ std::string Settings(const json& d) {
       WithAuto(d, "rope_dim", "rope_dim_auto"));
   Row(s, "freqfold", WithAuto(d, "freqfold", "freqfold_auto"));
   Row(s, "kv_lora_rank", Opt(NumAt(d, "kv_lora_rank")));
+  if (NumAt(d, "latent_refine")) {
+    Row(s, "latent refinement rounds",
+        WithAuto(d, "latent_refine", "latent_refine_auto"));
+  }
   const auto w0 = NumAt(d, "kv_width_per_layer_before");
   const auto w1 = NumAt(d, "kv_width_per_layer_after");
   Row(s, "KV width per layer (numbers per token)",
@@ -182,22 +188,26 @@ std::string Candidates(const json& d) {
   chart.id = "mla_candidates";
   std::string table =
       "<table><tr><th class=\"n\">rope dim</th><th class=\"n\">freqfold</th>"
-      "<th class=\"n\">kv_lora_rank</th><th class=\"n\">held-out NLL</th>"
+      "<th class=\"n\">kv_lora_rank</th><th class=\"n\">refine</th>"
+      "<th class=\"n\">held-out NLL</th>"
       "<th class=\"n\">partial RoPE only</th></tr>\n";
   for (size_t i = 0; i < cands.size(); ++i) {
     const json& c = cands[i];
     const bool chosen = At(c, "chosen") == true;
     const double v = NumAt(c, "heldout_nll").value_or(NAN);
-    chart.labels.push_back(absl::StrCat("rope ", StrAt(c, "rope_dim"),
-                                        " · freqfold ", StrAt(c, "freqfold")));
+    const std::optional<double> refine = NumAt(c, "latent_refine");
+    chart.labels.push_back(absl::StrCat(
+        "rope ", StrAt(c, "rope_dim"), " · freqfold ", StrAt(c, "freqfold"),
+        refine && *refine > 0 ? absl::StrCat(" · refine ", *refine) : ""));
     chart.values.push_back(v);
     chart.value_text.push_back(absl::StrCat(Num(v), " nats (rank ",
                                             StrAt(c, "kv_lora_rank"), ")",
                                             chosen ? " ← chosen" : ""));
     if (chosen) chart.highlight = static_cast<int>(i);
     absl::StrAppend(&table, chosen ? "<tr class=\"chosen\">" : "<tr>");
-    for (const char* k : {"rope_dim", "freqfold", "kv_lora_rank", "heldout_nll",
-                          "heldout_nll_partial_rope"}) {
+    for (const char* k :
+         {"rope_dim", "freqfold", "kv_lora_rank", "latent_refine",
+          "heldout_nll", "heldout_nll_partial_rope"}) {
       absl::StrAppend(&table, "<td class=\"n\">", Opt(NumAt(c, k)), "</td>");
     }
     table += "</tr>\n";
@@ -209,15 +219,18 @@ std::string Candidates(const json& d) {
     axis.push_back(*original);
   }
   chart.x_min = NllAxisStart(axis);
-  const bool automatic =
-      At(d, "rope_dim_auto") == true || At(d, "freqfold_auto") == true;
+  const bool automatic = At(d, "rope_dim_auto") == true ||
+                         At(d, "freqfold_auto") == true ||
+                         At(d, "latent_refine_auto") == true;
   return absl::StrCat(
       "<section id=\"mla_candidates\"><h2>Rope dim and freqfold "
       "candidates</h2><p class=\"note\">",
       automatic ? "<code>auto</code> fitted every (rope dim, freqfold) the "
-                  "budget allows and kept the best held-out NLL on the "
+                  "budget allows, each without and with the latent "
+                  "refinement (care), and kept the best held-out NLL on the "
                   "scoring windows"
-                : "The rope dim and freqfold were given: one candidate",
+                : "The rope dim, freqfold and refinement were given: one "
+                  "candidate",
       "; the dashed line is the original model on the same tokens. "
       "\"Partial RoPE only\" is the same split at full latent rank.</p>",
       svg::RenderHBarChart(chart), table, "</table></section>\n");

@@ -119,13 +119,12 @@ std::string ResumeKey(const ConvertOptions& options, const ModelConfig& c,
   std::string key = absl::StrCat(
       "balance ", options.mla.balance_kv, " nope ", options.mla.nope_correction,
       " scale ", options.mla.nope_scale_span, " objective ",
-      LatentObjectiveName(options.mla.latent_objective), " refine ",
-      options.mla.latent_refine, " qk-fold ",
+      LatentObjectiveName(options.mla.latent_objective), " qk-fold ",
       mla::UsesRegressionFold(options.mla, options.method, c.attention_bias),
       " bias ", c.attention_bias, " candidates");
   for (const mla::CandidateShape& s : shapes) {
-    absl::StrAppend(&key, " ", s.rope_dim, "/", s.freqfold, "/",
-                    s.kv_lora_rank);
+    absl::StrAppend(&key, " ", s.rope_dim, "/", s.freqfold, "/", s.kv_lora_rank,
+                    "/", s.latent_refine);
   }
   return key;
 }
@@ -138,7 +137,7 @@ PerplexityReport ToReport(const engine::PerplexityResult& r) {
 std::vector<mla::CandidateShape> Shapes(const MlaFit& fit) {
   std::vector<mla::CandidateShape> shapes;
   for (const MlaCandidate& c : fit.candidates) {
-    shapes.push_back({c.rope_dim, c.freqfold, c.kv_lora_rank});
+    shapes.push_back({c.rope_dim, c.freqfold, c.kv_lora_rank, c.latent_refine});
   }
   return shapes;
 }
@@ -258,6 +257,18 @@ absl::StatusOr<std::vector<MlaCandidate>> MlaCandidates(
   const int64_t extra = BiasChannels(c);
   const int64_t max_rank =
       std::min<int64_t>(c.hidden_size, 2 * c.kv_width()) + extra;
+  // The latent refinement needs care's attention objective (fit_layer.cc);
+  // `auto` scores each split without it first, so a tie keeps the plain fit.
+  std::vector<int64_t> refines = {0};
+  if (options.method == Method::kCare &&
+      o.latent_objective == LatentObjective::kAttention &&
+      o.latent_refine > 0) {
+    if (o.latent_refine_auto) {
+      refines.push_back(o.latent_refine);
+    } else {
+      refines = {o.latent_refine};
+    }
+  }
   std::vector<int64_t> ropes;
   if (o.rope_dim > 0) {
     ropes = {o.rope_dim};
@@ -298,11 +309,14 @@ absl::StatusOr<std::vector<MlaCandidate>> MlaCandidates(
         }
         continue;
       }
-      MlaCandidate cand;
-      cand.rope_dim = rope;
-      cand.freqfold = k;
-      cand.kv_lora_rank = rank;
-      out.push_back(std::move(cand));
+      for (int64_t rounds : refines) {
+        MlaCandidate cand;
+        cand.rope_dim = rope;
+        cand.freqfold = k;
+        cand.kv_lora_rank = rank;
+        cand.latent_refine = rounds;
+        out.push_back(std::move(cand));
+      }
     }
   }
   if (out.empty()) {
@@ -433,6 +447,7 @@ absl::Status MlaChoose(const ConvertOptions& options, const Inputs& in,
     cr.rope_dim = cand.rope_dim;
     cr.freqfold = cand.freqfold;
     cr.kv_lora_rank = cand.kv_lora_rank;
+    cr.latent_refine = cand.latent_refine;
     cr.heldout_nll = cand.heldout_nll;
     cr.heldout_nll_partial_rope = cand.heldout_nll_partial_rope;
     if (i == 0 || cr.heldout_nll < best) {
@@ -452,6 +467,11 @@ absl::Status MlaChoose(const ConvertOptions& options, const Inputs& in,
   mr.kv_lora_rank = c.kv_lora_rank;
   mr.rope_dim_auto = options.mla.rope_dim == 0;
   mr.freqfold_auto = options.mla.freqfold == 0;
+  mr.latent_refine = c.latent_refine;
+  mr.latent_refine_auto = std::any_of(
+      fit.candidates.begin(), fit.candidates.end(), [&](const MlaCandidate& o) {
+        return o.latent_refine != c.latent_refine;
+      });
   mr.balance_kv = options.mla.balance_kv;
   mr.nope_correction = options.mla.nope_correction;
   mr.nope_scale_span =
@@ -475,8 +495,10 @@ absl::Status MlaChoose(const ConvertOptions& options, const Inputs& in,
       mr.candidates[fit.chosen].heldout_nll_partial_rope;
   mr.layers = c.reports;
   report->layers = MlaLayerReports(mr);
-  report->allocation_chosen =
-      absl::StrCat("rope", c.rope_dim, "-freqfold", c.freqfold);
+  report->allocation_chosen = absl::StrCat(
+      "rope", c.rope_dim, "-freqfold", c.freqfold,
+      c.latent_refine > 0 ? absl::StrCat("-refine", c.latent_refine)
+                          : std::string());
   // Both held-out numbers on the scoring windows.
   report->heldout_nll_original = mr.heldout_nll_original;
   report->heldout_nll_converted = best;

@@ -107,7 +107,10 @@ absl::StatusOr<CalibratedLayer> Fit(
   // V's regression metric (attended_inputs.h): candidate-independent, on the
   // NoPE scale's long windows (consecutive calibration windows as one).
   std::vector<Eigen::MatrixXd> value_moments;
-  if (attention && ctx.mla.latent_refine > 0) {
+  const bool refines =
+      std::any_of(candidates.begin(), candidates.end(),
+                  [](const CandidateShape& c) { return c.latent_refine > 0; });
+  if (attention && refines) {
     RopeSplit shape_only;
     shape_only.shape = {config.num_key_value_heads, config.head_dim, 0, 1};
     const NopeCorrectionInputs ai = window_inputs(
@@ -169,9 +172,9 @@ absl::StatusOr<CalibratedLayer> Fit(
           BuildAttentionMetric(q_rows, o_proj, stats.covariance,
                                config.num_key_value_heads, config.head_dim));
     }
-    if (!mo.metric.empty()) {
+    if (!mo.metric.empty() && cand.latent_refine > 0) {
       mo.value_moments = value_moments;
-      mo.latent_refine_rounds = static_cast<int>(ctx.mla.latent_refine);
+      mo.latent_refine_rounds = static_cast<int>(cand.latent_refine);
     }
     CARE_ASSIGN_OR_RETURN(PreparedLayer prepared, PrepareLayer(w, stats, mo));
     CARE_ASSIGN_OR_RETURN(MlaLayer layer,

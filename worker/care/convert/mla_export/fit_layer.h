@@ -25,6 +25,8 @@ namespace care::convert::mla {
 struct CandidateShape {
   int64_t rope_dim = 0, freqfold = 0;
   int64_t kv_lora_rank = 0;  // written (the bias channel included)
+  // Rounds of the latent refinement (options.h, latent_refine.h); 0: none.
+  int64_t latent_refine = 0;
 };
 
 // One layer's fits, one entry per candidate.

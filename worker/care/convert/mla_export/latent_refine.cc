@@ -3,6 +3,7 @@
 #include <Eigen/Cholesky>
 #include <algorithm>
 #include <cmath>
+#include <optional>
 
 namespace care::convert::mla {
 namespace {
@@ -10,6 +11,26 @@ namespace {
 // Conjugate-gradient iterations per A step: the operator is SPD and its
 // size D·r; a warm start needs few.
 constexpr int kCgIterations = 60;
+
+// Below this many multiply-adds per [D, D]·[D, r] product the refinement
+// runs Eigen on the calling thread: each conjugate-gradient step is a few
+// such products, and at fixture sizes Eigen's parallel GEMM spent most of
+// its time in OpenMP barriers (and minutes with two jobs on two cores).
+constexpr double kParallelMultiplyAdds = 1 << 24;
+
+// Eigen's thread count for one scope, restored after.
+class EigenThreadsScope {
+ public:
+  explicit EigenThreadsScope(int threads) : saved_(Eigen::nbThreads()) {
+    Eigen::setNbThreads(threads);
+  }
+  ~EigenThreadsScope() { Eigen::setNbThreads(saved_); }
+  EigenThreadsScope(const EigenThreadsScope&) = delete;
+  EigenThreadsScope& operator=(const EigenThreadsScope&) = delete;
+
+ private:
+  int saved_;
+};
 
 // One block of f: target W [D, d_h], moment C (damped) [D, D], output
 // metric M [d_h, d_h], weight w.
@@ -51,6 +72,11 @@ LatentRefineResult RefineLatent(const LatentRefineInputs& in,
                                 const Eigen::MatrixXd& w_down) {
   const int64_t dh = in.head_dim;
   const int64_t g = static_cast<int64_t>(in.value_moments->size());
+  const double d = static_cast<double>(w_down.rows());
+  std::optional<EigenThreadsScope> serial;
+  if (d * d * static_cast<double>(w_down.cols()) < kParallelMultiplyAdds) {
+    serial.emplace(1);
+  }
   const Eigen::MatrixXd ck = Damped(*in.covariance, in.damping);
   std::vector<Block> blocks;
   double energy_k = 0, energy_v = 0;

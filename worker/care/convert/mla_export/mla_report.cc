@@ -36,6 +36,8 @@ nlohmann::json MlaReportToJson(const MlaExportReport& r) {
       {"rope_dim_auto", r.rope_dim_auto},
       {"freqfold", r.freqfold},
       {"freqfold_auto", r.freqfold_auto},
+      {"latent_refine", r.latent_refine},
+      {"latent_refine_auto", r.latent_refine_auto},
       {"kv_lora_rank", r.kv_lora_rank},
       {"balance_kv", r.balance_kv},
       {"nope_correction", r.nope_correction},
@@ -77,6 +79,7 @@ nlohmann::json MlaReportToJson(const MlaExportReport& r) {
     cands.push_back({{"rope_dim", c.rope_dim},
                      {"freqfold", c.freqfold},
                      {"kv_lora_rank", c.kv_lora_rank},
+                     {"latent_refine", c.latent_refine},
                      {"heldout_nll", c.heldout_nll},
                      {"heldout_nll_partial_rope", c.heldout_nll_partial_rope},
                      {"chosen", c.chosen}});
@@ -89,10 +92,11 @@ nlohmann::json MlaReportToJson(const MlaExportReport& r) {
 std::string MlaReportSummary(const MlaExportReport& r) {
   std::string s = absl::StrFormat(
       "  layout deepseek_v3: rope_dim %d%s, freqfold %d%s, kv_lora_rank %d "
-      "(KV per token per layer %d -> %d)\n",
+      "(KV per token per layer %d -> %d), latent refine %d%s\n",
       r.rope_dim, r.rope_dim_auto ? " (auto)" : "", r.freqfold,
       r.freqfold_auto ? " (auto)" : "", r.kv_lora_rank,
-      r.kv_width_per_layer_before, r.kv_width_per_layer_after);
+      r.kv_width_per_layer_before, r.kv_width_per_layer_after, r.latent_refine,
+      r.latent_refine_auto ? " (auto)" : "");
   absl::StrAppendFormat(
       &s,
       "  held-out scoring: %d windows x %d, original NLL %.4f\n"
@@ -129,10 +133,11 @@ std::string MlaReportSummary(const MlaExportReport& r) {
     for (const MlaCandidateReport& c : r.candidates) {
       absl::StrAppendFormat(
           &s,
-          "    candidate rope %d freqfold %d rank %d: NLL %.4f (partial RoPE "
-          "only %.4f)%s\n",
-          c.rope_dim, c.freqfold, c.kv_lora_rank, c.heldout_nll,
-          c.heldout_nll_partial_rope, c.chosen ? "  <- chosen" : "");
+          "    candidate rope %d freqfold %d rank %d refine %d: NLL %.4f "
+          "(partial RoPE only %.4f)%s\n",
+          c.rope_dim, c.freqfold, c.kv_lora_rank, c.latent_refine,
+          c.heldout_nll, c.heldout_nll_partial_rope,
+          c.chosen ? "  <- chosen" : "");
     }
   }
   return s;

@@ -31,6 +31,7 @@ struct MlaLayerReport {
 
 struct MlaCandidateReport {
   int64_t rope_dim = 0, freqfold = 0, kv_lora_rank = 0;
+  int64_t latent_refine = 0;  // rounds of the latent refinement
   double heldout_nll = 0;
   double heldout_nll_partial_rope = 0;  // same rope split, full latent rank
   bool chosen = false;
@@ -76,6 +77,10 @@ struct MlaExportReport {
   // Window of the NoPE score scale fit (nope_scale.h); 0: none.
   int64_t nope_scale_span = 0;
   bool rope_dim_auto = false, freqfold_auto = false;
+  // Rounds of the latent refinement of the chosen candidate (0: none), and
+  // whether `auto` scored the split with and without it.
+  int64_t latent_refine = 0;
+  bool latent_refine_auto = false;
   double rope_theta = 0;  // written; source's theta^(R/d_h)
   // Numbers cached per token per layer: GQA 2·g·d_h, MLA kv_lora_rank + R.
   int64_t kv_width_per_layer_before = 0;

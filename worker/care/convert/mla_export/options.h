@@ -54,12 +54,17 @@ struct MlaExportOptions {
   int64_t nope_scale_span = 256;
   // `--latent-objective`; applies to method care (pca and svd keep theirs).
   LatentObjective latent_objective = LatentObjective::kAttention;
-  // `--latent-refine N`, with the attention objective: rounds of the
+  // `--latent-refine N|auto`, with the attention objective: rounds of the
   // alternating fit of the joint latent with V measured under the
   // attention-averaged inputs (latent_refine.h, attended_inputs.h); 0: the
-  // joint factorization's latent, V under C (the default: the refinement
-  // helps most cells of docs/quality.md but not all).
+  // joint factorization's latent, V under C (the default). With
+  // `latent_refine_auto` every split is a candidate twice, with 0 and with
+  // `latent_refine` rounds, and the held-out scoring keeps the better: the
+  // refinement lowers most cells of docs/quality.md but not all. Not the
+  // default: its conjugate gradients cost ~480·(g+1)·D²·r per layer and
+  // split (tens of TFLOP per layer at 8B shape; docs/conversion.md).
   int64_t latent_refine = 0;
+  bool latent_refine_auto = false;
   // `--qk-norm-fold`: models with per-head q/k norms (Qwen3) only.
   QkNormFoldMode qk_norm_fold = QkNormFoldMode::kAuto;
 
