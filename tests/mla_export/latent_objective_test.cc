@@ -75,7 +75,6 @@ TEST(LatentObjectiveTest, AttentionObjectiveLowersWeightedHeldOutError) {
   CARE_REQUIRE_FIXTURES();
   const Fixture* f = Load();
   ASSERT_NE(f, nullptr) << "tinyqwen3-hf fixture";
-  const ModelConfig& config = f->model.config;
   // rope 8 of 32, kv_lora_rank 8: tinyqwen3's 87.5 % split (quality.md).
   const std::vector<CandidateShape> shapes = {{8, 1, 8}};
   MlaExportOptions attention, activation;
@@ -94,22 +93,7 @@ TEST(LatentObjectiveTest, AttentionObjectiveLowersWeightedHeldOutError) {
 
   // The metric as the attention fit built it: the corrected, folded q rows
   // and o_proj of the layer.
-  auto q = f->model.weights->LoadF32(io::names::QProj(kLayer));
-  auto o = f->model.weights->LoadF32(io::names::OProj(kLayer));
-  ASSERT_TRUE(q.ok() && o.ok());
-  MatrixRM q_rows = FoldedQProj(q->matrix(), a->layers[0]);
-  NopeCorrection nc;
-  nc.m = a->layers[0].nope_correction;
-  for (int64_t h = 0; h < config.num_attention_heads; ++h) {
-    MatrixRM rows = q_rows.middleRows(h * config.head_dim, config.head_dim);
-    CorrectQueryRows(nc, h, config.head_dim, rows);
-    q_rows.middleRows(h * config.head_dim, config.head_dim) = rows;
-  }
-  CovarianceAccumulator cal(f->x.cols());
-  ASSERT_TRUE(cal.Add(f->x.topRows(f->cal_tokens)).ok());
-  auto metric =
-      BuildAttentionMetric(q_rows, o->matrix(), cal.Covariance(),
-                           config.num_key_value_heads, config.head_dim);
+  auto metric = FittedAttentionMetric(*f, a->layers[0]);
   ASSERT_TRUE(metric.ok()) << metric.status();
 
   const Eigen::MatrixXd held = HeldCovariance(*f);

@@ -164,22 +164,10 @@ TEST(LatentRefineTest, LowersTheHeldOutObjectiveOnRealData) {
   EXPECT_FALSE(lr.w_down.isApprox(lp.w_down));
 
   auto q = f->model.weights->LoadF32(io::names::QProj(kLayer));
-  auto o = f->model.weights->LoadF32(io::names::OProj(kLayer));
   auto w = LoadLayerWeights(c, *f->model.weights, kLayer);
-  ASSERT_TRUE(q.ok() && o.ok() && w.ok());
+  ASSERT_TRUE(q.ok() && w.ok());
   const MatrixRM wq_folded = FoldedQProj(q->matrix(), lr);
-  MatrixRM q_rows = wq_folded;
-  NopeCorrection nc;
-  nc.m = lr.nope_correction;
-  for (int64_t h = 0; h < c.num_attention_heads; ++h) {
-    MatrixRM rows = q_rows.middleRows(h * c.head_dim, c.head_dim);
-    CorrectQueryRows(nc, h, c.head_dim, rows);
-    q_rows.middleRows(h * c.head_dim, c.head_dim) = rows;
-  }
-  CovarianceAccumulator cal(f->x.cols());
-  ASSERT_TRUE(cal.Add(f->x.topRows(f->cal_tokens)).ok());
-  auto metric = BuildAttentionMetric(q_rows, o->matrix(), cal.Covariance(),
-                                     c.num_key_value_heads, c.head_dim);
+  auto metric = FittedAttentionMetric(*f, lr);
   ASSERT_TRUE(metric.ok()) << metric.status();
   const LayerWeights folded = FoldedWeights(*w, lr);
   RopeSplit shape;

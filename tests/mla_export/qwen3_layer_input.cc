@@ -2,8 +2,12 @@
 
 #include <utility>
 
+#include "base/status_macros.h"
+#include "care/convert/covariance.h"
+#include "care/convert/mla_export/nope_correction.h"
 #include "care/engine/engine.h"
 #include "care/engine/families.h"
+#include "care/io/tensor_names.h"
 #include "convert/pipeline_test_util.h"
 #include "support/fixtures.h"
 
@@ -33,6 +37,22 @@ const Qwen3LayerInput* LoadQwen3LayerInput() {
     return out;
   }();
   return f;
+}
+
+absl::StatusOr<AttentionMetric> FittedAttentionMetric(const Qwen3LayerInput& f,
+                                                      const MlaLayer& layer) {
+  const ModelConfig& c = f.model.config;
+  CARE_ASSIGN_OR_RETURN(Tensor q,
+                        f.model.weights->LoadF32(io::names::QProj(kLayer)));
+  CARE_ASSIGN_OR_RETURN(Tensor o,
+                        f.model.weights->LoadF32(io::names::OProj(kLayer)));
+  NopeCorrection nc;
+  nc.m = layer.nope_correction;
+  CovarianceAccumulator cal(f.x.cols());
+  CARE_RETURN_IF_ERROR(cal.Add(f.x.topRows(f.cal_tokens)));
+  return BuildAttentionMetric(
+      CorrectedQueryProjection(nc, c.head_dim, FoldedQProj(q.matrix(), layer)),
+      o.matrix(), cal.Covariance(), c.num_key_value_heads, c.head_dim);
 }
 
 }  // namespace care::convert::mla

@@ -7,6 +7,9 @@
 
 #include <cstdint>
 
+#include "absl/status/statusor.h"
+#include "care/convert/mla_export/latent_objective.h"
+#include "care/convert/mla_export/mla_layer.h"
 #include "care/io/model.h"
 #include "care/io/tensor.h"
 
@@ -25,6 +28,12 @@ struct Qwen3LayerInput {
 // Loaded once per process; null when the fixture is missing or the forward
 // fails.
 const Qwen3LayerInput* LoadQwen3LayerInput();
+
+// The attention metric as the fit built it for `layer` (fitted on f's
+// calibration rows): the layer's folded and NoPE-corrected q rows, its
+// o_proj and the calibration covariance.
+absl::StatusOr<AttentionMetric> FittedAttentionMetric(const Qwen3LayerInput& f,
+                                                      const MlaLayer& layer);
 
 }  // namespace care::convert::mla
 

@@ -158,19 +158,11 @@ absl::StatusOr<CalibratedLayer> Fit(
       }
     }
     if (attention) {
-      MatrixRM q_rows = w_q;  // [n_h·d_h, D]: what meets k_nope
-      if (!nc.m.empty()) {
-        for (int64_t h = 0; h < config.num_attention_heads; ++h) {
-          MatrixRM rows = q_rows.middleRows(h * config.head_dim,
-                                            config.head_dim);  // [d_h, D]
-          CorrectQueryRows(nc, h, config.head_dim, rows);
-          q_rows.middleRows(h * config.head_dim, config.head_dim) = rows;
-        }
-      }
       CARE_ASSIGN_OR_RETURN(
           mo.metric,
-          BuildAttentionMetric(q_rows, o_proj, stats.covariance,
-                               config.num_key_value_heads, config.head_dim));
+          BuildAttentionMetric(
+              CorrectedQueryProjection(nc, config.head_dim, w_q), o_proj,
+              stats.covariance, config.num_key_value_heads, config.head_dim));
     }
     if (!mo.metric.empty() && cand.latent_refine > 0) {
       mo.value_moments = value_moments;

@@ -137,6 +137,17 @@ absl::StatusOr<NopeCorrection> FitNopeCorrection(
   return out;
 }
 
+MatrixRM CorrectedQueryProjection(const NopeCorrection& c, int64_t head_dim,
+                                  MatrixRM q_rows) {
+  if (c.m.empty()) return q_rows;
+  for (int64_t h = 0; h < q_rows.rows() / head_dim; ++h) {
+    MatrixRM rows = q_rows.middleRows(h * head_dim, head_dim);  // [d_h, D]
+    CorrectQueryRows(c, h, head_dim, rows);
+    q_rows.middleRows(h * head_dim, head_dim) = rows;
+  }
+  return q_rows;
+}
+
 void CorrectQueryRows(const NopeCorrection& c, int64_t head, int64_t head_dim,
                       MatrixRM& rows) {
   const int64_t half = head_dim / 2;

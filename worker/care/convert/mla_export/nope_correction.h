@@ -71,6 +71,11 @@ absl::StatusOr<NopeCorrection> FitNopeCorrection(
 void CorrectQueryRows(const NopeCorrection& c, int64_t head, int64_t head_dim,
                       MatrixRM& rows);
 
+// q_proj rows [n_h·d_h, D] with every head's correction applied (as given
+// when `c` is empty): the queries that meet k_nope.
+MatrixRM CorrectedQueryProjection(const NopeCorrection& c, int64_t head_dim,
+                                  MatrixRM q_rows);
+
 }  // namespace care::convert::mla
 
 #endif  // CARE_CONVERT_MLA_EXPORT_NOPE_CORRECTION_H_
