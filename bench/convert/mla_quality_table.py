@@ -3,7 +3,8 @@
 
 For each model and KV save: the original, the CARE latent layout (care,
 auto allocation), "partial RoPE only" (the chosen rope split at full latent
-rank), and the deepseek-v3 layout with care (rope dim and freqfold auto),
+rank), and the deepseek-v3 layout with care (rope dim and freqfold auto;
+the defaults, o_proj refit auto included, and with --o-proj-refit off),
 then pca and svd on care's chosen split. Runs `care-worker convert` per
 cell; only the Python standard library is needed.
 
@@ -71,11 +72,12 @@ def main():
     os.makedirs(args.workdir, exist_ok=True)
     rows = []
     print("| model | KV save | original | latent care-auto | partial RoPE only"
-          " | dsv3 svd | dsv3 pca | dsv3 care | split (R/K, r) |" +
+          " | dsv3 svd | dsv3 pca | dsv3 care, o_proj refit off | dsv3 care"
+          " (default) | split (R/K, r), refit kept |" +
           (f" care refine {args.refine} |" if args.refine else "") +
           (" care refine auto (kept) |" if args.refine_auto else ""))
-    print("|---|---|---|---|---|---|---|---|---|" + "---|" * bool(args.refine)
-          + "---|" * args.refine_auto)
+    print("|---|---|---|---|---|---|---|---|---|---|" +
+          "---|" * bool(args.refine) + "---|" * args.refine_auto)
     for model, cal, ev in MODELS:
         if model not in args.models.split(","):
             continue
@@ -87,10 +89,14 @@ def main():
             d = care["deepseek_v3"]
             split = ["--layout", "deepseek-v3", "--rope-dim",
                      str(d["rope_dim"]), "--freqfold", str(d["freqfold"])]
+            at = f"{d['rope_dim']}-{d['freqfold']}"
             pca = run(args, model, cal, ev, save, split + ["--method", "pca"],
-                      "dsv3-pca")
+                      f"dsv3-pca-{at}")
             svd = run(args, model, cal, ev, save, split + ["--method", "svd"],
-                      "dsv3-svd")
+                      f"dsv3-svd-{at}")
+            off = run(args, model, cal, ev, save, [
+                "--layout", "deepseek-v3", "--o-proj-refit", "off"],
+                "dsv3-care-refit-off")
             refined = None
             if args.refine:
                 refined = run(args, model, cal, ev, save, split + [
@@ -102,7 +108,8 @@ def main():
                     "--layout", "deepseek-v3", "--latent-refine", "auto"],
                     "dsv3-care-refine-auto")
                 auto = (a["converted"]["ppl"],
-                        a["deepseek_v3"]["latent_refine"])
+                        a["deepseek_v3"]["latent_refine"],
+                        a["deepseek_v3"]["o_proj_refit"])
             row = {
                 "model": model, "kv_save": save,
                 "original": care["original"]["ppl"],
@@ -111,22 +118,30 @@ def main():
                 "dsv3_svd": svd["converted"]["ppl"],
                 "dsv3_pca": pca["converted"]["ppl"],
                 "dsv3_care": care["converted"]["ppl"],
+                "dsv3_care_refit_off": off["converted"]["ppl"],
+                "refit_off_split": [off["deepseek_v3"]["rope_dim"],
+                                    off["deepseek_v3"]["freqfold"]],
+                "o_proj_refit": d["o_proj_refit"],
                 "rope_dim": d["rope_dim"], "freqfold": d["freqfold"],
                 "kv_lora_rank": d["kv_lora_rank"],
                 "candidates": d["candidates"],
                 "dsv3_care_refined": refined,
                 "dsv3_care_refine_auto": auto[0] if auto else None,
                 "refine_auto_kept": auto[1] if auto else None,
+                "refine_auto_refit": auto[2] if auto else None,
             }
             rows.append(row)
             print(f"| {model} | {save * 100:g} % | {row['original']:.2f} | "
                   f"{row['latent_care_auto']:.2f} | "
                   f"{row['partial_rope_only']:.2f} | {row['dsv3_svd']:.2f} | "
-                  f"{row['dsv3_pca']:.2f} | {row['dsv3_care']:.2f} | "
+                  f"{row['dsv3_pca']:.2f} | {row['dsv3_care_refit_off']:.2f} | "
+                  f"{row['dsv3_care']:.2f} | "
                   f"{row['rope_dim']}/{row['freqfold']}, "
-                  f"{row['kv_lora_rank']} |" +
+                  f"{row['kv_lora_rank']}, "
+                  f"{'refit' if row['o_proj_refit'] else 'no refit'} |" +
                   (f" {refined:.2f} |" if args.refine else "") +
-                  (f" {auto[0]:.2f} ({auto[1]}) |" if auto else ""),
+                  (f" {auto[0]:.2f} ({auto[1]}"
+                   f"{', refit' if auto[2] else ''}) |" if auto else ""),
                   flush=True)
     if args.json:
         with open(args.json, "w") as f:

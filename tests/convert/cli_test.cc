@@ -95,10 +95,17 @@ TEST(ConvertCliTest, DeepseekV3LayoutWritesTheHtmlReport) {
   ASSERT_FALSE(report.is_discarded());
   EXPECT_EQ(report["layout"], "deepseek_v3");
   EXPECT_EQ(report["layers"].size(), 5u);
-  // --latent-refine auto: the split scored without and with 4 rounds.
+  // --latent-refine auto: the split scored without and with 4 rounds, each
+  // without and with the o_proj refit (its default, auto).
   EXPECT_EQ(report["deepseek_v3"]["latent_refine_auto"], true);
-  ASSERT_EQ(report["deepseek_v3"]["candidates"].size(), 2u);
-  EXPECT_EQ(report["deepseek_v3"]["candidates"][1]["latent_refine"], 4);
+  EXPECT_EQ(report["deepseek_v3"]["o_proj_refit_auto"], true);
+  const nlohmann::json& cands = report["deepseek_v3"]["candidates"];
+  ASSERT_EQ(cands.size(), 4u);
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(cands[i]["latent_refine"], i < 2 ? 0 : 4) << i;
+    EXPECT_EQ(cands[i]["o_proj_refit"], i % 2 == 1) << i;
+  }
+  EXPECT_NE(conv.output.find("o_proj refit"), std::string::npos) << conv.output;
   std::filesystem::remove_all(dir);
 }
 
@@ -129,6 +136,22 @@ TEST(ConvertCliTest, BadArgumentsAreUsageErrors) {
   EXPECT_NE(r.output.find("--latent-refine must be auto or a number of "
                           "rounds in [0, 100], got 'often'"),
             std::string::npos)
+      << r.output;
+  r = RunCareWorker(absl::StrCat("convert --model ", model,
+                                 " --out /tmp/x --kv-save 0.5 --calib ", text,
+                                 " --layout deepseek-v3 --o-proj-refit maybe"));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(
+      r.output.find("unknown o_proj refit \"maybe\"; expected auto, off or on"),
+      std::string::npos)
+      << r.output;
+  r = RunCareWorker(absl::StrCat("convert --model ", model,
+                                 " --out /tmp/x --kv-save 0.5 --calib ", text,
+                                 " --o-proj-refit on"));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(
+      r.output.find("--o-proj-refit applies to --layout deepseek-v3 only"),
+      std::string::npos)
       << r.output;
 }
 

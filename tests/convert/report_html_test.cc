@@ -217,6 +217,8 @@ nlohmann::json HandMadeMlaReport(int layers, int candidates) {
                       {"heldout_nll_original", 1.5},
                       {"scoring_seq_len", 256},
                       {"scoring_windows", 2},
+                      {"o_proj_refit", true},
+                      {"o_proj_refit_auto", true},
                       {"eval_ppl_partial_rope", 9.9}};
   nlohmann::json ls = nlohmann::json::array();
   for (int l = 0; l < layers; ++l) {
@@ -241,6 +243,9 @@ nlohmann::json HandMadeMlaReport(int layers, int candidates) {
                   {"norm_error_max", 1e-8},
                   {"nope_dropped_error", 0.1},
                   {"nope_corrected_error", 0.05},
+                  {"o_proj_refit", l % 2 == 0},
+                  {"o_proj_error_before", 0.7},
+                  {"o_proj_error_after", l % 2 == 0 ? 0.6 : 0.71},
                   {"note", ""}});
   }
   d["layers"] = ls;
@@ -251,6 +256,7 @@ nlohmann::json HandMadeMlaReport(int layers, int candidates) {
                   {"kv_lora_rank", 32 - (8 >> (i / 3))},
                   {"heldout_nll", 2.0 + 0.1 * i},
                   {"heldout_nll_partial_rope", 1.75 + 0.1 * i},
+                  {"o_proj_refit", i % 2 == 1},
                   {"chosen", i == 0}});
   }
   d["candidates"] = cs;
@@ -265,7 +271,7 @@ TEST(ReportHtmlTest, DeepseekV3LayoutSections) {
   for (int layers : {1, 5, 40}) {
     const std::string html = ReportHtml(HandMadeMlaReport(layers, 6));
     for (const char* id : {"deepseek_v3", "steps", "mla_candidates", "errors",
-                           "energy", "rope_split", "layers"}) {
+                           "energy", "rope_split", "o_proj_refit", "layers"}) {
       EXPECT_NE(html.find(absl::StrCat("<section id=\"", id, "\">")),
                 std::string::npos)
           << id;
@@ -277,6 +283,11 @@ TEST(ReportHtmlTest, DeepseekV3LayoutSections) {
     EXPECT_EQ(Count(Chart(html, "nope_error"), "data-series=\"dropped\""),
               layers);
     EXPECT_EQ(Count(Chart(html, "nope_error"), "data-series=\"corrected\""),
+              layers);
+    EXPECT_EQ(
+        Count(Chart(html, "o_proj_refit"), "data-series=\"source o_proj\""),
+        layers);
+    EXPECT_EQ(Count(Chart(html, "o_proj_refit"), "data-series=\"refit\""),
               layers);
     // original → partial RoPE only → converted, in NLL and perplexity.
     EXPECT_EQ(Count(Chart(html, "steps"), "class=\"bar\""), 3);
@@ -294,6 +305,17 @@ TEST(ReportHtmlTest, DeepseekV3LayoutSections) {
   EXPECT_NE(html.find("8 (auto)"), std::string::npos);
   EXPECT_NE(html.find("64 → 32 (50.0 % saved)"), std::string::npos);
   EXPECT_NE(html.find("partial RoPE only"), std::string::npos);
+  EXPECT_NE(html.find("<th>o_proj refit</th><td>on (auto)</td>"),
+            std::string::npos);
+  EXPECT_NE(html.find("rope 8 · freqfold 2 · o_proj refit"), std::string::npos);
+  // Without the refit (older reports, other methods) no refit chart.
+  nlohmann::json plain = HandMadeMlaReport(2, 1);
+  for (auto& l : plain["deepseek_v3"]["layers"]) {
+    l["o_proj_error_before"] = 0;
+    l["o_proj_error_after"] = 0;
+  }
+  EXPECT_EQ(ReportHtml(plain).find("<section id=\"o_proj_refit\">"),
+            std::string::npos);
   // The deepseek_v3 object is rendered by its sections, not as raw fields.
   EXPECT_EQ(html.find("<h2>deepseek_v3</h2>"), std::string::npos);
   EXPECT_EQ(html.find("kv_width_per_layer_before"), std::string::npos);
@@ -369,6 +391,7 @@ TEST(ReportHtmlTest, DeepseekV3UnknownFieldsAndMissingEvaluation) {
   r["deepseek_v3"]["nope_correction"] = false;
   r["deepseek_v3"]["rope_dim_auto"] = false;
   r["deepseek_v3"]["freqfold_auto"] = false;
+  r["deepseek_v3"]["o_proj_refit_auto"] = false;
   r["deepseek_v3"]["healing"] = {
       {"steps", 100},
       {"history",
@@ -480,7 +503,7 @@ TEST(ReportHtmlFixtureTest, DeepseekV3ConversionWritesThePage) {
                             Budget::KvSave(0.5), Method::kCare);
   o.output_layout = OutputLayout::kDeepseekV3;
   o.mla.rope_dim = 8;
-  o.mla.freqfold = 0;  // auto: freqfold 1, 2 and 4
+  o.mla.freqfold = 1;  // and the o_proj refit auto (the default): 2 fits
   absl::StatusOr<ConversionReport> r = ConvertModel(o);
   ASSERT_TRUE(r.ok()) << r.status();
   ASSERT_TRUE(r->deepseek_v3);
@@ -510,8 +533,11 @@ TEST(ReportHtmlFixtureTest, DeepseekV3ConversionWritesThePage) {
   EXPECT_EQ(Count(Chart(html, "errors"), "class=\"bar\""), 10);
   EXPECT_EQ(Count(Chart(html, "rope_energy"), "class=\"bar\""), 5);
   EXPECT_EQ(Count(Chart(html, "steps"), "class=\"bar\""), 3);
-  EXPECT_EQ(Count(Chart(html, "mla_candidates"), "class=\"bar\""), 3);
-  EXPECT_EQ(r->deepseek_v3->candidates.size(), 3u);
+  EXPECT_EQ(Count(Chart(html, "mla_candidates"), "class=\"bar\""), 2);
+  EXPECT_EQ(r->deepseek_v3->candidates.size(), 2u);
+  // The refit's per-layer chart when the written candidate has it.
+  EXPECT_EQ(html.find("<section id=\"o_proj_refit\">") != std::string::npos,
+            r->deepseek_v3->o_proj_refit);
 }
 
 }  // namespace

@@ -17,6 +17,7 @@
 #include "care/engine/perplexity.h"
 #include "care/engine/synthetic_model.h"
 #include "care/io/model.h"
+#include "care/io/tensor_names.h"
 #include "convert/pipeline_test_util.h"
 #include "mla_export/export_test_util.h"
 #include "support/fixtures.h"
@@ -32,6 +33,17 @@ using testing::ModelLogits;
 using testing::Qwen2Config;
 using testing::ReadJson;
 using testing::ReferenceLogits;
+
+// Both checkpoints' model.safetensors, byte for byte (and not empty).
+void ExpectSameWeights(const std::string& a, const std::string& b) {
+  auto bytes = [](const std::string& dir) {
+    std::ifstream in(dir + "/model.safetensors", std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  const std::string x = bytes(a);
+  EXPECT_FALSE(x.empty()) << a;
+  EXPECT_TRUE(x == bytes(b)) << a << " and " << b << " differ";
+}
 
 class ExportPipelineTest : public ::testing::Test {
  protected:
@@ -249,16 +261,8 @@ TEST_F(ExportPipelineTest, AutoScoresEveryCandidateAndKeepsTheBest) {
     EXPECT_EQ(f->deepseek_v3->layers[l].heldout_error_k,
               m.layers[l].heldout_error_k);
   }
-  for (const char* file : {"model.safetensors", "config.json"}) {
-    std::ifstream a(dir_ + "/auto/" + file, std::ios::binary);
-    std::ifstream b(dir_ + "/fixed/" + file, std::ios::binary);
-    const std::string sa((std::istreambuf_iterator<char>(a)), {});
-    const std::string sb((std::istreambuf_iterator<char>(b)), {});
-    EXPECT_FALSE(sa.empty()) << file;
-    if (std::string(file) == "model.safetensors") {
-      EXPECT_EQ(sa, sb) << file;
-    }
-  }
+  EXPECT_TRUE(std::filesystem::exists(dir_ + "/auto/config.json"));
+  ExpectSameWeights(dir_ + "/auto", dir_ + "/fixed");
 }
 
 // `--latent-refine auto`: the split is scored without and with the latent
@@ -296,12 +300,70 @@ TEST_F(ExportPipelineTest, LatentRefineAutoKeepsTheBetterHeldOutFit) {
   ASSERT_TRUE(f.ok()) << f.status();
   ASSERT_EQ(f->deepseek_v3->candidates.size(), 1u);
   EXPECT_EQ(f->heldout_nll_converted, r->heldout_nll_converted);
-  std::ifstream a(dir_ + "/auto/model.safetensors", std::ios::binary);
-  std::ifstream b(dir_ + "/fixed/model.safetensors", std::ios::binary);
-  const std::string sa((std::istreambuf_iterator<char>(a)), {});
-  const std::string sb((std::istreambuf_iterator<char>(b)), {});
-  EXPECT_FALSE(sa.empty());
-  EXPECT_EQ(sa, sb);
+  ExpectSameWeights(dir_ + "/auto", dir_ + "/fixed");
+}
+
+// `--o-proj-refit auto` (the default): the split scored with the source's
+// o_proj and with the refit, the better written; a run given `on` writes
+// the refit, which the engine (reloaded) and the float64 reference run.
+TEST_F(ExportPipelineTest, OProjRefitAutoKeepsTheBetterAndWritesTheRefit) {
+  CARE_REQUIRE_FIXTURES();
+  const std::string src = Fixture("stories260K-hf");
+  ConvertOptions o = DeepseekV3Options(src, dir_ + "/auto", 8, 1);
+  o.mla.o_proj_refit = OProjRefitMode::kAuto;
+  absl::StatusOr<ConversionReport> r = ConvertModel(o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  const MlaExportReport& m = *r->deepseek_v3;
+  ASSERT_EQ(m.candidates.size(), 2u);
+  EXPECT_FALSE(m.candidates[0].o_proj_refit);
+  EXPECT_TRUE(m.candidates[1].o_proj_refit);
+  EXPECT_NE(m.candidates[0].heldout_nll, m.candidates[1].heldout_nll);
+  const size_t best =
+      m.candidates[1].heldout_nll < m.candidates[0].heldout_nll ? 1 : 0;
+  EXPECT_TRUE(m.candidates[best].chosen);
+  EXPECT_EQ(m.o_proj_refit, best == 1);
+  EXPECT_TRUE(m.o_proj_refit_auto);
+  EXPECT_EQ(r->heldout_nll_converted, m.candidates[best].heldout_nll);
+  const nlohmann::json rep = ReadJson(dir_ + "/auto/care_report.json");
+  EXPECT_EQ(rep["deepseek_v3"]["o_proj_refit"], m.o_proj_refit);
+  EXPECT_EQ(rep["deepseek_v3"]["candidates"][1]["o_proj_refit"], true);
+
+  const std::string out = dir_ + "/on";
+  ConvertOptions on = DeepseekV3Options(src, out, 8, 1);
+  on.mla.o_proj_refit = OProjRefitMode::kOn;
+  testing::AddEvaluation(on, 128, 8);
+  absl::StatusOr<ConversionReport> f = ConvertModel(on);
+  ASSERT_TRUE(f.ok()) << f.status();
+  const MlaExportReport& fm = *f->deepseek_v3;
+  ASSERT_EQ(fm.candidates.size(), 1u);
+  EXPECT_TRUE(fm.o_proj_refit);
+  EXPECT_FALSE(fm.o_proj_refit_auto);
+  // The same fit and scoring as auto's twin.
+  EXPECT_EQ(f->heldout_nll_converted, m.candidates[1].heldout_nll);
+  // Layers that kept the refit write their own o_proj; the others the
+  // source's bytes.
+  auto source = io::OpenModel(src, engine::Families());
+  auto written = io::OpenModel(out, engine::Families());
+  ASSERT_TRUE(source.ok() && written.ok());
+  int kept = 0;
+  for (size_t l = 0; l < fm.layers.size(); ++l) {
+    const MlaLayerReport& lr = fm.layers[l];
+    EXPECT_GT(lr.o_proj_error_before, 0) << l;
+    auto a = source->weights->LoadF32(io::names::OProj(l));
+    auto b = written->weights->LoadF32(io::names::OProj(l));
+    ASSERT_TRUE(a.ok() && b.ok());
+    EXPECT_EQ(a->matrix() != b->matrix(), lr.o_proj_refit) << l;
+    if (lr.o_proj_refit) {
+      ++kept;
+      EXPECT_LT(lr.o_proj_error_after, lr.o_proj_error_before) << l;
+    }
+  }
+  EXPECT_GT(kept, 0);
+  auto reloaded = testing::ReloadedPerplexity(out, *f, 128, 8);
+  ASSERT_TRUE(reloaded.ok()) << reloaded.status();
+  EXPECT_NEAR(reloaded->mean_nll, f->converted->mean_nll, 1e-9);
+  ASSERT_NO_FATAL_FAILURE(testing::ExpectReferenceAgreesWithEngine(out));
+  if (best == 1) ExpectSameWeights(dir_ + "/auto", out);
 }
 
 // Qwen3: the report separates the q/k norm fold (RoPE whole, no latent)
@@ -392,6 +454,16 @@ TEST_F(ExportPipelineTest, ClearErrors) {
   o.mla.kv_lora_rank = 65;  // > min(D = 64, 2·g·d_h = 64)
   EXPECT_NE(message(o).find("kv_lora_rank 65"), std::string::npos);
   EXPECT_FALSE(std::filesystem::exists(dir_ + "/e4"));
+  // The o_proj refit has no bias channel: `on` with Qwen2 biases is refused
+  // (auto leaves the refit out).
+  const std::string qwen2 = dir_ + "/qwen2";
+  ASSERT_TRUE(engine::WriteSyntheticModel(Qwen2Config(1), qwen2,
+                                          io::DType::kF32, BiasedSynthetic())
+                  .ok());
+  o = DeepseekV3Options(qwen2, dir_ + "/e5", 8, 1);
+  o.mla.o_proj_refit = OProjRefitMode::kOn;
+  EXPECT_NE(message(o).find("--o-proj-refit on: qwen2 has q/k/v biases"),
+            std::string::npos);
 }
 
 }  // namespace

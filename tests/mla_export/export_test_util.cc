@@ -15,6 +15,9 @@ ConvertOptions DeepseekV3Options(const std::string& model,
   o.output_layout = OutputLayout::kDeepseekV3;
   o.mla.rope_dim = rope_dim;
   o.mla.freqfold = freqfold;
+  // One candidate per split: the o_proj refit (default auto) has its own
+  // tests (o_proj_refit_test.cc, ExportPipelineTest.OProjRefit*).
+  o.mla.o_proj_refit = OProjRefitMode::kOff;
   return o;
 }
 

@@ -17,7 +17,7 @@
 namespace care::convert::testing {
 
 // SmallOptions (pipeline_test_util.h) at 50 % KV save with CARE, written in
-// the deepseek-v3 layout with this rope split.
+// the deepseek-v3 layout with this rope split, o_proj refit off.
 ConvertOptions DeepseekV3Options(const std::string& model,
                                  const std::string& out, int64_t rope_dim,
                                  int64_t freqfold);

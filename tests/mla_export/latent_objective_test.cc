@@ -31,16 +31,6 @@ namespace {
 using Fixture = Qwen3LayerInput;
 const Fixture* Load() { return LoadQwen3LayerInput(); }
 
-LayerFitContext Context(const Fixture& f, const MlaExportOptions& mla) {
-  LayerFitContext ctx;
-  ctx.config = &f.model.config;
-  ctx.weights = f.model.weights.get();
-  ctx.mla = mla;
-  ctx.calib_seq_len = kSeqLen;
-  ctx.freqs = *engine::ComputeRopeFrequencies(f.model.config);
-  return ctx;
-}
-
 Eigen::MatrixXd HeldCovariance(const Fixture& f) {
   CovarianceAccumulator acc(f.x.cols());
   EXPECT_TRUE(acc.Add(f.x.bottomRows(f.x.rows() - f.cal_tokens)).ok());
@@ -80,10 +70,10 @@ TEST(LatentObjectiveTest, AttentionObjectiveLowersWeightedHeldOutError) {
   MlaExportOptions attention, activation;
   attention.latent_objective = LatentObjective::kAttention;
   activation.latent_objective = LatentObjective::kActivation;
-  auto a = FitLayerCandidates(Context(*f, attention), shapes, kLayer, f->x,
-                              f->cal_tokens);
-  auto p = FitLayerCandidates(Context(*f, activation), shapes, kLayer, f->x,
-                              f->cal_tokens);
+  auto a = FitLayerCandidates(Qwen3FitContext(*f, attention), shapes, kLayer,
+                              f->x, f->cal_tokens);
+  auto p = FitLayerCandidates(Qwen3FitContext(*f, activation), shapes, kLayer,
+                              f->x, f->cal_tokens);
   ASSERT_TRUE(a.ok()) << a.status();
   ASSERT_TRUE(p.ok()) << p.status();
   // The same NoPE correction and split in both (only the latent differs).
@@ -120,8 +110,8 @@ TEST(LatentObjectiveTest, FullRankStaysExact) {
   const Fixture* f = Load();
   ASSERT_NE(f, nullptr) << "tinyqwen3-hf fixture";
   MlaExportOptions attention;
-  auto a = FitLayerCandidates(Context(*f, attention), {{8, 1, 8}}, kLayer, f->x,
-                              f->cal_tokens);
+  auto a = FitLayerCandidates(Qwen3FitContext(*f, attention), {{8, 1, 8}},
+                              kLayer, f->x, f->cal_tokens);
   ASSERT_TRUE(a.ok()) << a.status();
   // "Partial RoPE only" (full latent rank) reproduces K and V: the
   // regression up-projections need no inverse of the metric.

@@ -145,11 +145,7 @@ TEST(LatentRefineTest, LowersTheHeldOutObjectiveOnRealData) {
   const Fixture* f = Load();
   ASSERT_NE(f, nullptr) << "tinyqwen3-hf fixture";
   const ModelConfig& c = f->model.config;
-  LayerFitContext ctx;
-  ctx.config = &c;
-  ctx.weights = f->model.weights.get();
-  ctx.calib_seq_len = kSeqLen;
-  ctx.freqs = *engine::ComputeRopeFrequencies(c);
+  const LayerFitContext ctx = Qwen3FitContext(*f);
   // rope 8 of 32, kv_lora_rank 8: tinyqwen3's 87.5 % split (quality.md).
   // The same split with 4 rounds of refinement and without (what `auto`
   // scores side by side).

@@ -15,7 +15,6 @@
 #include "care/convert/mla_export/fit_layer.h"
 #include "care/engine/engine.h"
 #include "care/engine/families.h"
-#include "care/engine/rope.h"
 #include "care/io/model.h"
 #include "care/io/tensor_names.h"
 #include "convert/pipeline_test_util.h"
@@ -117,11 +116,7 @@ TEST(QkNormFoldTest, ExportPicksTheFoldByMethod) {
   CARE_REQUIRE_FIXTURES();
   const Fixture* f = Load();
   ASSERT_NE(f, nullptr) << "tinyqwen3-hf fixture";
-  LayerFitContext ctx;
-  ctx.config = &f->model.config;
-  ctx.weights = f->model.weights.get();
-  ctx.calib_seq_len = kSeqLen;
-  ctx.freqs = *engine::ComputeRopeFrequencies(f->model.config);
+  LayerFitContext ctx = Qwen3FitContext(*f);
   ctx.mla.nope_scale_span = 0;  // not what this test is about; faster
   const std::vector<CandidateShape> shapes = {{16, 1, 48}};
   for (const auto& [method, mode, expect] :

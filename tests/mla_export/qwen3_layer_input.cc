@@ -7,11 +7,23 @@
 #include "care/convert/mla_export/nope_correction.h"
 #include "care/engine/engine.h"
 #include "care/engine/families.h"
+#include "care/engine/rope.h"
 #include "care/io/tensor_names.h"
 #include "convert/pipeline_test_util.h"
 #include "support/fixtures.h"
 
 namespace care::convert::mla {
+
+LayerFitContext Qwen3FitContext(const Qwen3LayerInput& f,
+                                const MlaExportOptions& mla) {
+  LayerFitContext ctx;
+  ctx.config = &f.model.config;
+  ctx.weights = f.model.weights.get();
+  ctx.mla = mla;
+  ctx.calib_seq_len = kSeqLen;
+  ctx.freqs = *engine::ComputeRopeFrequencies(f.model.config);
+  return ctx;
+}
 
 const Qwen3LayerInput* LoadQwen3LayerInput() {
   static const Qwen3LayerInput* f = []() -> const Qwen3LayerInput* {

@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "absl/status/statusor.h"
+#include "care/convert/mla_export/fit_layer.h"
 #include "care/convert/mla_export/latent_objective.h"
 #include "care/convert/mla_export/mla_layer.h"
 #include "care/io/model.h"
@@ -28,6 +29,10 @@ struct Qwen3LayerInput {
 // Loaded once per process; null when the fixture is missing or the forward
 // fails.
 const Qwen3LayerInput* LoadQwen3LayerInput();
+
+// The fit's context for f's model (calibration windows of kSeqLen).
+LayerFitContext Qwen3FitContext(const Qwen3LayerInput& f,
+                                const MlaExportOptions& mla = {});
 
 // The attention metric as the fit built it for `layer` (fitted on f's
 // calibration rows): the layer's folded and NoPE-corrected q rows, its

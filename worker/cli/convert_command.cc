@@ -35,6 +35,7 @@ constexpr char kUsage[] =
     "         [--latent-objective attention|activation]\n"
     "         [--qk-norm-fold auto|scalar|regression] [--latent-refine "
     "N|auto]\n"
+    "         [--o-proj-refit auto|on|off]\n"
     "         [--heal local|none [--heal-data DATA]\n"
     "         [--heal-tokens N] [--heal-steps N] [--heal-inputs "
     "original|healed]"
@@ -88,6 +89,11 @@ constexpr char kUsage[] =
     "                     under the attention-averaged inputs (default 0:\n"
     "                     off); auto: each split scored with 0 and 4\n"
     "                     rounds on the held-out windows, the better kept\n"
+    "  --o-proj-refit M   deepseek-v3 with care: refit o_proj by least\n"
+    "                     squares to the export's attention on the\n"
+    "                     calibration windows (on), keep the source's (off),\n"
+    "                     or auto (default): each split scored with and\n"
+    "                     without on the held-out windows, the better kept\n"
     "  --qk-norm-fold F   deepseek-v3, Qwen3's q/k norms: scalar (one\n"
     "                     least-squares scale per head), regression (the\n"
     "                     normed q/k regressed on the layer input) or auto\n"
@@ -218,6 +224,9 @@ absl::StatusOr<convert::MlaExportOptions> ParseMlaFlags(const Flags& flags) {
   CARE_ASSIGN_OR_RETURN(
       m.qk_norm_fold,
       convert::ParseQkNormFoldMode(flags.StringOr("qk-norm-fold", "auto")));
+  CARE_ASSIGN_OR_RETURN(
+      m.o_proj_refit,
+      convert::ParseOProjRefitMode(flags.StringOr("o-proj-refit", "auto")));
   const std::string heal = flags.StringOr("heal", "none");
   if (heal != "none" && heal != "local") {
     return absl::InvalidArgumentError(
@@ -310,6 +319,7 @@ absl::StatusOr<convert::ConvertOptions> ParseArgs(
                                          "latent-objective",
                                          "qk-norm-fold",
                                          "latent-refine",
+                                         "o-proj-refit",
                                          "nope-scale-span",
                                          "heal",
                                          "heal-data",
@@ -335,7 +345,7 @@ absl::StatusOr<convert::ConvertOptions> ParseArgs(
   for (const char* name :
        {"rope-dim", "freqfold", "kv-lora-rank", "no-kv-balance",
         "no-nope-correction", "latent-objective", "qk-norm-fold",
-        "latent-refine", "nope-scale-span", "heal"}) {
+        "latent-refine", "o-proj-refit", "nope-scale-span", "heal"}) {
     if (!mla && flags.Has(name)) {
       return absl::InvalidArgumentError(
           absl::StrFormat("--%s applies to --layout deepseek-v3 only", name));

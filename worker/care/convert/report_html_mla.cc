@@ -39,6 +39,8 @@ const std::vector<std::string>& KnownFields() {
                                                   "freqfold_auto",
                                                   "latent_refine",
                                                   "latent_refine_auto",
+                                                  "o_proj_refit",
+                                                  "o_proj_refit_auto",
                                                   "kv_lora_rank",
                                                   "balance_kv",
                                                   "nope_correction",
@@ -71,6 +73,11 @@ std::string Settings(const json& d) {
   if (NumAt(d, "latent_refine")) {
     Row(s, "latent refinement rounds",
         WithAuto(d, "latent_refine", "latent_refine_auto"));
+  }
+  if (At(d, "o_proj_refit").is_boolean()) {
+    Row(s, "o_proj refit",
+        absl::StrCat(At(d, "o_proj_refit") == true ? "on" : "off",
+                     At(d, "o_proj_refit_auto") == true ? " (auto)" : ""));
   }
   const auto w0 = NumAt(d, "kv_width_per_layer_before");
   const auto w1 = NumAt(d, "kv_width_per_layer_after");
@@ -189,16 +196,18 @@ std::string Candidates(const json& d) {
   std::string table =
       "<table><tr><th class=\"n\">rope dim</th><th class=\"n\">freqfold</th>"
       "<th class=\"n\">kv_lora_rank</th><th class=\"n\">refine</th>"
-      "<th class=\"n\">held-out NLL</th>"
+      "<th>o_proj refit</th><th class=\"n\">held-out NLL</th>"
       "<th class=\"n\">partial RoPE only</th></tr>\n";
   for (size_t i = 0; i < cands.size(); ++i) {
     const json& c = cands[i];
     const bool chosen = At(c, "chosen") == true;
     const double v = NumAt(c, "heldout_nll").value_or(NAN);
     const std::optional<double> refine = NumAt(c, "latent_refine");
+    const bool refit = At(c, "o_proj_refit") == true;
     chart.labels.push_back(absl::StrCat(
         "rope ", StrAt(c, "rope_dim"), " · freqfold ", StrAt(c, "freqfold"),
-        refine && *refine > 0 ? absl::StrCat(" · refine ", *refine) : ""));
+        refine && *refine > 0 ? absl::StrCat(" · refine ", *refine) : "",
+        refit ? " · o_proj refit" : ""));
     chart.values.push_back(v);
     chart.value_text.push_back(absl::StrCat(Num(v), " nats (rank ",
                                             StrAt(c, "kv_lora_rank"), ")",
@@ -206,8 +215,11 @@ std::string Candidates(const json& d) {
     if (chosen) chart.highlight = static_cast<int>(i);
     absl::StrAppend(&table, chosen ? "<tr class=\"chosen\">" : "<tr>");
     for (const char* k :
-         {"rope_dim", "freqfold", "kv_lora_rank", "latent_refine",
-          "heldout_nll", "heldout_nll_partial_rope"}) {
+         {"rope_dim", "freqfold", "kv_lora_rank", "latent_refine"}) {
+      absl::StrAppend(&table, "<td class=\"n\">", Opt(NumAt(c, k)), "</td>");
+    }
+    absl::StrAppend(&table, "<td>", refit ? "yes" : "no", "</td>");
+    for (const char* k : {"heldout_nll", "heldout_nll_partial_rope"}) {
       absl::StrAppend(&table, "<td class=\"n\">", Opt(NumAt(c, k)), "</td>");
     }
     table += "</tr>\n";
@@ -219,18 +231,19 @@ std::string Candidates(const json& d) {
     axis.push_back(*original);
   }
   chart.x_min = NllAxisStart(axis);
-  const bool automatic = At(d, "rope_dim_auto") == true ||
-                         At(d, "freqfold_auto") == true ||
-                         At(d, "latent_refine_auto") == true;
+  const bool automatic =
+      At(d, "rope_dim_auto") == true || At(d, "freqfold_auto") == true ||
+      At(d, "latent_refine_auto") == true || At(d, "o_proj_refit_auto") == true;
   return absl::StrCat(
       "<section id=\"mla_candidates\"><h2>Rope dim and freqfold "
       "candidates</h2><p class=\"note\">",
       automatic ? "<code>auto</code> fitted every (rope dim, freqfold) the "
-                  "budget allows, each without and with the latent "
-                  "refinement (care), and kept the best held-out NLL on the "
-                  "scoring windows"
-                : "The rope dim, freqfold and refinement were given: one "
-                  "candidate",
+                  "budget allows, with care each without and with the "
+                  "latent refinement and the o_proj refit where those are "
+                  "auto, and kept the best held-out NLL on the scoring "
+                  "windows"
+                : "The rope dim, freqfold, refinement and o_proj refit were "
+                  "given: one candidate",
       "; the dashed line is the original model on the same tokens. "
       "\"Partial RoPE only\" is the same split at full latent rank.</p>",
       svg::RenderHBarChart(chart), table, "</table></section>\n");
@@ -285,7 +298,25 @@ std::string LayerCharts(const json& d) {
   } else {
     absl::StrAppend(&s, ".</p>", svg::RenderBarChart(rope));
   }
-  return s + "</section>\n";
+  s += "</section>\n";
+  const std::vector<double> refit_before =
+      LayerValues(layers, "o_proj_error_before");
+  if (std::any_of(refit_before.begin(), refit_before.end(),
+                  [](double v) { return v > 0; })) {
+    svg::BarChart refit = chart("o_proj_refit", "relative error");
+    refit.series = {
+        {"source o_proj", kVColor, refit_before},
+        {"refit", kKColor, LayerValues(layers, "o_proj_error_after")}};
+    absl::StrAppend(
+        &s,
+        "<section id=\"o_proj_refit\"><h2>o_proj refit per layer</h2><p "
+        "class=\"note\">‖ŷ − y‖² / ‖y‖² of each layer's attention output "
+        "after o_proj against the source layer's, on held-out windows: the "
+        "export with the source's o_proj and with the refitted one (kept "
+        "only where lower).</p>",
+        svg::RenderBarChart(refit), "</section>\n");
+  }
+  return s;
 }
 
 std::string LayerTable(const json& d) {
@@ -300,7 +331,8 @@ std::string LayerTable(const json& d) {
       "dropped</th><th class=\"n\">NoPE err corrected</th><th "
       "class=\"n\">β<sub>K</sub></th><th class=\"n\">log<sub>2</sub> "
       "1/α</th><th "
-      "class=\"n\">norm err max</th><th>note</th></tr>\n";
+      "class=\"n\">norm err max</th><th class=\"n\">attn-out err</th><th "
+      "class=\"n\">attn-out err, o_proj refit</th><th>note</th></tr>\n";
   const std::vector<std::string> names = LayerNames(layers);
   for (size_t i = 0; i < layers.size(); ++i) {
     const json& l = layers[i];
@@ -308,7 +340,8 @@ std::string LayerTable(const json& d) {
     for (const char* k : {"heldout_error_k", "heldout_error_v", "calib_error_k",
                           "calib_error_v", "retained_energy", "rope_energy",
                           "nope_dropped_error", "nope_corrected_error",
-                          "balance_k", "alpha_log2", "norm_error_max"}) {
+                          "balance_k", "alpha_log2", "norm_error_max",
+                          "o_proj_error_before", "o_proj_error_after"}) {
       absl::StrAppend(&s, "<td class=\"n\">", Opt(NumAt(l, k)), "</td>");
     }
     absl::StrAppend(&s, "<td>", Escape(StrAt(l, "note")), "</td></tr>\n");

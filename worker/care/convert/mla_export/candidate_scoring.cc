@@ -40,7 +40,8 @@ absl::StatusOr<std::unique_ptr<CandidateScorer>> CandidateScorer::Create(
   const int64_t bias = source.attention_bias ? 1 : 0;
   const int64_t full_rank =
       std::min<int64_t>(source.hidden_size, 2 * source.kv_width());
-  for (const CandidateShape& c : candidates) {
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    const CandidateShape& c = candidates[i];
     // A shape-only layer: what the config and tensor shapes read.
     MlaLayer ph;
     ph.rope.shape = {source.num_key_value_heads, source.head_dim, c.rope_dim,
@@ -52,12 +53,18 @@ absl::StatusOr<std::unique_ptr<CandidateScorer>> CandidateScorer::Create(
     auto conv = std::make_unique<Variant>();
     CARE_RETURN_IF_ERROR(
         Open(source, weights, ph, windows, engine, meta, *conv));
+    s->export_.push_back(std::move(conv));
+    if (i > 0 && IsRefitTwin(candidates[i - 1], c)) {
+      s->rope_only_.push_back(nullptr);
+      s->rope_of_.push_back(s->rope_of_.back());
+      continue;
+    }
     ph.w_down = MatrixRM(0, full_rank);
     auto rope = std::make_unique<Variant>();
     CARE_RETURN_IF_ERROR(
         Open(source, weights, ph, windows, engine, meta, *rope));
-    s->export_.push_back(std::move(conv));
     s->rope_only_.push_back(std::move(rope));
+    s->rope_of_.push_back(i);
   }
   return s;
 }
@@ -90,23 +97,27 @@ absl::Status CandidateScorer::AddLayer(int64_t l, const CalibratedLayer& fits) {
   }
   for (size_t i = 0; i < export_.size(); ++i) {
     CARE_RETURN_IF_ERROR(Run(*export_[i], l, fits.layers[i]));
-    CARE_RETURN_IF_ERROR(Run(*rope_only_[i], l, fits.rope_only[i]));
+    if (rope_only_[i]) {
+      CARE_RETURN_IF_ERROR(Run(*rope_only_[i], l, fits.rope_only[i]));
+    }
   }
   return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<CandidateScore>> CandidateScorer::Scores(
     const std::vector<int32_t>& targets) {
-  std::vector<CandidateScore> out;
-  for (size_t i = 0; i < export_.size(); ++i) {
-    CandidateScore c;
-    CARE_ASSIGN_OR_RETURN(engine::NllSum a,
-                          export_[i]->forward->ScoreTargets(targets));
+  std::vector<double> rope(export_.size(), 0);
+  for (size_t i = 0; i < rope_only_.size(); ++i) {
+    if (!rope_only_[i]) continue;
     CARE_ASSIGN_OR_RETURN(engine::NllSum b,
                           rope_only_[i]->forward->ScoreTargets(targets));
-    c.heldout_nll = a.mean();
-    c.heldout_nll_partial_rope = b.mean();
-    out.push_back(c);
+    rope[i] = b.mean();
+  }
+  std::vector<CandidateScore> out;
+  for (size_t i = 0; i < export_.size(); ++i) {
+    CARE_ASSIGN_OR_RETURN(engine::NllSum a,
+                          export_[i]->forward->ScoreTargets(targets));
+    out.push_back({a.mean(), rope[rope_of_[i]]});
   }
   return out;
 }

@@ -2,7 +2,9 @@
 // pass runs (docs/conversion.md "DeepSeek-V3 layout", `auto`): each
 // candidate has two forwards of the engine's deepseek_v3 family on the
 // held-out scoring windows (its export and its partial-RoPE-only twin),
-// advanced one layer as soon as that layer is fitted. A fitted layer is
+// advanced one layer as soon as that layer is fitted (an o_proj refit twin
+// shares its sibling's partial-RoPE-only forward: the same layers). A
+// fitted layer is
 // dropped once its forwards have run it, so memory holds per candidate two
 // hidden states and one layer, never a candidate's whole model; the winner
 // is refitted afterwards (export_stages.cc).
@@ -61,8 +63,10 @@ class CandidateScorer {
   static absl::Status Run(Variant& v, int64_t l, const MlaLayer& layer);
 
   // [candidates]; stable addresses: the sources and forwards hold
-  // references to their variant's layers and config.
+  // references to their variant's layers and config. rope_only_[i] is null
+  // for a refit twin, which reads rope_only_[rope_of_[i]].
   std::vector<std::unique_ptr<Variant>> export_, rope_only_;
+  std::vector<size_t> rope_of_;
 };
 
 }  // namespace care::convert::mla

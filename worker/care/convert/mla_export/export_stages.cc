@@ -124,7 +124,7 @@ std::string ResumeKey(const ConvertOptions& options, const ModelConfig& c,
       " bias ", c.attention_bias, " candidates");
   for (const mla::CandidateShape& s : shapes) {
     absl::StrAppend(&key, " ", s.rope_dim, "/", s.freqfold, "/", s.kv_lora_rank,
-                    "/", s.latent_refine);
+                    "/", s.latent_refine, "/", s.o_proj_refit);
   }
   return key;
 }
@@ -137,7 +137,8 @@ PerplexityReport ToReport(const engine::PerplexityResult& r) {
 std::vector<mla::CandidateShape> Shapes(const MlaFit& fit) {
   std::vector<mla::CandidateShape> shapes;
   for (const MlaCandidate& c : fit.candidates) {
-    shapes.push_back({c.rope_dim, c.freqfold, c.kv_lora_rank, c.latent_refine});
+    shapes.push_back({c.rope_dim, c.freqfold, c.kv_lora_rank, c.latent_refine,
+                      c.o_proj_refit});
   }
   return shapes;
 }
@@ -269,6 +270,24 @@ absl::StatusOr<std::vector<MlaCandidate>> MlaCandidates(
       refines = {o.latent_refine};
     }
   }
+  // The o_proj refit needs the attention forward without a bias channel
+  // (o_proj_refit.h); `auto` scores each split without it first.
+  std::vector<bool> refits = {false};
+  if (options.method == Method::kCare &&
+      o.o_proj_refit != OProjRefitMode::kOff) {
+    if (c.attention_bias) {
+      if (o.o_proj_refit == OProjRefitMode::kOn) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--o-proj-refit on: ", c.model_type,
+            " has q/k/v biases, which the refit does not support yet (use "
+            "auto or off)"));
+      }
+    } else if (o.o_proj_refit == OProjRefitMode::kAuto) {
+      refits.push_back(true);
+    } else {
+      refits = {true};
+    }
+  }
   std::vector<int64_t> ropes;
   if (o.rope_dim > 0) {
     ropes = {o.rope_dim};
@@ -310,12 +329,15 @@ absl::StatusOr<std::vector<MlaCandidate>> MlaCandidates(
         continue;
       }
       for (int64_t rounds : refines) {
-        MlaCandidate cand;
-        cand.rope_dim = rope;
-        cand.freqfold = k;
-        cand.kv_lora_rank = rank;
-        cand.latent_refine = rounds;
-        out.push_back(std::move(cand));
+        for (bool refit : refits) {
+          MlaCandidate cand;
+          cand.rope_dim = rope;
+          cand.freqfold = k;
+          cand.kv_lora_rank = rank;
+          cand.latent_refine = rounds;
+          cand.o_proj_refit = refit;
+          out.push_back(std::move(cand));
+        }
       }
     }
   }
@@ -448,6 +470,7 @@ absl::Status MlaChoose(const ConvertOptions& options, const Inputs& in,
     cr.freqfold = cand.freqfold;
     cr.kv_lora_rank = cand.kv_lora_rank;
     cr.latent_refine = cand.latent_refine;
+    cr.o_proj_refit = cand.o_proj_refit;
     cr.heldout_nll = cand.heldout_nll;
     cr.heldout_nll_partial_rope = cand.heldout_nll_partial_rope;
     if (i == 0 || cr.heldout_nll < best) {
@@ -472,6 +495,10 @@ absl::Status MlaChoose(const ConvertOptions& options, const Inputs& in,
       fit.candidates.begin(), fit.candidates.end(), [&](const MlaCandidate& o) {
         return o.latent_refine != c.latent_refine;
       });
+  mr.o_proj_refit = c.o_proj_refit;
+  mr.o_proj_refit_auto = std::any_of(
+      fit.candidates.begin(), fit.candidates.end(),
+      [&](const MlaCandidate& o) { return o.o_proj_refit != c.o_proj_refit; });
   mr.balance_kv = options.mla.balance_kv;
   mr.nope_correction = options.mla.nope_correction;
   mr.nope_scale_span =
@@ -498,7 +525,8 @@ absl::Status MlaChoose(const ConvertOptions& options, const Inputs& in,
   report->allocation_chosen = absl::StrCat(
       "rope", c.rope_dim, "-freqfold", c.freqfold,
       c.latent_refine > 0 ? absl::StrCat("-refine", c.latent_refine)
-                          : std::string());
+                          : std::string(),
+      c.o_proj_refit ? "-oprojrefit" : "");
   // Both held-out numbers on the scoring windows.
   report->heldout_nll_original = mr.heldout_nll_original;
   report->heldout_nll_converted = best;

@@ -29,6 +29,7 @@ namespace care::convert::stage {
 struct MlaCandidate {
   int64_t rope_dim = 0, freqfold = 0, kv_lora_rank = 0;
   int64_t latent_refine = 0;  // rounds (options.h)
+  bool o_proj_refit = false;  // o_proj_refit.h
   // [L] at kv_lora_rank and at full latent rank; empty for an `auto`
   // candidate until MlaChoose refits the chosen one.
   std::vector<mla::MlaLayer> layers;

@@ -1,6 +1,7 @@
 #include "care/convert/mla_export/fit_layer.h"
 
 #include <algorithm>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -13,6 +14,7 @@
 #include "care/convert/mla_export/mla_bias.h"
 #include "care/convert/mla_export/nope_correction.h"
 #include "care/convert/mla_export/nope_scale.h"
+#include "care/convert/mla_export/o_proj_refit.h"
 #include "care/convert/mla_export/qk_norm_fold.h"
 #include "care/io/tensor_names.h"
 
@@ -62,6 +64,7 @@ absl::StatusOr<CalibratedLayer> Fit(
   }
   CARE_ASSIGN_OR_RETURN(LayerWeights w,
                         LoadLayerWeights(config, *ctx.weights, l));
+  const LayerWeights source_w = w;  // the o_proj refit applies the folds
   MlaLayer folds;  // Qwen3: q_norm/k_norm folded (qk_norm_fold.h)
   const int64_t qrows = config.num_attention_heads * config.head_dim;
   CARE_ASSIGN_OR_RETURN(
@@ -124,7 +127,45 @@ absl::StatusOr<CalibratedLayer> Fit(
     CARE_ASSIGN_OR_RETURN(value_moments,
                           AttendedInputMoments(ai, x.topRows(rows)));
   }
-  for (const CandidateShape& cand : candidates) {
+  // The o_proj refit (o_proj_refit.h) of the last fitted candidate, on the
+  // NoPE scale's long windows: consecutive calibration windows as one, and
+  // the held-out rows (consecutive text) for its check.
+  std::optional<OProjRefitTargets> refit_targets;
+  auto refit_last = [&]() -> absl::Status {
+    if (!refit_targets) {
+      const int64_t t_len = NopeScaleWindow(
+          std::max<int64_t>(ctx.mla.nope_scale_span, ctx.calib_seq_len),
+          config.max_position_embeddings, ctx.calib_seq_len, cal_tokens);
+      const int64_t fit_rows = std::max(
+          t_len, std::min(cal_tokens, kOProjRefitTokens) / t_len * t_len);
+      const int64_t held_rows =
+          std::min(x.rows() - cal_tokens, kOProjRefitTokens) / t_len * t_len;
+      CARE_ASSIGN_OR_RETURN(
+          refit_targets,
+          PrepareOProjRefit(config, *ctx.weights, l, t_len, x.topRows(fit_rows),
+                            x.middleRows(cal_tokens, held_rows)));
+    }
+    MlaLayer& layer = out.layers.back();
+    CARE_ASSIGN_OR_RETURN(
+        OProjRefit r, RefitOProj(*refit_targets, l, layer, q_tensor, source_w,
+                                 config.num_attention_heads));
+    layer.o_proj = std::move(r.o_proj);
+    MlaLayerReport& report = out.reports.back();
+    report.o_proj_refit = layer.o_proj.size() > 0;
+    report.o_proj_error_before = r.heldout_before;
+    report.o_proj_error_after = r.heldout_after;
+    return absl::OkStatus();
+  };
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    const CandidateShape& cand = candidates[i];
+    if (i > 0 && IsRefitTwin(candidates[i - 1], cand)) {
+      // `auto`'s twin: the previous candidate's fit, then the refit.
+      out.layers.push_back(out.layers.back());
+      out.rope_only.push_back(out.rope_only.back());
+      out.reports.push_back(out.reports.back());
+      CARE_RETURN_IF_ERROR(refit_last());
+      continue;
+    }
     MlaLayerOptions mo;
     mo.num_heads = config.num_attention_heads;
     mo.rope = {config.num_key_value_heads, config.head_dim, cand.rope_dim,
@@ -192,11 +233,18 @@ absl::StatusOr<CalibratedLayer> Fit(
     out.reports.push_back(LayerReport(layer, RelativeErrors(layer, w, held_c)));
     out.layers.push_back(std::move(layer));
     out.rope_only.push_back(std::move(full));
+    if (cand.o_proj_refit) CARE_RETURN_IF_ERROR(refit_last());
   }
   return out;
 }
 
 }  // namespace
+
+bool IsRefitTwin(const CandidateShape& a, const CandidateShape& b) {
+  return !a.o_proj_refit && b.o_proj_refit && a.rope_dim == b.rope_dim &&
+         a.freqfold == b.freqfold && a.kv_lora_rank == b.kv_lora_rank &&
+         a.latent_refine == b.latent_refine;
+}
 
 bool UsesRegressionFold(const MlaExportOptions& options, Method method,
                         bool attention_bias) {

@@ -27,7 +27,13 @@ struct CandidateShape {
   int64_t kv_lora_rank = 0;  // written (the bias channel included)
   // Rounds of the latent refinement (options.h, latent_refine.h); 0: none.
   int64_t latent_refine = 0;
+  // Refit o_proj to the export's attention (o_proj_refit.h).
+  bool o_proj_refit = false;
 };
+
+// Whether `b` is `a` with the o_proj refit added (`auto`'s twin, listed
+// right after it): the same fit and partial-RoPE-only layer, then the refit.
+bool IsRefitTwin(const CandidateShape& a, const CandidateShape& b);
 
 // One layer's fits, one entry per candidate.
 struct CalibratedLayer {

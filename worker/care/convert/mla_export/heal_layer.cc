@@ -155,11 +155,19 @@ absl::StatusOr<Forward<S>> RunForward(const HealAttention<S>& a,
 }  // namespace
 
 template <typename S>
-absl::StatusOr<HealMatrix<S>> HealOutput(
+absl::StatusOr<HealMatrix<S>> HealHeadOutputs(
     const HealAttention<S>& a, const HealParams<S>& p,
     const Eigen::Ref<const HealMatrix<S>>& x) {
   CARE_ASSIGN_OR_RETURN(Forward<S> f, RunForward(a, p, x, false));
-  return HealMatrix<S>(f.o * a.o_proj.transpose());
+  return std::move(f.o);
+}
+
+template <typename S>
+absl::StatusOr<HealMatrix<S>> HealOutput(
+    const HealAttention<S>& a, const HealParams<S>& p,
+    const Eigen::Ref<const HealMatrix<S>>& x) {
+  CARE_ASSIGN_OR_RETURN(HealMatrix<S> o, HealHeadOutputs(a, p, x));
+  return HealMatrix<S>(o * a.o_proj.transpose());
 }
 
 template <typename S>
@@ -307,6 +315,9 @@ absl::StatusOr<HealResult> HealLayer(
   template struct HealParams<S>;                                    \
   template absl::Status CheckHealShapes<S>(const HealAttention<S>&, \
                                            const HealParams<S>&);   \
+  template absl::StatusOr<HealMatrix<S>> HealHeadOutputs<S>(        \
+      const HealAttention<S>&, const HealParams<S>&,                \
+      const Eigen::Ref<const HealMatrix<S>>&);                      \
   template absl::StatusOr<HealMatrix<S>> HealOutput<S>(             \
       const HealAttention<S>&, const HealParams<S>&,                \
       const Eigen::Ref<const HealMatrix<S>>&);                      \

@@ -81,6 +81,12 @@ absl::StatusOr<HealMatrix<S>> HealOutput(
     const HealAttention<S>& a, const HealParams<S>& p,
     const Eigen::Ref<const HealMatrix<S>>& x);
 
+// [W·T, n_h·d_h]: the head outputs before o_proj for x [W·T, D].
+template <typename S>
+absl::StatusOr<HealMatrix<S>> HealHeadOutputs(
+    const HealAttention<S>& a, const HealParams<S>& p,
+    const Eigen::Ref<const HealMatrix<S>>& x);
+
 // Σ ‖ŷ − y‖² over the tokens of x [W·T, D] (whole windows) against y
 // [W·T, D]; with grad non-null also its gradient in every parameter.
 template <typename S>

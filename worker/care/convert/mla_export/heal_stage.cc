@@ -327,8 +327,9 @@ absl::Status MlaHeal(const ConvertOptions& options, const Inputs& in,
         mla::LoadGqaAttention<float>(config, in.weights(), l));
     CARE_ASSIGN_OR_RETURN(const HealMatrix<float> y,
                           mla::GqaAttentionOutput<float>(gqa, t_len, x_orig));
-    attn.o_proj = gqa.w_o;
     mla::MlaLayer& layer = cand.layers[l];
+    // Healing keeps o_proj fixed: the refitted one when the export has it.
+    attn.o_proj = layer.o_proj.size() > 0 ? layer.o_proj : gqa.w_o;
     CARE_ASSIGN_OR_RETURN(Tensor q, in.weights().LoadF32(io::names::QProj(l)));
     CARE_ASSIGN_OR_RETURN(LayerWeights w,
                           LoadLayerWeights(config, in.weights(), l));

@@ -99,6 +99,9 @@ struct MlaLayer {
   // Healing (heal_layer.h): the healed attention parameters, written instead
   // of those derived from the fields above (with alpha_log2); null: none.
   std::shared_ptr<const HealParams<float>> healed;
+  // o_proj.weight refitted to this layer's attention (o_proj_refit.h)
+  // [D, n_h·d_h]; empty: the source's is written.
+  MatrixRM o_proj;
 
   // Qwen2 q/k/v biases (mla_bias.h): one more latent channel, constant 1
   // (zero weights, bias α), whose kv_b_proj column carries the k_nope and

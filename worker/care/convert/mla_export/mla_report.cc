@@ -38,6 +38,8 @@ nlohmann::json MlaReportToJson(const MlaExportReport& r) {
       {"freqfold_auto", r.freqfold_auto},
       {"latent_refine", r.latent_refine},
       {"latent_refine_auto", r.latent_refine_auto},
+      {"o_proj_refit", r.o_proj_refit},
+      {"o_proj_refit_auto", r.o_proj_refit_auto},
       {"kv_lora_rank", r.kv_lora_rank},
       {"balance_kv", r.balance_kv},
       {"nope_correction", r.nope_correction},
@@ -71,6 +73,9 @@ nlohmann::json MlaReportToJson(const MlaExportReport& r) {
                       {"norm_error_max", l.norm_error_max},
                       {"nope_dropped_error", l.nope_dropped_error},
                       {"nope_corrected_error", l.nope_corrected_error},
+                      {"o_proj_refit", l.o_proj_refit},
+                      {"o_proj_error_before", l.o_proj_error_before},
+                      {"o_proj_error_after", l.o_proj_error_after},
                       {"note", l.note}});
   }
   j["layers"] = std::move(layers);
@@ -80,6 +85,7 @@ nlohmann::json MlaReportToJson(const MlaExportReport& r) {
                      {"freqfold", c.freqfold},
                      {"kv_lora_rank", c.kv_lora_rank},
                      {"latent_refine", c.latent_refine},
+                     {"o_proj_refit", c.o_proj_refit},
                      {"heldout_nll", c.heldout_nll},
                      {"heldout_nll_partial_rope", c.heldout_nll_partial_rope},
                      {"chosen", c.chosen}});
@@ -92,11 +98,13 @@ nlohmann::json MlaReportToJson(const MlaExportReport& r) {
 std::string MlaReportSummary(const MlaExportReport& r) {
   std::string s = absl::StrFormat(
       "  layout deepseek_v3: rope_dim %d%s, freqfold %d%s, kv_lora_rank %d "
-      "(KV per token per layer %d -> %d), latent refine %d%s\n",
+      "(KV per token per layer %d -> %d), latent refine %d%s, o_proj refit "
+      "%s%s\n",
       r.rope_dim, r.rope_dim_auto ? " (auto)" : "", r.freqfold,
       r.freqfold_auto ? " (auto)" : "", r.kv_lora_rank,
       r.kv_width_per_layer_before, r.kv_width_per_layer_after, r.latent_refine,
-      r.latent_refine_auto ? " (auto)" : "");
+      r.latent_refine_auto ? " (auto)" : "", r.o_proj_refit ? "on" : "off",
+      r.o_proj_refit_auto ? " (auto)" : "");
   absl::StrAppendFormat(
       &s,
       "  held-out scoring: %d windows x %d, original NLL %.4f\n"
@@ -133,11 +141,11 @@ std::string MlaReportSummary(const MlaExportReport& r) {
     for (const MlaCandidateReport& c : r.candidates) {
       absl::StrAppendFormat(
           &s,
-          "    candidate rope %d freqfold %d rank %d refine %d: NLL %.4f "
+          "    candidate rope %d freqfold %d rank %d refine %d%s: NLL %.4f "
           "(partial RoPE only %.4f)%s\n",
           c.rope_dim, c.freqfold, c.kv_lora_rank, c.latent_refine,
-          c.heldout_nll, c.heldout_nll_partial_rope,
-          c.chosen ? "  <- chosen" : "");
+          c.o_proj_refit ? " o_proj refit" : "", c.heldout_nll,
+          c.heldout_nll_partial_rope, c.chosen ? "  <- chosen" : "");
     }
   }
   return s;

@@ -26,12 +26,19 @@ struct MlaLayerReport {
   // calibration windows: rotation dropped, and with the fitted correction
   // (equal when the correction is off).
   double nope_dropped_error = 0, nope_corrected_error = 0;
+  // o_proj refit (o_proj_refit.h): whether the layer kept it (only when
+  // lower on the held-out windows), and the attention-output error
+  // ‖ŷ − y‖²/‖y‖² after o_proj there with the source's o_proj and with the
+  // refit; both 0 for a candidate without the refit.
+  bool o_proj_refit = false;
+  double o_proj_error_before = 0, o_proj_error_after = 0;
   std::string note;
 };
 
 struct MlaCandidateReport {
   int64_t rope_dim = 0, freqfold = 0, kv_lora_rank = 0;
   int64_t latent_refine = 0;  // rounds of the latent refinement
+  bool o_proj_refit = false;  // o_proj refitted (o_proj_refit.h)
   double heldout_nll = 0;
   double heldout_nll_partial_rope = 0;  // same rope split, full latent rank
   bool chosen = false;
@@ -81,6 +88,10 @@ struct MlaExportReport {
   // whether `auto` scored the split with and without it.
   int64_t latent_refine = 0;
   bool latent_refine_auto = false;
+  // Whether the chosen candidate refits o_proj (o_proj_refit.h), and
+  // whether `auto` scored the split with and without it.
+  bool o_proj_refit = false;
+  bool o_proj_refit_auto = false;
   double rope_theta = 0;  // written; source's theta^(R/d_h)
   // Numbers cached per token per layer: GQA 2·g·d_h, MLA kv_lora_rank + R.
   int64_t kv_width_per_layer_before = 0;

@@ -44,6 +44,7 @@ void WriteLayer(Writer& w, const MlaLayer& m) {
   w.MatF(m.k_regression);
   w.I64(static_cast<int64_t>(m.nope_correction.size()));
   for (const Eigen::Matrix2d& c : m.nope_correction) w.Raw(c.data(), 32);
+  w.MatF(m.o_proj);
 }
 
 absl::StatusOr<MlaLayer> ReadLayer(Reader& r) {
@@ -88,6 +89,7 @@ absl::StatusOr<MlaLayer> ReadLayer(Reader& r) {
   for (Eigen::Matrix2d& c : m.nope_correction) {
     CARE_RETURN_IF_ERROR(r.Raw(c.data(), 32));
   }
+  CARE_ASSIGN_OR_RETURN(m.o_proj, r.MatF());
   if (m.up_k.rows() != m.w_down.cols() || m.up_v.rows() != m.w_down.cols() ||
       m.rope.pe.rows() != s.rope_dim) {
     return absl::DataLossError("inconsistent layer shapes");
@@ -97,12 +99,14 @@ absl::StatusOr<MlaLayer> ReadLayer(Reader& r) {
 
 void WriteReport(Writer& w, const MlaLayerReport& r) {
   w.I64(r.alpha_log2);
-  for (double v : {r.rope_energy, r.balance_k, r.retained_energy,
-                   r.calib_error_k, r.calib_error_v, r.heldout_error_k,
-                   r.heldout_error_v, r.norm_error_mean, r.norm_error_max,
-                   r.nope_dropped_error, r.nope_corrected_error}) {
+  for (double v :
+       {r.rope_energy, r.balance_k, r.retained_energy, r.calib_error_k,
+        r.calib_error_v, r.heldout_error_k, r.heldout_error_v,
+        r.norm_error_mean, r.norm_error_max, r.nope_dropped_error,
+        r.nope_corrected_error, r.o_proj_error_before, r.o_proj_error_after}) {
     w.F64(v);
   }
+  w.I64(r.o_proj_refit ? 1 : 0);
   w.Str(r.note);
 }
 
@@ -114,9 +118,12 @@ absl::StatusOr<MlaLayerReport> ReadReport(Reader& r) {
        {&out.rope_energy, &out.balance_k, &out.retained_energy,
         &out.calib_error_k, &out.calib_error_v, &out.heldout_error_k,
         &out.heldout_error_v, &out.norm_error_mean, &out.norm_error_max,
-        &out.nope_dropped_error, &out.nope_corrected_error}) {
+        &out.nope_dropped_error, &out.nope_corrected_error,
+        &out.o_proj_error_before, &out.o_proj_error_after}) {
     CARE_ASSIGN_OR_RETURN(*v, r.F64());
   }
+  CARE_ASSIGN_OR_RETURN(int64_t refit, r.I64());
+  out.o_proj_refit = refit != 0;
   CARE_ASSIGN_OR_RETURN(out.note, r.Str());
   return out;
 }

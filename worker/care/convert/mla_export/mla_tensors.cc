@@ -163,6 +163,7 @@ MlaTensorSource::MlaTensorSource(const TensorSource& source,
       computed.push_back(io::names::QProj(l));
     }
     for (const std::string& n : computed) computed_[n] = l;
+    o_proj_[io::names::OProj(l)] = l;
     for (const std::string& n :
          {io::names::KProj(l), io::names::VProj(l), io::names::QBias(l),
           io::names::KBias(l), io::names::VBias(l), io::names::QNorm(l),
@@ -172,8 +173,16 @@ MlaTensorSource::MlaTensorSource(const TensorSource& source,
   }
 }
 
+const MatrixRM* MlaTensorSource::RefitOProj(absl::string_view name) const {
+  auto it = o_proj_.find(name);
+  if (it == o_proj_.end() || layers_[it->second].o_proj.size() == 0) {
+    return nullptr;
+  }
+  return &layers_[it->second].o_proj;
+}
+
 bool MlaTensorSource::IsComputed(absl::string_view name) const {
-  return computed_.find(name) != computed_.end();
+  return computed_.find(name) != computed_.end() || RefitOProj(name) != nullptr;
 }
 
 void MlaTensorSource::ReleaseCache() const {
@@ -234,6 +243,7 @@ absl::StatusOr<std::shared_ptr<const AttentionTensors>> MlaTensorSource::Layer(
 
 absl::StatusOr<Tensor> MlaTensorSource::LoadF32(absl::string_view name) const {
   auto it = computed_.find(name);
+  if (const MatrixRM* o = RefitOProj(name)) return FromMatrix(*o);
   if (it == computed_.end()) {
     if (dropped_.find(name) != dropped_.end()) {
       return absl::NotFoundError(
@@ -246,6 +256,9 @@ absl::StatusOr<Tensor> MlaTensorSource::LoadF32(absl::string_view name) const {
 }
 
 std::string MlaTensorSource::Location(absl::string_view name) const {
+  if (RefitOProj(name) != nullptr) {
+    return absl::StrCat("o_proj refit of ", source_.Location(name));
+  }
   if (IsComputed(name)) {
     return absl::StrCat(
         "deepseek-v3 export of ",
@@ -262,6 +275,9 @@ std::vector<std::string> MlaTensorSource::Names() const {
     }
   }
   for (const auto& [n, l] : computed_) names.push_back(n);
+  for (const auto& [n, l] : o_proj_) {
+    if (RefitOProj(n) != nullptr) names.push_back(n);
+  }
   std::sort(names.begin(), names.end());
   return names;
 }

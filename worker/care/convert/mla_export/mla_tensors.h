@@ -6,11 +6,11 @@
 //   self_attn.kv_a_layernorm.weight      [r]         1/α
 //   self_attn.kv_b_proj.weight           [n_h·2·d_h, r] per head
 //                                        [sqrt(eps)·U_K[j]ᵀ; sqrt(eps)·U_V[j]ᵀ]
-// and o_proj, the norms, the MLP, embeddings and lm_head stay as they are
-// (DeepSeek-V3 uses the same names). MlaTensorSource serves that tensor set
-// over the source checkpoint, computing a layer's attention tensors on
-// demand, so the engine can evaluate the export and the writer can write it
-// without the whole model in memory.
+// and o_proj (unless refitted, o_proj_refit.h), the norms, the MLP,
+// embeddings and lm_head stay as they are (DeepSeek-V3 uses the same names).
+// MlaTensorSource serves that tensor set over the source checkpoint, computing
+// a layer's attention tensors on demand, so the engine can evaluate the export
+// and the writer can write it without the whole model in memory.
 #ifndef CARE_CONVERT_MLA_EXPORT_MLA_TENSORS_H_
 #define CARE_CONVERT_MLA_EXPORT_MLA_TENSORS_H_
 
@@ -79,7 +79,13 @@ class MlaTensorSource : public TensorSource {
   const TensorSource& source_;
   const ModelConfig& config_;
   const std::vector<MlaLayer>& layers_;
+  // A layer's refitted o_proj (MlaLayer::o_proj), or null.
+  const MatrixRM* RefitOProj(absl::string_view name) const;
+
   std::map<std::string, int64_t, std::less<>> computed_;  // name -> layer
+  // o_proj.weight names -> layer: computed when the layer has a refit
+  // (checked on each call: the scorer sets layers after construction).
+  std::map<std::string, int64_t, std::less<>> o_proj_;
   std::set<std::string, std::less<>> dropped_;
   mutable std::mutex mu_;
   mutable int64_t cached_layer_ = -1;

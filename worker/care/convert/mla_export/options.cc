@@ -50,4 +50,24 @@ std::string QkNormFoldModeName(QkNormFoldMode mode) {
   return "auto";
 }
 
+absl::StatusOr<OProjRefitMode> ParseOProjRefitMode(absl::string_view name) {
+  if (name == "auto") return OProjRefitMode::kAuto;
+  if (name == "off") return OProjRefitMode::kOff;
+  if (name == "on") return OProjRefitMode::kOn;
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unknown o_proj refit \"", name, "\"; expected auto, off or on"));
+}
+
+std::string OProjRefitModeName(OProjRefitMode mode) {
+  switch (mode) {
+    case OProjRefitMode::kOff:
+      return "off";
+    case OProjRefitMode::kOn:
+      return "on";
+    case OProjRefitMode::kAuto:
+      break;
+  }
+  return "auto";
+}
+
 }  // namespace care::convert

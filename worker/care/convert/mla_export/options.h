@@ -39,6 +39,15 @@ enum class QkNormFoldMode { kAuto, kScalar, kRegression };
 absl::StatusOr<QkNormFoldMode> ParseQkNormFoldMode(absl::string_view name);
 std::string QkNormFoldModeName(QkNormFoldMode mode);
 
+// `--o-proj-refit` (o_proj_refit.h), method care only: off, on, or auto
+// (every split scored with and without the refit on the held-out windows,
+// the better kept; the default).
+enum class OProjRefitMode { kAuto, kOff, kOn };
+
+// "auto" | "off" | "on"; InvalidArgument listing them otherwise.
+absl::StatusOr<OProjRefitMode> ParseOProjRefitMode(absl::string_view name);
+std::string OProjRefitModeName(OProjRefitMode mode);
+
 struct MlaExportOptions {
   int64_t rope_dim = 0;      // qk_rope_head_dim R; 0 = auto
   int64_t freqfold = 0;      // K; 0 = auto
@@ -65,6 +74,9 @@ struct MlaExportOptions {
   // split (tens of TFLOP per layer at 8B shape; docs/conversion.md).
   int64_t latent_refine = 0;
   bool latent_refine_auto = false;
+  // `--o-proj-refit`: refit o_proj to the export's attention
+  // (o_proj_refit.h) with method care; models without q/k/v biases.
+  OProjRefitMode o_proj_refit = OProjRefitMode::kAuto;
   // `--qk-norm-fold`: models with per-head q/k norms (Qwen3) only.
   QkNormFoldMode qk_norm_fold = QkNormFoldMode::kAuto;
 
