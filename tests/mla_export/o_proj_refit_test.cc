@@ -50,8 +50,9 @@ TEST(OProjRefitTest, RefitIsTheRegressionAndLowersTheHeldOutError) {
   const MlaLayerReport& rb = fits->reports[1];
   EXPECT_FALSE(ra.o_proj_refit);
   EXPECT_TRUE(rb.o_proj_refit);
-  // Measured 0.713 -> 0.697 on these held-out windows (3072 calibration
-  // tokens: the unregularised fit, 0.713, would not have been kept); the
+  // Measured 0.713 -> 0.693 (λ = 10) on these held-out windows (3072
+  // calibration tokens: the unregularised fit, 0.713, would not have been
+  // kept); the
   // source's o_proj itself (λ → ∞) would give no gain at all.
   EXPECT_GT(rb.o_proj_error_before, 0.05);
   EXPECT_LT(rb.o_proj_error_after, 0.99 * rb.o_proj_error_before);
@@ -61,14 +62,15 @@ TEST(OProjRefitTest, RefitIsTheRegressionAndLowersTheHeldOutError) {
   // double by Householder QR on the stacked matrix itself.
   const int64_t cal = f->cal_tokens / kWindow * kWindow;
   const int64_t held = (f->x.rows() - f->cal_tokens) / kWindow * kWindow;
-  auto t = PrepareOProjRefit(c, *f->model.weights, kLayer, kWindow,
-                             f->x.topRows(cal),
-                             f->x.middleRows(f->cal_tokens, held));
+  const auto x_fit = f->x.topRows(cal);
+  const auto x_held = f->x.middleRows(f->cal_tokens, held);
+  auto t =
+      PrepareOProjRefit(c, *f->model.weights, kLayer, kWindow, x_fit, x_held);
   ASSERT_TRUE(t.ok()) << t.status();
   auto q = f->model.weights->LoadF32(io::names::QProj(kLayer));
   auto w = LoadLayerWeights(c, *f->model.weights, kLayer);
   ASSERT_TRUE(q.ok() && w.ok());
-  auto r = RefitOProj(*t, kLayer, a, *q, *w, n_h);
+  auto r = RefitOProj(*t, x_fit, x_held, kLayer, a, *q, *w, n_h);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_TRUE(r->o_proj == b.o_proj);  // what the fit kept
   EXPECT_NEAR(r->heldout_after, rb.o_proj_error_after, 1e-12);
@@ -79,15 +81,16 @@ TEST(OProjRefitTest, RefitIsTheRegressionAndLowersTheHeldOutError) {
   attn.sin.resize(kWindow, 4);
   for (int64_t p = 0; p < kWindow; ++p) {
     for (int64_t i = 0; i < 4; ++i) {
-      attn.cos(p, i) = static_cast<float>(std::cos(p * t->inv_freq[i]));
-      attn.sin(p, i) = static_cast<float>(std::sin(p * t->inv_freq[i]));
+      const double angle = p * t->source.inv_freq[i];
+      attn.cos(p, i) = static_cast<float>(std::cos(angle));
+      attn.sin(p, i) = static_cast<float>(std::sin(angle));
     }
   }
   attn.scale = static_cast<float>(1.0 / std::sqrt(c.head_dim + 8.0));
   attn.o_proj = t->source.w_o;
   auto p = HealStart(kLayer, a, *q, *w, n_h);
   ASSERT_TRUE(p.ok()) << p.status();
-  auto z = HealHeadOutputs<float>(attn, *p, t->x_fit);
+  auto z = HealHeadOutputs<float>(attn, *p, x_fit);
   ASSERT_TRUE(z.ok()) << z.status();
   const Eigen::MatrixXd zd = z->cast<double>();
   const Eigen::MatrixXd yd = t->y_fit.cast<double>();
@@ -99,10 +102,8 @@ TEST(OProjRefitTest, RefitIsTheRegressionAndLowersTheHeldOutError) {
   const Eigen::MatrixXd ridge = stacked.colPivHouseholderQr().solve(rhs);
   const Eigen::MatrixXd got = b.o_proj.cast<double>().transpose();
   EXPECT_LT((got - ridge).norm(), 1e-3 * ridge.norm());
-  const double y2 = yd.squaredNorm();
-  EXPECT_NEAR(r->fit_before, (zd * w0 - yd).squaredNorm() / y2, 1e-6);
-  EXPECT_NEAR(r->fit_after, (zd * got - yd).squaredNorm() / y2, 1e-6);
-  EXPECT_LT(r->fit_after, r->fit_before);
+  // On the fit windows the refit beats the source's o_proj.
+  EXPECT_LT((zd * got - yd).squaredNorm(), (zd * w0 - yd).squaredNorm());
 
   // The export's tensor set: o_proj of this layer is the refit, computed
   // (so the writer stores it, not the source's bytes), listed once.
@@ -144,10 +145,19 @@ TEST(OProjRefitTest, ClearErrors) {
   auto q = f->model.weights->LoadF32(io::names::QProj(kLayer));
   auto w = LoadLayerWeights(c, *f->model.weights, kLayer);
   ASSERT_TRUE(q.ok() && w.ok());
-  auto r = RefitOProj(*t, kLayer, layer, *q, *w, c.num_attention_heads);
+  auto r = RefitOProj(*t, f->x.topRows(kWindow), f->x.topRows(0), kLayer, layer,
+                      *q, *w, c.num_attention_heads);
   ASSERT_FALSE(r.ok());
   EXPECT_TRUE(absl::IsInvalidArgument(r.status()));
   EXPECT_NE(r.status().message().find("bias"), std::string::npos);
+  // Inputs other than the targets were prepared with.
+  r = RefitOProj(*t, f->x.topRows(2 * kWindow), f->x.topRows(0), kLayer,
+                 fits->layers[0], *q, *w, c.num_attention_heads);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("inputs of 512 and 0 rows for targets "
+                                      "of 256 and 0"),
+            std::string::npos)
+      << r.status();
 }
 
 }  // namespace

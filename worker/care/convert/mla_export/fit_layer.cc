@@ -107,8 +107,12 @@ absl::StatusOr<CalibratedLayer> Fit(
     in.seq_len = seq_len;
     return in;
   };
-  // V's regression metric (attended_inputs.h): candidate-independent, on the
-  // NoPE scale's long windows (consecutive calibration windows as one).
+  // The NoPE scale's long windows (consecutive calibration windows as one),
+  // on which V's metric and the o_proj refit read the source's attention.
+  const int64_t long_window = NopeScaleWindow(
+      std::max<int64_t>(ctx.mla.nope_scale_span, ctx.calib_seq_len),
+      config.max_position_embeddings, ctx.calib_seq_len, cal_tokens);
+  // V's regression metric (attended_inputs.h): candidate-independent.
   std::vector<Eigen::MatrixXd> value_moments;
   const bool refines =
       std::any_of(candidates.begin(), candidates.end(),
@@ -116,11 +120,7 @@ absl::StatusOr<CalibratedLayer> Fit(
   if (attention && refines) {
     RopeSplit shape_only;
     shape_only.shape = {config.num_key_value_heads, config.head_dim, 0, 1};
-    const NopeCorrectionInputs ai = window_inputs(
-        &shape_only,
-        NopeScaleWindow(
-            std::max<int64_t>(ctx.mla.nope_scale_span, ctx.calib_seq_len),
-            config.max_position_embeddings, ctx.calib_seq_len, cal_tokens));
+    const NopeCorrectionInputs ai = window_inputs(&shape_only, long_window);
     const int64_t rows =
         std::max(ai.seq_len, std::min(cal_tokens, kAttendedTokens) /
                                  ai.seq_len * ai.seq_len);
@@ -128,27 +128,27 @@ absl::StatusOr<CalibratedLayer> Fit(
                           AttendedInputMoments(ai, x.topRows(rows)));
   }
   // The o_proj refit (o_proj_refit.h) of the last fitted candidate, on the
-  // NoPE scale's long windows: consecutive calibration windows as one, and
-  // the held-out rows (consecutive text) for its check.
+  // long windows, checked on the held-out rows (consecutive text).
+  const int64_t refit_rows =
+      std::max(long_window, std::min(cal_tokens, kOProjRefitTokens) /
+                                long_window * long_window);
+  const int64_t refit_held =
+      std::min(x.rows() - cal_tokens, kOProjRefitTokens) / long_window *
+      long_window;
+  const auto x_refit = x.topRows(refit_rows);
+  const auto x_refit_held = x.middleRows(cal_tokens, refit_held);
   std::optional<OProjRefitTargets> refit_targets;
   auto refit_last = [&]() -> absl::Status {
     if (!refit_targets) {
-      const int64_t t_len = NopeScaleWindow(
-          std::max<int64_t>(ctx.mla.nope_scale_span, ctx.calib_seq_len),
-          config.max_position_embeddings, ctx.calib_seq_len, cal_tokens);
-      const int64_t fit_rows = std::max(
-          t_len, std::min(cal_tokens, kOProjRefitTokens) / t_len * t_len);
-      const int64_t held_rows =
-          std::min(x.rows() - cal_tokens, kOProjRefitTokens) / t_len * t_len;
       CARE_ASSIGN_OR_RETURN(
-          refit_targets,
-          PrepareOProjRefit(config, *ctx.weights, l, t_len, x.topRows(fit_rows),
-                            x.middleRows(cal_tokens, held_rows)));
+          refit_targets, PrepareOProjRefit(config, *ctx.weights, l, long_window,
+                                           x_refit, x_refit_held));
     }
     MlaLayer& layer = out.layers.back();
     CARE_ASSIGN_OR_RETURN(
-        OProjRefit r, RefitOProj(*refit_targets, l, layer, q_tensor, source_w,
-                                 config.num_attention_heads));
+        OProjRefit r,
+        RefitOProj(*refit_targets, x_refit, x_refit_held, l, layer, q_tensor,
+                   source_w, config.num_attention_heads));
     layer.o_proj = std::move(r.o_proj);
     MlaLayerReport& report = out.reports.back();
     report.o_proj_refit = layer.o_proj.size() > 0;

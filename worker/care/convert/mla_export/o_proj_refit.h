@@ -24,7 +24,6 @@
 #define CARE_CONVERT_MLA_EXPORT_O_PROJ_REFIT_H_
 
 #include <cstdint>
-#include <vector>
 
 #include "absl/status/statusor.h"
 #include "care/convert/latent_layer.h"
@@ -42,13 +41,12 @@ namespace care::convert::mla {
 inline constexpr int64_t kOProjRefitTokens = 8192;
 
 // The candidate-independent part of one layer's refit: the source's
-// attention and its outputs on the fit and held-out windows.
+// attention and its outputs on the fit and held-out windows (the inputs
+// stay the caller's).
 struct OProjRefitTargets {
-  int64_t seq_len = 0;           // T, tokens per window
-  GqaAttention<float> source;    // the layer as the source computes it
-  MatrixRM x_fit, y_fit;         // [N_fit, D] inputs, source outputs
-  MatrixRM x_held, y_held;       // [N_held, D]
-  std::vector<double> inv_freq;  // [d_h/2] source RoPE
+  int64_t seq_len = 0;         // T, tokens per window
+  GqaAttention<float> source;  // the layer as the source computes it
+  MatrixRM y_fit, y_held;      // [N_fit, D], [N_held, D] source outputs
 };
 
 // x_fit / x_held: whole windows of seq_len tokens (positions 0..T-1 each).
@@ -60,16 +58,19 @@ absl::StatusOr<OProjRefitTargets> PrepareOProjRefit(
 
 struct OProjRefit {
   MatrixRM o_proj;  // [D, n_h·d_h], empty when not kept
-  // ‖ŷ − y‖²/‖y‖² on the held-out windows with the source's o_proj and
-  // with the refit (kept only when lower), and on the fit windows.
+  // ‖ŷ − y‖²/‖y‖² on the held-out windows (the fit windows when there are
+  // none) with the source's o_proj and with the refit (kept only when
+  // lower).
   double heldout_before = 0, heldout_after = 0;
-  double fit_before = 0, fit_after = 0;
   double ridge = 0;  // the λ of the refit (absolute)
 };
 
-// The refit for the exported layer `mla` (no bias channel: InvalidArgument);
-// q_proj and weights as BuildAttentionTensors takes them.
+// The refit for the exported layer `mla` (no bias channel: InvalidArgument)
+// on the inputs `targets` was prepared with; q_proj and weights as
+// BuildAttentionTensors takes them.
 absl::StatusOr<OProjRefit> RefitOProj(const OProjRefitTargets& targets,
+                                      const Eigen::Ref<const MatrixRM>& x_fit,
+                                      const Eigen::Ref<const MatrixRM>& x_held,
                                       int64_t layer, const MlaLayer& mla,
                                       const Tensor& q_proj,
                                       const LayerWeights& weights,
